@@ -320,7 +320,13 @@ pub fn lex(text: &str) -> (Vec<Spanned<'_>>, Vec<SpannedLexError>) {
         let range = lexer.span();
         match result {
             Ok(mut tok) => {
-                if let Tok::Ident(name) = tok {
+                // `op` is a keyword, and also the unit of `op/cycle` and `pJ/op`.
+                let unit_candidate = match tok {
+                    Tok::Ident(name) => Some(name),
+                    Tok::Op => Some(&text[range.clone()]),
+                    _ => None,
+                };
+                if let Some(name) = unit_candidate {
                     if let Some(unit_start) = unit_slash_before(&tokens, range.start) {
                         // `GB/s`: one unit token for the whole written unit.
                         tokens.truncate(tokens.len() - 2);
@@ -388,6 +394,9 @@ mod tests {
             vec![Tok::Ident("bandwidth"), Tok::Int("20"), Tok::Unit("GB/s")]
         );
         assert_eq!(kinds("cores 2\nlevel"), vec![Tok::Ident("cores"), Tok::Int("2"), Tok::Ident("level")]);
+        assert_eq!(kinds("int8: 256 op/cycle"), vec![Tok::Ident("int8"), Tok::Colon, Tok::Int("256"), Tok::Unit("op/cycle")]);
+        assert_eq!(kinds("0.3 pJ/op"), vec![Tok::Float("0.3"), Tok::Unit("pJ/op")]);
+        assert_eq!(kinds("op relu"), vec![Tok::Op, Tok::Ident("relu")]);
     }
 
     #[test]

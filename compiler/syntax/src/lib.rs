@@ -12,3 +12,4 @@ mod grammar {
 pub mod parse;
 
 pub use parse::{parse_item, split, Chunk, Parsed, SyntaxError, SyntaxErrorKind, MAX_NESTING};
+pub mod format;

@@ -1,0 +1,308 @@
+//! Command-line interface.
+
+use crate::load::{db_path, load_imports, read_text, LoadProblem, Loaded};
+use crate::render::{to_json, write_text, Place, Rendered, TextOptions};
+use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use arch_sema::db::RootDatabase;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+const ABOUT: &str = "archc compiles .arch programs: a workload (tensor algebra in index notation), \
+the hardware it runs on, and the mapping between them.";
+
+const AFTER_HELP: &str = "\
+Exit status: 0 when there are no errors, 1 when diagnostics were reported,
+2 when the command line is wrong.
+
+Available now: check, fmt. The cost model and autotuner (tune, report), code
+generation (build, run, calibrate) and the language server (lsp) are not part
+of this build yet.
+
+Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
+
+#[derive(Parser, Debug)]
+#[command(name = "archc", version, about = ABOUT, after_help = AFTER_HELP, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check programs for errors and print their diagnostics.
+    #[command(after_help = "Checks every file named and the files it imports. Prints each error with its \
+code, the source it points at and a help line; `--format json` prints one JSON document \
+instead. Exits 1 if any file has an error.")]
+    Check(CheckArgs),
+    /// Format programs in place (or, with --check, report those that would change).
+    #[command(after_help = "Formatting keeps every comment and line break (blank lines shrink to one), \
+indents by two spaces per open bracket, and spaces tokens the same way everywhere. \
+Formatting a formatted file changes nothing. Files with syntax errors are not touched: \
+their errors are printed and the exit status is 1.")]
+    Fmt(FmtArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Override a workload size parameter, e.g. `--set B=512` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    set: Vec<(String, i128)>,
+    /// When to color diagnostics.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The .arch files to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// How to print diagnostics.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct FmtArgs {
+    /// The .arch files to format.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Change nothing; list the files that are not formatted and exit 1 if any.
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_set(s: &str) -> Result<(String, i128), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`{name}` is not a parameter name"));
+    }
+    let digits: String = value.trim().chars().filter(|c| *c != '_').collect();
+    let v: i128 = digits.parse().map_err(|_| format!("`{value}` is not a whole number"))?;
+    Ok((name.to_string(), v))
+}
+
+pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let text = if e.use_stderr() { e.render().ansi().to_string() } else { e.render().to_string() };
+            if e.use_stderr() {
+                let _ = write!(err, "{text}");
+            } else {
+                let _ = write!(out, "{text}");
+            }
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Check(a) => check(a, out, err),
+        Command::Fmt(a) => fmt(a, out, err),
+    }
+}
+
+fn color_enabled(c: Color) -> bool {
+    match c {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    }
+}
+
+/// Loads the named files (and their imports); problems become diagnostics.
+fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(RootDatabase, Loaded, Vec<String>, Vec<Rendered>), u8> {
+    let mut db = RootDatabase::default();
+    db.set_overrides(common.set.clone());
+    let mut loaded = Loaded::default();
+    let mut roots = Vec::new();
+    let mut problems = Vec::new();
+    for path in files {
+        let key = db_path(path);
+        let shown = path.display().to_string();
+        match read_text(path) {
+            Ok(text) => {
+                loaded.display.insert(key.clone(), shown);
+                let f = db.set_file(&key, text);
+                load_imports(&mut db, f, &mut loaded);
+                roots.push(key);
+            }
+            Err(LoadProblem::Io(message)) => {
+                let _ = writeln!(err, "error: {message}");
+                return Err(EXIT_USAGE);
+            }
+            Err(LoadProblem::TooLarge { bytes }) => problems.push(Rendered {
+                code: "E0008",
+                message: format!(
+                    "{shown} is {:.1} MiB; archc reads files up to {} MiB",
+                    bytes as f64 / 1048576.0,
+                    arch_sema::db::MAX_FILE_BYTES >> 20
+                ),
+                place: None,
+                primary_label: String::new(),
+                labels: Vec::new(),
+                help: Some("split the program into files and import them".into()),
+            }),
+            Err(LoadProblem::InvalidUtf8 { valid_up_to, lossy }) => {
+                let end = lossy[valid_up_to..].chars().next().map_or(valid_up_to, |c| valid_up_to + c.len_utf8());
+                problems.push(Rendered {
+                    code: "E0009",
+                    message: format!("{shown} is not valid UTF-8"),
+                    place: Some(Place { file: shown.clone(), text: lossy.into(), start: valid_up_to, end }),
+                    primary_label: format!("invalid byte at offset {valid_up_to}"),
+                    labels: Vec::new(),
+                    help: Some("save the file as UTF-8".into()),
+                });
+            }
+        }
+    }
+    Ok((db, loaded, roots, problems))
+}
+
+/// `--set` names that no workload of the given files has.
+fn unknown_overrides(db: &RootDatabase, roots: &[String], common: &Common) -> Vec<Rendered> {
+    use arch_sema::db::{file_decls, parse_decl};
+    use arch_syntax::ast::Item;
+    let mut params: Vec<String> = Vec::new();
+    for r in roots {
+        let Some(f) = db.file_by_path(r) else { continue };
+        for d in file_decls(db, f) {
+            if let Item::Workload(w) = &parse_decl(db, *d).item {
+                params.extend(w.params.iter().map(|p| p.name.text.clone()));
+            }
+        }
+    }
+    common
+        .set
+        .iter()
+        .filter(|(name, _)| !params.contains(name))
+        .map(|(name, value)| {
+            let text = format!("--set {name}={value}");
+            Rendered {
+                code: "E0204",
+                message: format!("`--set {name}` names no size parameter"),
+                place: Some(Place { file: "<command line>".into(), text: text.clone().into(), start: 6, end: 6 + name.len() }),
+                primary_label: "no workload has this parameter".into(),
+                labels: Vec::new(),
+                help: arch_sema::diag::did_you_mean(name, params.iter().map(String::as_str))
+                    .or_else(|| Some(format!("size parameters here: {}", if params.is_empty() { "none".to_string() } else { params.join(", ") }))),
+            }
+        })
+        .collect()
+}
+
+fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, err: &mut dyn Write) {
+    match format {
+        Format::Json => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&to_json(diags)).unwrap_or_default());
+        }
+        Format::Text => {
+            let opts = TextOptions { color };
+            for d in diags {
+                write_text(d, &opts, err);
+            }
+            if !diags.is_empty() {
+                let n = diags.len();
+                let _ = writeln!(err, "error: {n} error{} found", if n == 1 { "" } else { "s" });
+            }
+        }
+    }
+}
+
+/// Diagnostics of the named files and of the sibling files they import.
+fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rendered> {
+    let mut out = Vec::new();
+    let display = |p: &str| loaded.display_name(p);
+    let mut files: Vec<String> = roots.to_vec();
+    for p in loaded.display.keys() {
+        if !files.contains(p) {
+            files.push(p.clone());
+        }
+    }
+    for path in files {
+        let Some(f) = db.file_by_path(&path) else { continue };
+        for d in arch_sema::file_diagnostics(db, f) {
+            out.push(Rendered::from_sema(db, d, &display));
+        }
+    }
+    out
+}
+
+fn check(a: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let color = color_enabled(a.common.color);
+    let (db, loaded, roots, mut diags) = match load(&a.files, &a.common, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    diags.extend(unknown_overrides(&db, &roots, &a.common));
+    diags.extend(diagnostics(&db, &loaded, &roots));
+    report(&diags, a.format, color, out, err);
+    if diags.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DIAGNOSTICS
+    }
+}
+
+fn fmt(a: FmtArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let color = color_enabled(a.common.color);
+    let (db, loaded, roots, problems) = match load(&a.files, &a.common, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if !problems.is_empty() {
+        report(&problems, Format::Text, color, out, err);
+        return EXIT_DIAGNOSTICS;
+    }
+    let mut status = EXIT_OK;
+    for (path, key) in a.files.iter().zip(&roots) {
+        let Some(f) = db.file_by_path(key) else { continue };
+        // Only syntax errors stop formatting; others are `archc check`'s business.
+        let syntax: Vec<Rendered> = arch_sema::file_decls(&db, f)
+            .iter()
+            .filter(|d| !arch_sema::parse_decl(&db, **d).errors.is_empty())
+            .flat_map(|d| arch_sema::decl_diagnostics(&db, *d).iter())
+            .map(|d| Rendered::from_sema(&db, d, &|p| loaded.display_name(p)))
+            .collect();
+        if !syntax.is_empty() {
+            report(&syntax, Format::Text, color, out, err);
+            status = EXIT_DIAGNOSTICS;
+            continue;
+        }
+        let text = f.text(&db);
+        let Some(formatted) = arch_syntax::format::format(text) else {
+            status = EXIT_DIAGNOSTICS;
+            continue;
+        };
+        if &formatted == text {
+            continue;
+        }
+        if a.check {
+            let _ = writeln!(out, "{} is not formatted", path.display());
+            status = EXIT_DIAGNOSTICS;
+        } else if let Err(e) = std::fs::write(path, formatted) {
+            let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    status
+}

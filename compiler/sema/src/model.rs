@@ -1,0 +1,227 @@
+//! The semantic model: what later stages (cost model, lowering, language
+//! server) read. Plain data with sizes evaluated, names resolved and units in
+//! base units.
+
+use crate::dtype::DType;
+use arch_syntax::ast::{BinOp, ReduceOp, Role, Span};
+use petgraph::graph::DiGraph;
+
+/// An `f64` with bitwise equality, so models can be salsa values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Real(pub f64);
+
+impl PartialEq for Real {
+    fn eq(&self, other: &Real) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+impl Eq for Real {}
+impl std::hash::Hash for Real {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// `N:M` structured sparsity along one dimension of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NmSparsity {
+    pub n: u32,
+    pub m: u32,
+    /// Which dimension of the tensor the groups of M run along.
+    pub axis: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tensor {
+    pub name: String,
+    pub role: Role,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    pub sparsity: Option<NmSparsity>,
+    /// Fraction of non-zeros, 0 < density <= 1.
+    pub density: Option<Real>,
+    /// The declaration, or the statement that made an intermediate.
+    pub span: Span,
+}
+
+impl Tensor {
+    pub fn elements(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        (self.elements() * self.dtype.bits()).div_ceil(8)
+    }
+}
+
+/// `2 * p + r + 1`: index expressions are affine in the index variables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Affine {
+    /// `(variable, coefficient)`; variables are positions in `Op::vars`.
+    pub terms: Vec<(usize, i64)>,
+    pub offset: i64,
+}
+
+impl Affine {
+    pub fn var(v: usize) -> Affine {
+        Affine { terms: vec![(v, 1)], offset: 0 }
+    }
+
+    pub fn constant(c: i64) -> Affine {
+        Affine { terms: Vec::new(), offset: c }
+    }
+
+    /// The single variable, if this index is exactly one variable.
+    pub fn as_var(&self) -> Option<usize> {
+        match self.terms.as_slice() {
+            [(v, 1)] if self.offset == 0 => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    Abs,
+    Sigmoid,
+    Erf,
+    Max,
+    Min,
+}
+
+pub const BUILTINS: &[(&str, Builtin, usize)] = &[
+    ("exp", Builtin::Exp, 1),
+    ("log", Builtin::Log, 1),
+    ("sqrt", Builtin::Sqrt, 1),
+    ("tanh", Builtin::Tanh, 1),
+    ("abs", Builtin::Abs, 1),
+    ("sigmoid", Builtin::Sigmoid, 1),
+    ("erf", Builtin::Erf, 1),
+    ("max", Builtin::Max, 2),
+    ("min", Builtin::Min, 2),
+];
+
+/// A scalar expression at one point of an op's iteration space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ScalarExpr {
+    Const(Real),
+    /// The value of an index variable.
+    Index(usize),
+    Access { tensor: usize, index: Vec<Affine> },
+    Neg(Box<ScalarExpr>),
+    Binary { op: BinOp, lhs: Box<ScalarExpr>, rhs: Box<ScalarExpr> },
+    Call { func: Builtin, args: Vec<ScalarExpr> },
+    Cast { to: DType, value: Box<ScalarExpr> },
+    /// Reduces over `vars` (positions in `Op::vars`).
+    Reduce { op: ReduceOp, vars: Vec<usize>, body: Box<ScalarExpr> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IndexVar {
+    pub name: String,
+    pub extent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// `output[vars[..rank]] = body`, with the other vars reduced.
+    Compute,
+    /// A neuron model stepped over time: `output[t, ...] = model(input[t, ...])`.
+    Neuron { model: String, params: Vec<(String, Real)> },
+}
+
+/// One node of the workload graph: a tensor op in index form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Op {
+    /// The computed tensor (its name names the op in mappings and reports).
+    pub output: usize,
+    /// The output's index variables first, then the reduced ones.
+    pub vars: Vec<IndexVar>,
+    /// How many of `vars` index the output.
+    pub output_rank: usize,
+    pub body: ScalarExpr,
+    pub kind: OpKind,
+    /// The statement that produced this op.
+    pub span: Span,
+    /// The std.nn (or user) op it was expanded from, if any.
+    pub origin: Option<String>,
+}
+
+impl Op {
+    /// Tensors the op reads, without repeats, in first-use order.
+    pub fn inputs(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        collect_accesses(&self.body, &mut |t, _| {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        });
+        out
+    }
+
+    /// Multiply-accumulate-like scalar operations per point of the space.
+    pub fn iteration_points(&self) -> u64 {
+        self.vars.iter().map(|v| v.extent).product()
+    }
+}
+
+/// Calls `f(tensor, index)` for every access in `e`.
+pub fn collect_accesses(e: &ScalarExpr, f: &mut dyn FnMut(usize, &[Affine])) {
+    match e {
+        ScalarExpr::Access { tensor, index } => f(*tensor, index),
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } | ScalarExpr::Reduce { body: x, .. } => {
+            collect_accesses(x, f)
+        }
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            collect_accesses(lhs, f);
+            collect_accesses(rhs, f);
+        }
+        ScalarExpr::Call { args, .. } => args.iter().for_each(|a| collect_accesses(a, f)),
+        ScalarExpr::Const(_) | ScalarExpr::Index(_) => {}
+    }
+}
+
+/// The workload graph: a petgraph DAG whose nodes are op positions and whose
+/// edges carry the tensor flowing from producer to consumer.
+#[derive(Debug, Clone, Default)]
+pub struct OpGraph(pub DiGraph<usize, usize>);
+
+impl PartialEq for OpGraph {
+    fn eq(&self, other: &OpGraph) -> bool {
+        let a = &self.0;
+        let b = &other.0;
+        a.node_count() == b.node_count()
+            && a.raw_nodes().iter().zip(b.raw_nodes()).all(|(x, y)| x.weight == y.weight)
+            && a.edge_count() == b.edge_count()
+            && a.raw_edges().iter().zip(b.raw_edges()).all(|(x, y)| {
+                x.weight == y.weight && x.source() == y.source() && x.target() == y.target()
+            })
+    }
+}
+impl Eq for OpGraph {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadModel {
+    pub name: String,
+    /// Size parameters after `--set`.
+    pub params: Vec<(String, i64)>,
+    pub tensors: Vec<Tensor>,
+    /// In a topological order of the graph.
+    pub ops: Vec<Op>,
+    pub graph: OpGraph,
+}
+
+impl WorkloadModel {
+    pub fn tensor(&self, name: &str) -> Option<usize> {
+        self.tensors.iter().position(|t| t.name == name)
+    }
+
+    /// The op computing `tensor`, if one does.
+    pub fn producer(&self, tensor: usize) -> Option<&Op> {
+        self.ops.iter().find(|op| op.output == tensor)
+    }
+}
