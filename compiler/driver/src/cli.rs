@@ -210,6 +210,9 @@ fn unknown_overrides(db: &RootDatabase, roots: &[String], common: &Common) -> Ve
         .collect()
 }
 
+/// Text output stops after this many diagnostics.
+const MAX_SHOWN: usize = 100;
+
 fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, err: &mut dyn Write) {
     match format {
         Format::Json => {
@@ -217,12 +220,15 @@ fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, 
         }
         Format::Text => {
             let opts = TextOptions { color };
-            for d in diags {
+            for d in diags.iter().take(MAX_SHOWN) {
                 write_text(d, &opts, err);
             }
             if !diags.is_empty() {
                 let n = diags.len();
                 let _ = writeln!(err, "error: {n} error{} found", if n == 1 { "" } else { "s" });
+            }
+            if diags.len() > MAX_SHOWN {
+                let _ = writeln!(err, "note: showing the first {MAX_SHOWN}; `--format json` lists them all");
             }
         }
     }
@@ -232,6 +238,7 @@ fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, 
 fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rendered> {
     let mut out = Vec::new();
     let display = |p: &str| loaded.display_name(p);
+    let mut cache = crate::render::TextCache::default();
     let mut files: Vec<String> = roots.to_vec();
     for p in loaded.display.keys() {
         if !files.contains(p) {
@@ -241,7 +248,7 @@ fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rend
     for path in files {
         let Some(f) = db.file_by_path(&path) else { continue };
         for d in arch_sema::file_diagnostics(db, f) {
-            out.push(Rendered::from_sema(db, d, &display));
+            out.push(Rendered::from_sema_cached(db, d, &display, &mut cache));
         }
     }
     out

@@ -28,14 +28,20 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn from_sema(db: &dyn Db, d: &Diagnostic<'_>, display: &dyn Fn(&str) -> String) -> Rendered {
-        let place = |loc: &arch_sema::Location<'_>| {
+        Self::from_sema_cached(db, d, display, &mut TextCache::default())
+    }
+
+    /// Like [`Rendered::from_sema`], sharing each file's text between the
+    /// diagnostics of one run.
+    pub fn from_sema_cached(db: &dyn Db, d: &Diagnostic<'_>, display: &dyn Fn(&str) -> String, cache: &mut TextCache) -> Rendered {
+        let mut place = |loc: &arch_sema::Location<'_>| {
             let (file, span) = loc.resolve(db);
-            Place {
-                file: display(file.path(db)),
-                text: std::sync::Arc::from(file.text(db).as_str()),
-                start: span.start as usize,
-                end: span.end as usize,
-            }
+            let text = cache
+                .texts
+                .entry(file.path(db).clone())
+                .or_insert_with(|| std::sync::Arc::from(file.text(db).as_str()))
+                .clone();
+            Place { file: display(file.path(db)), text, start: span.start as usize, end: span.end as usize }
         };
         Rendered {
             code: d.code,
@@ -50,6 +56,12 @@ impl Rendered {
             help: d.help.clone(),
         }
     }
+}
+
+/// File texts already copied out of the database.
+#[derive(Default)]
+pub struct TextCache {
+    texts: std::collections::HashMap<String, std::sync::Arc<str>>,
 }
 
 /// Line and column (1-based, columns in characters) of a byte offset.

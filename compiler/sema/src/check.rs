@@ -71,7 +71,7 @@ fn syntax_diagnostic<'db>(decl: Decl<'db>, e: &SyntaxError) -> Diagnostic<'db> {
             Diagnostic::error("E0005", loc, "this string is never closed").with_help("close it with `\"` on the same line")
         }
         SyntaxErrorKind::TooDeep { depth } => {
-            Diagnostic::error("E0006", loc, format!("brackets nest more than {} deep", arch_syntax::MAX_NESTING))
+            Diagnostic::error("E0006", loc, format!("this nests too deeply (over {} brackets, or {} brackets and operators)", arch_syntax::MAX_NESTING, arch_syntax::MAX_EXPR_DEPTH))
                 .with_primary(format!("depth {depth} reached here"))
                 .with_help("split the expression into named intermediates")
         }

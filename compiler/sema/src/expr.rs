@@ -314,6 +314,9 @@ impl Lowerer<'_, '_> {
     }
 
     fn unknown_name(&mut self, name: &str, span: Span, ctx: &IndexCtx) {
+        if self.poisoned.contains(name) {
+            return;
+        }
         let looks_like_index = name.len() <= 2 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if looks_like_index {
             self.error("E0405", span, format!("index `{name}` is not bound"))
@@ -347,6 +350,9 @@ impl Lowerer<'_, '_> {
 
     fn lower_access(&mut self, tensor: &arch_syntax::ast::Name, indices: &[Expr], span: Span, ctx: &mut IndexCtx) -> Option<Typed> {
         let Some(&t) = self.names.get(&tensor.text) else {
+            if self.poisoned.contains(&tensor.text) {
+                return None;
+            }
             if self.consts.contains_key(&tensor.text) {
                 self.error("E0414", tensor.span, format!("`{}` is a size, not a tensor", tensor.text));
             } else {

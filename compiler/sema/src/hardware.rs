@@ -318,6 +318,10 @@ impl<'db> HwChecker<'db> {
                 return None;
             }
             chain.push(name.text.clone());
+            if chain.len() > 32 {
+                self.error("E0505", base.span, "`extends` chains are limited to 32 levels");
+                return None;
+            }
             let Item::Hardware(next) = &parse_decl(self.db, decl).item else { return None };
             match &next.base {
                 Some(b) => current = (decl, b.clone()),

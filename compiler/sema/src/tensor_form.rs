@@ -172,6 +172,9 @@ impl Lowerer<'_, '_> {
                 if let Some(s) = self.scalars.get(&n.text) {
                     return Some(Elem { expr: ScalarExpr::Const(Real(*s)), shape: vec![], dtype: None });
                 }
+                if self.poisoned.contains(&n.text) {
+                    return None;
+                }
                 let help = did_you_mean(&n.text, self.names.keys().map(String::as_str).collect::<Vec<_>>());
                 self.error("E0101", n.span, format!("`{}` is not defined", n.text)).help = help;
                 None

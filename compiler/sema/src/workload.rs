@@ -69,6 +69,8 @@ pub(crate) struct Lowerer<'a, 'db> {
     /// Counter for temporaries of the current statement.
     pub temps: usize,
     pub origin: Option<String>,
+    /// Names whose declaration failed: uses of them report nothing more.
+    pub poisoned: std::collections::HashSet<String>,
 }
 
 impl<'a, 'db> Lowerer<'a, 'db> {
@@ -89,6 +91,7 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             expansion_depth: 0,
             temps: 0,
             origin: None,
+            poisoned: std::collections::HashSet::new(),
         }
     }
 
@@ -144,9 +147,17 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             self.consts.insert(p.name.text.clone(), value);
             params.push((p.name.text.clone(), value));
         }
+        if !self.diags.is_empty() {
+            // Shapes depend on the sizes: nothing more can be said.
+            return None;
+        }
         for stmt in &w.body {
             if let Stmt::Tensor(t) = stmt {
+                let before = self.diags.len();
                 self.declare(t);
+                if self.diags.len() > before {
+                    self.poisoned.insert(t.name.text.clone());
+                }
             }
         }
         for stmt in &w.body {

@@ -111,14 +111,15 @@ fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[b
     }
 }
 
-/// Braces of `import m.{a, b}` take no inner spaces.
+/// Braces of `import m.{a, b}` and of sets `auto in {f32, bf16}` take no
+/// inner spaces.
 fn tight_braces(tokens: &[Spanned<'_>]) -> Vec<bool> {
     let mut tight = vec![false; tokens.len()];
     let mut stack: Vec<(usize, bool)> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         match t.tok {
             Tok::LBrace => {
-                let is_tight = i > 0 && tokens[i - 1].tok == Tok::Dot;
+                let is_tight = i > 0 && matches!(tokens[i - 1].tok, Tok::Dot | Tok::In);
                 tight[i] = is_tight;
                 stack.push((i, is_tight));
             }

@@ -10,6 +10,9 @@ use lalrpop_util::ParseError;
 /// later recursive pass can overflow the stack.
 pub const MAX_NESTING: usize = 256;
 
+/// The deepest expression tree accepted (brackets plus chained operators).
+pub const MAX_EXPR_DEPTH: usize = 512;
+
 /// One declaration's text within its file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Chunk {
@@ -174,19 +177,42 @@ pub fn parse_item(text: &str) -> Parsed {
     Parsed { item, errors }
 }
 
+/// Refuses input whose syntax tree would nest deeper than later recursive
+/// passes can go: brackets deeper than [`MAX_NESTING`], or an expression
+/// whose operator chains and brackets together exceed [`MAX_EXPR_DEPTH`]
+/// (`a + a + ... + a` builds a tree as deep as it is long).
 fn too_deep(code: &[crate::lexer::Spanned<'_>]) -> Option<(usize, Span)> {
+    use Tok::*;
     let mut depth = 0usize;
+    // Operators on the path from the statement's root, saved per bracket.
+    let mut chain = 0usize;
+    let mut saved: Vec<usize> = Vec::new();
+    let mut prev_ends_operand = false;
     for t in code {
         match t.tok {
-            Tok::LParen | Tok::LBracket | Tok::LBrace => {
+            LParen | LBracket | LBrace => {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some((depth, Span::new(t.start, t.end)));
                 }
+                saved.push(chain);
             }
-            Tok::RParen | Tok::RBracket | Tok::RBrace => depth = depth.saturating_sub(1),
+            RParen | RBracket | RBrace => {
+                depth = depth.saturating_sub(1);
+                chain = saved.pop().unwrap_or(0);
+            }
+            Plus | Minus | Star | Slash | AtSign | Lt | Gt | Le | Ge | EqEq => {
+                chain += 1;
+                if chain + depth > MAX_EXPR_DEPTH {
+                    return Some((chain + depth, Span::new(t.start, t.end)));
+                }
+            }
+            Eq | Comma | Colon => chain = saved.last().copied().unwrap_or(0),
+            // A name right after an operand starts a new statement.
+            _ if prev_ends_operand && !matches!(t.tok, Unit(_)) => chain = saved.last().copied().unwrap_or(0),
             _ => {}
         }
+        prev_ends_operand = matches!(t.tok, Ident(_) | Int(_) | Float(_) | Unit(_) | Str(_) | RParen | RBracket);
     }
     None
 }
@@ -282,6 +308,16 @@ mod tests {
         let text = format!("workload w {{ y = {}1{} }}", "(".repeat(100_000), ")".repeat(100_000));
         let parsed = parse_item(&text);
         assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::TooDeep { .. }));
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused() {
+        let text = format!("workload w {{ y = {}1 }}", "1 + ".repeat(100_000));
+        let parsed = parse_item(&text);
+        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::TooDeep { .. }));
+        // Many ordinary statements are fine.
+        let text = format!("workload w {{ {} }}", "y = a + b * c\n".repeat(10_000));
+        assert!(parse_item(&text).errors.is_empty());
     }
 
     #[test]

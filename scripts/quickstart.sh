@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Quick start: set up, build archc, and run the main job on the quick-start
+# example. Today the main job is `archc check`; tune, build, run and report
+# arrive with the cost model and the back ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --locked -p arch-driver
+./target/release/archc check examples/quickstart.arch

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what archc needs on Debian 12, idempotently: Debian packages (LLVM
+# and MLIR 22 for the back ends, build tools), a Rust toolchain check, and the
+# Python virtual environment for validation tools (.venv). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential pkg-config llvm-22-dev libmlir-22-dev mlir-22-tools python3-venv)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: no Rust toolchain found (cargo); install one with rustup" >&2
+    exit 1
+  fi
+fi
+
+# Python is for validation only, in a venv the project makes itself.
+PY=python3
+if ! "$PY" -c 'import venv' >/dev/null 2>&1; then
+  echo "setup: python3 has no venv module" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+if ! cmp -s tests/validation/requirements.txt .venv/.requirements 2>/dev/null; then
+  echo "setup: installing validation tools into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/validation/requirements.txt
+  cp tests/validation/requirements.txt .venv/.requirements
+fi
