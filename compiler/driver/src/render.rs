@@ -116,10 +116,11 @@ fn window(text: &str, range: std::ops::Range<usize>) -> (String, std::ops::Range
     let from = floor_char(text, range.start.saturating_sub(120).max(line_start));
     let to = ceil_char(text, (range.end.min(line_end) + 120).min(line_end));
     let to = to.max(ceil_char(text, range.start + 1)).min(line_end);
-    let shown = &text[from..to];
-    let start = range.start - from;
-    let end = (range.end.min(to) - from).max(start);
-    (shown.to_string(), start..end, line_number)
+    // Blank lines in front keep ariadne's line numbers right.
+    let shown = format!("{}{}", "\n".repeat(line_number), &text[from..to]);
+    let start = range.start - from + line_number;
+    let end = (range.end.min(to) - from + line_number).max(start);
+    (shown, start..end, 0)
 }
 
 pub struct TextOptions {

@@ -128,7 +128,7 @@ fn import_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>, out: &mut Vec<Diagn
             if module[0] == "std" {
                 format!("standard modules: {}", known.join(", "))
             } else {
-                format!("`{shown}` would be the file {}", crate::stdlib::module_path(file.path(db), &module))
+                format!("`{shown}` would be the file {}.arch beside this one", module.join("/"))
             }
         });
         out.push(

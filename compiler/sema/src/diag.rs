@@ -141,14 +141,31 @@ impl<'db> Diagnostic<'db> {
     }
 }
 
+/// "a workload", "an op", "an input".
+pub fn article(word: &str) -> String {
+    let vowel = word.chars().next().is_some_and(|c| "aeiou".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
+/// A declaration kind as a noun phrase: "hardware" takes no article.
+pub fn kind_phrase(kind: &str) -> String {
+    if kind == "hardware" {
+        "hardware".to_string()
+    } else {
+        article(kind)
+    }
+}
+
 /// "did you mean `x`?" for the closest candidate within a small edit distance.
+/// One- and two-letter names only match up to case: any letter is one edit
+/// from any other.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
         .filter(|c| *c != name)
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= limit || c.eq_ignore_ascii_case(name))
+        .filter(|(d, c)| (*d <= limit && name.chars().count() > 2) || c.eq_ignore_ascii_case(name))
         .min()
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }

@@ -83,6 +83,9 @@ pub(crate) type Typed = (ScalarExpr, Option<DType>);
 
 impl Lowerer<'_, '_> {
     pub(crate) fn index_assign(&mut self, a: &Assign, indices: &[Expr]) {
+        if self.poisoned.contains(&a.target.text) {
+            return;
+        }
         let mut ctx = IndexCtx::default();
         for e in indices {
             let ExprKind::Name(n) = &e.kind else {
@@ -258,7 +261,7 @@ impl Lowerer<'_, '_> {
                         return Some((ScalarExpr::Access { tensor: t, index: Vec::new() }, Some(self.tensors[t].dtype)));
                     }
                     let rank = self.tensors[t].shape.len();
-                    let idx = vec!["_"; rank].join(", ");
+                    let idx = ["i", "j", "k", "l", "m", "n", "p", "q"].iter().cycle().take(rank).copied().collect::<Vec<_>>().join(", ");
                     self.error("E0414", n.span, format!("`{}` is a tensor; index it here: `{}[{idx}]`", n.text, n.text));
                     return None;
                 }
@@ -317,6 +320,11 @@ impl Lowerer<'_, '_> {
         if self.poisoned.contains(name) {
             return;
         }
+        if self.later_targets.contains(name) {
+            self.error("E0101", span, format!("`{name}` is used before the statement that computes it"))
+                .help = Some(format!("move the statement computing `{name}` above this one, or declare `{name}` with its shape"));
+            return;
+        }
         let looks_like_index = name.len() <= 2 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if looks_like_index {
             self.error("E0405", span, format!("index `{name}` is not bound"))
@@ -351,6 +359,10 @@ impl Lowerer<'_, '_> {
     fn lower_access(&mut self, tensor: &arch_syntax::ast::Name, indices: &[Expr], span: Span, ctx: &mut IndexCtx) -> Option<Typed> {
         let Some(&t) = self.names.get(&tensor.text) else {
             if self.poisoned.contains(&tensor.text) {
+                return None;
+            }
+            if self.later_targets.contains(&tensor.text) {
+                self.unknown_name(&tensor.text, tensor.span, ctx);
                 return None;
             }
             if self.consts.contains_key(&tensor.text) {
@@ -474,12 +486,7 @@ impl Lowerer<'_, '_> {
             return Some((ScalarExpr::Call { func: *func, args: lowered }, dtype));
         }
         let Some(decl) = self.scope.get(&callee.text) else {
-            let mut candidates: Vec<&str> = BUILTINS.iter().map(|(n, _, _)| *n).collect();
-            candidates.extend(self.scope.names_of_kind(self.db, "op"));
-            let help = did_you_mean(&callee.text, candidates).or_else(|| {
-                Some(format!("import it (`import std.nn.{}`) or define it with `op {}(x) = ...`", callee.text, callee.text))
-            });
-            self.error("E0101", callee.span, format!("function `{}` is not defined", callee.text)).help = help;
+            self.unknown_function(callee);
             return None;
         };
         let parsed = crate::db::parse_decl(self.db, decl);
@@ -529,10 +536,31 @@ impl Lowerer<'_, '_> {
                 None
             }
             _ => {
-                self.error("E0105", callee.span, format!("`{}` is a {}, not a function", callee.text, decl.kind(self.db)));
+                self.error("E0105", callee.span, format!("`{}` is {}, not a function", callee.text, crate::diag::kind_phrase(decl.kind(self.db))));
                 None
             }
         }
+    }
+}
+
+impl Lowerer<'_, '_> {
+    /// E0101 for a call of something not in scope, pointing at std.nn when
+    /// the function lives there.
+    pub(crate) fn unknown_function(&mut self, callee: &arch_syntax::ast::Name) {
+        if self.scope.unresolved.contains(&callee.text) {
+            return;
+        }
+        let help = match crate::scope::std_module_of(self.db, &callee.text) {
+            Some(module) => Some(format!("`{}` is in {module}: add `import {module}.{}`", callee.text, callee.text)),
+            None => {
+                let mut candidates: Vec<&str> = BUILTINS.iter().map(|(n, _, _)| *n).collect();
+                candidates.extend(self.scope.names_of_kind(self.db, "op"));
+                candidates.extend(self.scope.names_of_kind(self.db, "neuron"));
+                did_you_mean(&callee.text, candidates)
+                    .or_else(|| Some(format!("define it (`op {}(x) = ...`) or import it", callee.text)))
+            }
+        };
+        self.error("E0101", callee.span, format!("function `{}` is not defined", callee.text)).help = help;
     }
 }
 

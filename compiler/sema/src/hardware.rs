@@ -310,7 +310,7 @@ impl<'db> HwChecker<'db> {
                 return None;
             };
             if decl.kind(self.db) != "hardware" {
-                self.error("E0105", base.span, format!("`{}` is a {}, not hardware", name.text, decl.kind(self.db)));
+                self.error("E0105", base.span, format!("`{}` is {}, not hardware", name.text, crate::diag::kind_phrase(decl.kind(self.db))));
                 return None;
             }
             if chain.contains(&name.text) {

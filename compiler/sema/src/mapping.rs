@@ -204,7 +204,7 @@ impl<'db> MapChecker<'db> {
         match scope.get(&name.text) {
             Some(d) if d.kind(self.db) == kind => Some(d),
             Some(d) => {
-                self.error("E0105", name.span, format!("`{}` is a {}, not a {kind}", name.text, d.kind(self.db)));
+                self.error("E0105", name.span, format!("`{}` is {}, not {}", name.text, crate::diag::kind_phrase(d.kind(self.db)), crate::diag::kind_phrase(kind)));
                 None
             }
             None => {
@@ -355,8 +355,12 @@ impl<'db> MapChecker<'db> {
                     let all: Vec<&str> = w.ops.iter().flat_map(|op| op.vars.iter().map(|v| v.name.as_str())).collect();
                     let help = did_you_mean(&missing.text, all.iter().copied())
                         .unwrap_or_else(|| format!("dimensions of `{}`'s ops: {}", w.name, dedup(all).join(", ")));
-                    self.error("E0603", missing.span, format!("no op of `{}` has dimension{} {}", w.name, if items.len() > 1 { "s" } else { "" }, wanted.join(", ")))
-                        .help = Some(help);
+                    let message = if w.ops.iter().any(|op| op.vars.iter().any(|v| v.name == missing.text)) {
+                        format!("no op of `{}` has all of the dimensions {}", w.name, wanted.join(", "))
+                    } else {
+                        format!("no op of `{}` has a dimension `{}`", w.name, missing.text)
+                    };
+                    self.error("E0603", missing.span, message).help = Some(help);
                     return;
                 }
                 for op in ops {
@@ -574,14 +578,14 @@ impl<'db> MapChecker<'db> {
     /// The op computing `target`.
     fn computed_op<'w>(&mut self, target: &Name, w: &'w WorkloadModel) -> Option<&'w Op> {
         let Some(t) = w.tensor(&target.text) else {
-            self.unknown_tensor(target, w);
+            self.unknown_computed(target, w);
             return None;
         };
         match w.producer(t) {
             Some(op) => Some(op),
             None => {
                 let role = w.tensors[t].role.keyword();
-                self.error("E0602", target.span, format!("`{}` is an {role}; no op computes it", target.text))
+                self.error("E0602", target.span, format!("`{}` is {}; no op computes it", target.text, crate::diag::article(role)))
                     .help = Some("name the tensor an op computes (the left-hand side of a statement)".into());
                 None
             }
@@ -590,6 +594,21 @@ impl<'db> MapChecker<'db> {
 
     fn unknown_tensor(&mut self, target: &Name, w: &WorkloadModel) {
         let names: Vec<&str> = w.tensors.iter().map(|t| t.name.as_str()).filter(|n| !n.contains('.')).collect();
+        self.unknown_tensor_among(target, w, names);
+    }
+
+    /// E0602 for `tile`: only tensors that an op computes are candidates.
+    fn unknown_computed(&mut self, target: &Name, w: &WorkloadModel) {
+        let names: Vec<&str> = w
+            .ops
+            .iter()
+            .map(|op| w.tensors[op.output].name.as_str())
+            .filter(|n| !n.contains('.'))
+            .collect();
+        self.unknown_tensor_among(target, w, names);
+    }
+
+    fn unknown_tensor_among(&mut self, target: &Name, w: &WorkloadModel, names: Vec<&str>) {
         let help = did_you_mean(&target.text, names.iter().copied())
             .unwrap_or_else(|| format!("tensors of `{}`: {}", w.name, names.join(", ")));
         self.error("E0602", target.span, format!("`{}` has no tensor `{}`", w.name, target.text)).help = Some(help);

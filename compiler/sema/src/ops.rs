@@ -123,7 +123,7 @@ pub fn neuron_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnost
     if !parsed.errors.is_empty() {
         return Vec::new();
     }
-    let mut c = NeuronChecker { decl, diags: Vec::new(), dims: HashMap::new(), states: Vec::new() };
+    let mut c = NeuronChecker { decl, diags: Vec::new(), dims: HashMap::new(), states: Vec::new(), unknown_dims: false };
     c.check(n);
     let _ = file_scope(db, decl.file(db));
     c.diags
@@ -134,6 +134,8 @@ struct NeuronChecker<'db> {
     diags: Vec<Diagnostic<'db>>,
     dims: HashMap<String, Dim>,
     states: Vec<(String, Span)>,
+    /// A parameter's unit is unknown (it has no default): skip unit checks.
+    unknown_dims: bool,
 }
 
 impl<'db> NeuronChecker<'db> {
@@ -149,6 +151,8 @@ impl<'db> NeuronChecker<'db> {
         for p in &n.params {
             let Some(default) = &p.default else {
                 self.error("E0701", p.name.span, format!("parameter `{}` needs a default (`{} = 2 ms`)", p.name.text, p.name.text));
+                self.dims.insert(p.name.text.clone(), Dim::COUNT);
+                self.unknown_dims = true;
                 continue;
             };
             match eval_quantity(default, &|_| None) {
@@ -209,6 +213,9 @@ impl<'db> NeuronChecker<'db> {
     }
 
     fn expect_count(&mut self, e: &Expr, what: &str) {
+        if self.unknown_dims {
+            return;
+        }
         if let Some(d) = self.dim(e) {
             if d != Dim::COUNT {
                 self.error("E0302", e.span, format!("{what} is a plain number, but this is {}", d.describe()));
@@ -218,6 +225,9 @@ impl<'db> NeuronChecker<'db> {
 
     /// The dimension of an expression, reporting mismatches.
     fn dim(&mut self, e: &Expr) -> Option<Dim> {
+        if self.unknown_dims {
+            return None;
+        }
         match &e.kind {
             ExprKind::Number { unit: None, .. } => Some(Dim::COUNT),
             ExprKind::Number { unit: Some(u), .. } => match parse_unit(&u.text) {

@@ -10,6 +10,9 @@ pub struct Scope<'db> {
     /// Every declaration visible under each name, own ones first. More than
     /// one entry is a duplicate, reported on the later declarations.
     pub names: BTreeMap<String, Vec<Decl<'db>>>,
+    /// Names an import asked for but could not provide (reported there):
+    /// uses of them report nothing more.
+    pub unresolved: std::collections::BTreeSet<String>,
 }
 
 impl<'db> Scope<'db> {
@@ -34,6 +37,7 @@ pub fn find_module(db: &dyn Db, from: SourceFile, module: &[&str]) -> Option<Sou
 #[salsa::tracked(returns(ref))]
 pub fn file_scope(db: &dyn Db, file: SourceFile) -> Scope<'_> {
     let mut names: BTreeMap<String, Vec<Decl<'_>>> = BTreeMap::new();
+    let mut unresolved = std::collections::BTreeSet::new();
     let decls = file_decls(db, file);
     for decl in decls {
         if matches!(decl.kind(db), "import" | "error" | "comment") || decl.name(db).is_empty() {
@@ -47,12 +51,20 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Scope<'_> {
         if module.is_empty() {
             continue;
         }
-        let Some(module_file) = find_module(db, file, &module) else { continue };
-        let exported = file_decls(db, module_file);
         let wanted: Vec<&str> = match &import.names {
             ImportNames::Names(names) => names.iter().map(|n| n.text.as_str()).collect(),
             ImportNames::Glob(_) => Vec::new(),
         };
+        let Some(module_file) = find_module(db, file, &module) else {
+            unresolved.extend(wanted.iter().map(|w| w.to_string()));
+            continue;
+        };
+        let exported = file_decls(db, module_file);
+        for w in &wanted {
+            if !exported.iter().any(|d| d.name(db) == *w) {
+                unresolved.insert(w.to_string());
+            }
+        }
         for d in exported {
             if matches!(d.kind(db), "import" | "error" | "comment") {
                 continue;
@@ -67,5 +79,16 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Scope<'_> {
             }
         }
     }
-    Scope { names }
+    Scope { names, unresolved }
+}
+
+/// The standard module that declares `name`, for "import it" help.
+pub fn std_module_of(db: &dyn Db, name: &str) -> Option<&'static str> {
+    for (module, path, _) in crate::stdlib::MODULES {
+        let Some(file) = db.project().files(db).iter().copied().find(|f| f.path(db) == path) else { continue };
+        if file_decls(db, file).iter().any(|d| d.name(db) == name) {
+            return Some(module);
+        }
+    }
+    None
 }

@@ -24,6 +24,9 @@ pub(crate) struct Elem {
 
 impl Lowerer<'_, '_> {
     pub(crate) fn tensor_assign(&mut self, a: &Assign) {
+        if self.poisoned.contains(&a.target.text) {
+            return;
+        }
         let first_new = self.tensors.len();
         let Some(value) = self.tensor_expr(&a.value, &a.target.text) else { return };
         let target = self.names.get(&a.target.text).copied();
@@ -175,6 +178,11 @@ impl Lowerer<'_, '_> {
                 if self.poisoned.contains(&n.text) {
                     return None;
                 }
+                if self.later_targets.contains(&n.text) {
+                    self.error("E0101", n.span, format!("`{}` is used before the statement that computes it", n.text))
+                        .help = Some(format!("move the statement computing `{}` above this one", n.text));
+                    return None;
+                }
                 let help = did_you_mean(&n.text, self.names.keys().map(String::as_str).collect::<Vec<_>>());
                 self.error("E0101", n.span, format!("`{}` is not defined", n.text)).help = help;
                 None
@@ -287,6 +295,10 @@ impl Lowerer<'_, '_> {
         match parsed.map(|p| &p.item) {
             Some(Item::Op(op)) if matches!(op.body, OpBody::Tensor { .. }) => self.expand_op(op, args, span, base),
             Some(Item::Neuron(n)) => self.apply_neuron(n, args, span, base),
+            None if !builtin => {
+                self.unknown_function(callee);
+                None
+            }
             _ => {
                 // Element-wise: lower the call with each argument standing for
                 // its whole tensor.
@@ -484,8 +496,10 @@ impl Lowerer<'_, '_> {
                 Some(n) => match params.iter().position(|p| p.name.text == n.text) {
                     Some(i) => i,
                     None => {
-                        let help = did_you_mean(&n.text, params.iter().map(|p| p.name.text.as_str()));
-                        self.error("E0411", n.span, format!("`{callee}` has no parameter `{}`", n.text)).help = help;
+                        let help = did_you_mean(&n.text, params.iter().map(|p| p.name.text.as_str())).unwrap_or_else(|| {
+                            format!("parameters of `{callee}`: {}", params.iter().map(|p| p.name.text.as_str()).collect::<Vec<_>>().join(", "))
+                        });
+                        self.error("E0411", n.span, format!("`{callee}` has no parameter `{}`", n.text)).help = Some(help);
                         return None;
                     }
                 },
@@ -554,8 +568,10 @@ impl Lowerer<'_, '_> {
                 return None;
             };
             let Some(slot) = params.iter_mut().find(|(p, _)| *p == name.text) else {
-                let help = did_you_mean(&name.text, n.params.iter().map(|p| p.name.text.as_str()));
-                self.error("E0411", name.span, format!("`{}` has no parameter `{}`", n.name.text, name.text)).help = help;
+                let help = did_you_mean(&name.text, n.params.iter().map(|p| p.name.text.as_str())).unwrap_or_else(|| {
+                    format!("parameters of `{}`: {}", n.name.text, n.params.iter().map(|p| p.name.text.as_str()).collect::<Vec<_>>().join(", "))
+                });
+                self.error("E0411", name.span, format!("`{}` has no parameter `{}`", n.name.text, name.text)).help = Some(help);
                 return None;
             };
             let q = match eval_quantity(&a.value, &|_| None) {

@@ -71,6 +71,8 @@ pub(crate) struct Lowerer<'a, 'db> {
     pub origin: Option<String>,
     /// Names whose declaration failed: uses of them report nothing more.
     pub poisoned: std::collections::HashSet<String>,
+    /// Undeclared tensors that statements below the current one compute.
+    pub later_targets: std::collections::HashSet<String>,
 }
 
 impl<'a, 'db> Lowerer<'a, 'db> {
@@ -92,6 +94,7 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             temps: 0,
             origin: None,
             poisoned: std::collections::HashSet::new(),
+            later_targets: std::collections::HashSet::new(),
         }
     }
 
@@ -160,12 +163,17 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                 }
             }
         }
-        for stmt in &w.body {
-            if let Stmt::Assign(a) = stmt {
-                self.temps = 0;
-                self.assign(a);
-            }
+        let assigns: Vec<&Assign> = w.body.iter().filter_map(|s| if let Stmt::Assign(a) = s { Some(a) } else { None }).collect();
+        for (i, a) in assigns.iter().enumerate() {
+            self.later_targets = assigns[i..]
+                .iter()
+                .map(|b| b.target.text.clone())
+                .filter(|n| !self.names.contains_key(n))
+                .collect();
+            self.temps = 0;
+            self.assign(a);
         }
+        self.later_targets.clear();
         for (i, t) in self.tensors.iter().enumerate() {
             // After an error, a statement that failed leaves its tensor unset.
             if !self.diags.is_empty() {
@@ -262,11 +270,26 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                 Some(OpGraph(sorted))
             }
             Err(cycle) => {
+                // Name every tensor of the strongly connected part.
+                let sccs = petgraph::algo::kosaraju_scc(&g);
+                let members = sccs.iter().find(|c| c.contains(&cycle.node_id())).cloned().unwrap_or_default();
+                let mut names: Vec<String> = members.iter().map(|n| self.tensors[self.ops[g[*n]].output].name.clone()).collect();
+                names.sort();
                 let op = &self.ops[g[cycle.node_id()]];
-                let name = self.tensors[op.output].name.clone();
                 let span = op.span;
-                self.error("E0410", span, format!("`{name}` depends on itself"))
-                    .help = Some("a workload is a DAG: compute each tensor from tensors computed before it".into());
+                let message = if names.len() <= 1 {
+                    format!("`{}` depends on itself", self.tensors[op.output].name)
+                } else {
+                    format!("{} depend on each other", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                };
+                let others: Vec<Span> = members.iter().map(|n| self.ops[g[*n]].span).filter(|s| *s != span).collect();
+                let labels: Vec<crate::diag::Label<'_>> = others
+                    .iter()
+                    .map(|s| crate::diag::Label { location: self.loc(*s), message: "part of the cycle".into() })
+                    .collect();
+                let d = self.error("E0410", span, message);
+                d.labels = labels;
+                d.help = Some("a workload is a DAG: compute each tensor from tensors computed before it".into());
                 None
             }
         }
@@ -460,9 +483,9 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         if matches!(t.role, Role::Input | Role::Weight) {
             let (role, name, decl) = (t.role, t.name.clone(), t.span);
             let label = self.loc(decl);
-            self.error("E0409", name_span, format!("`{name}` is an {} and cannot be assigned", role.keyword()))
+            self.error("E0409", name_span, format!("`{name}` is {} and cannot be assigned", crate::diag::article(role.keyword())))
                 .labels
-                .push(crate::diag::Label { location: label, message: format!("declared as {} here", role.keyword()) });
+                .push(crate::diag::Label { location: label, message: format!("declared as {} here", crate::diag::article(role.keyword())) });
             return false;
         }
         if let Some(prev) = self.slots[tensor].computed_at {

@@ -31,25 +31,55 @@ pub struct Chunk {
 /// else in the grammar, so an unclosed brace in one declaration never swallows
 /// the next one.
 pub fn split(text: &str) -> Vec<Chunk> {
-    let (tokens, _) = lex(text);
+    use logos::Logos;
     let mut chunks: Vec<Chunk> = Vec::new();
     // Start of the comments that follow the last real token: they belong to
     // the next declaration.
     let mut trivia_start: Option<usize> = None;
     let mut doc_lines: Vec<&str> = Vec::new();
     let mut seen_code = false;
-    for (i, t) in tokens.iter().enumerate() {
-        if t.tok.is_trivia() {
-            trivia_start.get_or_insert(t.start);
-            if t.tok.is_doc_comment() {
-                doc_lines.push(t.tok.text()[3..].trim());
-            } else {
-                doc_lines.clear();
+    // After a declaration keyword: collecting its name (imports: the path).
+    let mut naming: Option<bool> = None;
+    // `op` right after a number or `/` is a unit (`256 op/cycle`, `pJ/op`).
+    let mut after_number = false;
+    let mut lexer = Tok::lexer(text);
+    while let Some(result) = lexer.next() {
+        let range = lexer.span();
+        let Ok(tok) = result else {
+            naming = None;
+            seen_code = true;
+            doc_lines.clear();
+            trivia_start = None;
+            continue;
+        };
+        if tok.is_trivia() {
+            trivia_start.get_or_insert(range.start);
+            match tok {
+                Tok::LineComment(c) if tok.is_doc_comment() => doc_lines.push(c[3..].trim()),
+                _ => doc_lines.clear(),
             }
             continue;
         }
-        if t.tok.starts_item() {
-            let start = trivia_start.unwrap_or(t.start);
+        if let (Some(is_import), Some(last)) = (naming, chunks.last_mut()) {
+            let keep_going = match tok {
+                Tok::Ident(s) => {
+                    last.name.push_str(s);
+                    is_import
+                }
+                Tok::Dot | Tok::LBrace | Tok::Star if is_import => {
+                    last.name.push_str(tok.text());
+                    true
+                }
+                _ => false,
+            };
+            if !keep_going {
+                naming = None;
+            }
+        }
+        let is_unit = tok == Tok::Op && after_number;
+        after_number = matches!(tok, Tok::Int(_) | Tok::Float(_) | Tok::Slash);
+        if tok.starts_item() && !is_unit {
+            let start = trivia_start.unwrap_or(range.start);
             match chunks.last_mut() {
                 Some(last) => last.end = start,
                 None if seen_code => chunks.push(Chunk {
@@ -64,10 +94,11 @@ pub fn split(text: &str) -> Vec<Chunk> {
             chunks.push(Chunk {
                 start: if chunks.is_empty() { 0 } else { start },
                 end: text.len(),
-                kind: t.tok.text_static(),
-                name: chunk_name(&tokens[i..]),
+                kind: tok.text_static(),
+                name: String::new(),
                 doc: doc_lines.join("\n"),
             });
+            naming = Some(tok == Tok::Import);
         }
         seen_code = true;
         doc_lines.clear();
@@ -77,22 +108,6 @@ pub fn split(text: &str) -> Vec<Chunk> {
         chunks.push(Chunk { start: 0, end: text.len(), kind: "error", name: String::new(), doc: String::new() });
     }
     chunks
-}
-
-fn chunk_name(tokens: &[crate::lexer::Spanned<'_>]) -> String {
-    let mut name = String::new();
-    for t in tokens.iter().skip(1).filter(|t| !t.tok.is_trivia()) {
-        match t.tok {
-            Tok::Ident(s) => name.push_str(s),
-            Tok::Dot if tokens[0].tok == Tok::Import => name.push('.'),
-            Tok::LBrace | Tok::Star if tokens[0].tok == Tok::Import => name.push_str(t.tok.text()),
-            _ => break,
-        }
-        if tokens[0].tok != Tok::Import && !name.is_empty() {
-            break;
-        }
-    }
-    name
 }
 
 /// What went wrong while reading a declaration.
@@ -170,6 +185,14 @@ pub fn parse_item(text: &str) -> Parsed {
         }
     };
     grammar_errors.sort_by_key(|e| e.span.start);
+    // Text after a complete declaration is not part of it.
+    if let (Some(first_error), Some(end)) = (grammar_errors.first_mut(), declaration_end(&code, text)) {
+        if first_error.span.start as usize >= end {
+            if let SyntaxErrorKind::UnexpectedToken { found, .. } = &first_error.kind {
+                first_error.kind = SyntaxErrorKind::NotADeclaration { found: found.clone() };
+            }
+        }
+    }
     // Lexical errors already explain the grammar errors they cause.
     if errors.is_empty() {
         errors.extend(grammar_errors.into_iter().take(1));
@@ -213,6 +236,34 @@ fn too_deep(code: &[crate::lexer::Spanned<'_>]) -> Option<(usize, Span)> {
             _ => {}
         }
         prev_ends_operand = matches!(t.tok, Ident(_) | Int(_) | Float(_) | Unit(_) | Str(_) | RParen | RBracket);
+    }
+    None
+}
+
+/// Where the declaration's own text ends: after its closing brace, or for an
+/// import at the end of its line.
+fn declaration_end(code: &[crate::lexer::Spanned<'_>], text: &str) -> Option<usize> {
+    let first = code.first()?;
+    if first.tok == Tok::Import {
+        let line_end = text[first.start..].find('\n').map_or(text.len(), |i| first.start + i);
+        return Some(line_end);
+    }
+    let mut depth = 0usize;
+    let mut opened = false;
+    for t in code {
+        match t.tok {
+            Tok::LBrace => {
+                depth += 1;
+                opened = true;
+            }
+            Tok::RBrace => {
+                depth = depth.saturating_sub(1);
+                if opened && depth == 0 {
+                    return Some(t.end);
+                }
+            }
+            _ => {}
+        }
     }
     None
 }
@@ -284,6 +335,13 @@ mod tests {
     }
 
     #[test]
+    fn op_as_a_unit_does_not_split() {
+        let chunks = split("hardware h : cpu {\n  compute c { int8: 256 op/cycle, energy 0.2 pJ/op }\n}\nop relu(x) = x");
+        let kinds: Vec<_> = chunks.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, vec!["hardware", "op"]);
+    }
+
+    #[test]
     fn junk_before_the_first_declaration_is_its_own_chunk() {
         let chunks = split("garbage here\nworkload w { }");
         assert_eq!(chunks[0].kind, "error");
@@ -318,6 +376,14 @@ mod tests {
         // Many ordinary statements are fine.
         let text = format!("workload w {{ {} }}", "y = a + b * c\n".repeat(10_000));
         assert!(parse_item(&text).errors.is_empty());
+    }
+
+    #[test]
+    fn stray_text_after_a_declaration() {
+        let parsed = parse_item("workload w { }\nc[m, n] = 1");
+        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::NotADeclaration { .. }), "{:?}", parsed.errors);
+        let parsed = parse_item("import std.nn.relu\ndef layer(x):");
+        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::NotADeclaration { .. }), "{:?}", parsed.errors);
     }
 
     #[test]

@@ -29,6 +29,12 @@ fn main() {
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
     let program = arch_tests::generated_program(lines);
     let n_lines = program.lines().count();
+    if let Some(path) = std::env::var_os("ARCH_BENCH_WRITE") {
+        std::fs::write(path, &program).expect("write program");
+    }
+    if std::env::var_os("ARCH_BENCH_PROBE").is_some() {
+        probe(&program);
+    }
     let workloads = program.matches("\nworkload ").count();
 
     // Cold, in process: a fresh database each time.
@@ -101,4 +107,18 @@ fn main() {
     println!("| same edited text checked from scratch (reference) | {} | | |", ms(scratch_m));
     println!();
     println!("incremental speed-up over from-scratch: {:.0}x", scratch_m.as_secs_f64() / inc_m.as_secs_f64().max(1e-9));
+}
+
+#[allow(dead_code)]
+fn probe(program: &str) {
+    let t = Instant::now();
+    for _ in 0..20 {
+        let _ = arch_syntax::split(program);
+    }
+    eprintln!("split: {:?}", t.elapsed() / 20);
+    let t = Instant::now();
+    for _ in 0..20 {
+        let _ = arch_syntax::lexer::lex(program);
+    }
+    eprintln!("lex: {:?}", t.elapsed() / 20);
 }
