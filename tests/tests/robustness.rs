@@ -16,7 +16,10 @@ fn front_end(text: &str) {
         arch_driver::render::write_text(&r, &arch_driver::render::TextOptions { color: false }, &mut sink);
         assert!(!sink.is_empty());
     }
-    let _ = arch_syntax::format::format(text);
+    if let Some(formatted) = arch_syntax::format::format(text) {
+        let again = arch_syntax::format::format(&formatted);
+        assert_eq!(again.as_deref(), Some(formatted.as_str()), "fmt is not idempotent on {text:?}");
+    }
 }
 
 fn examples() -> Vec<String> {
