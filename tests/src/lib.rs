@@ -64,3 +64,32 @@ pub fn generated_program(lines: usize) -> String {
     }
     s
 }
+
+/// Writes `bytes` to a fresh file in a per-process temporary folder.
+pub fn temp_file(folder: &str, name: &str, bytes: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("{folder}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write temp file");
+    path.to_string_lossy().to_string()
+}
+
+/// Runs the whole front end on `text` (split, parse, names, models,
+/// mappings), renders every diagnostic, and checks that formatting is
+/// idempotent. Used by the property tests and the fuzz target: it must never
+/// panic.
+pub fn front_end(text: &str) {
+    let mut db = arch_sema::RootDatabase::default();
+    let file = db.set_file("/fuzz/input.arch", text.to_string());
+    let diags = arch_sema::file_diagnostics(&db, file).clone();
+    for d in &diags {
+        let r = arch_driver::render::Rendered::from_sema(&db, d, &|p: &str| p.to_string());
+        let mut sink = Vec::new();
+        arch_driver::render::write_text(&r, &arch_driver::render::TextOptions { color: false }, &mut sink);
+        assert!(!sink.is_empty());
+    }
+    if let Some(formatted) = arch_syntax::format::format(text) {
+        let again = arch_syntax::format::format(&formatted);
+        assert_eq!(again.as_deref(), Some(formatted.as_str()), "fmt is not idempotent on {text:?}");
+    }
+}

@@ -7,12 +7,8 @@ fn example(name: &str) -> String {
     root().join("examples").join(name).to_string_lossy().to_string()
 }
 
-fn temp_file(name: &str, text: &[u8]) -> String {
-    let dir = std::env::temp_dir().join(format!("archc-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write temp file");
-    path.to_string_lossy().to_string()
+fn temp_file(name: &str, bytes: &[u8]) -> String {
+    arch_tests::temp_file("archc-cli", name, bytes)
 }
 
 #[test]

@@ -4,11 +4,7 @@
 use arch_tests::{archc, codes_in};
 
 fn temp_file(name: &str, bytes: &[u8]) -> String {
-    let dir = std::env::temp_dir().join(format!("archc-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write");
-    path.to_string_lossy().to_string()
+    arch_tests::temp_file("archc-hostile", name, bytes)
 }
 
 fn expect_code(name: &str, bytes: &[u8], code: &str) {

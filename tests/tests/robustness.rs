@@ -2,25 +2,8 @@
 //! mutations of the examples all go through the whole front end and the
 //! renderer. (`cargo fuzz run check` in fuzz/ runs the same for longer.)
 
-use arch_tests::root;
+use arch_tests::{front_end, root};
 use proptest::prelude::*;
-
-/// Runs the whole front end on `text` and renders every diagnostic.
-fn front_end(text: &str) {
-    let mut db = arch_sema::RootDatabase::default();
-    let file = db.set_file("/fuzz/input.arch", text.to_string());
-    let diags = arch_sema::file_diagnostics(&db, file).clone();
-    for d in &diags {
-        let r = arch_driver::render::Rendered::from_sema(&db, d, &|p: &str| p.to_string());
-        let mut sink = Vec::new();
-        arch_driver::render::write_text(&r, &arch_driver::render::TextOptions { color: false }, &mut sink);
-        assert!(!sink.is_empty());
-    }
-    if let Some(formatted) = arch_syntax::format::format(text) {
-        let again = arch_syntax::format::format(&formatted);
-        assert_eq!(again.as_deref(), Some(formatted.as_str()), "fmt is not idempotent on {text:?}");
-    }
-}
 
 fn examples() -> Vec<String> {
     arch_tests::arch_files(&root().join("examples"))

@@ -139,9 +139,9 @@ pub fn eval_quantity(e: &Expr, lookup: &dyn Fn(&str) -> Option<Quantity>) -> Res
                     let value = if *op == BinOp::Add { a.value + b.value } else { a.value - b.value };
                     Ok(Quantity { value, dim: a.dim })
                 }
-                BinOp::Mul => Ok(Quantity { value: a.value * b.value, dim: a.dim.mul(b.dim) }),
+                BinOp::Mul => Ok(Quantity { value: a.value * b.value, dim: a.dim.times(b.dim) }),
                 BinOp::Div if b.value == 0.0 => Err(ConstError::new("E0205", rhs.span, "division by zero")),
-                BinOp::Div => Ok(Quantity { value: a.value / b.value, dim: a.dim.div(b.dim) }),
+                BinOp::Div => Ok(Quantity { value: a.value / b.value, dim: a.dim.per(b.dim) }),
                 _ => Err(ConstError::new("E0205", e.span, format!("`{}` has no meaning in a constant", op.symbol()))),
             }
         }

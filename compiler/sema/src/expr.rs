@@ -131,7 +131,7 @@ impl Lowerer<'_, '_> {
             Some(t) => {
                 if let Some(d) = dtype {
                     let want = self.tensors[t].dtype;
-                    if !d.widens_to(want) && !(d.accumulator() == want) {
+                    if !d.widens_to(want) && d.accumulator() != want {
                         let name = self.tensors[t].name.clone();
                         self.error("E0404", a.value.span, format!("`{name}` is {} but this expression is {}", want.name(), d.name()))
                             .help = Some(format!("declare `{name}` as {}, or convert: `{}(...)`", d.name(), want.name()));
@@ -347,7 +347,7 @@ impl Lowerer<'_, '_> {
                     let d = self.error("E0404", sb, format!("{} and {} have no common element type", x.name(), y.name()));
                     d.labels.push(Label { location: label, message: format!("this is {}", x.name()) });
                     d.primary_label = format!("this is {}", y.name());
-                    d.help = Some(format!("convert one side explicitly, e.g. `f32(...)`"));
+                    d.help = Some("convert one side explicitly, e.g. `f32(...)`".to_string());
                     None
                 }
             },

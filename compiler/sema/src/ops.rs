@@ -253,8 +253,8 @@ impl<'db> NeuronChecker<'db> {
                 let a = self.dim(lhs)?;
                 let b = self.dim(rhs)?;
                 match op {
-                    BinOp::Mul => Some(a.mul(b)),
-                    BinOp::Div => Some(a.div(b)),
+                    BinOp::Mul => Some(a.times(b)),
+                    BinOp::Div => Some(a.per(b)),
                     BinOp::MatMul => {
                         self.error("E0701", e.span, "`@` has no meaning for one neuron");
                         None

@@ -21,7 +21,7 @@ impl Dim {
     pub const WORK: Dim = Dim([0, 0, 0, 1, 0]);
     pub const CYCLES: Dim = Dim([0, 0, 0, 0, 1]);
 
-    pub fn mul(self, other: Dim) -> Dim {
+    pub fn times(self, other: Dim) -> Dim {
         let mut out = [0i8; 5];
         for (i, o) in out.iter_mut().enumerate() {
             *o = self.0[i].saturating_add(other.0[i]);
@@ -29,7 +29,7 @@ impl Dim {
         Dim(out)
     }
 
-    pub fn div(self, other: Dim) -> Dim {
+    pub fn per(self, other: Dim) -> Dim {
         let mut out = [0i8; 5];
         for (i, o) in out.iter_mut().enumerate() {
             *o = self.0[i].saturating_sub(other.0[i]);
@@ -126,7 +126,7 @@ pub fn parse_unit(text: &str) -> Result<(f64, Dim), String> {
     for part in parts {
         let (s, d) = base_unit(part).ok_or_else(|| part.to_string())?;
         scale /= s;
-        dim = dim.div(d);
+        dim = dim.per(d);
     }
     Ok((scale, dim))
 }

@@ -5,7 +5,7 @@
 pub mod ast;
 pub mod lexer;
 
-#[allow(clippy::all, unused_parens, dead_code)]
+#[allow(clippy::all, clippy::unwrap_used, unused_parens, dead_code)]
 mod grammar {
     include!(concat!(env!("OUT_DIR"), "/grammar.rs"));
 }
