@@ -30,6 +30,9 @@ fn ten_megabyte_file() {
     }
     text.push_str("}\n");
     expect_code("big.arch", text.as_bytes(), "E0008");
+    let path = temp_file("big.arch", text.as_bytes());
+    let out = archc(&["check", "--color", "never", &path]);
+    insta::assert_snapshot!(out.stderr.replace(&path, "big.arch"));
 }
 
 #[test]

@@ -131,9 +131,10 @@ pub struct TextOptions {
 pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
     let config = Config::default().with_color(opts.color).with_index_type(IndexType::Byte);
     let Some(place) = &d.place else {
-        let _ = writeln!(w, "error[{}]: {}", d.code, d.message);
+        // Same shape as ariadne's reports, without a snippet.
+        let _ = writeln!(w, "[{}] Error: {}", d.code, d.message);
         if let Some(help) = &d.help {
-            let _ = writeln!(w, "  help: {help}");
+            let _ = writeln!(w, "    Help: {help}");
         }
         return;
     };
