@@ -24,7 +24,10 @@ pub fn decl_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnostic
     }
     match &parsed.item {
         Item::Import(_) => import_diagnostics(db, decl, &mut out),
-        Item::Workload(_) => out.extend(workload_model(db, decl).diagnostics.iter().cloned()),
+        Item::Workload(_) => {
+            out.extend(crate::workload::size_params(db, decl).diagnostics.iter().cloned());
+            out.extend(workload_model(db, decl).diagnostics.iter().cloned());
+        }
         Item::Hardware(_) => out.extend(hardware_model(db, decl).diagnostics.iter().cloned()),
         Item::Mapping(_) => out.extend(mapping_model(db, decl).diagnostics.iter().cloned()),
         Item::Op(_) => out.extend(op_diagnostics(db, decl).iter().cloned()),

@@ -21,6 +21,79 @@ pub struct WorkloadResult<'db> {
     pub diagnostics: Vec<Diagnostic<'db>>,
 }
 
+/// A workload's size parameters after `--set`, or `None` when one of them
+/// has no valid value.
+#[derive(Debug, Clone, PartialEq, Eq, salsa::SalsaValue)]
+pub struct SizeParams<'db> {
+    pub values: Option<Vec<(String, i64)>>,
+    pub diagnostics: Vec<Diagnostic<'db>>,
+}
+
+/// Constant evaluation of a workload's size parameters. An override that
+/// names none of them leaves the result equal, so the workload's model is not
+/// re-run.
+#[salsa::tracked(returns(ref))]
+pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
+    let parsed = parse_decl(db, decl);
+    let Item::Workload(w) = &parsed.item else {
+        return SizeParams { values: None, diagnostics: Vec::new() };
+    };
+    if !parsed.errors.is_empty() {
+        return SizeParams { values: None, diagnostics: Vec::new() };
+    }
+    let overrides = db.project().overrides(db);
+    let mut diagnostics: Vec<Diagnostic<'db>> = Vec::new();
+    let mut error = |code: &'static str, span: Span, message: String, help: Option<String>| {
+        let mut d = Diagnostic::error(code, Location::new(decl, span), message);
+        d.help = help;
+        diagnostics.push(d);
+    };
+    let mut values: Vec<(String, i64)> = Vec::new();
+    for p in &w.params {
+        let name = &p.name.text;
+        if values.iter().any(|(n, _)| n == name) {
+            error("E0102", p.name.span, format!("size parameter `{name}` is defined twice"), None);
+            continue;
+        }
+        let value = if let Some((_, v)) = overrides.iter().find(|(n, _)| n == name) {
+            if *v <= 0 || *v > MAX_SIZE as i128 {
+                error(
+                    "E0202",
+                    p.name.span,
+                    format!("`--set {name}={v}` is not a valid size"),
+                    Some(format!("sizes are integers from 1 to 2^40 = {MAX_SIZE}")),
+                );
+                continue;
+            }
+            *v as i64
+        } else if let Some(default) = &p.default {
+            let known = values.clone();
+            match eval_int(default, &|n| known.iter().find(|(k, _)| k == n).map(|(_, v)| *v)) {
+                Ok(v) if v > 0 => v,
+                Ok(v) => {
+                    error("E0202", default.span, format!("size `{name}` is {v}; sizes must be positive"), None);
+                    continue;
+                }
+                Err(e) => {
+                    error(e.code, e.span, e.message, e.help);
+                    continue;
+                }
+            }
+        } else {
+            error(
+                "E0202",
+                p.name.span,
+                format!("size parameter `{name}` has no value"),
+                Some(format!("give it a default (`{name} = 128`) or set it with `--set {name}=128`")),
+            );
+            continue;
+        };
+        values.push((name.clone(), value));
+    }
+    let ok = diagnostics.is_empty();
+    SizeParams { values: ok.then_some(values), diagnostics }
+}
+
 /// The semantic model of a workload declaration.
 #[salsa::tracked(returns(ref))]
 pub fn workload_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> WorkloadResult<'db> {
@@ -28,13 +101,16 @@ pub fn workload_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> WorkloadResult<'
     let Item::Workload(workload) = &parsed.item else {
         return WorkloadResult { model: None, diagnostics: Vec::new() };
     };
+    // Syntax errors and bad sizes are reported by their own queries.
+    let Some(params) = &size_params(db, decl).values else {
+        return WorkloadResult { model: None, diagnostics: Vec::new() };
+    };
     if !parsed.errors.is_empty() {
         return WorkloadResult { model: None, diagnostics: Vec::new() };
     }
     let scope = file_scope(db, decl.file(db));
-    let overrides = db.project().overrides(db).clone();
     let mut lowerer = Lowerer::new(db, decl, scope);
-    let model = lowerer.workload(workload, &overrides);
+    let model = lowerer.workload(workload, params);
     let ok = lowerer.diags.is_empty();
     WorkloadResult { model: if ok { model } else { None }, diagnostics: lowerer.diags }
 }
@@ -115,41 +191,9 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         self.diags.push(d);
     }
 
-    fn workload(&mut self, w: &Workload, overrides: &[(String, i128)]) -> Option<WorkloadModel> {
-        let mut params = Vec::new();
-        for p in &w.params {
-            if self.consts.contains_key(&p.name.text) {
-                self.error("E0102", p.name.span, format!("size parameter `{}` is defined twice", p.name.text));
-                continue;
-            }
-            let value = if let Some((_, v)) = overrides.iter().find(|(n, _)| *n == p.name.text) {
-                if *v <= 0 || *v > MAX_SIZE as i128 {
-                    self.error("E0202", p.name.span, format!("`--set {}={v}` is not a valid size", p.name.text))
-                        .help = Some(format!("sizes are integers from 1 to 2^40 = {MAX_SIZE}"));
-                    continue;
-                }
-                *v as i64
-            } else if let Some(default) = &p.default {
-                let consts = self.consts.clone();
-                match eval_int(default, &|n| consts.get(n).copied()) {
-                    Ok(v) if v > 0 => v,
-                    Ok(v) => {
-                        self.error("E0202", default.span, format!("size `{}` is {v}; sizes must be positive", p.name.text));
-                        continue;
-                    }
-                    Err(e) => {
-                        self.const_error(e);
-                        continue;
-                    }
-                }
-            } else {
-                self.error("E0202", p.name.span, format!("size parameter `{}` has no value", p.name.text))
-                    .help = Some(format!("give it a default (`{} = 128`) or set it with `--set {}=128`", p.name.text, p.name.text));
-                continue;
-            };
-            self.consts.insert(p.name.text.clone(), value);
-            params.push((p.name.text.clone(), value));
-        }
+    fn workload(&mut self, w: &Workload, params: &[(String, i64)]) -> Option<WorkloadModel> {
+        self.consts = params.iter().cloned().collect();
+        let params = params.to_vec();
         if !self.diags.is_empty() {
             // Shapes depend on the sizes: nothing more can be said.
             return None;

@@ -114,3 +114,14 @@ fn overrides_rerun_workloads_not_parsing() {
     assert_eq!(runs(&log, "parse_decl"), 0, "{log:#?}");
     assert_eq!(runs(&log, "workload_model"), 2, "{log:#?}");
 }
+
+#[test]
+fn an_override_no_workload_uses_reruns_only_size_evaluation() {
+    let (mut db, file) = setup();
+    db.set_overrides(vec![("Q".to_string(), 8)]);
+    assert!(file_diagnostics(&db, file).is_empty());
+    let log = db.take_log();
+    assert_eq!(runs(&log, "size_params"), 2, "{log:#?}");
+    assert_eq!(runs(&log, "workload_model"), 0, "{log:#?}");
+    assert_eq!(runs(&log, "parse_decl"), 0, "{log:#?}");
+}
