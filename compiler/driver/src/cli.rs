@@ -263,10 +263,40 @@ fn check(a: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     diags.extend(unknown_overrides(&db, &roots, &a.common));
     diags.extend(diagnostics(&db, &loaded, &roots));
     report(&diags, a.format, color, out, err);
-    if diags.is_empty() {
-        EXIT_OK
+    if !diags.is_empty() {
+        return EXIT_DIAGNOSTICS;
+    }
+    if matches!(a.format, Format::Text) {
+        let _ = writeln!(err, "{}", summary(&db, &roots));
+    }
+    EXIT_OK
+}
+
+/// "checked 2 files: 3 workloads, 1 hardware, 4 mappings; no errors".
+fn summary(db: &RootDatabase, roots: &[String]) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for r in roots {
+        let Some(f) = db.file_by_path(r) else { continue };
+        for d in arch_sema::file_decls(db, f) {
+            let kind = d.kind(db);
+            if matches!(kind, "import" | "error" | "comment") {
+                continue;
+            }
+            match counts.iter_mut().find(|(k, _)| *k == kind) {
+                Some(c) => c.1 += 1,
+                None => counts.push((kind, 1)),
+            }
+        }
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(k, n)| if *n == 1 || *k == "hardware" { format!("{n} {k}") } else { format!("{n} {k}s") })
+        .collect();
+    let files = if roots.len() == 1 { "1 file".to_string() } else { format!("{} files", roots.len()) };
+    if parts.is_empty() {
+        format!("checked {files}: no declarations; no errors")
     } else {
-        EXIT_DIAGNOSTICS
+        format!("checked {files}: {}; no errors", parts.join(", "))
     }
 }
 
