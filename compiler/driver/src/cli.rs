@@ -179,11 +179,15 @@ fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(Root
 }
 
 /// `--set` names that no workload of the given files has.
-fn unknown_overrides(db: &RootDatabase, roots: &[String], common: &Common) -> Vec<Rendered> {
+fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Loaded, common: &Common) -> Vec<Rendered> {
     use arch_sema::db::{file_decls, parse_decl};
     use arch_syntax::ast::Item;
     let mut params: Vec<String> = Vec::new();
-    for r in roots {
+    // The overrides reach every loaded file, imported ones included.
+    let mut files: Vec<&String> = roots.iter().chain(loaded.display.keys()).collect();
+    files.sort();
+    files.dedup();
+    for r in files {
         let Some(f) = db.file_by_path(r) else { continue };
         for d in file_decls(db, f) {
             if let Item::Workload(w) = &parse_decl(db, *d).item {
@@ -260,7 +264,7 @@ fn check(a: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    diags.extend(unknown_overrides(&db, &roots, &a.common));
+    diags.extend(unknown_overrides(&db, &roots, &loaded, &a.common));
     diags.extend(diagnostics(&db, &loaded, &roots));
     report(&diags, a.format, color, out, err);
     if !diags.is_empty() {

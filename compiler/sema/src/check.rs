@@ -1,7 +1,7 @@
 //! Collecting every diagnostic of a file: syntax, imports, duplicates, and
 //! the checks of each declaration.
 
-use crate::db::{file_decls, parse_decl, Db, Decl, SourceFile, MAX_FILE_BYTES};
+use crate::db::{file_decls, parse_decl, Db, Decl, SourceFile};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::hardware::hardware_model;
 use crate::mapping::mapping_model;
@@ -45,14 +45,6 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic<'_>> {
         out.extend(decl_diagnostics(db, *decl).iter().cloned());
     }
     out
-}
-
-/// Diagnostics that no declaration can carry: the file is too large to read.
-pub fn file_too_large(db: &dyn Db, file: SourceFile) -> Option<String> {
-    let len = file.text(db).len();
-    (len > MAX_FILE_BYTES).then(|| {
-        format!("{} is {:.1} MiB; archc reads files up to {} MiB", file.path(db), len as f64 / 1048576.0, MAX_FILE_BYTES >> 20)
-    })
 }
 
 fn syntax_diagnostic<'db>(decl: Decl<'db>, e: &SyntaxError) -> Diagnostic<'db> {
@@ -160,10 +152,14 @@ fn import_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>, out: &mut Vec<Diagn
         if let Some(first) = scope.get(&n.text) {
             if first != *found {
                 let span = parse_decl(db, first).item.name().map_or(Span::default(), |x| x.span);
+                let (message, label, help) = if first.file(db) == file {
+                    (format!("`{}` is imported but also defined in this file", n.text), "also defined here", "rename the local declaration, or drop the import")
+                } else {
+                    (format!("`{}` is imported twice, from different modules", n.text), "the other one", "import it from one module only")
+                };
                 out.push(Diagnostic {
-                    labels: vec![Label { location: Location::new(first, span), message: "also defined here".into() }],
-                    ..Diagnostic::error("E0102", Location::new(decl, n.span), format!("`{}` is imported but also defined in this file", n.text))
-                        .with_help("rename the local declaration, or drop the import")
+                    labels: vec![Label { location: Location::new(first, span), message: label.into() }],
+                    ..Diagnostic::error("E0102", Location::new(decl, n.span), message).with_help(help)
                 });
             }
         }

@@ -155,6 +155,6 @@ pub fn unknown_unit(span: Span, bad: &str) -> ConstError {
         span,
         message: format!("unknown unit `{bad}`"),
         help: crate::diag::did_you_mean(bad, crate::units::unit_names())
-            .or_else(|| Some("units: s ms us ns, Hz MHz GHz, B KiB MiB GiB KB MB GB, pJ nJ J, W, flop op cycle; compound like GB/s".into())),
+            .or_else(|| Some(format!("units: {}; compound units join them with `/`, e.g. `GB/s`", crate::units::unit_names().collect::<Vec<_>>().join(" ")))),
     }
 }

@@ -74,7 +74,7 @@ impl DType {
         }
         matches!(
             (self, to),
-            (F32, F64)
+            (F32 | I32, F64)
                 | (F16, F32 | F64)
                 | (BF16, F32 | F64)
                 | (Fp8, F16 | BF16 | F32 | F64)

@@ -493,17 +493,56 @@ impl Lowerer<'_, '_> {
         match &parsed.item {
             Item::Op(op) => match &op.body {
                 OpBody::Scalar(body) => {
-                    if args.len() != op.params.len() {
-                        self.error("E0411", span, format!("`{}` takes {} argument(s), got {}", callee.text, op.params.len(), args.len()));
-                        return None;
-                    }
                     if self.expansion_depth > 16 {
                         self.error("E0411", span, format!("`{}` expands too deeply; is it recursive?", callee.text));
                         return None;
                     }
+                    // Positional arguments first, then named ones, then defaults.
+                    let mut slots: Vec<Option<&Expr>> = vec![None; op.params.len()];
+                    let mut next = 0;
+                    for a in args {
+                        let i = match &a.name {
+                            None => {
+                                next += 1;
+                                next - 1
+                            }
+                            Some(n) => match op.params.iter().position(|p| p.name.text == n.text) {
+                                Some(i) => i,
+                                None => {
+                                    let names: Vec<&str> = op.params.iter().map(|p| p.name.text.as_str()).collect();
+                                    let help = did_you_mean(&n.text, names.iter().copied())
+                                        .unwrap_or_else(|| format!("parameters of `{}`: {}", callee.text, names.join(", ")));
+                                    self.error("E0411", n.span, format!("`{}` has no parameter `{}`", callee.text, n.text)).help = Some(help);
+                                    return None;
+                                }
+                            },
+                        };
+                        if i >= slots.len() {
+                            self.error("E0411", a.span, format!("`{}` takes {} argument(s), got {}", callee.text, op.params.len(), args.len()));
+                            return None;
+                        }
+                        if slots[i].is_some() {
+                            self.error("E0411", a.span, format!("`{}` is given twice", op.params[i].name.text));
+                            return None;
+                        }
+                        slots[i] = Some(&a.value);
+                    }
                     let mut values = HashMap::new();
-                    for (p, a) in op.params.iter().zip(args) {
-                        let v = self.lower_scalar(&a.value, ctx)?;
+                    for (p, slot) in op.params.iter().zip(slots) {
+                        let v = match (slot, &p.default) {
+                            (Some(e), _) => self.lower_scalar(e, ctx)?,
+                            (None, Some(default)) => match crate::consts::eval_quantity(default, &|_| None) {
+                                Ok(q) => (ScalarExpr::Const(Real(q.value)), None),
+                                Err(e) => {
+                                    self.const_error(e);
+                                    return None;
+                                }
+                            },
+                            (None, None) => {
+                                self.error("E0411", span, format!("`{}` needs an argument for `{}`", callee.text, p.name.text));
+                                return None;
+                            }
+                        };
                         values.insert(p.name.text.clone(), v);
                     }
                     // The body speaks only of its parameters and builtins.

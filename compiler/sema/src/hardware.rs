@@ -387,6 +387,11 @@ impl<'db> HwChecker<'db> {
         }
         let per_core = match per {
             None => false,
+            Some(p) if p.text == "core" && !matches!(want, d if d == Dim::BYTES || d == Dim::BANDWIDTH || d == Dim::WORK_PER_CYCLE) => {
+                self.error("E0506", p.span, format!("`{}` is not given per core", key.text))
+                    .help = Some("`per core` applies to sizes, bandwidths and compute rates".into());
+                return None;
+            }
             Some(p) if p.text == "core" => true,
             Some(p) => {
                 self.error("E0506", p.span, format!("`per {}`: only `per core` is known", p.text));

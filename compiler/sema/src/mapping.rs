@@ -236,7 +236,10 @@ impl<'db> MapChecker<'db> {
                 continue;
             }
             let key = match stmt {
-                MapStmt::Block { target, level, .. } => format!("{} {}", target.text, level.as_ref().map_or("", |l| l.text.as_str())),
+                MapStmt::Block { target, level, .. } => {
+                    let default = hw.innermost_sized_level().map_or("", |l| l.name.as_str());
+                    format!("{} {}", target.text, level.as_ref().map_or(default, |l| l.text.as_str()))
+                }
                 MapStmt::Keyed { target, .. } => target.text.clone(),
                 MapStmt::List { items, .. } if matches!(knob.text.as_str(), "order" | "parallel" | "vectorize") => items
                     .iter()
@@ -290,6 +293,7 @@ impl<'db> MapChecker<'db> {
                         }
                     },
                 };
+                let errors_before = self.diags.len();
                 let mut sizes: Vec<(usize, i64, Span)> = Vec::new();
                 for e in entries {
                     let Some(v) = op.vars.iter().position(|v| v.name == e.dim.text) else {
@@ -302,7 +306,7 @@ impl<'db> MapChecker<'db> {
                     let t = KnobTarget::Tile { tensor: target.text.clone(), level: level_name.clone(), dim: e.dim.text.clone() };
                     set(knobs, t, domain, e.span);
                 }
-                if self.diags.is_empty() {
+                if self.diags.len() == errors_before {
                     self.capacity(op, w, hw, &level_name, &sizes, *span, &target.text);
                 }
             }
@@ -485,6 +489,9 @@ impl<'db> MapChecker<'db> {
                     Ok(q) if q.dim == Dim::TIME && q.value > 0.0 => {
                         set(knobs, KnobTarget::Timestep, Domain::Fixed(KnobValue::Seconds(Real(q.value))), *span);
                     }
+                    Ok(q) if q.dim == Dim::TIME => {
+                        self.error("E0607", e.span, "`timestep` must be longer than zero");
+                    }
                     Ok(q) => {
                         self.error("E0302", e.span, format!("`timestep` takes a positive time, e.g. `1 ms`; this is {}", q.dim.describe()));
                     }
@@ -519,6 +526,11 @@ impl<'db> MapChecker<'db> {
                 KnobKind::Fixed(Expr { kind: ExprKind::Call { callee, args }, .. }) => {
                     let param = match callee.text.as_str() {
                         "grouped" => "m",
+                        "xcd" if hw.xcds.is_none() => {
+                            self.error("E0607", callee.span, format!("`xcd` swizzles need chiplets; `{}` has no `topology {{ xcds N }}`", hw.name))
+                                .help = Some("use `grouped(m: 8)` or `row_major`".into());
+                            return;
+                        }
                         "xcd" => "groups",
                         other => {
                             let help = did_you_mean(other, ["row_major", "grouped", "xcd"]);

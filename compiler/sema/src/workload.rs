@@ -49,12 +49,14 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
         diagnostics.push(d);
     };
     let mut values: Vec<(String, i64)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for p in &w.params {
         let name = &p.name.text;
-        if values.iter().any(|(n, _)| n == name) {
+        if seen.contains(&name.as_str()) {
             error("E0102", p.name.span, format!("size parameter `{name}` is defined twice"), None);
             continue;
         }
+        seen.push(name);
         let value = if let Some((_, v)) = overrides.iter().find(|(n, _)| n == name) {
             if *v <= 0 || *v > MAX_SIZE as i128 {
                 error(

@@ -19,6 +19,7 @@ pub fn format(text: &str) -> Option<String> {
     // Tokens of the current line so far, for context (`op NAME <`).
     let mut in_generics = false;
     let tight = tight_braces(&tokens);
+    let closes = generic_closers(&tokens);
     for (i, t) in tokens.iter().enumerate() {
         let newlines = match prev {
             None => 0,
@@ -44,7 +45,7 @@ pub fn format(text: &str) -> Option<String> {
                     // Keep the user's alignment of trailing comments.
                     let gap = &text[p.end..t.start];
                     out.push_str(if gap.is_empty() { " " } else { gap });
-                } else if space_between(&tokens, i, in_generics, &tight) {
+                } else if space_between(&tokens, i, in_generics, &tight, &closes) {
                     out.push(' ');
                 }
             }
@@ -82,7 +83,7 @@ fn token_text<'a>(text: &'a str, t: &Spanned<'a>) -> &'a str {
 }
 
 /// Whether one space separates token `i` from the one before it on a line.
-fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[bool]) -> bool {
+fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[bool], closes_generics: &[bool]) -> bool {
     use Tok::*;
     let p = tokens[i - 1].tok;
     let t = tokens[i].tok;
@@ -99,7 +100,8 @@ fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[b
         // Annotations: `@sparse(...)` keeps `@` against its name.
         (AtSign, Ident(_)) if tokens[i - 1].end == tokens[i].start => false,
         // Calls, accesses, reductions, shapes: `f(`, `x[`, `sum[`.
-        (Ident(_) | Sum | Max | Min | Gt, LParen) if !matches!(p, Gt) || in_generics_closed(tokens, i) => false,
+        (Ident(_) | Sum | Max | Min, LParen) => false,
+        (Gt, LParen) if closes_generics[i - 1] => false,
         (Ident(_) | Sum | Max | Min, LBracket) => false,
         // Generics: `op matmul<M, N>(`.
         (Ident(_), Lt) if before_prev == Some(Op) => false,
@@ -134,9 +136,22 @@ fn tight_braces(tokens: &[Spanned<'_>]) -> Vec<bool> {
     tight
 }
 
-fn in_generics_closed(tokens: &[Spanned<'_>], i: usize) -> bool {
-    // `>` directly before `(` closes generics when an `op NAME <` precedes it.
-    tokens[..i].iter().rev().take(64).any(|t| t.tok == Tok::Op)
+/// Marks the `>` that closes `op NAME<...>`.
+fn generic_closers(tokens: &[Spanned<'_>]) -> Vec<bool> {
+    let mut out = vec![false; tokens.len()];
+    let mut open = false;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.tok {
+            Tok::Lt if i >= 2 && tokens[i - 2].tok == Tok::Op => open = true,
+            Tok::Gt if open => {
+                out[i] = true;
+                open = false;
+            }
+            Tok::LBrace | Tok::RBrace | Tok::LParen => open = false,
+            _ => {}
+        }
+    }
+    out
 }
 
 fn is_unary_minus(tokens: &[Spanned<'_>], i: usize) -> bool {
@@ -187,5 +202,13 @@ mod tests {
         assert!(out.contains("op mm<M, N>(a[M, N]) -> c[M, N]"), "{out}");
         assert!(out.contains("@sparse(2:4 along K)"), "{out}");
         assert_eq!(format(&out).as_deref(), Some(out.as_str()));
+    }
+
+    #[test]
+    fn comparison_before_a_paren_keeps_its_space() {
+        let src = "op f<N>(x[N]) -> y[N] { y[i] = x[i] }\nneuron n(t = 1.0) {\n  state v = 0.0\n  fire v > (t)\n}\n";
+        let out = format(src).expect("formats");
+        assert!(out.contains("fire v > (t)"), "{out}");
+        assert!(out.contains("op f<N>(x[N])"), "{out}");
     }
 }

@@ -42,6 +42,7 @@ pub fn split(text: &str) -> Vec<Chunk> {
     let mut naming: Option<bool> = None;
     // `op` right after a number or `/` is a unit (`256 op/cycle`, `pJ/op`).
     let mut after_number = false;
+    let mut last_end = 0usize;
     let mut lexer = Tok::lexer(text);
     while let Some(result) = lexer.next() {
         let range = lexer.span();
@@ -76,8 +77,9 @@ pub fn split(text: &str) -> Vec<Chunk> {
                 naming = None;
             }
         }
-        let is_unit = tok == Tok::Op && after_number;
+        let is_unit = tok == Tok::Op && after_number && !text[last_end..range.start].contains('\n');
         after_number = matches!(tok, Tok::Int(_) | Tok::Float(_) | Tok::Slash);
+        last_end = range.end;
         if tok.starts_item() && !is_unit {
             let start = trivia_start.unwrap_or(range.start);
             match chunks.last_mut() {
@@ -339,6 +341,8 @@ mod tests {
         let chunks = split("hardware h : cpu {\n  compute c { int8: 256 op/cycle, energy 0.2 pJ/op }\n}\nop relu(x) = x");
         let kinds: Vec<_> = chunks.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, vec!["hardware", "op"]);
+        let chunks = split("op a(x) = x * 2\nop b(x) = x");
+        assert_eq!(chunks.len(), 2);
     }
 
     #[test]
