@@ -283,6 +283,11 @@ impl Lowerer<'_, '_> {
             ExprKind::Reduce { op, indices, body } => {
                 let mut new_vars = Vec::new();
                 for n in indices {
+                    if self.consts.contains_key(&n.text) {
+                        self.error("E0405", n.span, format!("`{}` is a size, not an index", n.text))
+                            .help = Some("reduce over a lower-case index name, e.g. `sum[k]`".into());
+                        return None;
+                    }
                     if let Some(v) = ctx.lookup_var(&n.text) {
                         let label = self.loc(ctx.vars[v].span);
                         self.error("E0407", n.span, format!("index `{}` is already bound", n.text))

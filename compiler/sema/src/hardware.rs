@@ -480,6 +480,19 @@ impl<'db> HwChecker<'db> {
     fn block(&mut self, m: &mut HardwareModel, b: &HwBlock) {
         let label = b.label.as_ref().map(|l| l.text.clone()).unwrap_or_default();
         let kind = b.kind.text.as_str();
+        let allowed: &[HwClass] = match kind {
+            "array" => &[HwClass::Npu],
+            "core" | "noc" | "cost" => &[HwClass::Neuromorphic],
+            "topology" => &[HwClass::Gpu],
+            "compute" => &[HwClass::Cpu, HwClass::Gpu, HwClass::Npu],
+            _ => &[HwClass::Cpu, HwClass::Gpu, HwClass::Npu, HwClass::Neuromorphic],
+        };
+        if !allowed.contains(&m.class) {
+            let classes: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
+            self.error("E0503", b.kind.span, format!("{} hardware has no `{kind}` block", m.class.name()))
+                .help = Some(format!("`{kind}` describes {} hardware", classes.join(" or ")));
+            return;
+        }
         let needs_label = matches!(kind, "level" | "compute" | "array" | "noc");
         if needs_label && b.label.is_none() {
             self.error("E0502", b.kind.span, format!("`{kind}` needs a name: `{kind} NAME {{ ... }}`"));

@@ -418,6 +418,9 @@ impl<'a, 'db> Lowerer<'a, 'db> {
 
     fn annotation(&mut self, tensor: &mut Tensor, a: &arch_syntax::ast::Annotation, ty: &arch_syntax::ast::TypeExpr) {
         match a.name.text.as_str() {
+            "sparse" if tensor.shape.is_empty() => {
+                self.error("E0412", a.span, format!("`{}` is a scalar; only tensors can be sparse", tensor.name));
+            }
             "sparse" => {
                 let [arg] = a.args.as_slice() else {
                     self.error("E0412", a.span, "`@sparse` takes one pattern: `@sparse(2:4 along K)`");
