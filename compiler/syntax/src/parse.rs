@@ -29,8 +29,253 @@ pub struct Chunk {
 
 /// Splits a file at every declaration keyword. Those keywords appear nowhere
 /// else in the grammar, so an unclosed brace in one declaration never swallows
-/// the next one.
+/// the next one. This runs on every edit of a file, so it scans bytes itself
+/// rather than building tokens (it agrees with the lexer; see the tests).
 pub fn split(text: &str) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut trivia_start: Option<usize> = None;
+    let mut doc_lines: Vec<&str> = Vec::new();
+    let mut seen_code = false;
+    let mut naming: Option<bool> = None;
+    let mut after_number = false;
+    let mut last_end = 0usize;
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0C) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let kind = scan_token(bytes, &mut i);
+        match kind {
+            Scanned::LineComment => {
+                trivia_start.get_or_insert(start);
+                let comment = &text[start..i];
+                if comment.starts_with("///") && !comment.starts_with("////") {
+                    doc_lines.push(comment[3..].trim());
+                } else {
+                    doc_lines.clear();
+                }
+                continue;
+            }
+            Scanned::BlockComment => {
+                trivia_start.get_or_insert(start);
+                doc_lines.clear();
+                continue;
+            }
+            Scanned::Invalid => {
+                // Like the lexer's error tokens: code, but no token.
+                naming = None;
+                seen_code = true;
+                doc_lines.clear();
+                trivia_start = None;
+                continue;
+            }
+            _ => {}
+        }
+        let word = &text[start..i];
+        if let (Some(is_import), Some(last)) = (naming, chunks.last_mut()) {
+            let keep_going = match kind {
+                Scanned::Word if keyword(word).is_none() => {
+                    last.name.push_str(word);
+                    is_import
+                }
+                Scanned::Punct if is_import && matches!(word, "." | "{" | "*") => {
+                    last.name.push_str(word);
+                    true
+                }
+                _ => false,
+            };
+            if !keep_going {
+                naming = None;
+            }
+        }
+        let decl_keyword = if kind == Scanned::Word { keyword(word) } else { None };
+        let is_unit = word == "op" && after_number && !text[last_end..start].contains('\n');
+        after_number = kind == Scanned::Number || word == "/";
+        last_end = i;
+        if let (Some(kw), false) = (decl_keyword, is_unit) {
+            let chunk_start = trivia_start.unwrap_or(start);
+            match chunks.last_mut() {
+                Some(last) => last.end = chunk_start,
+                None if seen_code => chunks.push(Chunk {
+                    start: 0,
+                    end: chunk_start,
+                    kind: "error",
+                    name: String::new(),
+                    doc: String::new(),
+                }),
+                None => {}
+            }
+            chunks.push(Chunk {
+                start: if chunks.is_empty() { 0 } else { chunk_start },
+                end: text.len(),
+                kind: kw,
+                name: String::new(),
+                doc: doc_lines.join("\n"),
+            });
+            naming = Some(kw == "import");
+        }
+        seen_code = true;
+        doc_lines.clear();
+        trivia_start = None;
+    }
+    if chunks.is_empty() && seen_code {
+        chunks.push(Chunk { start: 0, end: text.len(), kind: "error", name: String::new(), doc: String::new() });
+    }
+    chunks
+}
+
+/// What [`scan_token`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    Word,
+    Number,
+    Punct,
+    LineComment,
+    BlockComment,
+    /// A string.
+    Str,
+    /// An unterminated comment or string, or characters that start no token.
+    Invalid,
+}
+
+fn keyword(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "import" => "import",
+        "workload" => "workload",
+        "hardware" => "hardware",
+        "mapping" => "mapping",
+        "op" => "op",
+        "neuron" => "neuron",
+        _ => return None,
+    })
+}
+
+/// Advances `i` over one token starting at `bytes[*i]` (not a blank), with
+/// the same boundaries as the lexer.
+fn scan_token(bytes: &[u8], i: &mut usize) -> Scanned {
+    let start = *i;
+    let c = bytes[start];
+    let at = |k: usize| bytes.get(k).copied().unwrap_or(0);
+    match c {
+        b'/' if at(start + 1) == b'/' => {
+            *i = memchr_newline(bytes, start);
+            Scanned::LineComment
+        }
+        b'/' if at(start + 1) == b'*' => {
+            let mut depth = 1usize;
+            let mut k = start + 2;
+            while k + 1 < bytes.len() {
+                match (bytes[k], bytes[k + 1]) {
+                    (b'/', b'*') => {
+                        depth += 1;
+                        k += 2;
+                    }
+                    (b'*', b'/') => {
+                        depth -= 1;
+                        k += 2;
+                        if depth == 0 {
+                            *i = k;
+                            return Scanned::BlockComment;
+                        }
+                    }
+                    _ => k += 1,
+                }
+            }
+            *i = bytes.len();
+            Scanned::Invalid
+        }
+        b'"' => {
+            let mut k = start + 1;
+            let mut escaped = false;
+            while k < bytes.len() && bytes[k] != b'\n' {
+                match bytes[k] {
+                    b'\\' if !escaped => escaped = true,
+                    b'"' if !escaped => {
+                        *i = k + 1;
+                        return Scanned::Str;
+                    }
+                    _ => escaped = false,
+                }
+                k += 1;
+            }
+            *i = k;
+            Scanned::Invalid
+        }
+        b'A'..=b'Z' | b'a'..=b'z' | b'_' => {
+            let mut k = start + 1;
+            while k < bytes.len() && (bytes[k].is_ascii_alphanumeric() || bytes[k] == b'_') {
+                k += 1;
+            }
+            *i = k;
+            Scanned::Word
+        }
+        b'0'..=b'9' => {
+            let digits = |mut k: usize| {
+                while k < bytes.len() && (bytes[k].is_ascii_digit() || bytes[k] == b'_') {
+                    k += 1;
+                }
+                k
+            };
+            let mut k = digits(start + 1);
+            if at(k) == b'.' && at(k + 1).is_ascii_digit() {
+                k = digits(k + 2);
+            }
+            if matches!(at(k), b'e' | b'E') {
+                let sign = usize::from(matches!(at(k + 1), b'+' | b'-'));
+                if at(k + 1 + sign).is_ascii_digit() {
+                    k += 1 + sign;
+                    while k < bytes.len() && bytes[k].is_ascii_digit() {
+                        k += 1;
+                    }
+                }
+            }
+            *i = k;
+            Scanned::Number
+        }
+        b'.' if at(start + 1) == b'.' => {
+            *i = start + 2;
+            Scanned::Punct
+        }
+        b'<' | b'>' | b'=' if at(start + 1) == b'=' => {
+            *i = start + 2;
+            Scanned::Punct
+        }
+        b'-' if at(start + 1) == b'>' => {
+            *i = start + 2;
+            Scanned::Punct
+        }
+        b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'=' | b',' | b':' | b'.' | b'+' | b'-' | b'*'
+        | b'/' | b'@' => {
+            *i = start + 1;
+            Scanned::Punct
+        }
+        _ => {
+            // One character that starts no token (UTF-8 aware).
+            let mut k = start + 1;
+            while k < bytes.len() && (bytes[k] & 0xC0) == 0x80 {
+                k += 1;
+            }
+            *i = k;
+            Scanned::Invalid
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8], from: usize) -> usize {
+    bytes[from..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| from + p)
+}
+
+/// The reference implementation of [`split`], on the logos lexer: slower,
+/// obviously right; the tests check that both agree.
+#[cfg(test)]
+/// Splits a file at every declaration keyword. Those keywords appear nowhere
+/// else in the grammar, so an unclosed brace in one declaration never swallows
+/// the next one.
+pub fn split_with_logos(text: &str) -> Vec<Chunk> {
     use logos::Logos;
     let mut chunks: Vec<Chunk> = Vec::new();
     // Start of the comments that follow the last real token: they belong to
@@ -333,6 +578,40 @@ mod tests {
         // Chunks tile the file.
         for pair in chunks.windows(2) {
             assert_eq!(pair[0].end, pair[1].start);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        #[test]
+        fn fast_split_agrees_with_the_lexer(picks in proptest::collection::vec(0usize..PIECES.len(), 0..60)) {
+            let text: String = picks.iter().map(|i| PIECES[*i]).collect();
+            proptest::prop_assert_eq!(split(&text), split_with_logos(&text));
+        }
+
+        #[test]
+        fn fast_split_agrees_on_any_text(text in "\\PC{0,200}") {
+            proptest::prop_assert_eq!(split(&text), split_with_logos(&text));
+        }
+    }
+
+    const PIECES: &[&str] = &[
+        "workload", "hardware", "mapping", "op", "neuron", "import", " ", "\n", "x", "std", ".", "{", "}", ",", "*",
+        "/", "//", "///", "////", " doc\n", "/*", "*/", "\"", "\\", "1", "2.5", "1e-3", "e", "..", "op/cycle", "pJ",
+        "$", "é", "=", "<=", "->", "[", "]", "(", ")", "_a1",
+    ];
+
+    #[test]
+    fn fast_split_agrees_on_the_stdlib_and_examples() {
+        for text in [
+            include_str!("../../../stdlib/hw.arch"),
+            include_str!("../../../stdlib/nn.arch"),
+            include_str!("../../../examples/gemm.arch"),
+            include_str!("../../../examples/snn.arch"),
+            include_str!("../../../examples/attention.arch"),
+        ] {
+            assert_eq!(split(text), split_with_logos(text));
         }
     }
 

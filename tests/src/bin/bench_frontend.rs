@@ -56,7 +56,12 @@ fn main() {
         std::fs::write(&path, &program).expect("write program");
         for _ in 0..runs {
             let t = Instant::now();
-            let status = std::process::Command::new(&exe).arg("check").arg(&path).status().expect("run archc");
+            let status = std::process::Command::new(&exe)
+                .arg("check")
+                .arg(&path)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run archc");
             process.push(t.elapsed());
             assert!(status.success());
         }
@@ -69,6 +74,9 @@ fn main() {
     assert!(file_diagnostics(&db, f).is_empty());
     let target = format!("workload layer{}(B = 64", workloads / 2);
     let at = program.find(&target).expect("middle workload") + target.len() - 1;
+    if std::env::var_os("ARCH_BENCH_PROBE").is_some() {
+        probe_incremental(&program, at);
+    }
     let edits = runs * 10;
     let mut incremental = Vec::new();
     let mut scratch = Vec::new();
@@ -121,4 +129,29 @@ fn probe(program: &str) {
         let _ = arch_syntax::lexer::lex(program);
     }
     eprintln!("lex: {:?}", t.elapsed() / 20);
+}
+
+/// Where the time of one incremental edit goes (ARCH_BENCH_PROBE=1).
+#[allow(dead_code)]
+fn probe_incremental(program: &str, at: usize) {
+    let mut db = RootDatabase::default();
+    let f = db.set_file("/bench/program.arch", program.to_string());
+    let _ = file_diagnostics(&db, f).len();
+    let (mut t_set, mut t_split, mut t_diag) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let n = 100;
+    for i in 0..n {
+        let mut text = program.to_string();
+        let digit = char::from(b'5' + (i % 4) as u8);
+        text.replace_range(at..at + 1, &digit.to_string());
+        let t = Instant::now();
+        let f = db.set_file("/bench/program.arch", text);
+        t_set += t.elapsed();
+        let t = Instant::now();
+        let _ = arch_sema::file_decls(&db, f).len();
+        t_split += t.elapsed();
+        let t = Instant::now();
+        let _ = file_diagnostics(&db, f).len();
+        t_diag += t.elapsed();
+    }
+    eprintln!("set_file {:?}, file_decls {:?}, file_diagnostics {:?}", t_set / n, t_split / n, t_diag / n);
 }
