@@ -212,8 +212,15 @@ impl Lowerer<'_, '_> {
             }
             if lo < 0 || hi >= b.size as i64 {
                 let reach = if lo < 0 { format!("goes down to {lo}") } else { format!("reaches {hi}") };
-                self.error("E0413", b.span, format!("this index {reach}, but {} has size {}", b.what, b.size))
-                    .help = Some("valid indices run from 0 to size - 1: shrink the output or pad the input".into());
+                let ranges: Vec<String> = b
+                    .affine
+                    .terms
+                    .iter()
+                    .map(|(v, _)| format!("`{}` runs to {}", vars[*v].name, vars[*v].extent - 1))
+                    .collect();
+                let d = self.error("E0413", b.span, format!("this index {reach}, but {} has size {}", b.what, b.size));
+                d.primary_label = ranges.join(", ");
+                d.help = Some("valid indices run from 0 to size - 1: shrink the output or pad the input".into());
                 return false;
             }
         }
