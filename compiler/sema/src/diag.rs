@@ -58,6 +58,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0606", "unknown memory level"),
     ("E0607", "invalid knob value"),
     ("E0608", "knob given twice"),
+    ("E0609", "workload does not fit the hardware's memory"),
     ("E0701", "invalid neuron model"),
 ];
 

@@ -225,6 +225,7 @@ impl<'db> MapChecker<'db> {
         // Errors of the workload or hardware are reported there.
         let w = workload_model(self.db, wd).model.as_ref()?;
         let hw = hardware_model(self.db, hd).model.as_ref()?;
+        self.memory_fits(m, w, hw);
         let mut knobs = default_knobs(w, hw);
         let mut given: Vec<(String, String, Span)> = Vec::new();
         for stmt in &m.body {
@@ -265,6 +266,35 @@ impl<'db> MapChecker<'db> {
             class: hw.class,
             knobs,
         })
+    }
+
+    /// E0609 when the workload's tensors together exceed the outermost
+    /// memory (when the hardware gives its size).
+    fn memory_fits(&mut self, m: &Mapping, w: &WorkloadModel, hw: &HardwareModel) {
+        let Some(outer) = hw.levels.first() else { return };
+        let Some(size) = outer.size_bytes else { return };
+        let capacity = if size.per_core { size.value.0 * hw.cores as f64 } else { size.value.0 };
+        let total: f64 = w.tensors.iter().map(|t| t.bytes() as f64).sum();
+        if total > capacity {
+            let mut largest: Vec<(&str, u64)> = w.tensors.iter().map(|t| (t.name.as_str(), t.bytes())).collect();
+            largest.sort_by(|a, b| b.1.cmp(&a.1));
+            let top: Vec<String> =
+                largest.iter().take(3).map(|(n, b)| format!("{n} {}", format_quantity(*b as f64, Dim::BYTES))).collect();
+            let d = self.error(
+                "E0609",
+                m.hardware.span,
+                format!(
+                    "`{}` needs {} of tensors, but `{}` has {} of {}",
+                    w.name,
+                    format_quantity(total, Dim::BYTES),
+                    hw.name,
+                    format_quantity(capacity, Dim::BYTES),
+                    outer.name
+                ),
+            );
+            d.primary_label = format!("largest: {}", top.join(", "));
+            d.help = Some("use smaller sizes (`--set`), a lower precision, or hardware with more memory".into());
+        }
     }
 
     fn wrong_form(&mut self, knob: &Name, span: Span, form: &str) {

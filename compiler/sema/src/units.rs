@@ -154,7 +154,14 @@ pub fn format_quantity(value: f64, dim: Dim) -> String {
 }
 
 fn trim_float(v: f64) -> String {
-    let s = format!("{:.3}", v);
+    // About four significant digits.
+    let s = if v.abs() >= 100.0 {
+        format!("{:.1}", v)
+    } else if v.abs() >= 10.0 {
+        format!("{:.2}", v)
+    } else {
+        format!("{:.3}", v)
+    };
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
 }
