@@ -1,0 +1,96 @@
+//! The contraction view of an op: which of its index variables are output
+//! rows (M), output columns (N) and reduced (K). Systolic and tensor-core
+//! models map every contraction to this GEMM form, as SCALE-Sim does for
+//! convolutions (M = output pixels, N = filters, K = window).
+
+use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::{BinOp, ReduceOp, Role};
+
+/// Extents of an op seen as `C[M, N] += A[M, K] * B[K, N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmView {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// The tensors playing A (streamed input) and B (weights, if any).
+    pub a: Option<usize>,
+    pub b: Option<usize>,
+}
+
+impl GemmView {
+    pub fn macs(&self) -> u64 {
+        self.m * self.n * self.k
+    }
+}
+
+/// Finds the product of two accesses under a sum reduction, and splits the
+/// op's variables by where they occur. An op without such a contraction is
+/// element-wise: M = its points, N = K = 1.
+pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
+    let points: u64 = op.vars[..op.output_rank].iter().map(|v| v.extent).product();
+    let Some((reduced, lhs, rhs)) = find_contraction(&op.body) else {
+        return GemmView { m: points, n: 1, k: 1, a: None, b: None };
+    };
+    // B is the weight if there is one, else the right operand.
+    let (a, b) = if w.tensors[lhs.0].role == Role::Weight && w.tensors[rhs.0].role != Role::Weight {
+        (rhs, lhs)
+    } else {
+        (lhs, rhs)
+    };
+    let uses = |acc: &(usize, Vec<usize>), v: usize| acc.1.contains(&v);
+    let mut m = 1u64;
+    let mut n = 1u64;
+    for v in 0..op.output_rank {
+        let extent = op.vars[v].extent;
+        if uses(&b, v) && !uses(&a, v) {
+            n *= extent;
+        } else {
+            m *= extent;
+        }
+    }
+    let k: u64 = reduced.iter().map(|v| op.vars[*v].extent).product();
+    GemmView { m, n, k, a: Some(a.0), b: Some(b.0) }
+}
+
+/// `(reduced vars, (tensor, vars used) of each operand)`.
+type Contraction = (Vec<usize>, (usize, Vec<usize>), (usize, Vec<usize>));
+
+fn find_contraction(e: &ScalarExpr) -> Option<Contraction> {
+    match e {
+        ScalarExpr::Reduce { op: ReduceOp::Sum, vars, body } => {
+            let (l, r) = product_operands(body)?;
+            Some((vars.clone(), l, r))
+        }
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => find_contraction(x),
+        ScalarExpr::Binary { lhs, rhs, .. } => find_contraction(lhs).or_else(|| find_contraction(rhs)),
+        ScalarExpr::Call { args, .. } => args.iter().find_map(find_contraction),
+        _ => None,
+    }
+}
+
+/// The two accessed tensors of `x * y` (through scaling by constants and
+/// conversions), with the variables their indices use.
+fn product_operands(e: &ScalarExpr) -> Option<((usize, Vec<usize>), (usize, Vec<usize>))> {
+    match e {
+        ScalarExpr::Binary { op: BinOp::Mul, lhs, rhs } => match (access(lhs), access(rhs)) {
+            (Some(l), Some(r)) => Some((l, r)),
+            _ => product_operands(lhs).or_else(|| product_operands(rhs)),
+        },
+        ScalarExpr::Binary { op: BinOp::Div, lhs, .. } => product_operands(lhs),
+        ScalarExpr::Cast { value, .. } => product_operands(value),
+        _ => None,
+    }
+}
+
+fn access(e: &ScalarExpr) -> Option<(usize, Vec<usize>)> {
+    match e {
+        ScalarExpr::Access { tensor, index } => {
+            let mut vars: Vec<usize> = index.iter().flat_map(|a| a.terms.iter().map(|(v, _)| *v)).collect();
+            vars.sort_unstable();
+            vars.dedup();
+            Some((*tensor, vars))
+        }
+        ScalarExpr::Cast { value, .. } => access(value),
+        _ => None,
+    }
+}

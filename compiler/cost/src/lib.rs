@@ -1,0 +1,13 @@
+//! Analytic cost models, one per hardware class, behind one interface:
+//! evaluate a concrete schedule of one op and get cycles, latency, energy,
+//! bytes and time per memory level, utilization, the bottleneck and a
+//! speed-of-light lower bound ([`report::Predicted`]).
+//!
+//! Built so far: the contraction view of ops ([`gemm`]) and the npu model
+//! ([`npu`], SCALE-Sim's folds and cycles). The cpu, gpu and neuromorphic
+//! models, the search that fills `auto` knobs, and `archc tune`/`report`
+//! are the rest of this crate's issue.
+
+pub mod gemm;
+pub mod npu;
+pub mod report;

@@ -1,0 +1,86 @@
+//! Cost models on real semantic models, with hand-computed expectations.
+
+use arch_cost::gemm::gemm_view;
+use arch_cost::npu::{evaluate, NpuParams};
+use arch_sema::db::{file_decls, RootDatabase};
+use arch_sema::hardware::hardware_model;
+use arch_sema::workload::workload_model;
+
+const PROGRAM: &str = "import std.hw.npu16
+import std.nn.relu
+workload gemm(M = 64, N = 64, K = 64) {
+  input a: int8[M, K]
+  weight b: int8[K, N]
+  output c: int32[M, N]
+  c[m, n] = sum[k] a[m, k] * b[k, n]
+}
+workload conv(N = 1, C = 64, H = 58, W = 58, F = 64, R = 3, S = 3) {
+  input x: int8[N, C, H, W]
+  weight w: int8[F, C, R, S]
+  output y: int32[N, F, H - R + 1, W - S + 1]
+  y[n, f, p, q] = sum[c, r, s] x[n, c, p + r, q + s] * w[f, c, r, s]
+}
+workload mlp(B = 32, K = 128, N = 256) {
+  input x: f32[B, K]
+  weight w: f32[K, N]
+  weight b: f32[N]
+  output y: f32[B, N]
+  y[i, j] = relu(sum[k] x[i, k] * w[k, j] + b[j])
+}
+";
+
+fn with_models(f: impl FnOnce(&RootDatabase, &dyn Fn(&str) -> arch_sema::model::WorkloadModel, NpuParams)) {
+    let mut db = RootDatabase::default();
+    let file = db.set_file("/cost/models.arch", PROGRAM.to_string());
+    assert!(arch_sema::file_diagnostics(&db, file).is_empty(), "{:?}", arch_sema::file_diagnostics(&db, file));
+    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
+    let npu = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == "npu16").expect("npu16");
+    let hw = hardware_model(&db, npu).model.clone().expect("npu16 model");
+    let params = NpuParams::from_hardware(&hw).expect("npu16 has an array");
+    let workload = |name: &str| {
+        let d = *file_decls(&db, file).iter().find(|d| d.name(&db) == name).expect("workload");
+        workload_model(&db, d).model.clone().expect("model")
+    };
+    f(&db, &workload, params);
+}
+
+#[test]
+fn contraction_views() {
+    with_models(|_, workload, _| {
+        let g = workload("gemm");
+        let v = gemm_view(&g, &g.ops[0]);
+        assert_eq!((v.m, v.n, v.k), (64, 64, 64));
+        assert_eq!(v.b, g.tensor("b"));
+        // Convolution: M = output pixels (n, p, q), N = filters, K = window (c, r, s).
+        let c = workload("conv");
+        let v = gemm_view(&c, &c.ops[0]);
+        assert_eq!((v.m, v.n, v.k), (56 * 56, 64, 64 * 9));
+        assert_eq!(v.b, c.tensor("w"));
+        // The bias and ReLU around the contraction do not hide it.
+        let m = workload("mlp");
+        let v = gemm_view(&m, &m.ops[0]);
+        assert_eq!((v.m, v.n, v.k), (32, 256, 128));
+    });
+}
+
+#[test]
+fn npu16_by_hand() {
+    with_models(|_, workload, p| {
+        assert_eq!((p.rows, p.cols), (16, 16));
+        let g = workload("gemm");
+        let pred = evaluate(&g, &g.ops[0], &p);
+        // 16 folds of 2*16 + 16 + 64 - 2 = 110 cycles.
+        assert_eq!(pred.compute_cycles, 1760.0);
+        let macs = 64.0 * 64.0 * 64.0;
+        let util_if_compute_bound = macs / (1760.0 * 256.0);
+        assert!(pred.utilization <= util_if_compute_bound + 1e-12);
+        assert!(pred.latency_s >= pred.lower_bound_s);
+        // Every operand crosses DRAM at least once: 3 * 64 * 64 int8 bytes.
+        assert!(pred.levels[0].bytes >= 3.0 * 4096.0);
+        let c = workload("conv");
+        let pred = evaluate(&c, &c.ops[0], &p);
+        // Sr = 576 (36 row folds), Sc = 64 (4), T = 3136: 144 * 3182.
+        assert_eq!(pred.compute_cycles, 144.0 * 3182.0);
+        assert!(pred.energy_j > 0.0);
+    });
+}
