@@ -37,7 +37,7 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     } else {
         (lhs, rhs)
     };
-    let uses = |acc: &(usize, Vec<usize>), v: usize| acc.1.contains(&v);
+    let uses = |acc: &Operand, v: usize| acc.1.contains(&v);
     let mut m = 1u64;
     let mut n = 1u64;
     for v in 0..op.output_rank {
@@ -52,8 +52,11 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     GemmView { m, n, k, a: Some(a.0), b: Some(b.0) }
 }
 
-/// `(reduced vars, (tensor, vars used) of each operand)`.
-type Contraction = (Vec<usize>, (usize, Vec<usize>), (usize, Vec<usize>));
+/// A tensor and the variables its indices use.
+type Operand = (usize, Vec<usize>);
+
+/// `(reduced vars, each operand)`.
+type Contraction = (Vec<usize>, Operand, Operand);
 
 fn find_contraction(e: &ScalarExpr) -> Option<Contraction> {
     match e {
@@ -70,7 +73,7 @@ fn find_contraction(e: &ScalarExpr) -> Option<Contraction> {
 
 /// The two accessed tensors of `x * y` (through scaling by constants and
 /// conversions), with the variables their indices use.
-fn product_operands(e: &ScalarExpr) -> Option<((usize, Vec<usize>), (usize, Vec<usize>))> {
+fn product_operands(e: &ScalarExpr) -> Option<(Operand, Operand)> {
     match e {
         ScalarExpr::Binary { op: BinOp::Mul, lhs, rhs } => match (access(lhs), access(rhs)) {
             (Some(l), Some(r)) => Some((l, r)),
@@ -82,7 +85,7 @@ fn product_operands(e: &ScalarExpr) -> Option<((usize, Vec<usize>), (usize, Vec<
     }
 }
 
-fn access(e: &ScalarExpr) -> Option<(usize, Vec<usize>)> {
+fn access(e: &ScalarExpr) -> Option<Operand> {
     match e {
         ScalarExpr::Access { tensor, index } => {
             let mut vars: Vec<usize> = index.iter().flat_map(|a| a.terms.iter().map(|(v, _)| *v)).collect();

@@ -277,7 +277,7 @@ impl<'db> MapChecker<'db> {
         let total: f64 = w.tensors.iter().map(|t| t.bytes() as f64).sum();
         if total > capacity {
             let mut largest: Vec<(&str, u64)> = w.tensors.iter().map(|t| (t.name.as_str(), t.bytes())).collect();
-            largest.sort_by(|a, b| b.1.cmp(&a.1));
+            largest.sort_by_key(|t| std::cmp::Reverse(t.1));
             let top: Vec<String> =
                 largest.iter().take(3).map(|(n, b)| format!("{n} {}", format_quantity(*b as f64, Dim::BYTES))).collect();
             let d = self.error(
