@@ -3,11 +3,13 @@
 //! bytes and time per memory level, utilization, the bottleneck and a
 //! speed-of-light lower bound ([`report::Predicted`]).
 //!
-//! Built so far: the contraction view of ops ([`gemm`]) and the npu model
-//! ([`npu`], SCALE-Sim's folds and cycles). The cpu, gpu and neuromorphic
-//! models, the search that fills `auto` knobs, and `archc tune`/`report`
+//! Built so far: the contraction view of ops ([`gemm`]), the npu model
+//! ([`npu`], SCALE-Sim's folds and cycles) and the neuromorphic floorline
+//! ([`neuro`]). The cpu and gpu models, the evaluator trait over a full
+//! schedule, the search that fills `auto` knobs, and `archc tune`/`report`
 //! are the rest of this crate's issue.
 
 pub mod gemm;
+pub mod neuro;
 pub mod npu;
 pub mod report;

@@ -84,3 +84,32 @@ fn npu16_by_hand() {
         assert!(pred.energy_j > 0.0);
     });
 }
+
+#[test]
+fn loihi2_parameters_come_from_the_stdlib() {
+    let db = RootDatabase::default();
+    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
+    let loihi = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == "loihi2").expect("loihi2");
+    let hw = hardware_model(&db, loihi).model.clone().expect("loihi2 model");
+    let p = arch_cost::neuro::NeuroParams::from_hardware(&hw).expect("neuromorphic parameters");
+    assert_eq!(p.cores, 128);
+    assert!((p.synop_time_s - 4.0e-9).abs() < 1e-18);
+    assert!((p.synop_energy_j - 35.5e-12).abs() < 1e-21);
+    assert!((p.barrier_time_s - 299e-9).abs() < 1e-15);
+    // 8 x 16 mesh: mean distance (8 + 16) / 3 = 8 hops.
+    assert!((p.mean_hops - 8.0).abs() < 1e-12);
+    // The MNIST-sized hidden layer of examples/snn.arch, split over 8 cores.
+    let layer = arch_cost::neuro::SpikingLayer {
+        timesteps: 64,
+        neurons: 512,
+        fan_in: 784,
+        weight_density: 0.25,
+        weight_bits: 8,
+        input_activity: 0.1,
+        output_activity: 0.1,
+        fanout_cores: 1,
+    };
+    assert_eq!(arch_cost::neuro::check_capacity(&layer, &p, 8), None);
+    let pred = arch_cost::neuro::evaluate(&layer, &p, 8);
+    assert!(pred.latency_s > 0.0 && pred.latency_s >= pred.lower_bound_s);
+}
