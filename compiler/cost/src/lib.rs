@@ -3,12 +3,14 @@
 //! bytes and time per memory level, utilization, the bottleneck and a
 //! speed-of-light lower bound ([`report::Predicted`]).
 //!
-//! Built so far: the contraction view of ops ([`gemm`]), the npu model
+//! Built so far: the contraction view of ops ([`gemm`]), the cpu roofline
+//! with per-level traffic from tiles and loop order ([`cpu`]), the npu model
 //! ([`npu`], SCALE-Sim's folds and cycles) and the neuromorphic floorline
-//! ([`neuro`]). The cpu and gpu models, the evaluator trait over a full
+//! ([`neuro`]). The gpu model (roofline, swizzle/L2), the evaluator trait over a full
 //! schedule, the search that fills `auto` knobs, and `archc tune`/`report`
 //! are the rest of this crate's issue.
 
+pub mod cpu;
 pub mod gemm;
 pub mod neuro;
 pub mod npu;

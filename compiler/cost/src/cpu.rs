@@ -1,0 +1,309 @@
+//! The cpu model: a roofline over every memory level, with the bytes each
+//! level moves derived from the tile sizes and the loop order (Timeloop-style
+//! reuse at the innermost boundary of each level).
+//!
+//! A schedule tiles the op's iteration space once per memory level: level 0
+//! (DRAM) holds the whole space, level `l` holds a tile of it. Between level
+//! `l - 1` and level `l` the loops step over the `l` tiles in `order`
+//! (outermost first). A tensor's tile at level `l` is loaded once per
+//! iteration of those loops, except that innermost loops over dimensions the
+//! tensor does not use keep it resident (it is stationary there); every
+//! iteration of an outer boundary reloads it. The output tile is read and
+//! written back each time it is reloaded after its first visit (partial sums).
+
+use crate::report::{LevelTraffic, Predicted};
+use arch_sema::hardware::HardwareModel;
+use arch_sema::model::{collect_accesses, Op, WorkloadModel};
+
+/// The concrete loop nest of one op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopNest {
+    /// `tiles[l][v]`: tile size of variable `v` held at level `l`; level 0
+    /// (the outermost memory) holds the full extents.
+    pub tiles: Vec<Vec<u64>>,
+    /// Variables outermost first; the same order at every boundary.
+    pub order: Vec<usize>,
+    /// Variables split over cores (at the outermost boundary).
+    pub parallel: Vec<usize>,
+}
+
+impl LoopNest {
+    /// No tiling: every level holds the full space (a naive loop nest).
+    pub fn untiled(op: &Op, levels: usize) -> LoopNest {
+        let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
+        LoopNest { tiles: vec![full; levels], order: (0..op.vars.len()).collect(), parallel: Vec::new() }
+    }
+
+    /// Trip count of variable `v` at the boundary into level `l` (l >= 1).
+    pub fn trips(&self, l: usize, v: usize) -> u64 {
+        self.tiles[l - 1][v].div_ceil(self.tiles[l][v].max(1))
+    }
+}
+
+/// A compute op's machine: cores, clock, peak and levels, in base units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuParams {
+    pub cores: u64,
+    pub clock_hz: f64,
+    /// Floating-point operations per cycle per core for the op's type.
+    pub flops_per_cycle_per_core: f64,
+    pub energy_per_flop_j: f64,
+    /// `(name, bandwidth B/s for the whole chip, energy J/B)`, outermost first.
+    pub levels: Vec<(String, f64, f64)>,
+}
+
+impl CpuParams {
+    /// Parameters for ops whose products are in `dtype`.
+    pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<CpuParams> {
+        let unit = hw.compute.iter().find(|c| c.rates.iter().any(|(d, _)| *d == dtype)).or_else(|| hw.compute.first())?;
+        let rate = unit.rates.iter().find(|(d, _)| *d == dtype).or_else(|| unit.rates.first())?.1;
+        let per_core = if rate.per_core { rate.value.0 } else { rate.value.0 / hw.cores.max(1) as f64 };
+        Some(CpuParams {
+            cores: hw.cores,
+            clock_hz: hw.clock_hz?.0,
+            flops_per_cycle_per_core: per_core,
+            energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
+            levels: hw
+                .levels
+                .iter()
+                .map(|l| {
+                    let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| {
+                        if b.per_core {
+                            b.value.0 * hw.cores as f64
+                        } else {
+                            b.value.0
+                        }
+                    });
+                    (l.name.clone(), bw, l.energy_j_per_byte.map_or(0.0, |e| e.value.0))
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Bytes one tile of `tensor` occupies when the variables take `tile` sizes.
+fn footprint(w: &WorkloadModel, op: &Op, tensor: usize, tile: &[u64]) -> f64 {
+    let mut bytes = 0.0;
+    let mut found = false;
+    let mut visit = |t: usize, index: &[arch_sema::model::Affine]| {
+        if t != tensor || found {
+            return;
+        }
+        found = true;
+        let elems: f64 = index
+            .iter()
+            .map(|a| 1.0 + a.terms.iter().map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0)).sum::<f64>())
+            .product();
+        bytes = elems * w.tensors[t].dtype.bits() as f64 / 8.0;
+    };
+    if tensor == op.output {
+        let elems: f64 = tile[..op.output_rank].iter().map(|x| *x as f64).product();
+        return elems * w.tensors[tensor].dtype.bits() as f64 / 8.0;
+    }
+    collect_accesses(&op.body, &mut visit);
+    bytes
+}
+
+/// Variables a tensor's indices use (the output: the output variables).
+fn used_vars(op: &Op, tensor: usize) -> Vec<usize> {
+    if tensor == op.output {
+        return (0..op.output_rank).collect();
+    }
+    let mut vars = Vec::new();
+    collect_accesses(&op.body, &mut |t, index| {
+        if t == tensor {
+            vars.extend(index.iter().flat_map(|a| a.terms.iter().map(|(v, _)| *v)));
+        }
+    });
+    vars.sort_unstable();
+    vars.dedup();
+    vars
+}
+
+/// How many times the tile of `tensor` at level `l` is filled.
+pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
+    let used = used_vars(op, tensor);
+    let mut count = 1.0;
+    // Outer boundaries: every iteration evicts and reloads.
+    for b in 1..l {
+        for &v in &nest.order {
+            count *= nest.trips(b, v) as f64;
+        }
+    }
+    // The innermost boundary: trailing loops over unused variables keep the
+    // tile resident.
+    let relevant_end = nest.order.iter().rposition(|v| used.contains(v) && nest.trips(l, *v) > 1);
+    if let Some(end) = relevant_end {
+        for &v in &nest.order[..=end] {
+            count *= nest.trips(l, v) as f64;
+        }
+    }
+    count
+}
+
+/// Predicts one compute op under a loop nest.
+pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
+    let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
+    let flops = 2.0 * macs;
+    let parallel_ways: u64 = nest.parallel.iter().map(|v| nest.trips(1, *v)).product::<u64>().max(1);
+    let cores_used = parallel_ways.min(p.cores).max(1) as f64;
+    let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
+    let mut tensors: Vec<usize> = op.inputs();
+    tensors.push(op.output);
+    let mut levels = Vec::new();
+    let mut slowest = ("compute".to_string(), compute_s);
+    let mut energy = flops * p.energy_per_flop_j;
+    let mut compulsory = 0.0;
+    for (l, (name, bw, e)) in p.levels.iter().enumerate() {
+        // Traffic across the boundary above level l (level 0: to and from
+        // DRAM, counted as the fills of level 1's tiles).
+        let inner = (l + 1).min(nest.tiles.len() - 1);
+        let mut bytes = 0.0;
+        // The innermost level feeds the registers: each of its tiles is read
+        // once per visit (perfect reuse inside a tile; the register tile
+        // itself comes with code generation).
+        let innermost_visits: f64 = (0..op.vars.len())
+            .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v].max(1)) as f64)
+            .product();
+        for &t in &tensors {
+            let fill_count = if l + 1 < nest.tiles.len() { fills(op, nest, t, l + 1) } else { innermost_visits };
+            let once = footprint(w, op, t, &nest.tiles[inner]);
+            let mut moved = once * fill_count;
+            if t == op.output && fill_count > 1.0 && l + 1 < nest.tiles.len() {
+                // Partial sums come back in after the first visit of each tile.
+                let distinct: f64 = (0..op.output_rank).map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v]) as f64).product();
+                moved = once * (2.0 * fill_count - distinct);
+            }
+            bytes += moved;
+            if l == 0 {
+                compulsory += footprint(w, op, t, &nest.tiles[0]);
+            }
+        }
+        let time_s = bytes / bw;
+        energy += bytes * e;
+        if time_s > slowest.1 {
+            slowest = (name.clone(), time_s);
+        }
+        levels.push(LevelTraffic { name: name.clone(), bytes, time_s });
+    }
+    let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.1);
+    let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
+    let latency_s = slowest.1;
+    Predicted {
+        cycles: (latency_s * p.clock_hz).ceil(),
+        compute_cycles: (compute_s * p.clock_hz).ceil(),
+        latency_s,
+        energy_j: energy,
+        bottleneck: slowest.0,
+        levels,
+        utilization: peak_s / latency_s,
+        lower_bound_s: peak_s.max(compulsory / dram_bw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arch_sema::dtype::DType;
+    use arch_sema::model::{Affine, IndexVar, OpKind, ScalarExpr, Tensor};
+    use arch_syntax::ast::{BinOp, ReduceOp, Role, Span};
+
+    /// `c[i, j] = sum[k] a[i, k] * b[k, j]`, all 4 x 4 f32.
+    fn gemm4() -> (WorkloadModel, Op) {
+        let t = |name: &str, role| Tensor {
+            name: name.into(),
+            role,
+            dtype: DType::F32,
+            shape: vec![4, 4],
+            sparsity: None,
+            density: None,
+            span: Span::default(),
+        };
+        let access = |tensor, a: usize, b: usize| ScalarExpr::Access { tensor, index: vec![Affine::var(a), Affine::var(b)] };
+        let op = Op {
+            output: 2,
+            vars: ["i", "j", "k"].iter().map(|n| IndexVar { name: n.to_string(), extent: 4 }).collect(),
+            output_rank: 2,
+            body: ScalarExpr::Reduce {
+                op: ReduceOp::Sum,
+                vars: vec![2],
+                body: Box::new(ScalarExpr::Binary { op: BinOp::Mul, lhs: Box::new(access(0, 0, 2)), rhs: Box::new(access(1, 2, 1)) }),
+            },
+            kind: OpKind::Compute,
+            span: Span::default(),
+            origin: None,
+        };
+        let w = WorkloadModel {
+            name: "g".into(),
+            params: vec![],
+            tensors: vec![t("a", Role::Input), t("b", Role::Input), t("c", Role::Output)],
+            ops: vec![op.clone()],
+            graph: Default::default(),
+        };
+        (w, op)
+    }
+
+    fn machine() -> CpuParams {
+        CpuParams {
+            cores: 1,
+            clock_hz: 1e9,
+            flops_per_cycle_per_core: 2.0,
+            energy_per_flop_j: 1e-12,
+            levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
+        }
+    }
+
+    #[test]
+    fn reuse_by_hand() {
+        let (w, op) = gemm4();
+        // l1 holds 2 x 2 output tiles with the whole k: order i, j, k.
+        let nest = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 2, 4]], order: vec![0, 1, 2], parallel: vec![] };
+        // a[i, k] is reused across j (innermost unused loop): 2 fills.
+        assert_eq!(fills(&op, &nest, 0, 1), 2.0);
+        // b[k, j] changes with j and is reloaded for every i: 4 fills.
+        assert_eq!(fills(&op, &nest, 1, 1), 4.0);
+        let p = evaluate(&w, &op, &machine(), &nest);
+        // DRAM: a once (64 B), b twice (128 B), c written once (64 B).
+        assert_eq!(p.levels[0].bytes, 256.0);
+        // l1 feeds 4 tiles of (a 32 B + b 32 B + c 16 B).
+        assert_eq!(p.levels[1].bytes, 320.0);
+        // 128 flops at 2 flop/cycle = 64 cycles = 64 ns; DRAM 256 B at 1 GB/s = 256 ns.
+        assert_eq!(p.compute_cycles, 64.0);
+        assert_eq!(p.bottleneck, "dram");
+        assert!((p.latency_s - 256e-9).abs() < 1e-15);
+        // Speed of light: 192 compulsory bytes at 1 GB/s.
+        assert!((p.lower_bound_s - 192e-9).abs() < 1e-15);
+        // Energy: 128 flops * 1 pJ + 256 B * 10 pJ + 320 B * 1 pJ.
+        assert!((p.energy_j - (128e-12 + 2560e-12 + 320e-12)).abs() < 1e-18);
+    }
+
+    #[test]
+    fn the_loop_order_changes_reuse() {
+        let (w, op) = gemm4();
+        // k outermost: the output tile is revisited and its partial sums
+        // travel twice.
+        let nest = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 2, 2]], order: vec![2, 0, 1], parallel: vec![] };
+        assert_eq!(fills(&op, &nest, 2, 1), 8.0);
+        let p = evaluate(&w, &op, &machine(), &nest);
+        // a[i, k] stays across the innermost j: 4 fills of 16 B = 64;
+        // b[k, j]: 8 fills = 128; c: 16 B * (2 * 8 - 4 distinct) = 192.
+        assert_eq!(fills(&op, &nest, 0, 1), 4.0);
+        assert_eq!(p.levels[0].bytes, 384.0);
+        // With k innermost the output stays and its sums never travel back,
+        // but a is reloaded for every j: a 8 fills (128), b 8 (128), c 4
+        // fills written once (64).
+        let better = LoopNest { order: vec![0, 1, 2], ..nest };
+        assert_eq!(evaluate(&w, &op, &machine(), &better).levels[0].bytes, 320.0);
+    }
+
+    #[test]
+    fn parallel_loops_use_more_cores() {
+        let (w, op) = gemm4();
+        let mut m = machine();
+        m.cores = 2;
+        let serial = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 4, 4]], order: vec![0, 1, 2], parallel: vec![] };
+        let split = LoopNest { parallel: vec![0], ..serial.clone() };
+        assert_eq!(evaluate(&w, &op, &m, &serial).compute_cycles, 64.0);
+        assert_eq!(evaluate(&w, &op, &m, &split).compute_cycles, 32.0);
+    }
+}
