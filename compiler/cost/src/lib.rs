@@ -11,7 +11,10 @@
 //! are the rest of this crate's issue.
 
 pub mod cpu;
+pub mod evaluate;
 pub mod gemm;
 pub mod neuro;
 pub mod npu;
 pub mod report;
+pub mod schedule;
+pub mod search;

@@ -1,0 +1,136 @@
+//! One evaluator for every class: a workload, a hardware description and a
+//! concrete schedule in, a [`CostReport`] out. Callers never look at the
+//! class; each model lives in its own module.
+
+use crate::cpu::CpuParams;
+use crate::gemm::gemm_view;
+use crate::neuro::{NeuroParams, SpikingLayer};
+use crate::npu::NpuParams;
+use crate::report::Predicted;
+use crate::schedule::{describe, Schedule};
+use arch_sema::dtype::DType;
+use arch_sema::hardware::{HardwareModel, HwClass};
+use arch_sema::model::{OpKind, WorkloadModel};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Fraction of neurons that spike in a step when nothing better is known.
+/// An estimate: typical rate-coded SNNs run at 5-20 % activity.
+pub const DEFAULT_ACTIVITY: f64 = 0.1;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpReport {
+    /// The tensor the op computes.
+    pub name: String,
+    /// Every knob of the op with its value.
+    pub mapping: BTreeMap<String, String>,
+    pub predicted: Predicted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Total {
+    pub latency_s: f64,
+    pub energy_j: f64,
+}
+
+/// The report contract of ARCHITECTURE.md.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostReport {
+    pub workload: String,
+    pub target: String,
+    pub ops: Vec<OpReport>,
+    pub total: Total,
+}
+
+/// Predicts every op of `w` on `hw` under `schedule`, in order; ops run one
+/// after another.
+pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> Result<CostReport, String> {
+    let mut ops = Vec::new();
+    match hw.class {
+        HwClass::Cpu => {
+            for s in &schedule.ops {
+                let op = &w.ops[s.op];
+                let dtype = op.inputs().first().map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+                let params = CpuParams::from_hardware(hw, dtype).ok_or("the cpu hardware has no compute rate")?;
+                let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);
+                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping: describe(w, hw, s), predicted });
+            }
+        }
+        HwClass::Npu => {
+            let params = NpuParams::from_hardware(hw).ok_or("the npu hardware has no array")?;
+            for s in &schedule.ops {
+                let op = &w.ops[s.op];
+                let predicted = crate::npu::evaluate(w, op, &params);
+                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping: describe(w, hw, s), predicted });
+            }
+        }
+        HwClass::Neuromorphic => {
+            let params = NeuroParams::from_hardware(hw).ok_or("the neuromorphic hardware lacks costs or a noc")?;
+            for s in schedule.ops.iter().filter(|s| matches!(w.ops[s.op].kind, OpKind::Neuron { .. })) {
+                let layer = spiking_layer(w, s.op, schedule);
+                // An open partition starts at the fewest cores that hold the layer.
+                let cores = s.partition.unwrap_or_else(|| {
+                    (1..=params.cores).find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none()).unwrap_or(params.cores)
+                });
+                let predicted = crate::neuro::evaluate(&layer, &params, cores);
+                let op = &w.ops[s.op];
+                let mut mapping = describe(w, hw, s);
+                mapping.insert("partition".into(), cores.to_string());
+                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping, predicted });
+            }
+        }
+        HwClass::Gpu => return Err("the gpu cost model is not built yet".into()),
+    }
+    let total = Total {
+        latency_s: ops.iter().map(|o| o.predicted.latency_s).sum(),
+        energy_j: ops.iter().map(|o| o.predicted.energy_j).sum(),
+    };
+    Ok(CostReport { workload: w.name.clone(), target: hw.name.clone(), ops, total })
+}
+
+/// The spiking layer a neuron op forms with the contraction that feeds it.
+pub fn spiking_layer(w: &WorkloadModel, op_index: usize, schedule: &Schedule) -> SpikingLayer {
+    let op = &w.ops[op_index];
+    let shape = &w.tensors[op.output].shape;
+    let timesteps = shape.first().copied().unwrap_or(1);
+    let neurons: u64 = shape.iter().skip(1).product();
+    let input = op.inputs().first().copied();
+    let synapses = input.and_then(|t| w.producer(t)).map(|p| gemm_view(w, p));
+    let (fan_in, density, bits) = match synapses {
+        Some(g) if g.k > 1 => {
+            let weight = g.b.map(|b| &w.tensors[b]);
+            let density = weight
+                .map(|t| {
+                    let d = t.density.map_or(1.0, |d| d.0);
+                    let s = t.sparsity.map_or(1.0, |s| s.n as f64 / s.m as f64);
+                    d * s
+                })
+                .unwrap_or(1.0);
+            (g.k, density, weight.map_or(8, |t| t.dtype.bits()))
+        }
+        _ => (1, 1.0, DType::I8.bits()),
+    };
+    // Spikes of this layer go to every core of the next spiking layer.
+    let fanout_cores = w
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.inputs().contains(&op.output))
+        .flat_map(|(i, _)| {
+            let out = w.ops[i].output;
+            w.ops.iter().enumerate().filter(move |(_, o)| o.inputs().contains(&out) && matches!(o.kind, OpKind::Neuron { .. }))
+        })
+        .filter_map(|(i, _)| schedule.ops.iter().find(|s| s.op == i).and_then(|s| s.partition))
+        .max()
+        .unwrap_or(1);
+    SpikingLayer {
+        timesteps,
+        neurons,
+        fan_in,
+        weight_density: density,
+        weight_bits: bits,
+        input_activity: DEFAULT_ACTIVITY,
+        output_activity: DEFAULT_ACTIVITY,
+        fanout_cores,
+    }
+}

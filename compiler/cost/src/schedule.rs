@@ -1,0 +1,180 @@
+//! Concrete schedules: every knob of a mapping given a value. The initial
+//! schedule honours every fixed knob and fills each open one with a feasible
+//! first guess (the largest tiles that fit, the natural loop order); the
+//! search improves on it.
+
+use crate::cpu::LoopNest;
+use arch_sema::hardware::{HardwareModel, HwClass};
+use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
+use arch_sema::model::{collect_accesses, Op, OpKind, WorkloadModel};
+use std::collections::BTreeMap;
+
+/// One op's concrete schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSchedule {
+    pub op: usize,
+    pub nest: LoopNest,
+    pub vector: Option<usize>,
+    /// Cores a spiking layer is split over.
+    pub partition: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub ops: Vec<OpSchedule>,
+    pub timestep_s: Option<f64>,
+}
+
+/// A tile that no choice of the open knobs can fit in its level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileDoesNotFit {
+    pub tensor: String,
+    pub level: String,
+    pub smallest_bytes: f64,
+    pub capacity_bytes: f64,
+}
+
+/// Values a tile knob may take below a parent tile of size `parent`,
+/// ascending.
+pub fn tile_choices(domain: Option<&Domain>, parent: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = match domain {
+        Some(Domain::Fixed(KnobValue::Int(v))) => vec![*v as u64],
+        Some(Domain::Set(values)) => values.iter().filter_map(|v| if let KnobValue::Int(i) = v { Some(*i as u64) } else { None }).collect(),
+        Some(Domain::Ints { lo, hi, pow2 }) => {
+            let (lo, hi) = (*lo as u64, (*hi as u64).min(parent));
+            let mut v: Vec<u64> = (0..64).map(|s| 1u64 << s).filter(|x| *x >= lo && *x <= hi).collect();
+            if !pow2 && hi >= lo {
+                v.push(hi);
+            }
+            v
+        }
+        _ => {
+            let mut v: Vec<u64> = (0..64).map(|s| 1u64 << s).filter(|x| *x <= parent).collect();
+            v.push(parent);
+            v
+        }
+    };
+    out.retain(|x| *x >= 1 && *x <= parent);
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        out.push(parent.max(1));
+    }
+    out
+}
+
+/// Bytes the tiles of every tensor of `op` take with variable tiles `tile`.
+pub fn op_footprint(w: &WorkloadModel, op: &Op, tile: &[u64]) -> f64 {
+    let mut total: f64 = tile[..op.output_rank].iter().map(|x| *x as f64).product::<f64>()
+        * w.tensors[op.output].dtype.bits() as f64
+        / 8.0;
+    let mut seen = vec![op.output];
+    collect_accesses(&op.body, &mut |t, index| {
+        if seen.contains(&t) {
+            return;
+        }
+        seen.push(t);
+        let elems: f64 = index
+            .iter()
+            .map(|a| 1.0 + a.terms.iter().map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0)).sum::<f64>())
+            .product();
+        total += elems * w.tensors[t].dtype.bits() as f64 / 8.0;
+    });
+    total
+}
+
+fn knob<'m>(m: &'m MappingModel, target: &KnobTarget) -> Option<&'m Domain> {
+    m.knobs.iter().find(|k| &k.target == target).map(|k| &k.domain)
+}
+
+/// The first feasible schedule: fixed knobs as given, open tiles as large as
+/// fits (shrinking the largest open tile first), the natural loop order.
+pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel) -> Result<Schedule, TileDoesNotFit> {
+    let mut ops = Vec::new();
+    for (i, op) in w.ops.iter().enumerate() {
+        let tensor = w.tensors[op.output].name.clone();
+        let names: Vec<&str> = op.vars.iter().map(|v| v.name.as_str()).collect();
+        let index_of = |n: &str| names.iter().position(|x| *x == n);
+        let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
+        let mut tiles = vec![full];
+        for level in hw.levels.iter().skip(1) {
+            let parent = tiles.last().cloned().unwrap_or_default();
+            let domains: Vec<Option<&Domain>> = names
+                .iter()
+                .map(|n| knob(m, &KnobTarget::Tile { tensor: tensor.clone(), level: level.name.clone(), dim: n.to_string() }))
+                .collect();
+            let choices: Vec<Vec<u64>> = domains.iter().zip(&parent).map(|(d, p)| tile_choices(*d, *p)).collect();
+            let mut pick: Vec<usize> = choices.iter().map(|c| c.len() - 1).collect();
+            let capacity = level.capacity_for_tile().unwrap_or(f64::INFINITY);
+            let current = |pick: &[usize]| -> Vec<u64> { pick.iter().zip(&choices).map(|(p, c)| c[*p]).collect() };
+            while op_footprint(w, op, &current(&pick)) > capacity {
+                // Shrink the largest tile that still can.
+                let tile = current(&pick);
+                let Some(v) = (0..pick.len()).filter(|v| pick[*v] > 0).max_by_key(|v| (tile[*v], usize::MAX - v)) else {
+                    return Err(TileDoesNotFit {
+                        tensor,
+                        level: level.name.clone(),
+                        smallest_bytes: op_footprint(w, op, &tile),
+                        capacity_bytes: capacity,
+                    });
+                };
+                pick[v] -= 1;
+            }
+            tiles.push(current(&pick));
+        }
+        let order = match knob(m, &KnobTarget::Order { tensor: tensor.clone() }) {
+            Some(Domain::Fixed(KnobValue::Names(list))) => {
+                let mut order: Vec<usize> = list.iter().filter_map(|n| index_of(n)).collect();
+                let rest: Vec<usize> = (0..names.len()).filter(|v| !order.contains(v)).collect();
+                order.extend(rest);
+                order
+            }
+            _ => (0..names.len()).collect(),
+        };
+        let parallel = match knob(m, &KnobTarget::Parallel { tensor: tensor.clone() }) {
+            Some(Domain::Fixed(KnobValue::Names(list))) => list.iter().filter_map(|n| index_of(n)).collect(),
+            _ => (0..op.output_rank).find(|v| tiles.get(1).is_some_and(|t| op.vars[*v].extent / t[*v].max(1) >= hw.cores)).into_iter().collect(),
+        };
+        let vector = match knob(m, &KnobTarget::Vectorize { tensor: tensor.clone() }) {
+            Some(Domain::Fixed(KnobValue::Name(n))) => index_of(n),
+            _ => op.output_rank.checked_sub(1),
+        };
+        let partition = match (&op.kind, hw.class) {
+            (OpKind::Neuron { .. }, HwClass::Neuromorphic) => match knob(m, &KnobTarget::Partition { tensor }) {
+                Some(Domain::Fixed(KnobValue::Int(n))) => Some(*n as u64),
+                _ => None,
+            },
+            _ => None,
+        };
+        ops.push(OpSchedule { op: i, nest: LoopNest { tiles, order, parallel }, vector, partition });
+    }
+    let timestep_s = match knob(m, &KnobTarget::Timestep) {
+        Some(Domain::Fixed(KnobValue::Seconds(s))) => Some(s.0),
+        _ => None,
+    };
+    Ok(Schedule { ops, timestep_s })
+}
+
+/// The knob values of one op's schedule as report entries.
+pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeMap<String, String> {
+    let op = &w.ops[s.op];
+    let name = |v: usize| op.vars[v].name.clone();
+    let mut out = BTreeMap::new();
+    for (l, level) in hw.levels.iter().enumerate().skip(1) {
+        if let Some(tile) = s.nest.tiles.get(l) {
+            let entries: Vec<String> = tile.iter().enumerate().map(|(v, t)| format!("{}: {t}", name(v))).collect();
+            out.insert(format!("tile.{}", level.name), entries.join(", "));
+        }
+    }
+    if hw.class != HwClass::Neuromorphic {
+        out.insert("order".into(), s.nest.order.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
+        out.insert("parallel".into(), s.nest.parallel.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
+        if let Some(v) = s.vector {
+            out.insert("vectorize".into(), name(v));
+        }
+    }
+    if let Some(p) = s.partition {
+        out.insert("partition".into(), p.to_string());
+    }
+    out
+}

@@ -1,0 +1,275 @@
+//! The search that fills every open knob. Each op is tuned on its own (ops
+//! run one after another, so the total is the sum). Small spaces are
+//! enumerated; large ones get a seeded random sample followed by hill
+//! climbing from the best point. Candidates whose tiles do not fit their
+//! level are pruned before evaluation. Evaluation runs in parallel (rayon),
+//! and the best point is chosen by (latency, energy, position), so the result
+//! depends only on the seed and the evaluation limit, never on threads.
+
+use crate::cpu::{CpuParams, LoopNest};
+use crate::evaluate::{evaluate, CostReport};
+use crate::schedule::{initial_schedule, op_footprint, tile_choices, Schedule, TileDoesNotFit};
+use arch_sema::hardware::{HardwareModel, HwClass};
+use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
+use arch_sema::model::{Op, WorkloadModel};
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    pub seed: u64,
+    /// Wall-clock limit; when it cuts the search short the outcome says so.
+    pub budget: Duration,
+    /// Evaluations per op at most (the deterministic limit).
+    pub max_evaluations: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions { seed: 1, budget: Duration::from_secs(10), max_evaluations: 20_000 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchOutcome {
+    pub schedule: Schedule,
+    pub report: CostReport,
+    /// Points in the space of every open knob (product over ops).
+    pub space_size: f64,
+    pub evaluated: usize,
+    pub pruned: usize,
+    /// Predicted latency over the speed-of-light bound (1.0 is perfect).
+    pub gap_to_lower_bound: f64,
+    pub stopped_by_budget: bool,
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// The open choices of one cpu op: a value index per knob.
+struct CpuSpace {
+    /// `tile_choices[l - 1][v]` for levels below the outermost.
+    tiles: Vec<Vec<Vec<u64>>>,
+    orders: Vec<Vec<usize>>,
+    parallels: Vec<Vec<usize>>,
+}
+
+impl CpuSpace {
+    fn dims(&self) -> Vec<usize> {
+        let mut d: Vec<usize> = self.tiles.iter().flat_map(|l| l.iter().map(Vec::len)).collect();
+        d.push(self.orders.len());
+        d.push(self.parallels.len());
+        d
+    }
+
+    fn size(&self) -> f64 {
+        self.dims().iter().map(|x| *x as f64).product()
+    }
+
+    fn nest(&self, op: &Op, point: &[usize]) -> LoopNest {
+        let mut tiles = vec![op.vars.iter().map(|v| v.extent).collect::<Vec<u64>>()];
+        let mut k = 0;
+        for level in &self.tiles {
+            let parent = tiles.last().cloned().unwrap_or_default();
+            let tile: Vec<u64> = level
+                .iter()
+                .enumerate()
+                .map(|(v, choices)| {
+                    let t = choices[point[k + v]];
+                    t.min(parent[v])
+                })
+                .collect();
+            k += level.len();
+            tiles.push(tile);
+        }
+        LoopNest { tiles, order: self.orders[point[k]].clone(), parallel: self.parallels[point[k + 1]].clone() }
+    }
+}
+
+fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first);
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn cpu_space(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, op: &Op, start: &LoopNest) -> CpuSpace {
+    let tensor = &w.tensors[op.output].name;
+    let knob = |t: KnobTarget| m.knobs.iter().find(|k| k.target == t).map(|k| &k.domain);
+    let tiles = hw
+        .levels
+        .iter()
+        .skip(1)
+        .map(|level| {
+            op.vars
+                .iter()
+                .map(|v| {
+                    let d = knob(KnobTarget::Tile { tensor: tensor.clone(), level: level.name.clone(), dim: v.name.clone() });
+                    tile_choices(d, v.extent)
+                })
+                .collect()
+        })
+        .collect();
+    let orders = match knob(KnobTarget::Order { tensor: tensor.clone() }) {
+        Some(Domain::Fixed(_)) => vec![start.order.clone()],
+        _ if op.vars.len() <= 5 => permutations(&(0..op.vars.len()).collect::<Vec<_>>()),
+        _ => vec![start.order.clone()],
+    };
+    let parallels = match knob(KnobTarget::Parallel { tensor: tensor.clone() }) {
+        Some(Domain::Fixed(KnobValue::Names(_))) => vec![start.parallel.clone()],
+        _ => std::iter::once(Vec::new()).chain((0..op.output_rank).map(|v| vec![v])).collect(),
+    };
+    CpuSpace { tiles, orders, parallels }
+}
+
+fn fits(w: &WorkloadModel, hw: &HardwareModel, op: &Op, nest: &LoopNest) -> bool {
+    hw.levels.iter().enumerate().skip(1).all(|(l, level)| {
+        level.capacity_for_tile().is_none_or(|cap| op_footprint(w, op, &nest.tiles[l]) <= cap)
+    })
+}
+
+/// Fills every open knob of `m`.
+pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &SearchOptions) -> Result<SearchOutcome, TuneError> {
+    let started = Instant::now();
+    let mut schedule = initial_schedule(w, hw, m).map_err(TuneError::DoesNotFit)?;
+    let mut space_size = 1.0;
+    let mut evaluated = 0usize;
+    let mut pruned = 0usize;
+    let mut stopped_by_budget = false;
+    if hw.class == HwClass::Cpu {
+        for s in schedule.ops.iter_mut() {
+            let op = &w.ops[s.op];
+            let dtype = op.inputs().first().map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+            let params = CpuParams::from_hardware(hw, dtype).ok_or(TuneError::Model("no compute rate".into()))?;
+            let space = cpu_space(w, hw, m, op, &s.nest);
+            space_size *= space.size();
+            let score = |nest: &LoopNest| {
+                let p = crate::cpu::evaluate(w, op, &params, nest);
+                (p.latency_s, p.energy_j)
+            };
+            let mut best = (score(&s.nest), s.nest.clone());
+            evaluated += 1;
+            let dims = space.dims();
+            let mut rng = Rng::new(opts.seed ^ (s.op as u64).wrapping_mul(0x51_7CC1));
+            let candidates: Vec<Vec<usize>> = if space.size() <= opts.max_evaluations as f64 {
+                // Every point, in a fixed order.
+                let mut all = vec![vec![]];
+                for d in &dims {
+                    all = all.into_iter().flat_map(|p: Vec<usize>| (0..*d).map(move |i| [p.clone(), vec![i]].concat())).collect();
+                }
+                all
+            } else {
+                (0..opts.max_evaluations / 2).map(|_| dims.iter().map(|d| rng.below(*d)).collect()).collect()
+            };
+            let consider = |batch: Vec<Vec<usize>>, best: &mut ((f64, f64), LoopNest), evaluated: &mut usize, pruned: &mut usize| {
+                let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
+                let feasible: Vec<&LoopNest> = nests.iter().filter(|n| fits(w, hw, op, n)).collect();
+                *pruned += nests.len() - feasible.len();
+                *evaluated += feasible.len();
+                let scored: Vec<((f64, f64), usize)> =
+                    feasible.par_iter().enumerate().map(|(i, n)| (score(n), i)).collect();
+                if let Some((sc, i)) = scored.into_iter().min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)) {
+                    if sc < best.0 {
+                        *best = (sc, feasible[i].clone());
+                    }
+                }
+            };
+            for chunk in candidates.chunks(1024) {
+                if started.elapsed() > opts.budget {
+                    stopped_by_budget = true;
+                    break;
+                }
+                consider(chunk.to_vec(), &mut best, &mut evaluated, &mut pruned);
+            }
+            // Hill climbing from the best sampled point: move one knob to a
+            // neighbouring value while that improves.
+            if space.size() > opts.max_evaluations as f64 && !stopped_by_budget {
+                let mut point = nearest_point(&space, &best.1);
+                for _ in 0..opts.max_evaluations / 2 / (2 * dims.len()).max(1) {
+                    if started.elapsed() > opts.budget {
+                        stopped_by_budget = true;
+                        break;
+                    }
+                    let mut neighbours = Vec::new();
+                    for (k, d) in dims.iter().enumerate() {
+                        for delta in [-1i64, 1] {
+                            let v = point[k] as i64 + delta;
+                            if v >= 0 && (v as usize) < *d {
+                                let mut n = point.clone();
+                                n[k] = v as usize;
+                                neighbours.push(n);
+                            }
+                        }
+                    }
+                    let before = best.0;
+                    consider(neighbours, &mut best, &mut evaluated, &mut pruned);
+                    if best.0 >= before {
+                        break;
+                    }
+                    point = nearest_point(&space, &best.1);
+                }
+            }
+            s.nest = best.1;
+        }
+    }
+    let report = evaluate(w, hw, &schedule).map_err(TuneError::Model)?;
+    let bound: f64 = report.ops.iter().map(|o| o.predicted.lower_bound_s).sum();
+    Ok(SearchOutcome {
+        gap_to_lower_bound: if bound > 0.0 { report.total.latency_s / bound } else { 1.0 },
+        schedule,
+        report,
+        space_size,
+        evaluated,
+        pruned,
+        stopped_by_budget,
+    })
+}
+
+/// The point of `space` closest to a loop nest (for hill climbing).
+fn nearest_point(space: &CpuSpace, nest: &LoopNest) -> Vec<usize> {
+    let mut point = Vec::new();
+    for (l, level) in space.tiles.iter().enumerate() {
+        for (v, choices) in level.iter().enumerate() {
+            let want = nest.tiles[l + 1][v];
+            let i = choices.iter().position(|c| *c >= want).unwrap_or(choices.len() - 1);
+            point.push(i);
+        }
+    }
+    point.push(space.orders.iter().position(|o| *o == nest.order).unwrap_or(0));
+    point.push(space.parallels.iter().position(|p| *p == nest.parallel).unwrap_or(0));
+    point
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuneError {
+    /// No value of the open knobs fits a tile in its level.
+    DoesNotFit(TileDoesNotFit),
+    /// The hardware's class has no model yet, or lacks what the model needs.
+    Model(String),
+}

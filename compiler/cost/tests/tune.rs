@@ -1,0 +1,91 @@
+//! The search: deterministic, never worse than its starting point, honours
+//! fixed knobs.
+
+use arch_cost::schedule::initial_schedule;
+use arch_cost::search::{tune, SearchOptions};
+use arch_sema::db::{file_decls, RootDatabase};
+use arch_sema::hardware::hardware_model;
+use arch_sema::mapping::mapping_model;
+use arch_sema::workload::workload_model;
+
+const PROGRAM: &str = "import std.hw.{host, loihi2}
+import std.nn.lif
+workload gemm(M = 256, N = 256, K = 256) {
+  input a: f32[M, K]
+  input b: f32[K, N]
+  output c: f32[M, N]
+  c[m, n] = sum[k] a[m, k] * b[k, n]
+}
+mapping open for gemm on host {
+  tile c at l2 { m: auto }
+}
+mapping pinned for gemm on host {
+  tile c at l1 { m: 8, n: 64, k: auto in 16..128 pow2 }
+  order m, k, n
+}
+workload snn(T = 16) {
+  input s: spike[T, 784]
+  weight w1: int8[784, 512] @density(0.25)
+  weight w2: int8[512, 10]
+  output o: spike[T, 10]
+  h = lif(s @ w1)
+  o = lif(h @ w2)
+}
+mapping snn_loihi for snn on loihi2 {
+  partition h: 8
+}
+";
+
+fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::SearchOutcome, f64) {
+    let mut db = RootDatabase::default();
+    let file = db.set_file("/cost/tune.arch", PROGRAM.to_string());
+    assert!(arch_sema::file_diagnostics(&db, file).is_empty(), "{:?}", arch_sema::file_diagnostics(&db, file));
+    let decl = *file_decls(&db, file).iter().find(|d| d.name(&db) == mapping).expect("mapping");
+    let m = mapping_model(&db, decl).model.clone().expect("mapping model");
+    let wd = *file_decls(&db, file).iter().find(|d| d.name(&db) == &m.workload).expect("workload");
+    let w = workload_model(&db, wd).model.clone().expect("workload model");
+    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
+    let hd = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == &m.hardware).expect("hardware");
+    let hw = hardware_model(&db, hd).model.clone().expect("hardware model");
+    let start = initial_schedule(&w, &hw, &m).expect("a first schedule");
+    let start_latency = arch_cost::evaluate::evaluate(&w, &hw, &start).expect("report").total.latency_s;
+    let opts = SearchOptions { seed, budget: std::time::Duration::from_secs(600), max_evaluations: evaluations };
+    (tune(&w, &hw, &m, &opts).expect("tuned"), start_latency)
+}
+
+#[test]
+fn same_seed_same_report() {
+    let (a, _) = run("open", 7, 4000);
+    let (b, _) = run("open", 7, 4000);
+    assert_eq!(a.report, b.report);
+    assert_eq!(a.evaluated, b.evaluated);
+    assert!(!a.stopped_by_budget);
+}
+
+#[test]
+fn never_worse_than_the_first_schedule() {
+    let (out, start) = run("open", 1, 4000);
+    assert!(out.report.total.latency_s <= start, "{} > {start}", out.report.total.latency_s);
+    assert!(out.evaluated > 100);
+    assert!(out.space_size > out.evaluated as f64);
+    assert!(out.gap_to_lower_bound >= 1.0);
+}
+
+#[test]
+fn fixed_knobs_stay_fixed() {
+    let (out, _) = run("pinned", 3, 4000);
+    let op = &out.report.ops[0];
+    let l1 = &op.mapping["tile.l1"];
+    assert!(l1.starts_with("m: 8, n: 64, k: "), "{l1}");
+    let k: u64 = l1.rsplit(": ").next().and_then(|x| x.parse().ok()).expect("k tile");
+    assert!((16..=128).contains(&k) && k.is_power_of_two());
+    assert_eq!(op.mapping["order"], "m, k, n");
+}
+
+#[test]
+fn spiking_layers_on_loihi() {
+    let (out, _) = run("snn_loihi", 1, 100);
+    assert_eq!(out.report.ops.len(), 2, "one entry per spiking layer");
+    assert_eq!(out.report.ops[0].mapping["partition"], "8");
+    assert!(out.report.total.latency_s > 0.0);
+}
