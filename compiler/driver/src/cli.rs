@@ -15,7 +15,8 @@ const AFTER_HELP: &str = "\
 Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 2 when the command line is wrong.
 
-Available now: check, fmt. The cost model and autotuner (tune, report), code
+Available now: check, fmt, tune and report (cpu, npu and neuromorphic models;
+the gpu model, html reports and the progress bar are not built yet). Code
 generation (build, run, calibrate) and the language server (lsp) are not part
 of this build yet.
 
@@ -41,16 +42,27 @@ indents by two spaces per open bracket, and spaces tokens the same way everywher
 Formatting a formatted file changes nothing. Files with syntax errors are not touched: \
 their errors are printed and the exit status is 1.")]
     Fmt(FmtArgs),
+    /// Fill every `auto` knob with the cost model's search and print the report.
+    #[command(after_help = "Picks the mapping of FILE that targets HW (with --workload when several do); \
+a workload without one gets a mapping whose knobs are all `auto`. Fixed and constrained knobs are \
+honoured. Prints the search summary to stderr and the report to stdout. The same seed and \
+evaluation limit give the same result. Models: cpu, npu, neuromorphic (the gpu model is not built \
+yet); no progress bar yet.")]
+    Tune(crate::cost_cmd::TuneArgs),
+    /// Print the predicted cost of a mapping (open knobs get the search's first guess).
+    #[command(after_help = "Formats: text and json (the schema is in spec/report.md). html is not built yet. \
+Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`.")]
+    Report(crate::cost_cmd::ReportArgs),
 }
 
 #[derive(Args, Debug)]
-struct Common {
+pub(crate) struct Common {
     /// Override a workload size parameter, e.g. `--set B=512` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
-    set: Vec<(String, i128)>,
+    pub(crate) set: Vec<(String, i128)>,
     /// When to color diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
-    color: Color,
+    pub(crate) color: Color,
 }
 
 #[derive(Args, Debug)]
@@ -78,13 +90,13 @@ struct FmtArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-enum Color {
+pub(crate) enum Color {
     Auto,
     Always,
     Never,
@@ -118,10 +130,12 @@ pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wr
     match cli.command {
         Command::Check(a) => check(a, out, err),
         Command::Fmt(a) => fmt(a, out, err),
+        Command::Tune(a) => crate::cost_cmd::tune(a, out, err),
+        Command::Report(a) => crate::cost_cmd::report(a, out, err),
     }
 }
 
-fn color_enabled(c: Color) -> bool {
+pub(crate) fn color_enabled(c: Color) -> bool {
     match c {
         Color::Always => true,
         Color::Never => false,
@@ -130,7 +144,7 @@ fn color_enabled(c: Color) -> bool {
 }
 
 /// Loads the named files (and their imports); problems become diagnostics.
-fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(RootDatabase, Loaded, Vec<String>, Vec<Rendered>), u8> {
+pub(crate) fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(RootDatabase, Loaded, Vec<String>, Vec<Rendered>), u8> {
     let mut db = RootDatabase::default();
     db.set_overrides(common.set.clone());
     let mut loaded = Loaded::default();
@@ -179,7 +193,7 @@ fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(Root
 }
 
 /// `--set` names that no workload of the given files has.
-fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Loaded, common: &Common) -> Vec<Rendered> {
+pub(crate) fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Loaded, common: &Common) -> Vec<Rendered> {
     use arch_sema::db::{file_decls, parse_decl};
     use arch_syntax::ast::Item;
     let mut params: Vec<String> = Vec::new();
@@ -217,7 +231,7 @@ fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Loaded, commo
 /// Text output stops after this many diagnostics.
 const MAX_SHOWN: usize = 100;
 
-fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, err: &mut dyn Write) {
+pub(crate) fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, err: &mut dyn Write) {
     match format {
         Format::Json => {
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&to_json(diags)).unwrap_or_default());
@@ -239,7 +253,7 @@ fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, 
 }
 
 /// Diagnostics of the named files and of the sibling files they import.
-fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rendered> {
+pub(crate) fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rendered> {
     let mut out = Vec::new();
     let display = |p: &str| loaded.display_name(p);
     let mut cache = crate::render::TextCache::default();

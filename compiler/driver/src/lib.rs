@@ -3,6 +3,7 @@
 //! compiler happens here.
 
 pub mod cli;
+pub mod cost_cmd;
 pub mod load;
 pub mod render;
 

@@ -171,19 +171,29 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions
+/// and swaps of neighbours (`hots` -> `host`) cost one each; case is ignored.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(!ca.eq_ignore_ascii_case(cb));
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (n, m) = (a.len(), b.len());
+    let mut d = vec![vec![0usize; m + 1]; n + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=n {
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[n][m]
 }
 
 #[cfg(test)]
@@ -195,6 +205,7 @@ mod tests {
         assert_eq!(did_you_mean("bandwith", ["bandwidth", "size"]).as_deref(), Some("did you mean `bandwidth`?"));
         assert_eq!(did_you_mean("zzz", ["bandwidth", "size"]), None);
         assert_eq!(did_you_mean("kib", ["KiB", "MiB"]).as_deref(), Some("did you mean `KiB`?"));
+        assert_eq!(did_you_mean("hots", ["host", "h100"]).as_deref(), Some("did you mean `host`?"));
     }
 
     #[test]

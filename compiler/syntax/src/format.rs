@@ -17,9 +17,8 @@ pub fn format(text: &str) -> Option<String> {
     let mut depth: usize = 0;
     let mut prev: Option<&Spanned<'_>> = None;
     // Tokens of the current line so far, for context (`op NAME <`).
-    let mut in_generics = false;
     let tight = tight_braces(&tokens);
-    let closes = generic_closers(&tokens);
+    let generics = generic_brackets(&tokens);
     for (i, t) in tokens.iter().enumerate() {
         let newlines = match prev {
             None => 0,
@@ -45,7 +44,7 @@ pub fn format(text: &str) -> Option<String> {
                     // Keep the user's alignment of trailing comments.
                     let gap = &text[p.end..t.start];
                     out.push_str(if gap.is_empty() { " " } else { gap });
-                } else if space_between(&tokens, i, in_generics, &tight, &closes) {
+                } else if space_between(&tokens, i, &tight, &generics) {
                     out.push(' ');
                 }
             }
@@ -53,11 +52,6 @@ pub fn format(text: &str) -> Option<String> {
         out.push_str(token_text(text, t));
         if t.tok.is_opener() {
             depth += 1;
-        }
-        match t.tok {
-            Tok::Lt if i >= 2 && tokens[i - 2].tok == Tok::Op => in_generics = true,
-            Tok::Gt => in_generics = false,
-            _ => {}
         }
         prev = Some(t);
     }
@@ -83,7 +77,8 @@ fn token_text<'a>(text: &'a str, t: &Spanned<'a>) -> &'a str {
 }
 
 /// Whether one space separates token `i` from the one before it on a line.
-fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[bool], closes_generics: &[bool]) -> bool {
+fn space_between(tokens: &[Spanned<'_>], i: usize, tight: &[bool], generics: &(Vec<bool>, Vec<bool>)) -> bool {
+    let (opens, closes) = generics;
     use Tok::*;
     let p = tokens[i - 1].tok;
     let t = tokens[i].tok;
@@ -101,12 +96,12 @@ fn space_between(tokens: &[Spanned<'_>], i: usize, in_generics: bool, tight: &[b
         (AtSign, Ident(_)) if tokens[i - 1].end == tokens[i].start => false,
         // Calls, accesses, reductions, shapes: `f(`, `x[`, `sum[`.
         (Ident(_) | Sum | Max | Min, LParen) => false,
-        (Gt, LParen) if closes_generics[i - 1] => false,
+        (Gt, LParen) if closes[i - 1] => false,
         (Ident(_) | Sum | Max | Min, LBracket) => false,
         // Generics: `op matmul<M, N>(`.
-        (Ident(_), Lt) if before_prev == Some(Op) => false,
-        (Lt, _) if in_generics => false,
-        (_, Gt) if in_generics => false,
+        (Ident(_), Lt) if opens[i] => false,
+        (Lt, _) if opens[i - 1] => false,
+        (_, Gt) if closes[i] => false,
         // Unary minus.
         (Minus, _) if is_unary_minus(tokens, i - 1) => false,
         _ => true,
@@ -136,22 +131,29 @@ fn tight_braces(tokens: &[Spanned<'_>]) -> Vec<bool> {
     tight
 }
 
-/// Marks the `>` that closes `op NAME<...>`.
-fn generic_closers(tokens: &[Spanned<'_>]) -> Vec<bool> {
-    let mut out = vec![false; tokens.len()];
-    let mut open = false;
-    for (i, t) in tokens.iter().enumerate() {
-        match t.tok {
-            Tok::Lt if i >= 2 && tokens[i - 2].tok == Tok::Op => open = true,
-            Tok::Gt if open => {
-                out[i] = true;
-                open = false;
+/// The `<` and `>` of generics lists `op NAME<A, B>`: `(opens, closes)`,
+/// each true at the bracket's position. A `<` whose list never closes before
+/// `(`, `{`, `}` or `=` is a comparison.
+fn generic_brackets(tokens: &[Spanned<'_>]) -> (Vec<bool>, Vec<bool>) {
+    let mut opens = vec![false; tokens.len()];
+    let mut closes = vec![false; tokens.len()];
+    for i in 2..tokens.len() {
+        if tokens[i].tok != Tok::Lt || tokens[i - 2].tok != Tok::Op || !matches!(tokens[i - 1].tok, Tok::Ident(_)) {
+            continue;
+        }
+        for (j, t) in tokens.iter().enumerate().skip(i + 1) {
+            match t.tok {
+                Tok::Gt => {
+                    opens[i] = true;
+                    closes[j] = true;
+                    break;
+                }
+                Tok::LParen | Tok::LBrace | Tok::RBrace | Tok::Eq | Tok::Lt => break,
+                _ => {}
             }
-            Tok::LBrace | Tok::RBrace | Tok::LParen => open = false,
-            _ => {}
         }
     }
-    out
+    (opens, closes)
 }
 
 fn is_unary_minus(tokens: &[Spanned<'_>], i: usize) -> bool {
@@ -202,6 +204,14 @@ mod tests {
         assert!(out.contains("op mm<M, N>(a[M, N]) -> c[M, N]"), "{out}");
         assert!(out.contains("@sparse(2:4 along K)"), "{out}");
         assert_eq!(format(&out).as_deref(), Some(out.as_str()));
+    }
+
+    #[test]
+    fn an_unclosed_generic_bracket_is_a_comparison() {
+        let src = "op < <= , fire < y\n";
+        let once = format(src).expect("formats");
+        assert_eq!(format(&once).as_deref(), Some(once.as_str()));
+        assert!(once.contains("fire < y"), "{once}");
     }
 
     #[test]

@@ -1,0 +1,363 @@
+//! `archc tune` and `archc report`: pick the mapping for a target, run the
+//! cost model (and the search), print the report, emit a pinned mapping.
+
+use crate::cli::{color_enabled, diagnostics, load, report as report_diagnostics, unknown_overrides, Common, Format};
+use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use arch_cost::evaluate::{evaluate, CostReport};
+use arch_cost::schedule::{initial_schedule, Schedule};
+use arch_cost::search::{tune as search, SearchOptions, TuneError};
+use arch_sema::db::{file_decls, RootDatabase};
+use arch_sema::hardware::{hardware_model, HardwareModel, HwClass};
+use arch_sema::mapping::{default_mapping, mapping_model, MappingModel};
+use arch_sema::model::{OpKind, WorkloadModel};
+use arch_sema::workload::workload_model;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// The .arch file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The hardware to tune for (declared in or imported by FILE, or any of std.hw).
+    #[arg(long, value_name = "HW")]
+    target: String,
+    /// The workload, when FILE has several.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
+    /// Wall-clock limit of the search, e.g. `10s`, `500ms`, `2m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    budget: Duration,
+    /// Seed of the search; the same seed gives the same result.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Evaluations per op at most.
+    #[arg(long, default_value_t = 20_000)]
+    max_evaluations: usize,
+    /// Write the tuned mapping, every knob pinned, as .arch text.
+    #[arg(long, value_name = "OUT.arch")]
+    emit_mapping: Option<PathBuf>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The .arch file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The hardware to report on.
+    #[arg(long, value_name = "HW")]
+    target: String,
+    /// The workload, when FILE has several.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    /// Write the report here instead of to stdout.
+    #[arg(short = 'o', long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    /// Not built yet.
+    Html,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration such as `10s`"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" | "" => value,
+        "m" | "min" => value * 60.0,
+        _ => return Err(format!("unknown unit `{unit}`: use ms, s or m")),
+    };
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err("the budget must lie between 0 and 24 hours".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// What a cost command works on.
+struct Selected {
+    workload: WorkloadModel,
+    hardware: HardwareModel,
+    mapping: MappingModel,
+}
+
+/// Loads and checks FILE, then finds the workload, hardware and mapping.
+fn select(file: &PathBuf, target: &str, workload: Option<&str>, common: &Common, out: &mut dyn Write, err: &mut dyn Write) -> Result<Selected, u8> {
+    let color = color_enabled(common.color);
+    let (db, loaded, roots, mut diags) = load(std::slice::from_ref(file), common, err)?;
+    diags.extend(unknown_overrides(&db, &roots, &loaded, common));
+    diags.extend(diagnostics(&db, &loaded, &roots));
+    if !diags.is_empty() {
+        report_diagnostics(&diags, Format::Text, color, out, err);
+        return Err(EXIT_DIAGNOSTICS);
+    }
+    let usage = |err: &mut dyn Write, message: String| {
+        let _ = writeln!(err, "error: {message}");
+        EXIT_USAGE
+    };
+    let Some(root) = roots.first().and_then(|r| db.file_by_path(r)) else {
+        return Err(usage(err, format!("cannot read {}", file.display())));
+    };
+    let hardware = find_hardware(&db, root, target).map_err(|m| usage(err, m))?;
+    let decls = file_decls(&db, root);
+    let mappings: Vec<MappingModel> = decls
+        .iter()
+        .filter(|d| d.kind(&db) == "mapping")
+        .filter_map(|d| mapping_model(&db, *d).model.clone())
+        .filter(|m| m.hardware == hardware.name && workload.is_none_or(|w| m.workload == w))
+        .collect();
+    let workloads: Vec<WorkloadModel> = decls
+        .iter()
+        .filter(|d| d.kind(&db) == "workload")
+        .filter_map(|d| workload_model(&db, *d).model.clone())
+        .collect();
+    let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
+    let mapping = match mappings.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let w = match (workload, workloads.as_slice()) {
+                (Some(name), _) => workloads.iter().find(|w| w.name == name).ok_or_else(|| {
+                    usage(err, format!("{} has no workload `{name}`; it has: {}", file.display(), names.join(", ")))
+                })?,
+                (None, [only]) => only,
+                (None, []) => return Err(usage(err, format!("{} has no workload", file.display()))),
+                (None, _) => {
+                    return Err(usage(err, format!("{} has several workloads ({}); choose one with --workload", file.display(), names.join(", "))))
+                }
+            };
+            default_mapping(&format!("{}_{}", w.name, hardware.name), w, &hardware)
+        }
+        several => {
+            let which: Vec<String> = several.iter().map(|m| format!("{} (for {})", m.name, m.workload)).collect();
+            return Err(usage(err, format!("several mappings target {}: {}; choose with --workload", hardware.name, which.join(", "))));
+        }
+    };
+    // The workload may be imported (a mapping emitted by `tune` imports it).
+    let scope = arch_sema::scope::file_scope(&db, root);
+    let w = workloads
+        .into_iter()
+        .find(|w| w.name == mapping.workload)
+        .or_else(|| scope.get(&mapping.workload).and_then(|d| workload_model(&db, d).model.clone()));
+    let Some(w) = w else {
+        return Err(usage(err, format!("workload `{}` of mapping `{}` has no model", mapping.workload, mapping.name)));
+    };
+    Ok(Selected { workload: w, hardware, mapping })
+}
+
+/// A hardware declaration in scope of FILE, or in std.hw.
+fn find_hardware(db: &RootDatabase, root: arch_sema::SourceFile, target: &str) -> Result<HardwareModel, String> {
+    let scope = arch_sema::scope::file_scope(db, root);
+    let std_hw = db.file_by_path("<std>/hw.arch");
+    let decl = scope
+        .get(target)
+        .filter(|d| d.kind(db) == "hardware")
+        .or_else(|| std_hw.and_then(|f| file_decls(db, f).iter().copied().find(|d| d.name(db) == target && d.kind(db) == "hardware")));
+    let Some(decl) = decl else {
+        let mut known: Vec<String> = scope.names_of_kind(db, "hardware").map(String::from).collect();
+        if let Some(f) = std_hw {
+            known.extend(file_decls(db, f).iter().map(|d| d.name(db).clone()));
+        }
+        known.sort();
+        known.dedup();
+        let hint = arch_sema::diag::did_you_mean(target, known.iter().map(String::as_str)).map(|h| format!(" ({h})")).unwrap_or_default();
+        return Err(format!("no hardware `{target}`{hint}; known: {}", known.join(", ")));
+    };
+    hardware_model(db, decl).model.clone().ok_or_else(|| format!("hardware `{target}` has errors; run `archc check`"))
+}
+
+fn tune_error(e: TuneError, err: &mut dyn Write) -> u8 {
+    match e {
+        TuneError::DoesNotFit(f) => {
+            let _ = writeln!(
+                err,
+                "error: no mapping fits: the tile of `{}` needs at least {} at `{}`, which holds {}",
+                f.tensor,
+                arch_sema::units::format_quantity(f.smallest_bytes, arch_sema::units::Dim::BYTES),
+                f.level,
+                arch_sema::units::format_quantity(f.capacity_bytes, arch_sema::units::Dim::BYTES)
+            );
+            let _ = writeln!(err, "  help: the fixed tile sizes alone overflow the level; shrink them or tile at a larger level");
+            EXIT_DIAGNOSTICS
+        }
+        TuneError::Model(m) => {
+            let _ = writeln!(err, "error: {m}");
+            EXIT_DIAGNOSTICS
+        }
+    }
+}
+
+pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if a.format == ReportFormat::Html {
+        let _ = writeln!(err, "error: html reports are not built yet; use --format text or json");
+        return EXIT_USAGE;
+    }
+    let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = SearchOptions { seed: a.seed, budget: a.budget, max_evaluations: a.max_evaluations };
+    let started = Instant::now();
+    let outcome = match search(&s.workload, &s.hardware, &s.mapping, &opts) {
+        Ok(o) => o,
+        Err(e) => return tune_error(e, err),
+    };
+    let _ = writeln!(
+        err,
+        "tuned {} on {} in {:.2} s: space {:.3e} points, {} evaluated, {} pruned (do not fit), {:.2}x the speed-of-light bound{}",
+        s.workload.name,
+        s.hardware.name,
+        started.elapsed().as_secs_f64(),
+        outcome.space_size,
+        outcome.evaluated,
+        outcome.pruned,
+        outcome.gap_to_lower_bound,
+        if outcome.stopped_by_budget { "; stopped by the time budget (results may differ between runs)" } else { "" }
+    );
+    if let Some(path) = &a.emit_mapping {
+        let text = emit_mapping(&s.workload, &s.hardware, &format!("{}_tuned", s.mapping.name), &outcome.schedule, &a.file);
+        if let Err(e) = std::fs::write(path, text) {
+            let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    write_report(&outcome.report, a.format, out)
+}
+
+pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if a.format == ReportFormat::Html {
+        let _ = writeln!(err, "error: html reports are not built yet; use --format text or json");
+        return EXIT_USAGE;
+    }
+    let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let schedule = match initial_schedule(&s.workload, &s.hardware, &s.mapping) {
+        Ok(x) => x,
+        Err(e) => return tune_error(TuneError::DoesNotFit(e), err),
+    };
+    let report = match evaluate(&s.workload, &s.hardware, &schedule) {
+        Ok(r) => r,
+        Err(m) => return tune_error(TuneError::Model(m), err),
+    };
+    match &a.output {
+        Some(path) => {
+            let mut buf = Vec::new();
+            let code = write_report(&report, a.format, &mut buf);
+            if let Err(e) = std::fs::write(path, buf) {
+                let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+            code
+        }
+        None => write_report(&report, a.format, out),
+    }
+}
+
+fn write_report(r: &CostReport, format: ReportFormat, out: &mut dyn Write) -> u8 {
+    match format {
+        ReportFormat::Json => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+        _ => {
+            let q = |v: f64, d| arch_sema::units::format_quantity(v, d);
+            use arch_sema::units::Dim;
+            let _ = writeln!(
+                out,
+                "{} on {}: {} and {} predicted",
+                r.workload,
+                r.target,
+                q(r.total.latency_s, Dim::TIME),
+                q(r.total.energy_j, Dim::ENERGY)
+            );
+            for op in &r.ops {
+                let p = &op.predicted;
+                let _ = writeln!(
+                    out,
+                    "\n  {}: {} ({} cycles), {}, bound by {}; {:.0}% of peak; lower bound {}",
+                    op.name,
+                    q(p.latency_s, Dim::TIME),
+                    p.cycles,
+                    q(p.energy_j, Dim::ENERGY),
+                    p.bottleneck,
+                    p.utilization * 100.0,
+                    q(p.lower_bound_s, Dim::TIME)
+                );
+                for l in &p.levels {
+                    let _ = writeln!(out, "    {:<16} {:>12}  {:>10}", l.name, q(l.bytes, Dim::BYTES), q(l.time_s, Dim::TIME));
+                }
+                for (k, v) in &op.mapping {
+                    let _ = writeln!(out, "    {k} = {v}");
+                }
+            }
+        }
+    }
+    EXIT_OK
+}
+
+/// The tuned schedule as a mapping with every knob pinned.
+fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule, source: &std::path::Path) -> String {
+    let module = source.file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
+    let mut text = format!(
+        "// Tuned by `archc tune` for {} on {}. Every knob is pinned.\nimport {module}.{}\n",
+        w.name, hw.name, w.name
+    );
+    if !hw.name.is_empty() {
+        text.push_str(&format!("import std.hw.{}\n", hw.name));
+    }
+    text.push_str(&format!("\nmapping {name} for {} on {} {{\n", w.name, hw.name));
+    for os in &s.ops {
+        let op = &w.ops[os.op];
+        let tensor = &w.tensors[op.output].name;
+        if tensor.contains('.') {
+            continue;
+        }
+        match (&op.kind, hw.class) {
+            (OpKind::Neuron { .. }, HwClass::Neuromorphic) => {
+                if let Some(p) = os.partition {
+                    text.push_str(&format!("  partition {tensor}: {p}\n"));
+                }
+            }
+            (_, HwClass::Neuromorphic) => {}
+            _ => {
+                for (l, level) in hw.levels.iter().enumerate().skip(1) {
+                    let entries: Vec<String> =
+                        op.vars.iter().enumerate().map(|(v, var)| format!("{}: {}", var.name, os.nest.tiles[l][v])).collect();
+                    text.push_str(&format!("  tile {tensor} at {} {{ {} }}\n", level.name, entries.join(", ")));
+                }
+                let order: Vec<&str> = os.nest.order.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                text.push_str(&format!("  order {}\n", order.join(", ")));
+                if !os.nest.parallel.is_empty() {
+                    let p: Vec<&str> = os.nest.parallel.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                    text.push_str(&format!("  parallel {} over cores\n", p.join(", ")));
+                }
+                if let Some(v) = os.vector {
+                    text.push_str(&format!("  vectorize {}\n", op.vars[v].name));
+                }
+            }
+        }
+    }
+    if let Some(t) = s.timestep_s {
+        text.push_str(&format!("  timestep {} ms\n", t * 1e3));
+    }
+    text.push_str("}\n");
+    text
+}

@@ -1,0 +1,90 @@
+//! `archc tune` and `archc report`: the report contract, determinism, the
+//! round trip of emitted mappings, and hand-computed npu cycles.
+
+use arch_tests::{archc, root};
+
+fn example(name: &str) -> String {
+    root().join("examples").join(name).to_string_lossy().to_string()
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn report_json_has_the_contract_fields() {
+    let out = archc(&["report", &example("mlp.arch"), "--target", "host", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    assert_eq!(v["workload"], "mlp");
+    assert_eq!(v["target"], "host");
+    let op = &v["ops"][0];
+    assert_eq!(op["name"], "y");
+    assert!(op["mapping"]["order"].is_string());
+    let p = &op["predicted"];
+    for field in ["cycles", "compute_cycles", "latency_s", "energy_j", "lower_bound_s", "utilization"] {
+        assert!(p[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {p}");
+    }
+    assert!(p["bottleneck"].is_string());
+    let levels = p["levels"].as_array().expect("levels");
+    assert_eq!(levels.len(), 4, "dram, l3, l2, l1");
+    assert!(levels.iter().all(|l| l["name"].is_string() && l["bytes"].is_number() && l["time_s"].is_number()));
+    assert!(p["latency_s"].as_f64() >= p["lower_bound_s"].as_f64());
+    assert!(v["total"]["latency_s"].as_f64().is_some_and(|x| x > 0.0));
+}
+
+#[test]
+fn tune_is_deterministic_and_emits_a_mapping_that_round_trips() {
+    let dir = std::env::temp_dir().join(format!("archc-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(example("gemm.arch"), dir.join("gemm.arch")).expect("copy");
+    let src = dir.join("gemm.arch").to_string_lossy().to_string();
+    let emitted = dir.join("gemm_tuned.arch").to_string_lossy().to_string();
+    let args = ["tune", src.as_str(), "--target", "host", "--seed", "5", "--format", "json", "--emit-mapping", emitted.as_str()];
+    let first = archc(&args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stderr.contains("evaluated"), "{}", first.stderr);
+    let second = archc(&args);
+    assert_eq!(first.stdout, second.stdout, "same seed, same report");
+    // The emitted mapping checks clean and reports the tuned cost.
+    let check = archc(&["check", &emitted]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let text = std::fs::read_to_string(&emitted).expect("emitted mapping");
+    assert!(!text.contains("auto"), "every knob is pinned:\n{text}");
+    let again = archc(&["report", &emitted, "--target", "host", "--format", "json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(json(&again.stdout)["total"], json(&first.stdout)["total"]);
+}
+
+#[test]
+fn npu_cycles_by_hand() {
+    // gemm 1024^3 on npu16 (16 x 16, weight stationary): Sr = K = 1024 (64
+    // folds), Sc = N = 1024 (64 folds), T = M = 1024: 4096 * (32 + 16 + 1024 - 2).
+    let out = archc(&["report", &example("gemm.arch"), "--target", "npu16", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    assert_eq!(v["ops"][0]["predicted"]["compute_cycles"].as_f64(), Some(4096.0 * 1070.0));
+}
+
+#[test]
+fn spiking_layers_on_loihi2() {
+    let out = archc(&["report", &example("snn.arch"), "--target", "loihi2", "--workload", "snn", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = json(&out.stdout);
+    let ops = v["ops"].as_array().expect("ops");
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[1]["mapping"]["partition"], "1");
+    assert!(ops[0]["predicted"]["bottleneck"].as_str().is_some_and(|b| b.contains("bound")));
+}
+
+#[test]
+fn what_is_not_built_says_so() {
+    let gpu = archc(&["report", &example("gemm.arch"), "--target", "h100"]);
+    assert_eq!(gpu.code, 1);
+    assert!(gpu.stderr.contains("not built yet"), "{}", gpu.stderr);
+    let html = archc(&["report", &example("gemm.arch"), "--target", "host", "--format", "html"]);
+    assert_eq!(html.code, 2);
+    let unknown = archc(&["report", &example("gemm.arch"), "--target", "hots"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("did you mean `host`"), "{}", unknown.stderr);
+}
