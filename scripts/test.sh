@@ -8,3 +8,8 @@ command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace --no-fail-fast
+
+# Validation against a tool nobody here wrote: the npu model's cycles against
+# SCALE-Sim on ResNet-18 convolutions and transformer GEMMs (about 4 minutes).
+echo "validation: archc's npu model against SCALE-Sim (13 layers, weight stationary, 64x64 array)"
+.venv/bin/python tests/validation/scalesim_compare.py target/debug/archc --dataflows ws
