@@ -82,6 +82,9 @@ fn what_is_not_built_says_so() {
     let gpu = archc(&["report", &example("gemm.arch"), "--target", "h100"]);
     assert_eq!(gpu.code, 1);
     assert!(gpu.stderr.contains("not built yet"), "{}", gpu.stderr);
+    let spiking = archc(&["report", &example("gemm.arch"), "--target", "loihi2"]);
+    assert_eq!(spiking.code, 1);
+    assert!(spiking.stderr.contains("spiking layers"), "{}", spiking.stderr);
     let html = archc(&["report", &example("gemm.arch"), "--target", "host", "--format", "html"]);
     assert_eq!(html.code, 2);
     let unknown = archc(&["report", &example("gemm.arch"), "--target", "hots"]);

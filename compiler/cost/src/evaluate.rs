@@ -66,6 +66,12 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
         }
         HwClass::Neuromorphic => {
             let params = NeuroParams::from_hardware(hw).ok_or("the neuromorphic hardware lacks costs or a noc")?;
+            if !w.ops.iter().any(|op| matches!(op.kind, OpKind::Neuron { .. })) {
+                return Err(format!(
+                    "`{}` is neuromorphic hardware: it runs spiking layers (`h = lif(x @ w)`), and `{}` has none",
+                    hw.name, w.name
+                ));
+            }
             for s in schedule.ops.iter().filter(|s| matches!(w.ops[s.op].kind, OpKind::Neuron { .. })) {
                 let layer = spiking_layer(w, s.op, schedule);
                 // An open partition starts at the fewest cores that hold the layer.
