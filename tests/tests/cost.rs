@@ -85,9 +85,21 @@ fn what_is_not_built_says_so() {
     let spiking = archc(&["report", &example("gemm.arch"), "--target", "loihi2"]);
     assert_eq!(spiking.code, 1);
     assert!(spiking.stderr.contains("spiking layers"), "{}", spiking.stderr);
-    let html = archc(&["report", &example("gemm.arch"), "--target", "host", "--format", "html"]);
-    assert_eq!(html.code, 2);
     let unknown = archc(&["report", &example("gemm.arch"), "--target", "hots"]);
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("did you mean `host`"), "{}", unknown.stderr);
+}
+
+#[test]
+fn html_reports_are_self_contained() {
+    for (file, target, workload, chart) in [("mlp.arch", "host", "mlp", "roofline"), ("snn.arch", "loihi2", "snn", "floorline")] {
+        let path = arch_tests::temp_file("archc-html", &format!("{workload}.html"), b"");
+        let out = archc(&["report", &example(file), "--target", target, "--workload", workload, "--format", "html", "-o", &path]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let html = std::fs::read_to_string(&path).expect("html report");
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("<svg") && html.contains(&format!("aria-label=\"{chart}\"")), "{chart}");
+        assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"));
+        assert!(html.contains("<th>level</th>") && html.contains("energy"));
+    }
 }

@@ -16,7 +16,7 @@ Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 2 when the command line is wrong.
 
 Available now: check, fmt, tune and report (cpu, npu and neuromorphic models;
-the gpu model, html reports and the progress bar are not built yet). Code
+the gpu model and the progress bar are not built yet). Code
 generation (build, run, calibrate) and the language server (lsp) are not part
 of this build yet.
 
@@ -50,7 +50,7 @@ evaluation limit give the same result. Models: cpu, npu, neuromorphic (the gpu m
 yet); no progress bar yet.")]
     Tune(crate::cost_cmd::TuneArgs),
     /// Print the predicted cost of a mapping (open knobs get the search's first guess).
-    #[command(after_help = "Formats: text and json (the schema is in spec/report.md). html is not built yet. \
+    #[command(after_help = "Formats: text, json (the schema is in spec/report.md) and html (one self-contained file). \
 Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`.")]
     Report(crate::cost_cmd::ReportArgs),
 }

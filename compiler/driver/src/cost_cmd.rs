@@ -71,7 +71,7 @@ pub struct ReportArgs {
 pub enum ReportFormat {
     Text,
     Json,
-    /// Not built yet.
+    /// One self-contained file: a roofline (or floorline) chart, traffic and energy tables.
     Html,
 }
 
@@ -205,10 +205,6 @@ fn tune_error(e: TuneError, err: &mut dyn Write) -> u8 {
 }
 
 pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    if a.format == ReportFormat::Html {
-        let _ = writeln!(err, "error: html reports are not built yet; use --format text or json");
-        return EXIT_USAGE;
-    }
     let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
         Ok(s) => s,
         Err(code) => return code,
@@ -238,14 +234,10 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return EXIT_USAGE;
         }
     }
-    write_report(&outcome.report, a.format, out)
+    write_report(&outcome.report, a.format, &s, out)
 }
 
 pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    if a.format == ReportFormat::Html {
-        let _ = writeln!(err, "error: html reports are not built yet; use --format text or json");
-        return EXIT_USAGE;
-    }
     let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
         Ok(s) => s,
         Err(code) => return code,
@@ -261,19 +253,22 @@ pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match &a.output {
         Some(path) => {
             let mut buf = Vec::new();
-            let code = write_report(&report, a.format, &mut buf);
+            let code = write_report(&report, a.format, &s, &mut buf);
             if let Err(e) = std::fs::write(path, buf) {
                 let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
                 return EXIT_USAGE;
             }
             code
         }
-        None => write_report(&report, a.format, out),
+        None => write_report(&report, a.format, &s, out),
     }
 }
 
-fn write_report(r: &CostReport, format: ReportFormat, out: &mut dyn Write) -> u8 {
+fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dyn Write) -> u8 {
     match format {
+        ReportFormat::Html => {
+            let _ = out.write_all(crate::html::render(&s.workload, &s.hardware, r).as_bytes());
+        }
         ReportFormat::Json => {
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(r).unwrap_or_default());
         }

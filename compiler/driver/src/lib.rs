@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cost_cmd;
+pub mod html;
 pub mod load;
 pub mod render;
 
