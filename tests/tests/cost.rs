@@ -103,3 +103,17 @@ fn html_reports_are_self_contained() {
         assert!(html.contains("<th>level</th>") && html.contains("energy"));
     }
 }
+
+#[test]
+fn an_overfull_partition_is_explained() {
+    let path = arch_tests::temp_file(
+        "archc-partition",
+        "part.arch",
+        b"import std.hw.loihi2\nimport std.nn.lif\nworkload snn(T = 8) {\n  input s: spike[T, 784]\n  weight w: int8[784, 512]\n  output o: spike[T, 512]\n  o = lif(s @ w)\n}\nmapping m for snn on loihi2 {\n  partition o: 1\n}\n",
+    );
+    let out = archc(&["report", &path, "--target", "loihi2"]);
+    assert_eq!(out.code, 1);
+    // 784 x 512 int8 synapses = 401,408 B on one core of 128 KiB: four cores needed.
+    assert!(out.stderr.contains("401408 bytes"), "{}", out.stderr);
+    assert!(out.stderr.contains("at least 4 cores"), "{}", out.stderr);
+}

@@ -75,9 +75,28 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
             for s in schedule.ops.iter().filter(|s| matches!(w.ops[s.op].kind, OpKind::Neuron { .. })) {
                 let layer = spiking_layer(w, s.op, schedule);
                 // An open partition starts at the fewest cores that hold the layer.
-                let cores = s.partition.unwrap_or_else(|| {
-                    (1..=params.cores).find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none()).unwrap_or(params.cores)
-                });
+                let fewest = (1..=params.cores).find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
+                let cores = s.partition.unwrap_or(fewest.unwrap_or(params.cores));
+                if let Some(v) = crate::neuro::check_capacity(&layer, &params, cores) {
+                    let name = &w.tensors[w.ops[s.op].output].name;
+                    let why = match v {
+                        crate::neuro::CapacityViolation::Neurons { per_core, limit } => {
+                            format!("{per_core} neurons per core, but a core of `{}` holds {limit}", hw.name)
+                        }
+                        crate::neuro::CapacityViolation::SynapseMemory { per_core_bytes, limit_bytes } => format!(
+                            "{:.0} bytes of synapses per core, but a core of `{}` holds {:.0}",
+                            per_core_bytes, hw.name, limit_bytes
+                        ),
+                        crate::neuro::CapacityViolation::Cores { wanted, available } => {
+                            format!("{wanted} cores, but `{}` has {available}", hw.name)
+                        }
+                    };
+                    let help = match fewest {
+                        Some(f) => format!("split it over at least {f} cores (`partition {name}: {f}`, or `auto`)"),
+                        None => "no split fits: the layer is too large for this chip".to_string(),
+                    };
+                    return Err(format!("spiking layer `{name}` split over {cores} core(s) needs {why}; {help}"));
+                }
                 let predicted = crate::neuro::evaluate(&layer, &params, cores);
                 let op = &w.ops[s.op];
                 let mut mapping = describe(w, hw, s);
