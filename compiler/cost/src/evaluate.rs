@@ -104,7 +104,25 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
                 ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping, predicted });
             }
         }
-        HwClass::Gpu => return Err("the gpu cost model is not built yet".into()),
+        HwClass::Gpu => {
+            let swizzle = schedule.swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor);
+            for s in &schedule.ops {
+                let op = &w.ops[s.op];
+                let g = gemm_view(w, op);
+                let in_dtype = g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
+                let params = crate::gpu::GpuParams::from_hardware(hw, in_dtype).ok_or("the gpu hardware lacks a compute rate, levels or a clock")?;
+                let inner = s.nest.tiles.last().cloned().unwrap_or_default();
+                let prod = |vars: &[usize]| vars.iter().map(|v| inner.get(*v).copied().unwrap_or(1)).product::<u64>().max(1);
+                let tile = crate::gpu::BlockTile { bm: prod(&g.m_vars), bn: prod(&g.n_vars), bk: prod(&g.k_vars) };
+                let in_bytes = in_dtype.bits() as f64 / 8.0;
+                let out_bytes = w.tensors[op.output].dtype.bits() as f64 / 8.0;
+                let predicted = crate::gpu::evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
+                let mut mapping = describe(w, hw, s);
+                mapping.insert("swizzle".into(), swizzle.describe());
+                mapping.insert("block".into(), format!("{} x {} x {}", tile.bm, tile.bn, tile.bk));
+                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping, predicted });
+            }
+        }
     }
     let total = Total {
         latency_s: ops.iter().map(|o| o.predicted.latency_s).sum(),

@@ -7,11 +7,15 @@ use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::{BinOp, ReduceOp, Role};
 
 /// Extents of an op seen as `C[M, N] += A[M, K] * B[K, N]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GemmView {
     pub m: u64,
     pub n: u64,
     pub k: u64,
+    /// The op's variables in each role.
+    pub m_vars: Vec<usize>,
+    pub n_vars: Vec<usize>,
+    pub k_vars: Vec<usize>,
     /// The tensors playing A (streamed input) and B (weights, if any).
     pub a: Option<usize>,
     pub b: Option<usize>,
@@ -29,7 +33,7 @@ impl GemmView {
 pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     let points: u64 = op.vars[..op.output_rank].iter().map(|v| v.extent).product();
     let Some((reduced, lhs, rhs)) = find_contraction(&op.body) else {
-        return GemmView { m: points, n: 1, k: 1, a: None, b: None };
+        return GemmView { m: points, n: 1, k: 1, m_vars: (0..op.output_rank).collect(), ..GemmView::default() };
     };
     // B is the weight if there is one, else the right operand.
     let (a, b) = if w.tensors[lhs.0].role == Role::Weight && w.tensors[rhs.0].role != Role::Weight {
@@ -40,16 +44,19 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     let uses = |acc: &Operand, v: usize| acc.1.contains(&v);
     let mut m = 1u64;
     let mut n = 1u64;
+    let (mut m_vars, mut n_vars) = (Vec::new(), Vec::new());
     for v in 0..op.output_rank {
         let extent = op.vars[v].extent;
         if uses(&b, v) && !uses(&a, v) {
             n *= extent;
+            n_vars.push(v);
         } else {
             m *= extent;
+            m_vars.push(v);
         }
     }
     let k: u64 = reduced.iter().map(|v| op.vars[*v].extent).product();
-    GemmView { m, n, k, a: Some(a.0), b: Some(b.0) }
+    GemmView { m, n, k, m_vars, n_vars, k_vars: reduced, a: Some(a.0), b: Some(b.0) }
 }
 
 /// A tensor and the variables its indices use.

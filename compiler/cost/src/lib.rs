@@ -13,6 +13,7 @@
 pub mod cpu;
 pub mod evaluate;
 pub mod gemm;
+pub mod gpu;
 pub mod neuro;
 pub mod npu;
 pub mod report;

@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn gemm(m: u64, n: u64, k: u64) -> GemmView {
-        GemmView { m, n, k, a: None, b: None }
+        GemmView { m, n, k, ..GemmView::default() }
     }
 
     // The expected numbers are worked by hand, and each equals what

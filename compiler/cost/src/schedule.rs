@@ -23,6 +23,25 @@ pub struct OpSchedule {
 pub struct Schedule {
     pub ops: Vec<OpSchedule>,
     pub timestep_s: Option<f64>,
+    /// The launch order of output tiles (gpu targets).
+    pub swizzle: Option<crate::gpu::Swizzle>,
+}
+
+/// A swizzle knob value as the gpu model's swizzle.
+pub fn swizzle_of(v: &KnobValue) -> Option<crate::gpu::Swizzle> {
+    use crate::gpu::Swizzle;
+    match v {
+        KnobValue::Name(n) if n == "row_major" => Some(Swizzle::RowMajor),
+        KnobValue::Call(f, args) => {
+            let arg = args.first().map_or(1, |(_, v)| (*v).max(1) as u64);
+            match f.as_str() {
+                "grouped" => Some(Swizzle::Grouped(arg)),
+                "xcd" => Some(Swizzle::Xcd(arg)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// A tile that no choice of the open knobs can fit in its level.
@@ -152,7 +171,12 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
         Some(Domain::Fixed(KnobValue::Seconds(s))) => Some(s.0),
         _ => None,
     };
-    Ok(Schedule { ops, timestep_s })
+    let swizzle = match knob(m, &KnobTarget::Swizzle) {
+        Some(Domain::Fixed(v)) => swizzle_of(v),
+        _ if hw.class == HwClass::Gpu => Some(crate::gpu::Swizzle::RowMajor),
+        _ => None,
+    };
+    Ok(Schedule { ops, timestep_s, swizzle })
 }
 
 /// The knob values of one op's schedule as report entries.
@@ -166,7 +190,7 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
             out.insert(format!("tile.{}", level.name), entries.join(", "));
         }
     }
-    if hw.class != HwClass::Neuromorphic {
+    if !matches!(hw.class, HwClass::Neuromorphic | HwClass::Gpu) {
         out.insert("order".into(), s.nest.order.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
         out.insert("parallel".into(), s.nest.parallel.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
         if let Some(v) = s.vector {

@@ -238,6 +238,27 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
             s.nest = best.1;
         }
     }
+    if hw.class == HwClass::Gpu {
+        // The launch order: every choice of the knob's domain.
+        let choices: Vec<crate::gpu::Swizzle> = match m.knobs.iter().find(|k| k.target == KnobTarget::Swizzle).map(|k| &k.domain) {
+            Some(Domain::Set(values)) => values.iter().filter_map(crate::schedule::swizzle_of).collect(),
+            _ => Vec::new(),
+        };
+        space_size *= choices.len().max(1) as f64;
+        let mut best: Option<(f64, crate::gpu::Swizzle)> = None;
+        for c in choices {
+            let mut trial = schedule.clone();
+            trial.swizzle = Some(c);
+            let latency = evaluate(w, hw, &trial).map_err(TuneError::Model)?.total.latency_s;
+            evaluated += 1;
+            if best.is_none_or(|(b, _)| latency < b) {
+                best = Some((latency, c));
+            }
+        }
+        if let Some((_, c)) = best {
+            schedule.swizzle = Some(c);
+        }
+    }
     let report = evaluate(w, hw, &schedule).map_err(TuneError::Model)?;
     let bound: f64 = report.ops.iter().map(|o| o.predicted.lower_bound_s).sum();
     Ok(SearchOutcome {

@@ -1,0 +1,255 @@
+//! The gpu model: a roofline over HBM, L2 and shared memory against the
+//! tensor/SIMT throughput, with occupancy and wave quantization, and the
+//! swizzle/L2 model.
+//!
+//! A contraction runs as a grid of `BM x BN` output tiles (thread blocks),
+//! each looping over K in steps of `BK` through shared memory. As many
+//! blocks run at once as shared memory allows on every SM (a wave). The
+//! order in which block ids become tiles (the swizzle) decides how many
+//! distinct A row-panels and B column-panels a wave touches; on a chip with
+//! several L2s (MI300X: one per XCD, blocks dealt round-robin) each L2 sees
+//! only its own blocks. Each panel a wave touches in an L2 is read from HBM
+//! once for that wave; every block reads its panels from L2.
+
+use crate::gemm::GemmView;
+use crate::report::{LevelTraffic, Predicted};
+use arch_sema::hardware::HardwareModel;
+
+/// Launch orders of output tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swizzle {
+    RowMajor,
+    /// Triton's GROUP_SIZE_M: `m` tile rows are walked column by column.
+    Grouped(u64),
+    /// Block ids remapped so that consecutive ids land on one XCD
+    /// (`pid' = (pid % X) * ceil(G / X) + pid / X`), then grouped by 8.
+    Xcd(u64),
+}
+
+impl Swizzle {
+    pub fn describe(self) -> String {
+        match self {
+            Swizzle::RowMajor => "row_major".into(),
+            Swizzle::Grouped(m) => format!("grouped(m: {m})"),
+            Swizzle::Xcd(g) => format!("xcd(groups: {g})"),
+        }
+    }
+}
+
+/// The output tile `(row, column)` that block `pid` computes.
+pub fn tile_of(pid: u64, tiles_m: u64, tiles_n: u64, swizzle: Swizzle) -> (u64, u64) {
+    let grouped = |pid: u64, g: u64| {
+        let g = g.max(1);
+        let width = g * tiles_n;
+        let first_m = (pid / width) * g;
+        let size = (tiles_m - first_m).min(g).max(1);
+        (first_m + (pid % width) % size, (pid % width) / size)
+    };
+    match swizzle {
+        Swizzle::RowMajor => (pid / tiles_n, pid % tiles_n),
+        Swizzle::Grouped(g) => grouped(pid, g),
+        Swizzle::Xcd(x) => {
+            let total = tiles_m * tiles_n;
+            let x = x.max(1);
+            let remapped = (pid % x) * total.div_ceil(x) + pid / x;
+            grouped(remapped.min(total - 1), 8)
+        }
+    }
+}
+
+/// A gpu in base units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuParams {
+    pub sms: u64,
+    pub clock_hz: f64,
+    pub flops_per_cycle_per_sm: f64,
+    pub energy_per_flop_j: f64,
+    /// `(name, chip-wide bandwidth B/s, energy J/B)` of HBM, L2, shared memory.
+    pub hbm: (String, f64, f64),
+    pub l2: (String, f64, f64),
+    pub smem: (String, f64, f64),
+    pub smem_bytes_per_sm: f64,
+    /// L2 domains blocks are dealt to round-robin (XCDs); 1 for one L2.
+    pub l2_domains: u64,
+}
+
+impl GpuParams {
+    pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<GpuParams> {
+        let unit = hw.compute.first()?;
+        let rate = unit.rates.iter().find(|(d, _)| *d == dtype).or_else(|| unit.rates.first())?.1;
+        let per_sm = if rate.per_core { rate.value.0 } else { rate.value.0 / hw.cores.max(1) as f64 };
+        let level = |l: &arch_sema::hardware::Level| {
+            let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| if b.per_core { b.value.0 * hw.cores as f64 } else { b.value.0 });
+            (l.name.clone(), bw, l.energy_j_per_byte.map_or(0.0, |e| e.value.0))
+        };
+        let hbm = hw.levels.first()?;
+        let smem = hw.levels.last()?;
+        let l2 = hw.level("l2").or_else(|| hw.levels.get(hw.levels.len().saturating_sub(2)))?;
+        let smem_size = smem.size_bytes.map_or(0.0, |s| if s.per_core { s.value.0 } else { s.value.0 / hw.cores.max(1) as f64 });
+        Some(GpuParams {
+            sms: hw.cores,
+            clock_hz: hw.clock_hz?.0,
+            flops_per_cycle_per_sm: per_sm,
+            energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
+            hbm: level(hbm),
+            l2: level(l2),
+            smem: level(smem),
+            smem_bytes_per_sm: smem_size,
+            l2_domains: if hw.dispatch.as_deref() == Some("linear") { 1 } else { hw.xcds.unwrap_or(1) },
+        })
+    }
+}
+
+/// A block tile `BM x BN` stepping `BK` through K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockTile {
+    pub bm: u64,
+    pub bn: u64,
+    pub bk: u64,
+}
+
+/// Distinct A and B panels the blocks of each wave touch in each L2,
+/// summed over waves: `(a_panels, b_panels)`.
+pub fn panel_loads(tiles_m: u64, tiles_n: u64, wave: u64, domains: u64, swizzle: Swizzle) -> (u64, u64) {
+    let total = tiles_m * tiles_n;
+    let (mut a, mut b) = (0u64, 0u64);
+    let mut start = 0;
+    while start < total {
+        let end = (start + wave).min(total);
+        for d in 0..domains.max(1) {
+            let mut rows: Vec<u64> = Vec::new();
+            let mut cols: Vec<u64> = Vec::new();
+            for pid in (start..end).filter(|p| p % domains.max(1) == d) {
+                let (tm, tn) = tile_of(pid, tiles_m, tiles_n, swizzle);
+                rows.push(tm);
+                cols.push(tn);
+            }
+            rows.sort_unstable();
+            rows.dedup();
+            cols.sort_unstable();
+            cols.dedup();
+            a += rows.len() as u64;
+            b += cols.len() as u64;
+        }
+        start = end;
+    }
+    (a, b)
+}
+
+/// Predicts a contraction on a gpu.
+pub fn evaluate(g: &GemmView, in_bytes: f64, out_bytes: f64, p: &GpuParams, t: BlockTile, swizzle: Swizzle) -> Predicted {
+    let tiles_m = g.m.div_ceil(t.bm);
+    let tiles_n = g.n.div_ceil(t.bn);
+    let blocks = tiles_m * tiles_n;
+    // Occupancy: double-buffered A and B slices in shared memory.
+    let smem_per_block = 2.0 * (t.bm * t.bk + t.bk * t.bn) as f64 * in_bytes;
+    let per_sm = ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16);
+    let wave = p.sms * per_sm;
+    // A wave takes as long as the busiest SM needs for its blocks; the last
+    // wave may be partial.
+    let block_flops = 2.0 * (t.bm * t.bn * g.k) as f64;
+    let full_waves = blocks / wave;
+    let rest = blocks % wave;
+    let blocks_on_busiest = full_waves * per_sm + rest.div_ceil(p.sms);
+    let compute_s = blocks_on_busiest as f64 * block_flops / p.flops_per_cycle_per_sm / p.clock_hz;
+    let (a_panels, b_panels) = panel_loads(tiles_m, tiles_n, wave, p.l2_domains, swizzle);
+    let c_bytes = (g.m * g.n) as f64 * out_bytes;
+    let hbm_bytes = (a_panels * t.bm + b_panels * t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
+    let l2_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
+    let smem_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes;
+    let mut slowest = ("compute".to_string(), compute_s);
+    let mut levels = Vec::new();
+    let flops = 2.0 * (g.m * g.n * g.k) as f64;
+    let mut energy = flops * p.energy_per_flop_j;
+    for ((name, bw, e), bytes) in [(&p.hbm, hbm_bytes), (&p.l2, l2_bytes), (&p.smem, smem_bytes)] {
+        let time_s = bytes / bw;
+        energy += bytes * e;
+        if time_s > slowest.1 {
+            slowest = (name.clone(), time_s);
+        }
+        levels.push(LevelTraffic { name: name.clone(), bytes, time_s });
+    }
+    let peak_s = flops / (p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz);
+    let compulsory = (g.m * g.k + g.k * g.n) as f64 * in_bytes + c_bytes;
+    let latency_s = slowest.1;
+    let lower = peak_s.max(compulsory / p.hbm.1);
+    Predicted {
+        cycles: (latency_s * p.clock_hz).ceil(),
+        compute_cycles: (compute_s * p.clock_hz).ceil(),
+        latency_s,
+        energy_j: energy,
+        bottleneck: slowest.0,
+        levels,
+        utilization: lower / latency_s,
+        lower_bound_s: lower,
+    }
+}
+
+/// The fraction of L2 reads that hit, under the panel model.
+pub fn l2_hit_rate(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64, swizzle: Swizzle) -> f64 {
+    let tiles_m = g.m.div_ceil(t.bm);
+    let tiles_n = g.n.div_ceil(t.bn);
+    let smem_per_block = 2.0 * (t.bm * t.bk + t.bk * t.bn) as f64 * in_bytes;
+    let per_sm = ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16);
+    let (a, b) = panel_loads(tiles_m, tiles_n, p.sms * per_sm, p.l2_domains, swizzle);
+    let misses = (a * t.bm + b * t.bn) as f64;
+    let requests = (tiles_m * tiles_n) as f64 * (t.bm + t.bn) as f64;
+    1.0 - misses / requests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swizzles_by_hand() {
+        // 4 x 4 tiles. Row major walks a row.
+        assert_eq!(tile_of(5, 4, 4, Swizzle::RowMajor), (1, 1));
+        // Grouped by 2: ids 0..3 cover rows 0-1 of columns 0-1.
+        let first: Vec<_> = (0..4).map(|p| tile_of(p, 4, 4, Swizzle::Grouped(2))).collect();
+        assert_eq!(first, vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        // Every tile is computed exactly once.
+        for s in [Swizzle::RowMajor, Swizzle::Grouped(2), Swizzle::Grouped(3), Swizzle::Xcd(2)] {
+            let mut seen: Vec<_> = (0..16).map(|p| tile_of(p, 4, 4, s)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 16, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn panels_per_wave_by_hand() {
+        // 4 x 4 tiles, waves of 4 blocks, one L2.
+        // Row major: each wave is one tile row: 1 A panel + 4 B panels; 4 waves.
+        assert_eq!(panel_loads(4, 4, 4, 1, Swizzle::RowMajor), (4, 16));
+        // Grouped by 2: each wave is a 2 x 2 square: 2 + 2 panels.
+        assert_eq!(panel_loads(4, 4, 4, 1, Swizzle::Grouped(2)), (8, 8));
+        // Two L2s dealt round-robin split a row-major wave: ids 0, 2 and 1, 3
+        // each need the row's A panel and two B panels.
+        assert_eq!(panel_loads(4, 4, 4, 2, Swizzle::RowMajor), (8, 16));
+    }
+
+    #[test]
+    fn grouping_cuts_hbm_traffic() {
+        let g = GemmView { m: 4096, n: 4096, k: 4096, ..GemmView::default() };
+        let p = GpuParams {
+            sms: 8,
+            clock_hz: 1e9,
+            flops_per_cycle_per_sm: 1024.0,
+            energy_per_flop_j: 0.0,
+            hbm: ("hbm".into(), 1e12, 0.0),
+            l2: ("l2".into(), 4e12, 0.0),
+            smem: ("smem".into(), 1e14, 0.0),
+            smem_bytes_per_sm: 64.0 * 1024.0,
+            l2_domains: 1,
+        };
+        let t = BlockTile { bm: 128, bn: 128, bk: 32 };
+        let row = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::RowMajor);
+        let grouped = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::Grouped(4));
+        assert!(grouped.levels[0].bytes < row.levels[0].bytes);
+        assert!(l2_hit_rate(&g, t, &p, 2.0, Swizzle::Grouped(4)) > l2_hit_rate(&g, t, &p, 2.0, Swizzle::RowMajor));
+        assert!(row.latency_s >= row.lower_bound_s);
+        // 4096^3 at 8 SMs * 1024 flop/cycle * 1 GHz: 16.8 ms of compute at best.
+        assert!((row.lower_bound_s - 2.0 * 4096f64.powi(3) / 8.192e12).abs() < 1e-9);
+    }
+}
