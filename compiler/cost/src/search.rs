@@ -15,18 +15,22 @@ use arch_sema::model::{Op, WorkloadModel};
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+/// Called with `(op, evaluations so far for it)` as the search goes.
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SearchOptions {
     pub seed: u64,
     /// Wall-clock limit; when it cuts the search short the outcome says so.
     pub budget: Duration,
     /// Evaluations per op at most (the deterministic limit).
     pub max_evaluations: usize,
+    pub progress: Option<Progress>,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { seed: 1, budget: Duration::from_secs(10), max_evaluations: 20_000 }
+        SearchOptions { seed: 1, budget: Duration::from_secs(10), max_evaluations: 20_000, progress: None }
     }
 }
 
@@ -206,6 +210,9 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
                     break;
                 }
                 consider(chunk.to_vec(), &mut best, &mut evaluated, &mut pruned);
+                if let Some(report) = &opts.progress {
+                    report(s.op, evaluated);
+                }
             }
             // Hill climbing from the best sampled point: move one knob to a
             // neighbouring value while that improves.

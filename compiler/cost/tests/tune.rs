@@ -49,7 +49,7 @@ fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::Sear
     let hw = hardware_model(&db, hd).model.clone().expect("hardware model");
     let start = initial_schedule(&w, &hw, &m).expect("a first schedule");
     let start_latency = arch_cost::evaluate::evaluate(&w, &hw, &start).expect("report").total.latency_s;
-    let opts = SearchOptions { seed, budget: std::time::Duration::from_secs(600), max_evaluations: evaluations };
+    let opts = SearchOptions { seed, budget: std::time::Duration::from_secs(600), max_evaluations: evaluations, progress: None };
     (tune(&w, &hw, &m, &opts).expect("tuned"), start_latency)
 }
 

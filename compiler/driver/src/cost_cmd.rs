@@ -209,9 +209,30 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let opts = SearchOptions { seed: a.seed, budget: a.budget, max_evaluations: a.max_evaluations };
+    // A progress bar on a terminal only: nothing is drawn when stderr is
+    // piped, and stdout carries only the report.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new((a.max_evaluations * s.workload.ops.len()) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("tuning {msg} [{bar:30}] {pos}/{len} evaluations, {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(s.workload.name.clone());
+        Some(bar)
+    } else {
+        None
+    };
+    let progress: Option<arch_cost::search::Progress> = bar.clone().map(|bar| {
+        let per_op = a.max_evaluations as u64;
+        std::sync::Arc::new(move |op: usize, done: usize| bar.set_position(op as u64 * per_op + done as u64)) as arch_cost::search::Progress
+    });
+    let opts = SearchOptions { seed: a.seed, budget: a.budget, max_evaluations: a.max_evaluations, progress };
     let started = Instant::now();
-    let outcome = match search(&s.workload, &s.hardware, &s.mapping, &opts) {
+    let result = search(&s.workload, &s.hardware, &s.mapping, &opts);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => return tune_error(e, err),
     };
@@ -338,16 +359,31 @@ fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule,
                         op.vars.iter().enumerate().map(|(v, var)| format!("{}: {}", var.name, os.nest.tiles[l][v])).collect();
                     text.push_str(&format!("  tile {tensor} at {} {{ {} }}\n", level.name, entries.join(", ")));
                 }
-                let order: Vec<&str> = os.nest.order.iter().map(|v| op.vars[*v].name.as_str()).collect();
-                text.push_str(&format!("  order {}\n", order.join(", ")));
-                if !os.nest.parallel.is_empty() {
-                    let p: Vec<&str> = os.nest.parallel.iter().map(|v| op.vars[*v].name.as_str()).collect();
-                    text.push_str(&format!("  parallel {} over cores\n", p.join(", ")));
-                }
-                if let Some(v) = os.vector {
-                    text.push_str(&format!("  vectorize {}\n", op.vars[v].name));
+                // Loop order, parallel and vector dimensions name dimensions,
+                // not tensors: each statement is written once. The gpu model
+                // does not read them.
+                if hw.class != HwClass::Gpu {
+                    let order: Vec<&str> = os.nest.order.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                    let mut lines = vec![format!("  order {}\n", order.join(", "))];
+                    if !os.nest.parallel.is_empty() {
+                        let p: Vec<&str> = os.nest.parallel.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                        lines.push(format!("  parallel {} over cores\n", p.join(", ")));
+                    }
+                    if let Some(v) = os.vector {
+                        lines.push(format!("  vectorize {}\n", op.vars[v].name));
+                    }
+                    for line in lines {
+                        if !text.contains(&line) {
+                            text.push_str(&line);
+                        }
+                    }
                 }
             }
+        }
+    }
+    if hw.class == HwClass::Gpu {
+        if let Some(sw) = s.swizzle {
+            text.push_str(&format!("  swizzle {}\n", sw.describe()));
         }
     }
     if let Some(t) = s.timestep_s {
