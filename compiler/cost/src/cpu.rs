@@ -11,7 +11,7 @@
 //! iteration of an outer boundary reloads it. The output tile is read and
 //! written back each time it is reloaded after its first visit (partial sums).
 
-use crate::report::{LevelTraffic, Predicted};
+use crate::report::{Predicted, Roofline};
 use arch_sema::hardware::HardwareModel;
 use arch_sema::model::{collect_accesses, Op, WorkloadModel};
 
@@ -150,21 +150,19 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
     let mut tensors: Vec<usize> = op.inputs();
     tensors.push(op.output);
-    let mut levels = Vec::new();
-    let mut slowest = ("compute".to_string(), compute_s);
-    let mut energy = flops * p.energy_per_flop_j;
     let mut compulsory = 0.0;
+    let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
         // Traffic across the boundary above level l (level 0: to and from
         // DRAM, counted as the fills of level 1's tiles).
         let inner = (l + 1).min(nest.tiles.len() - 1);
-        let mut bytes = 0.0;
         // The innermost level feeds the registers: each of its tiles is read
         // once per visit (perfect reuse inside a tile; the register tile
         // itself comes with code generation).
         let innermost_visits: f64 = (0..op.vars.len())
             .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v].max(1)) as f64)
             .product();
+        let mut bytes = 0.0;
         for &t in &tensors {
             let fill_count = if l + 1 < nest.tiles.len() { fills(op, nest, t, l + 1) } else { innermost_visits };
             let once = footprint(w, op, t, &nest.tiles[inner]);
@@ -179,26 +177,17 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
                 compulsory += footprint(w, op, t, &nest.tiles[0]);
             }
         }
-        let time_s = bytes / bw;
-        energy += bytes * e;
-        if time_s > slowest.1 {
-            slowest = (name.clone(), time_s);
-        }
-        levels.push(LevelTraffic { name: name.clone(), bytes, time_s });
+        traffic.push((name.clone(), bytes, *bw, *e));
     }
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.1);
     let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
-    let latency_s = slowest.1;
-    Predicted {
-        cycles: (latency_s * p.clock_hz).ceil(),
-        compute_cycles: (compute_s * p.clock_hz).ceil(),
-        latency_s,
-        energy_j: energy,
-        bottleneck: slowest.0,
-        levels,
-        utilization: peak_s / latency_s,
+    Roofline {
+        clock_hz: p.clock_hz,
+        compute_s,
+        compute_energy_j: flops * p.energy_per_flop_j,
         lower_bound_s: peak_s.max(compulsory / dram_bw),
     }
+    .finish(traffic)
 }
 
 #[cfg(test)]

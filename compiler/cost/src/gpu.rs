@@ -12,7 +12,7 @@
 //! once for that wave; every block reads its panels from L2.
 
 use crate::gemm::GemmView;
-use crate::report::{LevelTraffic, Predicted};
+use crate::report::{Predicted, Roofline};
 use arch_sema::hardware::HardwareModel;
 
 /// Launch orders of output tiles.
@@ -157,32 +157,16 @@ pub fn evaluate(g: &GemmView, in_bytes: f64, out_bytes: f64, p: &GpuParams, t: B
     let hbm_bytes = (a_panels * t.bm + b_panels * t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
     let l2_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
     let smem_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes;
-    let mut slowest = ("compute".to_string(), compute_s);
-    let mut levels = Vec::new();
     let flops = 2.0 * (g.m * g.n * g.k) as f64;
-    let mut energy = flops * p.energy_per_flop_j;
-    for ((name, bw, e), bytes) in [(&p.hbm, hbm_bytes), (&p.l2, l2_bytes), (&p.smem, smem_bytes)] {
-        let time_s = bytes / bw;
-        energy += bytes * e;
-        if time_s > slowest.1 {
-            slowest = (name.clone(), time_s);
-        }
-        levels.push(LevelTraffic { name: name.clone(), bytes, time_s });
-    }
     let peak_s = flops / (p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz);
     let compulsory = (g.m * g.k + g.k * g.n) as f64 * in_bytes + c_bytes;
-    let latency_s = slowest.1;
-    let lower = peak_s.max(compulsory / p.hbm.1);
-    Predicted {
-        cycles: (latency_s * p.clock_hz).ceil(),
-        compute_cycles: (compute_s * p.clock_hz).ceil(),
-        latency_s,
-        energy_j: energy,
-        bottleneck: slowest.0,
-        levels,
-        utilization: lower / latency_s,
-        lower_bound_s: lower,
+    Roofline {
+        clock_hz: p.clock_hz,
+        compute_s,
+        compute_energy_j: flops * p.energy_per_flop_j,
+        lower_bound_s: peak_s.max(compulsory / p.hbm.1),
     }
+    .finish([(&p.hbm, hbm_bytes), (&p.l2, l2_bytes), (&p.smem, smem_bytes)].map(|((n, bw, e), bytes)| (n.clone(), bytes, *bw, *e)))
 }
 
 /// The fraction of L2 reads that hit, under the panel model.

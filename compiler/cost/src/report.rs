@@ -32,3 +32,41 @@ pub struct Predicted {
     /// light): max of work / peak and compulsory bytes / bandwidth.
     pub lower_bound_s: f64,
 }
+
+/// A roofline prediction: compute and every level's transfers overlap, the
+/// slowest sets the time.
+pub struct Roofline {
+    pub clock_hz: f64,
+    /// Seconds the compute units need.
+    pub compute_s: f64,
+    pub compute_energy_j: f64,
+    pub lower_bound_s: f64,
+}
+
+impl Roofline {
+    /// `levels`: `(name, bytes, bandwidth in B/s, energy in J/B)`.
+    pub fn finish(self, levels: impl IntoIterator<Item = (String, f64, f64, f64)>) -> Predicted {
+        let mut slowest = ("compute".to_string(), self.compute_s);
+        let mut energy = self.compute_energy_j;
+        let mut traffic = Vec::new();
+        for (name, bytes, bw, e) in levels {
+            let time_s = bytes / bw;
+            energy += bytes * e;
+            if time_s > slowest.1 {
+                slowest = (name.clone(), time_s);
+            }
+            traffic.push(LevelTraffic { name, bytes, time_s });
+        }
+        let latency_s = slowest.1;
+        Predicted {
+            cycles: (latency_s * self.clock_hz).ceil(),
+            compute_cycles: (self.compute_s * self.clock_hz).ceil(),
+            latency_s,
+            energy_j: energy,
+            bottleneck: slowest.0,
+            levels: traffic,
+            utilization: if latency_s > 0.0 { self.lower_bound_s / latency_s } else { 1.0 },
+            lower_bound_s: self.lower_bound_s,
+        }
+    }
+}

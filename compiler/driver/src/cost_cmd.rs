@@ -16,17 +16,24 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// What to cost: a file, a target and, when needed, a workload.
 #[derive(Args, Debug)]
-pub struct TuneArgs {
+pub struct Selection {
     /// The .arch file.
     #[arg(value_name = "FILE")]
     file: PathBuf,
-    /// The hardware to tune for (declared in or imported by FILE, or any of std.hw).
+    /// The hardware (declared in or imported by FILE, or any of std.hw).
     #[arg(long, value_name = "HW")]
     target: String,
     /// The workload, when FILE has several.
     #[arg(long, value_name = "NAME")]
     workload: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    selection: Selection,
     /// Wall-clock limit of the search, e.g. `10s`, `500ms`, `2m`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     budget: Duration,
@@ -48,15 +55,8 @@ pub struct TuneArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// The .arch file.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// The hardware to report on.
-    #[arg(long, value_name = "HW")]
-    target: String,
-    /// The workload, when FILE has several.
-    #[arg(long, value_name = "NAME")]
-    workload: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
@@ -100,7 +100,8 @@ struct Selected {
 }
 
 /// Loads and checks FILE, then finds the workload, hardware and mapping.
-fn select(file: &PathBuf, target: &str, workload: Option<&str>, common: &Common, out: &mut dyn Write, err: &mut dyn Write) -> Result<Selected, u8> {
+fn select(sel: &Selection, common: &Common, out: &mut dyn Write, err: &mut dyn Write) -> Result<Selected, u8> {
+    let (file, target, workload) = (&sel.file, sel.target.as_str(), sel.workload.as_deref());
     let color = color_enabled(common.color);
     let (db, loaded, roots, mut diags) = load(std::slice::from_ref(file), common, err)?;
     diags.extend(unknown_overrides(&db, &roots, &loaded, common));
@@ -205,7 +206,7 @@ fn tune_error(e: TuneError, err: &mut dyn Write) -> u8 {
 }
 
 pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
+    let s = match select(&a.selection, &a.common, out, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -249,7 +250,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         if outcome.stopped_by_budget { "; stopped by the time budget (results may differ between runs)" } else { "" }
     );
     if let Some(path) = &a.emit_mapping {
-        let text = emit_mapping(&s.workload, &s.hardware, &format!("{}_tuned", s.mapping.name), &outcome.schedule, &a.file);
+        let text = emit_mapping(&s.workload, &s.hardware, &format!("{}_tuned", s.mapping.name), &outcome.schedule, &a.selection.file);
         if let Err(e) = std::fs::write(path, text) {
             let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
             return EXIT_USAGE;
@@ -259,7 +260,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 }
 
 pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let s = match select(&a.file, &a.target, a.workload.as_deref(), &a.common, out, err) {
+    let s = match select(&a.selection, &a.common, out, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
