@@ -131,3 +131,34 @@ fn an_overfull_partition_is_explained() {
     assert!(out.stderr.contains("401408 bytes"), "{}", out.stderr);
     assert!(out.stderr.contains("at least 4 cores"), "{}", out.stderr);
 }
+
+/// Text and JSON reports of every workload of every example on every std
+/// target (or the reason there is none), as insta snapshots: any change of a
+/// model shows up in review.
+#[test]
+fn report_snapshots() {
+    let targets = ["host", "h100", "mi300x", "npu16", "loihi2", "speck", "akd1000"];
+    for file in arch_tests::arch_files(&root().join("examples")) {
+        let text = std::fs::read_to_string(&file).expect("example");
+        let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let path = file.to_string_lossy().to_string();
+        let workloads: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("workload "))
+            .filter_map(|l| l.split(|c: char| !(c.is_alphanumeric() || c == '_')).next())
+            .collect();
+        for w in &workloads {
+            for t in targets {
+                let json_out = archc(&["report", &path, "--target", t, "--workload", w, "--format", "json"]);
+                let text_out = archc(&["report", &path, "--target", t, "--workload", w]);
+                assert_eq!(json_out.code, text_out.code);
+                let body = if json_out.code == 0 {
+                    format!("{}\n{}", text_out.stdout, json_out.stdout)
+                } else {
+                    format!("exit {}\n{}", json_out.code, json_out.stderr)
+                };
+                insta::assert_snapshot!(format!("report_{stem}_{w}_{t}"), body);
+            }
+        }
+    }
+}

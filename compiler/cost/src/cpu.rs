@@ -23,7 +23,7 @@ pub struct LoopNest {
     pub tiles: Vec<Vec<u64>>,
     /// Variables outermost first; the same order at every boundary.
     pub order: Vec<usize>,
-    /// Variables split over cores (at the outermost boundary).
+    /// Variables whose innermost tiles are split over cores.
     pub parallel: Vec<usize>,
 }
 
@@ -145,7 +145,10 @@ pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let flops = 2.0 * macs;
-    let parallel_ways: u64 = nest.parallel.iter().map(|v| nest.trips(1, *v)).product::<u64>().max(1);
+    // A parallel dimension splits its innermost tiles over the cores.
+    let last = nest.tiles.len() - 1;
+    let parallel_ways: u64 =
+        nest.parallel.iter().map(|v| nest.tiles[0][*v].div_ceil(nest.tiles[last][*v].max(1))).product::<u64>().max(1);
     let cores_used = parallel_ways.min(p.cores).max(1) as f64;
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
     let mut tensors: Vec<usize> = op.inputs();

@@ -309,7 +309,7 @@ fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dy
                 let p = &op.predicted;
                 let _ = writeln!(
                     out,
-                    "\n  {}: {} ({} cycles), {}, bound by {}; {:.0}% of peak; lower bound {}",
+                    "\n  {}: {} ({} cycles), {}, bound by {}; at {:.0}% of its speed-of-light bound ({})",
                     op.name,
                     q(p.latency_s, Dim::TIME),
                     p.cycles,
