@@ -162,3 +162,27 @@ fn report_snapshots() {
         }
     }
 }
+
+#[test]
+fn precision_within_the_error_budget() {
+    let program = |budget: &str| {
+        format!(
+            "import std.hw.host\nworkload p(B = 64, K = 512, N = 512) {{\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  output y: f32[B, N]\n  y[i, j] = sum[k] x[i, k] * w[k, j]\n}}\nmapping ph for p on host {{\n  precision w: auto in {{f32, bf16, int8}} error <= {budget}\n}}\n"
+        )
+    };
+    let report = |budget: &str| {
+        let path = arch_tests::temp_file("archc-precision", &format!("p{budget}.arch"), program(budget).as_bytes());
+        let out = archc(&["report", &path, "--target", "host", "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        json(&out.stdout)
+    };
+    // bf16 and int8 both err by about 3.9e-3 (half a unit in the last place):
+    // a budget of 1e-2 takes the narrowest, int8; 1e-4 keeps f32.
+    let loose = report("1e-2");
+    let tight = report("1e-4");
+    assert_eq!(loose["ops"][0]["mapping"]["precision.w"], "int8");
+    assert_eq!(tight["ops"][0]["mapping"]["precision.w"], "f32");
+    // The weight moves a quarter of the bytes.
+    let dram = |v: &serde_json::Value| v["ops"][0]["predicted"]["levels"][0]["bytes"].as_f64().unwrap_or(0.0);
+    assert!(dram(&loose) < dram(&tight));
+}

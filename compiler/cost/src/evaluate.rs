@@ -45,6 +45,9 @@ pub struct CostReport {
 /// Predicts every op of `w` on `hw` under `schedule`, in order; ops run one
 /// after another.
 pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> Result<CostReport, String> {
+    // Tensors stored in a chosen precision move and compute in it.
+    let adjusted = crate::schedule::apply_precision(w, &schedule.precision);
+    let w = &adjusted;
     let mut ops = Vec::new();
     match hw.class {
         HwClass::Cpu => {

@@ -4,6 +4,7 @@
 //! search improves on it.
 
 use crate::cpu::LoopNest;
+use arch_sema::dtype::DType;
 use arch_sema::hardware::{HardwareModel, HwClass};
 use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
 use arch_sema::model::{collect_accesses, Op, OpKind, WorkloadModel};
@@ -25,6 +26,58 @@ pub struct Schedule {
     pub timestep_s: Option<f64>,
     /// The launch order of output tiles (gpu targets).
     pub swizzle: Option<crate::gpu::Swizzle>,
+    /// Tensors stored in another element type than declared.
+    pub precision: Vec<(usize, DType)>,
+}
+
+/// Relative error of storing a value in `d` (round to nearest for floats,
+/// symmetric max-abs scaling for integers): half a unit in the last place.
+/// An estimate: with real weights the measured error can be used instead.
+pub fn relative_error(d: DType) -> f64 {
+    match d {
+        DType::F64 => 1.1e-16,
+        DType::F32 => 6.0e-8,
+        DType::F16 => 4.9e-4,
+        DType::BF16 => 3.9e-3,
+        DType::Fp8 => 6.25e-2,
+        DType::I32 => 2.3e-10,
+        DType::I16 => 1.5e-5,
+        DType::I8 | DType::U8 => 3.9e-3,
+        DType::I4 => 6.25e-2,
+        DType::Spike => 0.5,
+    }
+}
+
+/// The element type a precision knob settles on: a fixed type as written;
+/// with an error budget, the narrowest choice whose error stays within it
+/// (the declared type when none does); an open choice without a budget keeps
+/// the declared type, since nothing says how much error is acceptable.
+pub fn choose_precision(declared: DType, domain: &Domain) -> DType {
+    let name_of = |v: &KnobValue| if let KnobValue::Name(n) = v { DType::from_name(n) } else { None };
+    match domain {
+        Domain::Fixed(v) => name_of(v).unwrap_or(declared),
+        Domain::Budgeted { choices, max_error } => {
+            let mut ok: Vec<DType> = choices
+                .iter()
+                .filter_map(name_of)
+                .filter(|d| *d == declared || relative_error(*d) <= max_error.0)
+                .collect();
+            ok.sort_by_key(|d| d.bits());
+            ok.first().copied().unwrap_or(declared)
+        }
+        _ => declared,
+    }
+}
+
+/// The workload with every precision override applied to its tensors.
+pub fn apply_precision(w: &WorkloadModel, precision: &[(usize, DType)]) -> WorkloadModel {
+    let mut out = w.clone();
+    for (t, d) in precision {
+        if let Some(tensor) = out.tensors.get_mut(*t) {
+            tensor.dtype = *d;
+        }
+    }
+    out
 }
 
 /// A swizzle knob value as the gpu model's swizzle.
@@ -176,7 +229,17 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
         _ if hw.class == HwClass::Gpu => Some(crate::gpu::Swizzle::RowMajor),
         _ => None,
     };
-    Ok(Schedule { ops, timestep_s, swizzle })
+    let precision = w
+        .tensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let domain = knob(m, &KnobTarget::Precision { tensor: t.name.clone() })?;
+            let d = choose_precision(t.dtype, domain);
+            (d != t.dtype).then_some((i, d))
+        })
+        .collect();
+    Ok(Schedule { ops, timestep_s, swizzle, precision })
 }
 
 /// The knob values of one op's schedule as report entries.
@@ -199,6 +262,11 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
     }
     if let Some(p) = s.partition {
         out.insert("partition".into(), p.to_string());
+    }
+    let mut touched = op.inputs();
+    touched.push(op.output);
+    for t in touched {
+        out.insert(format!("precision.{}", w.tensors[t].name), w.tensors[t].dtype.name().to_string());
     }
     out
 }

@@ -250,6 +250,16 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         if outcome.stopped_by_budget { "; stopped by the time budget (results may differ between runs)" } else { "" }
     );
     if let Some(path) = &a.emit_mapping {
+        let unnamed: Vec<&str> = s.workload.ops.iter().map(|o| s.workload.tensors[o.output].name.as_str()).filter(|n| n.contains('.')).collect();
+        if !unnamed.is_empty() {
+            let _ = writeln!(
+                err,
+                "note: {} computes a temporary ({}) that a mapping cannot name yet: {} knobs are not pinned, so re-reporting the emitted mapping re-derives them",
+                if unnamed.len() == 1 { "one op" } else { "some ops" },
+                unnamed.join(", "),
+                if unnamed.len() == 1 { "its" } else { "their" }
+            );
+        }
         let text = emit_mapping(&s.workload, &s.hardware, &format!("{}_tuned", s.mapping.name), &outcome.schedule, &a.selection.file);
         if let Err(e) = std::fs::write(path, text) {
             let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
@@ -381,6 +391,9 @@ fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule,
                 }
             }
         }
+    }
+    for (t, d) in &s.precision {
+        text.push_str(&format!("  precision {}: {}\n", w.tensors[*t].name, d.name()));
     }
     if hw.class == HwClass::Gpu {
         if let Some(sw) = s.swizzle {
