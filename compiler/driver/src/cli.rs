@@ -16,7 +16,7 @@ Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 2 when the command line is wrong.
 
 Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
-models; the progress bar is not built yet). Code
+models; N:M sparsity does not change the models yet). Code
 generation (build, run, calibrate) and the language server (lsp) are not part
 of this build yet.
 
@@ -46,7 +46,8 @@ their errors are printed and the exit status is 1.")]
     #[command(after_help = "Picks the mapping of FILE that targets HW (with --workload when several do); \
 a workload without one gets a mapping whose knobs are all `auto`. Fixed and constrained knobs are \
 honoured. Prints the search summary to stderr and the report to stdout. The same seed and \
-evaluation limit give the same result. Models: cpu, gpu, npu, neuromorphic; no progress bar yet.")]
+evaluation limit give the same result. Models: cpu, gpu, npu, neuromorphic. A progress bar shows \
+on a terminal.")]
     Tune(crate::cost_cmd::TuneArgs),
     /// Print the predicted cost of a mapping (open knobs get the search's first guess).
     #[command(after_help = "Formats: text, json (the schema is in spec/report.md) and html (one self-contained file). \
