@@ -17,18 +17,29 @@ pub fn archc(args: &[&str]) -> Outcome {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let code = arch_driver::run(argv, &mut out, &mut err);
-    Outcome { code, stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() }
+    Outcome {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
 }
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// `.arch` files directly in `dir`, sorted.
 pub fn arch_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "arch")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "arch"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -40,7 +51,11 @@ pub fn codes_in(text: &str) -> Vec<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i + 7 <= bytes.len() {
-        if bytes[i] == b'[' && bytes[i + 1] == b'E' && bytes[i + 6] == b']' && bytes[i + 2..i + 6].iter().all(u8::is_ascii_digit) {
+        if bytes[i] == b'['
+            && bytes[i + 1] == b'E'
+            && bytes[i + 6] == b']'
+            && bytes[i + 2..i + 6].iter().all(u8::is_ascii_digit)
+        {
             out.push(text[i + 1..i + 6].to_string());
             i += 7;
         } else {
@@ -85,11 +100,19 @@ pub fn front_end(text: &str) {
     for d in &diags {
         let r = arch_driver::render::Rendered::from_sema(&db, d, &|p: &str| p.to_string());
         let mut sink = Vec::new();
-        arch_driver::render::write_text(&r, &arch_driver::render::TextOptions { color: false }, &mut sink);
+        arch_driver::render::write_text(
+            &r,
+            &arch_driver::render::TextOptions { color: false },
+            &mut sink,
+        );
         assert!(!sink.is_empty());
     }
     if let Some(formatted) = arch_syntax::format::format(text) {
         let again = arch_syntax::format::format(&formatted);
-        assert_eq!(again.as_deref(), Some(formatted.as_str()), "fmt is not idempotent on {text:?}");
+        assert_eq!(
+            again.as_deref(),
+            Some(formatted.as_str()),
+            "fmt is not idempotent on {text:?}"
+        );
     }
 }

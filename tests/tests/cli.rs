@@ -4,7 +4,11 @@
 use arch_tests::{archc, root};
 
 fn example(name: &str) -> String {
-    root().join("examples").join(name).to_string_lossy().to_string()
+    root()
+        .join("examples")
+        .join(name)
+        .to_string_lossy()
+        .to_string()
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> String {
@@ -13,12 +17,20 @@ fn temp_file(name: &str, bytes: &[u8]) -> String {
 
 #[test]
 fn help_for_every_command() {
-    for args in [vec!["--help"], vec!["check", "--help"], vec!["fmt", "--help"], vec!["help", "check"]] {
+    for args in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["fmt", "--help"],
+        vec!["help", "check"],
+    ] {
         let out = archc(&args);
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
         assert!(out.stdout.contains("Usage"), "{args:?}: {}", out.stdout);
     }
-    assert!(archc(&["--help"]).stdout.contains("not part"), "help says what is not built yet");
+    assert!(
+        archc(&["--help"]).stdout.contains("not part"),
+        "help says what is not built yet"
+    );
 }
 
 #[test]
@@ -27,13 +39,22 @@ fn usage_errors_exit_2() {
     assert_eq!(archc(&["frobnicate"]).code, 2);
     assert_eq!(archc(&["check"]).code, 2);
     assert_eq!(archc(&["check", "/no/such/file.arch"]).code, 2);
-    assert_eq!(archc(&["check", "--set", "B", &example("mlp.arch")]).code, 2);
-    assert_eq!(archc(&["check", "--format", "xml", &example("mlp.arch")]).code, 2);
+    assert_eq!(
+        archc(&["check", "--set", "B", &example("mlp.arch")]).code,
+        2
+    );
+    assert_eq!(
+        archc(&["check", "--format", "xml", &example("mlp.arch")]).code,
+        2
+    );
 }
 
 #[test]
 fn json_diagnostics() {
-    let path = temp_file("bad.arch", b"workload w(N = 4) {\n  input a: f32[N]\n  output b: f32[N]\n  b[i] = a[j]\n}\n");
+    let path = temp_file(
+        "bad.arch",
+        b"workload w(N = 4) {\n  input a: f32[N]\n  output b: f32[N]\n  b[i] = a[j]\n}\n",
+    );
     let out = archc(&["check", "--format", "json", &path]);
     assert_eq!(out.code, 1);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json on stdout");
@@ -73,20 +94,29 @@ fn set_overrides_sizes() {
 
 #[test]
 fn fmt_formats_in_place_and_checks() {
-    let path = temp_file("fmt.arch", b"workload w(N=4){\n input a:f32[N]\n output b:f32[N]\n b[i]=a[i]*2.0\n}\n");
+    let path = temp_file(
+        "fmt.arch",
+        b"workload w(N=4){\n input a:f32[N]\n output b:f32[N]\n b[i]=a[i]*2.0\n}\n",
+    );
     let out = archc(&["fmt", "--check", &path]);
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("is not formatted"));
     assert_eq!(archc(&["fmt", &path]).code, 0);
     let text = std::fs::read_to_string(&path).expect("formatted file");
-    assert_eq!(text, "workload w(N = 4) {\n  input a: f32[N]\n  output b: f32[N]\n  b[i] = a[i] * 2.0\n}\n");
+    assert_eq!(
+        text,
+        "workload w(N = 4) {\n  input a: f32[N]\n  output b: f32[N]\n  b[i] = a[i] * 2.0\n}\n"
+    );
     assert_eq!(archc(&["fmt", "--check", &path]).code, 0);
     // Syntax errors: reported, file untouched.
     let broken = temp_file("broken.arch", b"workload w { input a f32 }\n");
     let out = archc(&["fmt", "--color", "never", &broken]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("E0001"), "{}", out.stderr);
-    assert_eq!(std::fs::read_to_string(&broken).expect("file"), "workload w { input a f32 }\n");
+    assert_eq!(
+        std::fs::read_to_string(&broken).expect("file"),
+        "workload w { input a f32 }\n"
+    );
 }
 
 #[test]
@@ -99,10 +129,20 @@ fn sibling_imports() {
         "import lib.layers.double\nworkload w(N = 4) {\n  input a: f32[N]\n  output b: f32[N]\n  b[i] = double(a[i])\n}\n",
     )
     .expect("write");
-    let ok = archc(&["check", "--color", "never", &dir.join("model.arch").to_string_lossy()]);
+    let ok = archc(&[
+        "check",
+        "--color",
+        "never",
+        &dir.join("model.arch").to_string_lossy(),
+    ]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     std::fs::write(dir.join("lib/layers.arch"), "op twice(x) = 2.0 * x\n").expect("write");
-    let bad = archc(&["check", "--color", "never", &dir.join("model.arch").to_string_lossy()]);
+    let bad = archc(&[
+        "check",
+        "--color",
+        "never",
+        &dir.join("model.arch").to_string_lossy(),
+    ]);
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("E0104"), "{}", bad.stderr);
 }

@@ -4,7 +4,11 @@
 use arch_tests::{archc, root};
 
 fn example(name: &str) -> String {
-    root().join("examples").join(name).to_string_lossy().to_string()
+    root()
+        .join("examples")
+        .join(name)
+        .to_string_lossy()
+        .to_string()
 }
 
 fn json(stdout: &str) -> serde_json::Value {
@@ -13,7 +17,14 @@ fn json(stdout: &str) -> serde_json::Value {
 
 #[test]
 fn report_json_has_the_contract_fields() {
-    let out = archc(&["report", &example("mlp.arch"), "--target", "host", "--format", "json"]);
+    let out = archc(&[
+        "report",
+        &example("mlp.arch"),
+        "--target",
+        "host",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = json(&out.stdout);
     assert_eq!(v["workload"], "mlp");
@@ -22,13 +33,22 @@ fn report_json_has_the_contract_fields() {
     assert_eq!(op["name"], "y");
     assert!(op["mapping"]["order"].is_string());
     let p = &op["predicted"];
-    for field in ["cycles", "compute_cycles", "latency_s", "energy_j", "lower_bound_s", "utilization"] {
+    for field in [
+        "cycles",
+        "compute_cycles",
+        "latency_s",
+        "energy_j",
+        "lower_bound_s",
+        "utilization",
+    ] {
         assert!(p[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {p}");
     }
     assert!(p["bottleneck"].is_string());
     let levels = p["levels"].as_array().expect("levels");
     assert_eq!(levels.len(), 4, "dram, l3, l2, l1");
-    assert!(levels.iter().all(|l| l["name"].is_string() && l["bytes"].is_number() && l["time_s"].is_number()));
+    assert!(levels
+        .iter()
+        .all(|l| l["name"].is_string() && l["bytes"].is_number() && l["time_s"].is_number()));
     assert!(p["latency_s"].as_f64() >= p["lower_bound_s"].as_f64());
     assert!(v["total"]["latency_s"].as_f64().is_some_and(|x| x > 0.0));
 }
@@ -40,7 +60,18 @@ fn tune_is_deterministic_and_emits_a_mapping_that_round_trips() {
     std::fs::copy(example("gemm.arch"), dir.join("gemm.arch")).expect("copy");
     let src = dir.join("gemm.arch").to_string_lossy().to_string();
     let emitted = dir.join("gemm_tuned.arch").to_string_lossy().to_string();
-    let args = ["tune", src.as_str(), "--target", "host", "--seed", "5", "--format", "json", "--emit-mapping", emitted.as_str()];
+    let args = [
+        "tune",
+        src.as_str(),
+        "--target",
+        "host",
+        "--seed",
+        "5",
+        "--format",
+        "json",
+        "--emit-mapping",
+        emitted.as_str(),
+    ];
     let first = archc(&args);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.stderr.contains("evaluated"), "{}", first.stderr);
@@ -60,33 +91,70 @@ fn tune_is_deterministic_and_emits_a_mapping_that_round_trips() {
 fn npu_cycles_by_hand() {
     // gemm 1024^3 on npu16 (16 x 16, weight stationary): Sr = K = 1024 (64
     // folds), Sc = N = 1024 (64 folds), T = M = 1024: 4096 * (32 + 16 + 1024 - 2) - 1.
-    let out = archc(&["report", &example("gemm.arch"), "--target", "npu16", "--format", "json"]);
+    let out = archc(&[
+        "report",
+        &example("gemm.arch"),
+        "--target",
+        "npu16",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = json(&out.stdout);
-    assert_eq!(v["ops"][0]["predicted"]["compute_cycles"].as_f64(), Some(4096.0 * 1070.0 - 1.0));
+    assert_eq!(
+        v["ops"][0]["predicted"]["compute_cycles"].as_f64(),
+        Some(4096.0 * 1070.0 - 1.0)
+    );
 }
 
 #[test]
 fn spiking_layers_on_loihi2() {
-    let out = archc(&["report", &example("snn.arch"), "--target", "loihi2", "--workload", "snn", "--format", "json"]);
+    let out = archc(&[
+        "report",
+        &example("snn.arch"),
+        "--target",
+        "loihi2",
+        "--workload",
+        "snn",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = json(&out.stdout);
     let ops = v["ops"].as_array().expect("ops");
     assert_eq!(ops.len(), 2);
     assert_eq!(ops[1]["mapping"]["partition"], "1");
-    assert!(ops[0]["predicted"]["bottleneck"].as_str().is_some_and(|b| b.contains("bound")));
+    assert!(ops[0]["predicted"]["bottleneck"]
+        .as_str()
+        .is_some_and(|b| b.contains("bound")));
 }
 
 #[test]
 fn gpu_reports_and_swizzle_tuning() {
     // The mapping pins grouped(m: 8) on mi300x.
-    let pinned = archc(&["report", &example("gemm.arch"), "--target", "mi300x", "--format", "json"]);
+    let pinned = archc(&[
+        "report",
+        &example("gemm.arch"),
+        "--target",
+        "mi300x",
+        "--format",
+        "json",
+    ]);
     assert_eq!(pinned.code, 0, "{}", pinned.stderr);
     let v = json(&pinned.stdout);
     assert_eq!(v["ops"][0]["mapping"]["swizzle"], "grouped(m: 8)");
     assert_eq!(v["ops"][0]["predicted"]["levels"][0]["name"], "hbm");
     // attention on h100 leaves the swizzle open: tune tries every choice.
-    let tuned = archc(&["tune", &example("attention.arch"), "--target", "h100", "--workload", "attention", "--format", "json"]);
+    let tuned = archc(&[
+        "tune",
+        &example("attention.arch"),
+        "--target",
+        "h100",
+        "--workload",
+        "attention",
+        "--format",
+        "json",
+    ]);
     assert_eq!(tuned.code, 0, "{}", tuned.stderr);
     assert!(tuned.stderr.contains("5 evaluated"), "{}", tuned.stderr);
     let v = json(&tuned.stdout);
@@ -98,22 +166,51 @@ fn gpu_reports_and_swizzle_tuning() {
 fn what_is_not_built_says_so() {
     let spiking = archc(&["report", &example("gemm.arch"), "--target", "loihi2"]);
     assert_eq!(spiking.code, 1);
-    assert!(spiking.stderr.contains("spiking layers"), "{}", spiking.stderr);
+    assert!(
+        spiking.stderr.contains("spiking layers"),
+        "{}",
+        spiking.stderr
+    );
     let unknown = archc(&["report", &example("gemm.arch"), "--target", "hots"]);
     assert_eq!(unknown.code, 2);
-    assert!(unknown.stderr.contains("did you mean `host`"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("did you mean `host`"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 #[test]
 fn html_reports_are_self_contained() {
-    for (file, target, workload, chart) in [("mlp.arch", "host", "mlp", "roofline"), ("snn.arch", "loihi2", "snn", "floorline")] {
+    for (file, target, workload, chart) in [
+        ("mlp.arch", "host", "mlp", "roofline"),
+        ("snn.arch", "loihi2", "snn", "floorline"),
+    ] {
         let path = arch_tests::temp_file("archc-html", &format!("{workload}.html"), b"");
-        let out = archc(&["report", &example(file), "--target", target, "--workload", workload, "--format", "html", "-o", &path]);
+        let out = archc(&[
+            "report",
+            &example(file),
+            "--target",
+            target,
+            "--workload",
+            workload,
+            "--format",
+            "html",
+            "-o",
+            &path,
+        ]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         let html = std::fs::read_to_string(&path).expect("html report");
         assert!(html.starts_with("<!DOCTYPE html>"));
-        assert!(html.contains("<svg") && html.contains(&format!("aria-label=\"{chart}\"")), "{chart}");
-        assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"));
+        assert!(
+            html.contains("<svg") && html.contains(&format!("aria-label=\"{chart}\"")),
+            "{chart}"
+        );
+        assert!(
+            !html.contains("<script")
+                && !html.contains("src=\"http")
+                && !html.contains("href=\"http")
+        );
         assert!(html.contains("<th>level</th>") && html.contains("energy"));
     }
 }
@@ -137,10 +234,15 @@ fn an_overfull_partition_is_explained() {
 /// model shows up in review.
 #[test]
 fn report_snapshots() {
-    let targets = ["host", "h100", "mi300x", "npu16", "loihi2", "speck", "akd1000"];
+    let targets = [
+        "host", "h100", "mi300x", "npu16", "loihi2", "speck", "akd1000",
+    ];
     for file in arch_tests::arch_files(&root().join("examples")) {
         let text = std::fs::read_to_string(&file).expect("example");
-        let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let path = file.to_string_lossy().to_string();
         let workloads: Vec<&str> = text
             .lines()
@@ -149,7 +251,16 @@ fn report_snapshots() {
             .collect();
         for w in &workloads {
             for t in targets {
-                let json_out = archc(&["report", &path, "--target", t, "--workload", w, "--format", "json"]);
+                let json_out = archc(&[
+                    "report",
+                    &path,
+                    "--target",
+                    t,
+                    "--workload",
+                    w,
+                    "--format",
+                    "json",
+                ]);
                 let text_out = archc(&["report", &path, "--target", t, "--workload", w]);
                 assert_eq!(json_out.code, text_out.code);
                 let body = if json_out.code == 0 {
@@ -171,7 +282,11 @@ fn precision_within_the_error_budget() {
         )
     };
     let report = |budget: &str| {
-        let path = arch_tests::temp_file("archc-precision", &format!("p{budget}.arch"), program(budget).as_bytes());
+        let path = arch_tests::temp_file(
+            "archc-precision",
+            &format!("p{budget}.arch"),
+            program(budget).as_bytes(),
+        );
         let out = archc(&["report", &path, "--target", "host", "--format", "json"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         json(&out.stdout)
@@ -183,6 +298,10 @@ fn precision_within_the_error_budget() {
     assert_eq!(loose["ops"][0]["mapping"]["precision.w"], "int8");
     assert_eq!(tight["ops"][0]["mapping"]["precision.w"], "f32");
     // The weight moves a quarter of the bytes.
-    let dram = |v: &serde_json::Value| v["ops"][0]["predicted"]["levels"][0]["bytes"].as_f64().unwrap_or(0.0);
+    let dram = |v: &serde_json::Value| {
+        v["ops"][0]["predicted"]["levels"][0]["bytes"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
     assert!(dram(&loose) < dram(&tight));
 }

@@ -1,7 +1,7 @@
 //! Every example checks clean, and formatting is idempotent and lossless on
 //! every example, ui program and stdlib module.
 
-use arch_tests::{archc, arch_files, root};
+use arch_tests::{arch_files, archc, root};
 
 #[test]
 fn every_example_checks_clean() {
@@ -16,7 +16,15 @@ fn every_example_checks_clean() {
 
 #[test]
 fn the_named_examples_exist() {
-    for name in ["quickstart", "gemm", "mlp", "conv2d", "attention", "sparse_mlp", "snn"] {
+    for name in [
+        "quickstart",
+        "gemm",
+        "mlp",
+        "conv2d",
+        "attention",
+        "sparse_mlp",
+        "snn",
+    ] {
         let path = root().join("examples").join(format!("{name}.arch"));
         assert!(path.exists(), "{} is missing", path.display());
     }
@@ -36,7 +44,11 @@ fn stdlib_checks_clean() {
 
 /// The tokens of a text, comments included, without their positions.
 fn tokens(text: &str) -> Vec<String> {
-    arch_syntax::lexer::lex(text).0.iter().map(|t| format!("{:?}", t.tok)).collect()
+    arch_syntax::lexer::lex(text)
+        .0
+        .iter()
+        .map(|t| format!("{:?}", t.tok))
+        .collect()
 }
 
 #[test]
@@ -48,11 +60,18 @@ fn fmt_is_idempotent_and_lossless() {
     let mut formatted_count = 0;
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        let Some(once) = arch_syntax::format::format(&text) else { continue };
+        let Some(once) = arch_syntax::format::format(&text) else {
+            continue;
+        };
         formatted_count += 1;
         let twice = arch_syntax::format::format(&once).expect("formatted text lexes");
         assert_eq!(once, twice, "fmt is not idempotent on {}", f.display());
-        assert_eq!(tokens(&text), tokens(&once), "fmt changed the tokens of {}", f.display());
+        assert_eq!(
+            tokens(&text),
+            tokens(&once),
+            "fmt changed the tokens of {}",
+            f.display()
+        );
     }
     assert!(formatted_count >= 7);
 }
@@ -62,6 +81,10 @@ fn examples_are_formatted() {
     for f in arch_files(&root().join("examples")) {
         let path = f.to_string_lossy().to_string();
         let out = archc(&["fmt", "--check", &path]);
-        assert_eq!(out.code, 0, "{path} is not formatted: {}{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code, 0,
+            "{path} is not formatted: {}{}",
+            out.stdout, out.stderr
+        );
     }
 }

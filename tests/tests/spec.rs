@@ -6,10 +6,16 @@ use arch_tests::root;
 
 fn spec_texts() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(root().join("spec")).expect("spec/").flatten() {
+    for entry in std::fs::read_dir(root().join("spec"))
+        .expect("spec/")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "md") {
-            out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap_or_default()));
+            out.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap_or_default(),
+            ));
         }
     }
     out
@@ -20,7 +26,10 @@ fn citations(text: &str) -> Vec<String> {
     text.split('`')
         .skip(1)
         .step_by(2)
-        .filter(|s| (s.starts_with("tests/") || s.starts_with("compiler/") || s.starts_with("examples/")) && !s.contains(' '))
+        .filter(|s| {
+            (s.starts_with("tests/") || s.starts_with("compiler/") || s.starts_with("examples/"))
+                && !s.contains(' ')
+        })
         .map(str::to_string)
         .collect()
 }
@@ -42,7 +51,10 @@ fn every_cited_test_exists() {
             assert!(full.exists(), "{file} cites {c}, which does not exist");
             if let Some(f) = function {
                 let source = std::fs::read_to_string(&full).unwrap_or_default();
-                assert!(source.contains(&format!("fn {f}(")), "{file} cites {c}: no function `{f}` in {path}");
+                assert!(
+                    source.contains(&format!("fn {f}(")),
+                    "{file} cites {c}: no function `{f}` in {path}"
+                );
             }
             checked += 1;
         }
@@ -52,13 +64,20 @@ fn every_cited_test_exists() {
 
 #[test]
 fn every_code_is_documented_and_no_rule_is_untested() {
-    let diagnostics = std::fs::read_to_string(root().join("spec/diagnostics.md")).expect("spec/diagnostics.md");
+    let diagnostics =
+        std::fs::read_to_string(root().join("spec/diagnostics.md")).expect("spec/diagnostics.md");
     for (code, _) in arch_sema::CODES {
-        assert!(diagnostics.contains(&format!("| {code} |")), "spec/diagnostics.md has no row for {code}");
+        assert!(
+            diagnostics.contains(&format!("| {code} |")),
+            "spec/diagnostics.md has no row for {code}"
+        );
     }
     for (file, text) in spec_texts() {
         for line in text.lines() {
-            assert!(!line.trim_start().starts_with("Untested:"), "{file}: {line}");
+            assert!(
+                !line.trim_start().starts_with("Untested:"),
+                "{file}: {line}"
+            );
         }
     }
 }

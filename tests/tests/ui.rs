@@ -5,12 +5,16 @@
 //! A first line `// archc-args: ARGS` adds command-line arguments (for
 //! diagnostics about the command line, such as `--set`).
 
-use arch_tests::{archc, arch_files, codes_in, root, Outcome};
+use arch_tests::{arch_files, archc, codes_in, root, Outcome};
 
 /// Checks one ui program as `archc check` would, with its extra arguments.
 fn check_ui(rel: &str) -> Outcome {
     let bytes = std::fs::read(rel).unwrap_or_default();
-    let first_line = String::from_utf8_lossy(&bytes).lines().next().unwrap_or_default().to_string();
+    let first_line = String::from_utf8_lossy(&bytes)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut args: Vec<String> = vec!["check".into(), "--color".into(), "never".into()];
     if let Some(extra) = first_line.strip_prefix("// archc-args:") {
         args.extend(extra.split_whitespace().map(String::from));
@@ -25,10 +29,22 @@ fn ui_snapshots() {
     let root = root();
     std::env::set_current_dir(&root).expect("repository root");
     insta::glob!("../ui", "*.arch", |path| {
-        let rel = path.strip_prefix(&root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
         let out = check_ui(&rel);
-        assert_eq!(out.code, 1, "{rel} must fail with status 1, got {}:\n{}", out.code, out.stderr);
-        assert!(!codes_in(&out.stderr).is_empty(), "{rel} printed no diagnostic code:\n{}", out.stderr);
+        assert_eq!(
+            out.code, 1,
+            "{rel} must fail with status 1, got {}:\n{}",
+            out.code, out.stderr
+        );
+        assert!(
+            !codes_in(&out.stderr).is_empty(),
+            "{rel} printed no diagnostic code:\n{}",
+            out.stderr
+        );
         insta::assert_snapshot!(out.stderr);
     });
 }
@@ -39,7 +55,11 @@ fn every_code_has_a_ui_test() {
     std::env::set_current_dir(&root).expect("repository root");
     let mut seen = std::collections::BTreeSet::new();
     for path in arch_files(&root.join("tests/ui")) {
-        let rel = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
         let out = check_ui(&rel);
         seen.extend(codes_in(&out.stderr));
     }
@@ -53,5 +73,8 @@ fn every_code_has_a_ui_test() {
         .collect();
     assert!(missing.is_empty(), "codes without a ui test: {missing:?}");
     let count = arch_files(&root.join("tests/ui")).len();
-    assert!(count >= 60, "tests/ui has {count} programs; the suite keeps at least 60");
+    assert!(
+        count >= 60,
+        "tests/ui has {count} programs; the suite keeps at least 60"
+    );
 }

@@ -31,7 +31,11 @@ impl LoopNest {
     /// No tiling: every level holds the full space (a naive loop nest).
     pub fn untiled(op: &Op, levels: usize) -> LoopNest {
         let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
-        LoopNest { tiles: vec![full; levels], order: (0..op.vars.len()).collect(), parallel: Vec::new() }
+        LoopNest {
+            tiles: vec![full; levels],
+            order: (0..op.vars.len()).collect(),
+            parallel: Vec::new(),
+        }
     }
 
     /// Trip count of variable `v` at the boundary into level `l` (l >= 1).
@@ -55,9 +59,22 @@ pub struct CpuParams {
 impl CpuParams {
     /// Parameters for ops whose products are in `dtype`.
     pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<CpuParams> {
-        let unit = hw.compute.iter().find(|c| c.rates.iter().any(|(d, _)| *d == dtype)).or_else(|| hw.compute.first())?;
-        let rate = unit.rates.iter().find(|(d, _)| *d == dtype).or_else(|| unit.rates.first())?.1;
-        let per_core = if rate.per_core { rate.value.0 } else { rate.value.0 / hw.cores.max(1) as f64 };
+        let unit = hw
+            .compute
+            .iter()
+            .find(|c| c.rates.iter().any(|(d, _)| *d == dtype))
+            .or_else(|| hw.compute.first())?;
+        let rate = unit
+            .rates
+            .iter()
+            .find(|(d, _)| *d == dtype)
+            .or_else(|| unit.rates.first())?
+            .1;
+        let per_core = if rate.per_core {
+            rate.value.0
+        } else {
+            rate.value.0 / hw.cores.max(1) as f64
+        };
         Some(CpuParams {
             cores: hw.cores,
             clock_hz: hw.clock_hz?.0,
@@ -74,7 +91,11 @@ impl CpuParams {
                             b.value.0
                         }
                     });
-                    (l.name.clone(), bw, l.energy_j_per_byte.map_or(0.0, |e| e.value.0))
+                    (
+                        l.name.clone(),
+                        bw,
+                        l.energy_j_per_byte.map_or(0.0, |e| e.value.0),
+                    )
                 })
                 .collect(),
         })
@@ -92,7 +113,13 @@ fn footprint(w: &WorkloadModel, op: &Op, tensor: usize, tile: &[u64]) -> f64 {
         found = true;
         let elems: f64 = index
             .iter()
-            .map(|a| 1.0 + a.terms.iter().map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0)).sum::<f64>())
+            .map(|a| {
+                1.0 + a
+                    .terms
+                    .iter()
+                    .map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0))
+                    .sum::<f64>()
+            })
             .product();
         bytes = elems * w.tensors[t].dtype.bits() as f64 / 8.0;
     };
@@ -132,7 +159,10 @@ pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
     }
     // The innermost boundary: trailing loops over unused variables keep the
     // tile resident.
-    let relevant_end = nest.order.iter().rposition(|v| used.contains(v) && nest.trips(l, *v) > 1);
+    let relevant_end = nest
+        .order
+        .iter()
+        .rposition(|v| used.contains(v) && nest.trips(l, *v) > 1);
     if let Some(end) = relevant_end {
         for &v in &nest.order[..=end] {
             count *= nest.trips(l, v) as f64;
@@ -147,8 +177,12 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     let flops = 2.0 * macs;
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
-    let parallel_ways: u64 =
-        nest.parallel.iter().map(|v| nest.tiles[0][*v].div_ceil(nest.tiles[last][*v].max(1))).product::<u64>().max(1);
+    let parallel_ways: u64 = nest
+        .parallel
+        .iter()
+        .map(|v| nest.tiles[0][*v].div_ceil(nest.tiles[last][*v].max(1)))
+        .product::<u64>()
+        .max(1);
     let cores_used = parallel_ways.min(p.cores).max(1) as f64;
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
     let mut tensors: Vec<usize> = op.inputs();
@@ -167,12 +201,18 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
             .product();
         let mut bytes = 0.0;
         for &t in &tensors {
-            let fill_count = if l + 1 < nest.tiles.len() { fills(op, nest, t, l + 1) } else { innermost_visits };
+            let fill_count = if l + 1 < nest.tiles.len() {
+                fills(op, nest, t, l + 1)
+            } else {
+                innermost_visits
+            };
             let once = footprint(w, op, t, &nest.tiles[inner]);
             let mut moved = once * fill_count;
             if t == op.output && fill_count > 1.0 && l + 1 < nest.tiles.len() {
                 // Partial sums come back in after the first visit of each tile.
-                let distinct: f64 = (0..op.output_rank).map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v]) as f64).product();
+                let distinct: f64 = (0..op.output_rank)
+                    .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v]) as f64)
+                    .product();
                 moved = once * (2.0 * fill_count - distinct);
             }
             bytes += moved;
@@ -211,15 +251,28 @@ mod tests {
             density: None,
             span: Span::default(),
         };
-        let access = |tensor, a: usize, b: usize| ScalarExpr::Access { tensor, index: vec![Affine::var(a), Affine::var(b)] };
+        let access = |tensor, a: usize, b: usize| ScalarExpr::Access {
+            tensor,
+            index: vec![Affine::var(a), Affine::var(b)],
+        };
         let op = Op {
             output: 2,
-            vars: ["i", "j", "k"].iter().map(|n| IndexVar { name: n.to_string(), extent: 4 }).collect(),
+            vars: ["i", "j", "k"]
+                .iter()
+                .map(|n| IndexVar {
+                    name: n.to_string(),
+                    extent: 4,
+                })
+                .collect(),
             output_rank: 2,
             body: ScalarExpr::Reduce {
                 op: ReduceOp::Sum,
                 vars: vec![2],
-                body: Box::new(ScalarExpr::Binary { op: BinOp::Mul, lhs: Box::new(access(0, 0, 2)), rhs: Box::new(access(1, 2, 1)) }),
+                body: Box::new(ScalarExpr::Binary {
+                    op: BinOp::Mul,
+                    lhs: Box::new(access(0, 0, 2)),
+                    rhs: Box::new(access(1, 2, 1)),
+                }),
             },
             kind: OpKind::Compute,
             span: Span::default(),
@@ -228,7 +281,11 @@ mod tests {
         let w = WorkloadModel {
             name: "g".into(),
             params: vec![],
-            tensors: vec![t("a", Role::Input), t("b", Role::Input), t("c", Role::Output)],
+            tensors: vec![
+                t("a", Role::Input),
+                t("b", Role::Input),
+                t("c", Role::Output),
+            ],
             ops: vec![op.clone()],
             graph: Default::default(),
         };
@@ -249,7 +306,11 @@ mod tests {
     fn reuse_by_hand() {
         let (w, op) = gemm4();
         // l1 holds 2 x 2 output tiles with the whole k: order i, j, k.
-        let nest = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 2, 4]], order: vec![0, 1, 2], parallel: vec![] };
+        let nest = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![2, 2, 4]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+        };
         // a[i, k] is reused across j (innermost unused loop): 2 fills.
         assert_eq!(fills(&op, &nest, 0, 1), 2.0);
         // b[k, j] changes with j and is reloaded for every i: 4 fills.
@@ -274,7 +335,11 @@ mod tests {
         let (w, op) = gemm4();
         // k outermost: the output tile is revisited and its partial sums
         // travel twice.
-        let nest = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 2, 2]], order: vec![2, 0, 1], parallel: vec![] };
+        let nest = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![2, 2, 2]],
+            order: vec![2, 0, 1],
+            parallel: vec![],
+        };
         assert_eq!(fills(&op, &nest, 2, 1), 8.0);
         let p = evaluate(&w, &op, &machine(), &nest);
         // a[i, k] stays across the innermost j: 4 fills of 16 B = 64;
@@ -284,8 +349,14 @@ mod tests {
         // With k innermost the output stays and its sums never travel back,
         // but a is reloaded for every j: a 8 fills (128), b 8 (128), c 4
         // fills written once (64).
-        let better = LoopNest { order: vec![0, 1, 2], ..nest };
-        assert_eq!(evaluate(&w, &op, &machine(), &better).levels[0].bytes, 320.0);
+        let better = LoopNest {
+            order: vec![0, 1, 2],
+            ..nest
+        };
+        assert_eq!(
+            evaluate(&w, &op, &machine(), &better).levels[0].bytes,
+            320.0
+        );
     }
 
     #[test]
@@ -293,8 +364,15 @@ mod tests {
         let (w, op) = gemm4();
         let mut m = machine();
         m.cores = 2;
-        let serial = LoopNest { tiles: vec![vec![4, 4, 4], vec![2, 4, 4]], order: vec![0, 1, 2], parallel: vec![] };
-        let split = LoopNest { parallel: vec![0], ..serial.clone() };
+        let serial = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![2, 4, 4]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+        };
+        let split = LoopNest {
+            parallel: vec![0],
+            ..serial.clone()
+        };
         assert_eq!(evaluate(&w, &op, &m, &serial).compute_cycles, 64.0);
         assert_eq!(evaluate(&w, &op, &m, &split).compute_cycles, 32.0);
     }

@@ -44,7 +44,11 @@ pub struct CostReport {
 
 /// Predicts every op of `w` on `hw` under `schedule`, in order; ops run one
 /// after another.
-pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> Result<CostReport, String> {
+pub fn evaluate(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    schedule: &Schedule,
+) -> Result<CostReport, String> {
     // Tensors stored in a chosen precision move and compute in it.
     let adjusted = crate::schedule::apply_precision(w, &schedule.precision);
     let w = &adjusted;
@@ -53,10 +57,18 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
         HwClass::Cpu => {
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let dtype = op.inputs().first().map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
-                let params = CpuParams::from_hardware(hw, dtype).ok_or("the cpu hardware has no compute rate")?;
+                let dtype = op
+                    .inputs()
+                    .first()
+                    .map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+                let params = CpuParams::from_hardware(hw, dtype)
+                    .ok_or("the cpu hardware has no compute rate")?;
                 let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);
-                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping: describe(w, hw, s), predicted });
+                ops.push(OpReport {
+                    name: w.tensors[op.output].name.clone(),
+                    mapping: describe(w, hw, s),
+                    predicted,
+                });
             }
         }
         HwClass::Npu => {
@@ -64,29 +76,49 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
                 let predicted = crate::npu::evaluate(w, op, &params);
-                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping: describe(w, hw, s), predicted });
+                ops.push(OpReport {
+                    name: w.tensors[op.output].name.clone(),
+                    mapping: describe(w, hw, s),
+                    predicted,
+                });
             }
         }
         HwClass::Neuromorphic => {
-            let params = NeuroParams::from_hardware(hw).ok_or("the neuromorphic hardware lacks costs or a noc")?;
-            if !w.ops.iter().any(|op| matches!(op.kind, OpKind::Neuron { .. })) {
+            let params = NeuroParams::from_hardware(hw)
+                .ok_or("the neuromorphic hardware lacks costs or a noc")?;
+            if !w
+                .ops
+                .iter()
+                .any(|op| matches!(op.kind, OpKind::Neuron { .. }))
+            {
                 return Err(format!(
                     "`{}` is neuromorphic hardware: it runs spiking layers (`h = lif(x @ w)`), and `{}` has none",
                     hw.name, w.name
                 ));
             }
-            for s in schedule.ops.iter().filter(|s| matches!(w.ops[s.op].kind, OpKind::Neuron { .. })) {
+            for s in schedule
+                .ops
+                .iter()
+                .filter(|s| matches!(w.ops[s.op].kind, OpKind::Neuron { .. }))
+            {
                 let layer = spiking_layer(w, s.op, schedule);
                 // An open partition starts at the fewest cores that hold the layer.
-                let fewest = (1..=params.cores).find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
+                let fewest = (1..=params.cores)
+                    .find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
                 let cores = s.partition.unwrap_or(fewest.unwrap_or(params.cores));
                 if let Some(v) = crate::neuro::check_capacity(&layer, &params, cores) {
                     let name = &w.tensors[w.ops[s.op].output].name;
                     let why = match v {
                         crate::neuro::CapacityViolation::Neurons { per_core, limit } => {
-                            format!("{per_core} neurons per core, but a core of `{}` holds {limit}", hw.name)
+                            format!(
+                                "{per_core} neurons per core, but a core of `{}` holds {limit}",
+                                hw.name
+                            )
                         }
-                        crate::neuro::CapacityViolation::SynapseMemory { per_core_bytes, limit_bytes } => format!(
+                        crate::neuro::CapacityViolation::SynapseMemory {
+                            per_core_bytes,
+                            limit_bytes,
+                        } => format!(
                             "{:.0} bytes of synapses per core, but a core of `{}` holds {:.0}",
                             per_core_bytes, hw.name, limit_bytes
                         ),
@@ -95,16 +127,24 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
                         }
                     };
                     let help = match fewest {
-                        Some(f) => format!("split it over at least {f} cores (`partition {name}: {f}`, or `auto`)"),
+                        Some(f) => format!(
+                            "split it over at least {f} cores (`partition {name}: {f}`, or `auto`)"
+                        ),
                         None => "no split fits: the layer is too large for this chip".to_string(),
                     };
-                    return Err(format!("spiking layer `{name}` split over {cores} core(s) needs {why}; {help}"));
+                    return Err(format!(
+                        "spiking layer `{name}` split over {cores} core(s) needs {why}; {help}"
+                    ));
                 }
                 let predicted = crate::neuro::evaluate(&layer, &params, cores);
                 let op = &w.ops[s.op];
                 let mut mapping = describe(w, hw, s);
                 mapping.insert("partition".into(), cores.to_string());
-                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping, predicted });
+                ops.push(OpReport {
+                    name: w.tensors[op.output].name.clone(),
+                    mapping,
+                    predicted,
+                });
             }
         }
         HwClass::Gpu => {
@@ -112,18 +152,37 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
                 let g = gemm_view(w, op);
-                let in_dtype = g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
-                let params = crate::gpu::GpuParams::from_hardware(hw, in_dtype).ok_or("the gpu hardware lacks a compute rate, levels or a clock")?;
+                let in_dtype =
+                    g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
+                let params = crate::gpu::GpuParams::from_hardware(hw, in_dtype)
+                    .ok_or("the gpu hardware lacks a compute rate, levels or a clock")?;
                 let inner = s.nest.tiles.last().cloned().unwrap_or_default();
-                let prod = |vars: &[usize]| vars.iter().map(|v| inner.get(*v).copied().unwrap_or(1)).product::<u64>().max(1);
-                let tile = crate::gpu::BlockTile { bm: prod(&g.m_vars), bn: prod(&g.n_vars), bk: prod(&g.k_vars) };
+                let prod = |vars: &[usize]| {
+                    vars.iter()
+                        .map(|v| inner.get(*v).copied().unwrap_or(1))
+                        .product::<u64>()
+                        .max(1)
+                };
+                let tile = crate::gpu::BlockTile {
+                    bm: prod(&g.m_vars),
+                    bn: prod(&g.n_vars),
+                    bk: prod(&g.k_vars),
+                };
                 let in_bytes = in_dtype.bits() as f64 / 8.0;
                 let out_bytes = w.tensors[op.output].dtype.bits() as f64 / 8.0;
-                let predicted = crate::gpu::evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
+                let predicted =
+                    crate::gpu::evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
                 let mut mapping = describe(w, hw, s);
                 mapping.insert("swizzle".into(), swizzle.describe());
-                mapping.insert("block".into(), format!("{} x {} x {}", tile.bm, tile.bn, tile.bk));
-                ops.push(OpReport { name: w.tensors[op.output].name.clone(), mapping, predicted });
+                mapping.insert(
+                    "block".into(),
+                    format!("{} x {} x {}", tile.bm, tile.bn, tile.bk),
+                );
+                ops.push(OpReport {
+                    name: w.tensors[op.output].name.clone(),
+                    mapping,
+                    predicted,
+                });
             }
         }
     }
@@ -131,7 +190,12 @@ pub fn evaluate(w: &WorkloadModel, hw: &HardwareModel, schedule: &Schedule) -> R
         latency_s: ops.iter().map(|o| o.predicted.latency_s).sum(),
         energy_j: ops.iter().map(|o| o.predicted.energy_j).sum(),
     };
-    Ok(CostReport { workload: w.name.clone(), target: hw.name.clone(), ops, total })
+    Ok(CostReport {
+        workload: w.name.clone(),
+        target: hw.name.clone(),
+        ops,
+        total,
+    })
 }
 
 /// The spiking layer a neuron op forms with the contraction that feeds it.
@@ -164,9 +228,17 @@ pub fn spiking_layer(w: &WorkloadModel, op_index: usize, schedule: &Schedule) ->
         .filter(|(_, o)| o.inputs().contains(&op.output))
         .flat_map(|(i, _)| {
             let out = w.ops[i].output;
-            w.ops.iter().enumerate().filter(move |(_, o)| o.inputs().contains(&out) && matches!(o.kind, OpKind::Neuron { .. }))
+            w.ops.iter().enumerate().filter(move |(_, o)| {
+                o.inputs().contains(&out) && matches!(o.kind, OpKind::Neuron { .. })
+            })
         })
-        .filter_map(|(i, _)| schedule.ops.iter().find(|s| s.op == i).and_then(|s| s.partition))
+        .filter_map(|(i, _)| {
+            schedule
+                .ops
+                .iter()
+                .find(|s| s.op == i)
+                .and_then(|s| s.partition)
+        })
         .max()
         .unwrap_or(1);
     SpikingLayer {

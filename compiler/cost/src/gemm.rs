@@ -33,7 +33,13 @@ impl GemmView {
 pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     let points: u64 = op.vars[..op.output_rank].iter().map(|v| v.extent).product();
     let Some((reduced, lhs, rhs)) = find_contraction(&op.body) else {
-        return GemmView { m: points, n: 1, k: 1, m_vars: (0..op.output_rank).collect(), ..GemmView::default() };
+        return GemmView {
+            m: points,
+            n: 1,
+            k: 1,
+            m_vars: (0..op.output_rank).collect(),
+            ..GemmView::default()
+        };
     };
     // B is the weight if there is one, else the right operand.
     let (a, b) = if w.tensors[lhs.0].role == Role::Weight && w.tensors[rhs.0].role != Role::Weight {
@@ -56,7 +62,16 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
         }
     }
     let k: u64 = reduced.iter().map(|v| op.vars[*v].extent).product();
-    GemmView { m, n, k, m_vars, n_vars, k_vars: reduced, a: Some(a.0), b: Some(b.0) }
+    GemmView {
+        m,
+        n,
+        k,
+        m_vars,
+        n_vars,
+        k_vars: reduced,
+        a: Some(a.0),
+        b: Some(b.0),
+    }
 }
 
 /// A tensor and the variables its indices use.
@@ -67,12 +82,18 @@ type Contraction = (Vec<usize>, Operand, Operand);
 
 fn find_contraction(e: &ScalarExpr) -> Option<Contraction> {
     match e {
-        ScalarExpr::Reduce { op: ReduceOp::Sum, vars, body } => {
+        ScalarExpr::Reduce {
+            op: ReduceOp::Sum,
+            vars,
+            body,
+        } => {
             let (l, r) = product_operands(body)?;
             Some((vars.clone(), l, r))
         }
         ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => find_contraction(x),
-        ScalarExpr::Binary { lhs, rhs, .. } => find_contraction(lhs).or_else(|| find_contraction(rhs)),
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            find_contraction(lhs).or_else(|| find_contraction(rhs))
+        }
         ScalarExpr::Call { args, .. } => args.iter().find_map(find_contraction),
         _ => None,
     }
@@ -82,11 +103,19 @@ fn find_contraction(e: &ScalarExpr) -> Option<Contraction> {
 /// conversions), with the variables their indices use.
 fn product_operands(e: &ScalarExpr) -> Option<(Operand, Operand)> {
     match e {
-        ScalarExpr::Binary { op: BinOp::Mul, lhs, rhs } => match (access(lhs), access(rhs)) {
+        ScalarExpr::Binary {
+            op: BinOp::Mul,
+            lhs,
+            rhs,
+        } => match (access(lhs), access(rhs)) {
             (Some(l), Some(r)) => Some((l, r)),
             _ => product_operands(lhs).or_else(|| product_operands(rhs)),
         },
-        ScalarExpr::Binary { op: BinOp::Div, lhs, .. } => product_operands(lhs),
+        ScalarExpr::Binary {
+            op: BinOp::Div,
+            lhs,
+            ..
+        } => product_operands(lhs),
         ScalarExpr::Cast { value, .. } => product_operands(value),
         _ => None,
     }
@@ -95,7 +124,10 @@ fn product_operands(e: &ScalarExpr) -> Option<(Operand, Operand)> {
 fn access(e: &ScalarExpr) -> Option<Operand> {
     match e {
         ScalarExpr::Access { tensor, index } => {
-            let mut vars: Vec<usize> = index.iter().flat_map(|a| a.terms.iter().map(|(v, _)| *v)).collect();
+            let mut vars: Vec<usize> = index
+                .iter()
+                .flat_map(|a| a.terms.iter().map(|(v, _)| *v))
+                .collect();
             vars.sort_unstable();
             vars.dedup();
             Some((*tensor, vars))

@@ -76,16 +76,43 @@ pub struct GpuParams {
 impl GpuParams {
     pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<GpuParams> {
         let unit = hw.compute.first()?;
-        let rate = unit.rates.iter().find(|(d, _)| *d == dtype).or_else(|| unit.rates.first())?.1;
-        let per_sm = if rate.per_core { rate.value.0 } else { rate.value.0 / hw.cores.max(1) as f64 };
+        let rate = unit
+            .rates
+            .iter()
+            .find(|(d, _)| *d == dtype)
+            .or_else(|| unit.rates.first())?
+            .1;
+        let per_sm = if rate.per_core {
+            rate.value.0
+        } else {
+            rate.value.0 / hw.cores.max(1) as f64
+        };
         let level = |l: &arch_sema::hardware::Level| {
-            let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| if b.per_core { b.value.0 * hw.cores as f64 } else { b.value.0 });
-            (l.name.clone(), bw, l.energy_j_per_byte.map_or(0.0, |e| e.value.0))
+            let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| {
+                if b.per_core {
+                    b.value.0 * hw.cores as f64
+                } else {
+                    b.value.0
+                }
+            });
+            (
+                l.name.clone(),
+                bw,
+                l.energy_j_per_byte.map_or(0.0, |e| e.value.0),
+            )
         };
         let hbm = hw.levels.first()?;
         let smem = hw.levels.last()?;
-        let l2 = hw.level("l2").or_else(|| hw.levels.get(hw.levels.len().saturating_sub(2)))?;
-        let smem_size = smem.size_bytes.map_or(0.0, |s| if s.per_core { s.value.0 } else { s.value.0 / hw.cores.max(1) as f64 });
+        let l2 = hw
+            .level("l2")
+            .or_else(|| hw.levels.get(hw.levels.len().saturating_sub(2)))?;
+        let smem_size = smem.size_bytes.map_or(0.0, |s| {
+            if s.per_core {
+                s.value.0
+            } else {
+                s.value.0 / hw.cores.max(1) as f64
+            }
+        });
         Some(GpuParams {
             sms: hw.cores,
             clock_hz: hw.clock_hz?.0,
@@ -95,7 +122,11 @@ impl GpuParams {
             l2: level(l2),
             smem: level(smem),
             smem_bytes_per_sm: smem_size,
-            l2_domains: if hw.dispatch.as_deref() == Some("linear") { 1 } else { hw.xcds.unwrap_or(1) },
+            l2_domains: if hw.dispatch.as_deref() == Some("linear") {
+                1
+            } else {
+                hw.xcds.unwrap_or(1)
+            },
         })
     }
 }
@@ -110,7 +141,13 @@ pub struct BlockTile {
 
 /// Distinct A and B panels the blocks of each wave touch in each L2,
 /// summed over waves: `(a_panels, b_panels)`.
-pub fn panel_loads(tiles_m: u64, tiles_n: u64, wave: u64, domains: u64, swizzle: Swizzle) -> (u64, u64) {
+pub fn panel_loads(
+    tiles_m: u64,
+    tiles_n: u64,
+    wave: u64,
+    domains: u64,
+    swizzle: Swizzle,
+) -> (u64, u64) {
     let total = tiles_m * tiles_n;
     let (mut a, mut b) = (0u64, 0u64);
     let mut start = 0;
@@ -137,7 +174,14 @@ pub fn panel_loads(tiles_m: u64, tiles_n: u64, wave: u64, domains: u64, swizzle:
 }
 
 /// Predicts a contraction on a gpu.
-pub fn evaluate(g: &GemmView, in_bytes: f64, out_bytes: f64, p: &GpuParams, t: BlockTile, swizzle: Swizzle) -> Predicted {
+pub fn evaluate(
+    g: &GemmView,
+    in_bytes: f64,
+    out_bytes: f64,
+    p: &GpuParams,
+    t: BlockTile,
+    swizzle: Swizzle,
+) -> Predicted {
     let tiles_m = g.m.div_ceil(t.bm);
     let tiles_n = g.n.div_ceil(t.bn);
     let blocks = tiles_m * tiles_n;
@@ -166,11 +210,24 @@ pub fn evaluate(g: &GemmView, in_bytes: f64, out_bytes: f64, p: &GpuParams, t: B
         compute_energy_j: flops * p.energy_per_flop_j,
         lower_bound_s: peak_s.max(compulsory / p.hbm.1),
     }
-    .finish([(&p.hbm, hbm_bytes), (&p.l2, l2_bytes), (&p.smem, smem_bytes)].map(|((n, bw, e), bytes)| (n.clone(), bytes, *bw, *e)))
+    .finish(
+        [
+            (&p.hbm, hbm_bytes),
+            (&p.l2, l2_bytes),
+            (&p.smem, smem_bytes),
+        ]
+        .map(|((n, bw, e), bytes)| (n.clone(), bytes, *bw, *e)),
+    )
 }
 
 /// The fraction of L2 reads that hit, under the panel model.
-pub fn l2_hit_rate(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64, swizzle: Swizzle) -> f64 {
+pub fn l2_hit_rate(
+    g: &GemmView,
+    t: BlockTile,
+    p: &GpuParams,
+    in_bytes: f64,
+    swizzle: Swizzle,
+) -> f64 {
     let tiles_m = g.m.div_ceil(t.bm);
     let tiles_n = g.n.div_ceil(t.bn);
     let smem_per_block = 2.0 * (t.bm * t.bk + t.bk * t.bn) as f64 * in_bytes;
@@ -190,10 +247,17 @@ mod tests {
         // 4 x 4 tiles. Row major walks a row.
         assert_eq!(tile_of(5, 4, 4, Swizzle::RowMajor), (1, 1));
         // Grouped by 2: ids 0..3 cover rows 0-1 of columns 0-1.
-        let first: Vec<_> = (0..4).map(|p| tile_of(p, 4, 4, Swizzle::Grouped(2))).collect();
+        let first: Vec<_> = (0..4)
+            .map(|p| tile_of(p, 4, 4, Swizzle::Grouped(2)))
+            .collect();
         assert_eq!(first, vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
         // Every tile is computed exactly once.
-        for s in [Swizzle::RowMajor, Swizzle::Grouped(2), Swizzle::Grouped(3), Swizzle::Xcd(2)] {
+        for s in [
+            Swizzle::RowMajor,
+            Swizzle::Grouped(2),
+            Swizzle::Grouped(3),
+            Swizzle::Xcd(2),
+        ] {
             let mut seen: Vec<_> = (0..16).map(|p| tile_of(p, 4, 4, s)).collect();
             seen.sort_unstable();
             seen.dedup();
@@ -215,7 +279,12 @@ mod tests {
 
     #[test]
     fn grouping_cuts_hbm_traffic() {
-        let g = GemmView { m: 4096, n: 4096, k: 4096, ..GemmView::default() };
+        let g = GemmView {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+            ..GemmView::default()
+        };
         let p = GpuParams {
             sms: 8,
             clock_hz: 1e9,
@@ -227,11 +296,18 @@ mod tests {
             smem_bytes_per_sm: 64.0 * 1024.0,
             l2_domains: 1,
         };
-        let t = BlockTile { bm: 128, bn: 128, bk: 32 };
+        let t = BlockTile {
+            bm: 128,
+            bn: 128,
+            bk: 32,
+        };
         let row = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::RowMajor);
         let grouped = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::Grouped(4));
         assert!(grouped.levels[0].bytes < row.levels[0].bytes);
-        assert!(l2_hit_rate(&g, t, &p, 2.0, Swizzle::Grouped(4)) > l2_hit_rate(&g, t, &p, 2.0, Swizzle::RowMajor));
+        assert!(
+            l2_hit_rate(&g, t, &p, 2.0, Swizzle::Grouped(4))
+                > l2_hit_rate(&g, t, &p, 2.0, Swizzle::RowMajor)
+        );
         assert!(row.latency_s >= row.lower_bound_s);
         // 4096^3 at 8 SMs * 1024 flop/cycle * 1 GHz: 16.8 ms of compute at best.
         assert!((row.lower_bound_s - 2.0 * 4096f64.powi(3) / 8.192e12).abs() < 1e-9);

@@ -99,15 +99,29 @@ impl FloorlineState {
 /// A layer split over `cores` cores that breaks a hard per-core limit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CapacityViolation {
-    Neurons { per_core: u64, limit: u64 },
-    SynapseMemory { per_core_bytes: f64, limit_bytes: f64 },
-    Cores { wanted: u64, available: u64 },
+    Neurons {
+        per_core: u64,
+        limit: u64,
+    },
+    SynapseMemory {
+        per_core_bytes: f64,
+        limit_bytes: f64,
+    },
+    Cores {
+        wanted: u64,
+        available: u64,
+    },
 }
 
 /// One step of a layer split evenly over `cores` cores.
-pub fn floorline_step_time(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> (f64, FloorlineState) {
+pub fn floorline_step_time(
+    layer: &SpikingLayer,
+    p: &NeuroParams,
+    cores: u64,
+) -> (f64, FloorlineState) {
     let cores = cores.max(1) as f64;
-    let synops = layer.input_activity * layer.fan_in as f64 * layer.neurons as f64 * layer.weight_density;
+    let synops =
+        layer.input_activity * layer.fan_in as f64 * layer.neurons as f64 * layer.weight_density;
     let updates = layer.neurons as f64;
     let messages = layer.output_activity * layer.neurons as f64 * layer.fanout_cores.max(1) as f64;
     let s = synops / cores * p.synop_time_s;
@@ -124,9 +138,16 @@ pub fn floorline_step_time(layer: &SpikingLayer, p: &NeuroParams, cores: u64) ->
 }
 
 /// The hard limits a split must respect, smallest violation first.
-pub fn check_capacity(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Option<CapacityViolation> {
+pub fn check_capacity(
+    layer: &SpikingLayer,
+    p: &NeuroParams,
+    cores: u64,
+) -> Option<CapacityViolation> {
     if cores > p.cores || cores == 0 {
-        return Some(CapacityViolation::Cores { wanted: cores, available: p.cores });
+        return Some(CapacityViolation::Cores {
+            wanted: cores,
+            available: p.cores,
+        });
     }
     let per_core = layer.neurons.div_ceil(cores);
     if let Some(limit) = p.neurons_per_core {
@@ -135,9 +156,14 @@ pub fn check_capacity(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Opti
         }
     }
     if let Some(limit) = p.synapse_bytes_per_core {
-        let bytes = layer.fan_in as f64 * per_core as f64 * layer.weight_density * layer.weight_bits as f64 / 8.0;
+        let bytes =
+            layer.fan_in as f64 * per_core as f64 * layer.weight_density * layer.weight_bits as f64
+                / 8.0;
         if bytes > limit {
-            return Some(CapacityViolation::SynapseMemory { per_core_bytes: bytes, limit_bytes: limit });
+            return Some(CapacityViolation::SynapseMemory {
+                per_core_bytes: bytes,
+                limit_bytes: limit,
+            });
         }
     }
     None
@@ -147,7 +173,8 @@ pub fn check_capacity(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Opti
 pub fn evaluate(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Predicted {
     let (step_s, state) = floorline_step_time(layer, p, cores);
     let steps = layer.timesteps as f64;
-    let synops = layer.input_activity * layer.fan_in as f64 * layer.neurons as f64 * layer.weight_density;
+    let synops =
+        layer.input_activity * layer.fan_in as f64 * layer.neurons as f64 * layer.weight_density;
     let messages = layer.output_activity * layer.neurons as f64 * layer.fanout_cores.max(1) as f64;
     let energy_step = synops * p.synop_energy_j
         + layer.neurons as f64 * p.update_energy_j
@@ -155,7 +182,8 @@ pub fn evaluate(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Predicted 
     let latency_s = steps * step_s;
     // Speed of light: the whole chip shares the work and messages are free.
     let best_cores = p.cores as f64;
-    let lower_step = (synops / best_cores * p.synop_time_s).max((layer.neurons as f64 / best_cores).ceil() * p.update_time_s)
+    let lower_step = (synops / best_cores * p.synop_time_s)
+        .max((layer.neurons as f64 / best_cores).ceil() * p.update_time_s)
         + p.barrier_time_s;
     let synapse_bytes = synops * layer.weight_bits as f64 / 8.0 * steps;
     Predicted {
@@ -164,7 +192,11 @@ pub fn evaluate(layer: &SpikingLayer, p: &NeuroParams, cores: u64) -> Predicted 
         latency_s,
         energy_j: steps * energy_step,
         bottleneck: state.name().to_string(),
-        levels: vec![LevelTraffic { name: "synapse_memory".into(), bytes: synapse_bytes, time_s: steps * synops / cores.max(1) as f64 * p.synop_time_s }],
+        levels: vec![LevelTraffic {
+            name: "synapse_memory".into(),
+            bytes: synapse_bytes,
+            time_s: steps * synops / cores.max(1) as f64 * p.synop_time_s,
+        }],
         utilization: lower_step / step_s,
         lower_bound_s: steps * lower_step,
     }
@@ -224,8 +256,16 @@ mod tests {
         assert_eq!(state, FloorlineState::MemoryBound);
         assert!(((t1 - 299e-9) / (t16 - 299e-9) - 16.0).abs() < 1e-9);
         // With dense, busy spikes to many cores, traffic wins.
-        let chatty = SpikingLayer { output_activity: 1.0, fanout_cores: 64, input_activity: 0.001, ..layer() };
-        assert_eq!(floorline_step_time(&chatty, &p, 16).1, FloorlineState::TrafficBound);
+        let chatty = SpikingLayer {
+            output_activity: 1.0,
+            fanout_cores: 64,
+            input_activity: 0.001,
+            ..layer()
+        };
+        assert_eq!(
+            floorline_step_time(&chatty, &p, 16).1,
+            FloorlineState::TrafficBound
+        );
     }
 
     #[test]
@@ -234,12 +274,30 @@ mod tests {
         // 784 * 512 * 0.25 bytes = 100,352 B on one core fits 128 KiB ...
         assert_eq!(check_capacity(&layer(), &p, 1), None);
         // ... dense it does not: 401,408 B.
-        let dense = SpikingLayer { weight_density: 1.0, ..layer() };
-        assert!(matches!(check_capacity(&dense, &p, 1), Some(CapacityViolation::SynapseMemory { .. })));
+        let dense = SpikingLayer {
+            weight_density: 1.0,
+            ..layer()
+        };
+        assert!(matches!(
+            check_capacity(&dense, &p, 1),
+            Some(CapacityViolation::SynapseMemory { .. })
+        ));
         assert_eq!(check_capacity(&dense, &p, 4), None);
-        assert!(matches!(check_capacity(&layer(), &p, 200), Some(CapacityViolation::Cores { .. })));
-        let big = SpikingLayer { neurons: 10_000, ..layer() };
-        assert!(matches!(check_capacity(&big, &p, 1), Some(CapacityViolation::Neurons { per_core: 10_000, limit: 8192 })));
+        assert!(matches!(
+            check_capacity(&layer(), &p, 200),
+            Some(CapacityViolation::Cores { .. })
+        ));
+        let big = SpikingLayer {
+            neurons: 10_000,
+            ..layer()
+        };
+        assert!(matches!(
+            check_capacity(&big, &p, 1),
+            Some(CapacityViolation::Neurons {
+                per_core: 10_000,
+                limit: 8192
+            })
+        ));
     }
 
     #[test]

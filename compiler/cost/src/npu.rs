@@ -121,7 +121,11 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams) -> Predicted {
         if time_s > slowest.1 {
             slowest = (name.clone(), time_s);
         }
-        levels.push(LevelTraffic { name: name.clone(), bytes, time_s });
+        levels.push(LevelTraffic {
+            name: name.clone(),
+            bytes,
+            time_s,
+        });
     }
     let latency_s = slowest.1;
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.2);
@@ -144,7 +148,12 @@ mod tests {
     use super::*;
 
     fn gemm(m: u64, n: u64, k: u64) -> GemmView {
-        GemmView { m, n, k, ..GemmView::default() }
+        GemmView {
+            m,
+            n,
+            k,
+            ..GemmView::default()
+        }
     }
 
     // The expected numbers are worked by hand, and each equals what
@@ -155,27 +164,45 @@ mod tests {
     fn weight_stationary_by_hand() {
         // 64^3 on 16x16: Sr = K = 64, Sc = N = 64, T = M = 64.
         // folds = 4 * 4 = 16; per fold 2*16 + 16 + 64 - 2 = 110; 1760 - 1.
-        assert_eq!(compute_cycles(&gemm(64, 64, 64), 16, 16, Dataflow::WeightStationary), (16, 1759));
+        assert_eq!(
+            compute_cycles(&gemm(64, 64, 64), 16, 16, Dataflow::WeightStationary),
+            (16, 1759)
+        );
         // M = 128, N = 64, K = 256: Sr = 256 (16 folds), Sc = 64 (4), T = 128.
         // 64 folds * (32 + 16 + 128 - 2 = 174) - 1 = 11135.
-        assert_eq!(compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::WeightStationary), (64, 11135));
+        assert_eq!(
+            compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::WeightStationary),
+            (64, 11135)
+        );
     }
 
     #[test]
     fn output_and_input_stationary_by_hand() {
         // OS: Sr = M = 128 (8 folds), Sc = N = 64 (4), T = K = 256; no
         // weight load: 32 folds * (16 + 16 + 256 - 2 = 286) - 1 = 9151.
-        assert_eq!(compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::OutputStationary), (32, 9151));
+        assert_eq!(
+            compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::OutputStationary),
+            (32, 9151)
+        );
         // 64^3: 16 folds * (16 + 16 + 64 - 2 = 94) - 1 = 1503.
-        assert_eq!(compute_cycles(&gemm(64, 64, 64), 16, 16, Dataflow::OutputStationary), (16, 1503));
+        assert_eq!(
+            compute_cycles(&gemm(64, 64, 64), 16, 16, Dataflow::OutputStationary),
+            (16, 1503)
+        );
         // IS: Sr = K = 256 (16), Sc = M = 128 (8), T = N = 64.
         // 128 folds * (32 + 16 + 64 - 2 = 110) - 1 = 14079.
-        assert_eq!(compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::InputStationary), (128, 14079));
+        assert_eq!(
+            compute_cycles(&gemm(128, 64, 256), 16, 16, Dataflow::InputStationary),
+            (128, 14079)
+        );
     }
 
     #[test]
     fn partial_folds_count_whole() {
         // K = 17 needs two row folds even though the second holds one row.
-        assert_eq!(compute_cycles(&gemm(1, 1, 17), 16, 16, Dataflow::WeightStationary).0, 2);
+        assert_eq!(
+            compute_cycles(&gemm(1, 1, 17), 16, 16, Dataflow::WeightStationary).0,
+            2
+        );
     }
 }

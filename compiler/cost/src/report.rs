@@ -55,7 +55,11 @@ impl Roofline {
             if time_s > slowest.1 {
                 slowest = (name.clone(), time_s);
             }
-            traffic.push(LevelTraffic { name, bytes, time_s });
+            traffic.push(LevelTraffic {
+                name,
+                bytes,
+                time_s,
+            });
         }
         let latency_s = slowest.1;
         Predicted {
@@ -65,7 +69,11 @@ impl Roofline {
             energy_j: energy,
             bottleneck: slowest.0,
             levels: traffic,
-            utilization: if latency_s > 0.0 { self.lower_bound_s / latency_s } else { 1.0 },
+            utilization: if latency_s > 0.0 {
+                self.lower_bound_s / latency_s
+            } else {
+                1.0
+            },
             lower_bound_s: self.lower_bound_s,
         }
     }

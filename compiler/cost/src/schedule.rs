@@ -53,7 +53,13 @@ pub fn relative_error(d: DType) -> f64 {
 /// (the declared type when none does); an open choice without a budget keeps
 /// the declared type, since nothing says how much error is acceptable.
 pub fn choose_precision(declared: DType, domain: &Domain) -> DType {
-    let name_of = |v: &KnobValue| if let KnobValue::Name(n) = v { DType::from_name(n) } else { None };
+    let name_of = |v: &KnobValue| {
+        if let KnobValue::Name(n) = v {
+            DType::from_name(n)
+        } else {
+            None
+        }
+    };
     match domain {
         Domain::Fixed(v) => name_of(v).unwrap_or(declared),
         Domain::Budgeted { choices, max_error } => {
@@ -111,17 +117,32 @@ pub struct TileDoesNotFit {
 pub fn tile_choices(domain: Option<&Domain>, parent: u64) -> Vec<u64> {
     let mut out: Vec<u64> = match domain {
         Some(Domain::Fixed(KnobValue::Int(v))) => vec![*v as u64],
-        Some(Domain::Set(values)) => values.iter().filter_map(|v| if let KnobValue::Int(i) = v { Some(*i as u64) } else { None }).collect(),
+        Some(Domain::Set(values)) => values
+            .iter()
+            .filter_map(|v| {
+                if let KnobValue::Int(i) = v {
+                    Some(*i as u64)
+                } else {
+                    None
+                }
+            })
+            .collect(),
         Some(Domain::Ints { lo, hi, pow2 }) => {
             let (lo, hi) = (*lo as u64, (*hi as u64).min(parent));
-            let mut v: Vec<u64> = (0..64).map(|s| 1u64 << s).filter(|x| *x >= lo && *x <= hi).collect();
+            let mut v: Vec<u64> = (0..64)
+                .map(|s| 1u64 << s)
+                .filter(|x| *x >= lo && *x <= hi)
+                .collect();
             if !pow2 && hi >= lo {
                 v.push(hi);
             }
             v
         }
         _ => {
-            let mut v: Vec<u64> = (0..64).map(|s| 1u64 << s).filter(|x| *x <= parent).collect();
+            let mut v: Vec<u64> = (0..64)
+                .map(|s| 1u64 << s)
+                .filter(|x| *x <= parent)
+                .collect();
             v.push(parent);
             v
         }
@@ -137,7 +158,10 @@ pub fn tile_choices(domain: Option<&Domain>, parent: u64) -> Vec<u64> {
 
 /// Bytes the tiles of every tensor of `op` take with variable tiles `tile`.
 pub fn op_footprint(w: &WorkloadModel, op: &Op, tile: &[u64]) -> f64 {
-    let mut total: f64 = tile[..op.output_rank].iter().map(|x| *x as f64).product::<f64>()
+    let mut total: f64 = tile[..op.output_rank]
+        .iter()
+        .map(|x| *x as f64)
+        .product::<f64>()
         * w.tensors[op.output].dtype.bits() as f64
         / 8.0;
     let mut seen = vec![op.output];
@@ -148,7 +172,13 @@ pub fn op_footprint(w: &WorkloadModel, op: &Op, tile: &[u64]) -> f64 {
         seen.push(t);
         let elems: f64 = index
             .iter()
-            .map(|a| 1.0 + a.terms.iter().map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0)).sum::<f64>())
+            .map(|a| {
+                1.0 + a
+                    .terms
+                    .iter()
+                    .map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0))
+                    .sum::<f64>()
+            })
             .product();
         total += elems * w.tensors[t].dtype.bits() as f64 / 8.0;
     });
@@ -156,12 +186,19 @@ pub fn op_footprint(w: &WorkloadModel, op: &Op, tile: &[u64]) -> f64 {
 }
 
 fn knob<'m>(m: &'m MappingModel, target: &KnobTarget) -> Option<&'m Domain> {
-    m.knobs.iter().find(|k| &k.target == target).map(|k| &k.domain)
+    m.knobs
+        .iter()
+        .find(|k| &k.target == target)
+        .map(|k| &k.domain)
 }
 
 /// The first feasible schedule: fixed knobs as given, open tiles as large as
 /// fits (shrinking the largest open tile first), the natural loop order.
-pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel) -> Result<Schedule, TileDoesNotFit> {
+pub fn initial_schedule(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    m: &MappingModel,
+) -> Result<Schedule, TileDoesNotFit> {
     let mut ops = Vec::new();
     for (i, op) in w.ops.iter().enumerate() {
         let tensor = w.tensors[op.output].name.clone();
@@ -173,16 +210,34 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
             let parent = tiles.last().cloned().unwrap_or_default();
             let domains: Vec<Option<&Domain>> = names
                 .iter()
-                .map(|n| knob(m, &KnobTarget::Tile { tensor: tensor.clone(), level: level.name.clone(), dim: n.to_string() }))
+                .map(|n| {
+                    knob(
+                        m,
+                        &KnobTarget::Tile {
+                            tensor: tensor.clone(),
+                            level: level.name.clone(),
+                            dim: n.to_string(),
+                        },
+                    )
+                })
                 .collect();
-            let choices: Vec<Vec<u64>> = domains.iter().zip(&parent).map(|(d, p)| tile_choices(*d, *p)).collect();
+            let choices: Vec<Vec<u64>> = domains
+                .iter()
+                .zip(&parent)
+                .map(|(d, p)| tile_choices(*d, *p))
+                .collect();
             let mut pick: Vec<usize> = choices.iter().map(|c| c.len() - 1).collect();
             let capacity = level.capacity_for_tile().unwrap_or(f64::INFINITY);
-            let current = |pick: &[usize]| -> Vec<u64> { pick.iter().zip(&choices).map(|(p, c)| c[*p]).collect() };
+            let current = |pick: &[usize]| -> Vec<u64> {
+                pick.iter().zip(&choices).map(|(p, c)| c[*p]).collect()
+            };
             while op_footprint(w, op, &current(&pick)) > capacity {
                 // Shrink the largest tile that still can.
                 let tile = current(&pick);
-                let Some(v) = (0..pick.len()).filter(|v| pick[*v] > 0).max_by_key(|v| (tile[*v], usize::MAX - v)) else {
+                let Some(v) = (0..pick.len())
+                    .filter(|v| pick[*v] > 0)
+                    .max_by_key(|v| (tile[*v], usize::MAX - v))
+                else {
                     return Err(TileDoesNotFit {
                         tensor,
                         level: level.name.clone(),
@@ -194,7 +249,12 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
             }
             tiles.push(current(&pick));
         }
-        let order = match knob(m, &KnobTarget::Order { tensor: tensor.clone() }) {
+        let order = match knob(
+            m,
+            &KnobTarget::Order {
+                tensor: tensor.clone(),
+            },
+        ) {
             Some(Domain::Fixed(KnobValue::Names(list))) => {
                 let mut order: Vec<usize> = list.iter().filter_map(|n| index_of(n)).collect();
                 let rest: Vec<usize> = (0..names.len()).filter(|v| !order.contains(v)).collect();
@@ -203,22 +263,52 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
             }
             _ => (0..names.len()).collect(),
         };
-        let parallel = match knob(m, &KnobTarget::Parallel { tensor: tensor.clone() }) {
-            Some(Domain::Fixed(KnobValue::Names(list))) => list.iter().filter_map(|n| index_of(n)).collect(),
-            _ => (0..op.output_rank).find(|v| tiles.get(1).is_some_and(|t| op.vars[*v].extent / t[*v].max(1) >= hw.cores)).into_iter().collect(),
+        let parallel = match knob(
+            m,
+            &KnobTarget::Parallel {
+                tensor: tensor.clone(),
+            },
+        ) {
+            Some(Domain::Fixed(KnobValue::Names(list))) => {
+                list.iter().filter_map(|n| index_of(n)).collect()
+            }
+            _ => (0..op.output_rank)
+                .find(|v| {
+                    tiles
+                        .get(1)
+                        .is_some_and(|t| op.vars[*v].extent / t[*v].max(1) >= hw.cores)
+                })
+                .into_iter()
+                .collect(),
         };
-        let vector = match knob(m, &KnobTarget::Vectorize { tensor: tensor.clone() }) {
+        let vector = match knob(
+            m,
+            &KnobTarget::Vectorize {
+                tensor: tensor.clone(),
+            },
+        ) {
             Some(Domain::Fixed(KnobValue::Name(n))) => index_of(n),
             _ => op.output_rank.checked_sub(1),
         };
         let partition = match (&op.kind, hw.class) {
-            (OpKind::Neuron { .. }, HwClass::Neuromorphic) => match knob(m, &KnobTarget::Partition { tensor }) {
-                Some(Domain::Fixed(KnobValue::Int(n))) => Some(*n as u64),
-                _ => None,
-            },
+            (OpKind::Neuron { .. }, HwClass::Neuromorphic) => {
+                match knob(m, &KnobTarget::Partition { tensor }) {
+                    Some(Domain::Fixed(KnobValue::Int(n))) => Some(*n as u64),
+                    _ => None,
+                }
+            }
             _ => None,
         };
-        ops.push(OpSchedule { op: i, nest: LoopNest { tiles, order, parallel }, vector, partition });
+        ops.push(OpSchedule {
+            op: i,
+            nest: LoopNest {
+                tiles,
+                order,
+                parallel,
+            },
+            vector,
+            partition,
+        });
     }
     let timestep_s = match knob(m, &KnobTarget::Timestep) {
         Some(Domain::Fixed(KnobValue::Seconds(s))) => Some(s.0),
@@ -234,12 +324,22 @@ pub fn initial_schedule(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel)
         .iter()
         .enumerate()
         .filter_map(|(i, t)| {
-            let domain = knob(m, &KnobTarget::Precision { tensor: t.name.clone() })?;
+            let domain = knob(
+                m,
+                &KnobTarget::Precision {
+                    tensor: t.name.clone(),
+                },
+            )?;
             let d = choose_precision(t.dtype, domain);
             (d != t.dtype).then_some((i, d))
         })
         .collect();
-    Ok(Schedule { ops, timestep_s, swizzle, precision })
+    Ok(Schedule {
+        ops,
+        timestep_s,
+        swizzle,
+        precision,
+    })
 }
 
 /// The knob values of one op's schedule as report entries.
@@ -249,13 +349,33 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
     let mut out = BTreeMap::new();
     for (l, level) in hw.levels.iter().enumerate().skip(1) {
         if let Some(tile) = s.nest.tiles.get(l) {
-            let entries: Vec<String> = tile.iter().enumerate().map(|(v, t)| format!("{}: {t}", name(v))).collect();
+            let entries: Vec<String> = tile
+                .iter()
+                .enumerate()
+                .map(|(v, t)| format!("{}: {t}", name(v)))
+                .collect();
             out.insert(format!("tile.{}", level.name), entries.join(", "));
         }
     }
     if !matches!(hw.class, HwClass::Neuromorphic | HwClass::Gpu) {
-        out.insert("order".into(), s.nest.order.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
-        out.insert("parallel".into(), s.nest.parallel.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "));
+        out.insert(
+            "order".into(),
+            s.nest
+                .order
+                .iter()
+                .map(|v| name(*v))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        out.insert(
+            "parallel".into(),
+            s.nest
+                .parallel
+                .iter()
+                .map(|v| name(*v))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         if let Some(v) = s.vector {
             out.insert("vectorize".into(), name(v));
         }
@@ -266,7 +386,10 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
     let mut touched = op.inputs();
     touched.push(op.output);
     for t in touched {
-        out.insert(format!("precision.{}", w.tensors[t].name), w.tensors[t].dtype.name().to_string());
+        out.insert(
+            format!("precision.{}", w.tensors[t].name),
+            w.tensors[t].dtype.name().to_string(),
+        );
     }
     out
 }

@@ -30,7 +30,12 @@ pub struct SearchOptions {
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { seed: 1, budget: Duration::from_secs(10), max_evaluations: 20_000, progress: None }
+        SearchOptions {
+            seed: 1,
+            budget: Duration::from_secs(10),
+            max_evaluations: 20_000,
+            progress: None,
+        }
     }
 }
 
@@ -77,7 +82,11 @@ struct CpuSpace {
 
 impl CpuSpace {
     fn dims(&self) -> Vec<usize> {
-        let mut d: Vec<usize> = self.tiles.iter().flat_map(|l| l.iter().map(Vec::len)).collect();
+        let mut d: Vec<usize> = self
+            .tiles
+            .iter()
+            .flat_map(|l| l.iter().map(Vec::len))
+            .collect();
         d.push(self.orders.len());
         d.push(self.parallels.len());
         d
@@ -103,7 +112,11 @@ impl CpuSpace {
             k += level.len();
             tiles.push(tile);
         }
-        LoopNest { tiles, order: self.orders[point[k]].clone(), parallel: self.parallels[point[k + 1]].clone() }
+        LoopNest {
+            tiles,
+            order: self.orders[point[k]].clone(),
+            parallel: self.parallels[point[k + 1]].clone(),
+        }
     }
 }
 
@@ -123,7 +136,13 @@ fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-fn cpu_space(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, op: &Op, start: &LoopNest) -> CpuSpace {
+fn cpu_space(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    m: &MappingModel,
+    op: &Op,
+    start: &LoopNest,
+) -> CpuSpace {
     let tensor = &w.tensors[op.output].name;
     let knob = |t: KnobTarget| m.knobs.iter().find(|k| k.target == t).map(|k| &k.domain);
     let tiles = hw
@@ -134,32 +153,53 @@ fn cpu_space(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, op: &Op, s
             op.vars
                 .iter()
                 .map(|v| {
-                    let d = knob(KnobTarget::Tile { tensor: tensor.clone(), level: level.name.clone(), dim: v.name.clone() });
+                    let d = knob(KnobTarget::Tile {
+                        tensor: tensor.clone(),
+                        level: level.name.clone(),
+                        dim: v.name.clone(),
+                    });
                     tile_choices(d, v.extent)
                 })
                 .collect()
         })
         .collect();
-    let orders = match knob(KnobTarget::Order { tensor: tensor.clone() }) {
+    let orders = match knob(KnobTarget::Order {
+        tensor: tensor.clone(),
+    }) {
         Some(Domain::Fixed(_)) => vec![start.order.clone()],
         _ if op.vars.len() <= 5 => permutations(&(0..op.vars.len()).collect::<Vec<_>>()),
         _ => vec![start.order.clone()],
     };
-    let parallels = match knob(KnobTarget::Parallel { tensor: tensor.clone() }) {
+    let parallels = match knob(KnobTarget::Parallel {
+        tensor: tensor.clone(),
+    }) {
         Some(Domain::Fixed(KnobValue::Names(_))) => vec![start.parallel.clone()],
-        _ => std::iter::once(Vec::new()).chain((0..op.output_rank).map(|v| vec![v])).collect(),
+        _ => std::iter::once(Vec::new())
+            .chain((0..op.output_rank).map(|v| vec![v]))
+            .collect(),
     };
-    CpuSpace { tiles, orders, parallels }
+    CpuSpace {
+        tiles,
+        orders,
+        parallels,
+    }
 }
 
 fn fits(w: &WorkloadModel, hw: &HardwareModel, op: &Op, nest: &LoopNest) -> bool {
     hw.levels.iter().enumerate().skip(1).all(|(l, level)| {
-        level.capacity_for_tile().is_none_or(|cap| op_footprint(w, op, &nest.tiles[l]) <= cap)
+        level
+            .capacity_for_tile()
+            .is_none_or(|cap| op_footprint(w, op, &nest.tiles[l]) <= cap)
     })
 }
 
 /// Fills every open knob of `m`.
-pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &SearchOptions) -> Result<SearchOutcome, TuneError> {
+pub fn tune(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    m: &MappingModel,
+    opts: &SearchOptions,
+) -> Result<SearchOutcome, TuneError> {
     let started = Instant::now();
     let mut schedule = initial_schedule(w, hw, m).map_err(TuneError::DoesNotFit)?;
     let mut space_size = 1.0;
@@ -169,8 +209,12 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
     if hw.class == HwClass::Cpu {
         for s in schedule.ops.iter_mut() {
             let op = &w.ops[s.op];
-            let dtype = op.inputs().first().map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
-            let params = CpuParams::from_hardware(hw, dtype).ok_or(TuneError::Model("no compute rate".into()))?;
+            let dtype = op
+                .inputs()
+                .first()
+                .map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+            let params = CpuParams::from_hardware(hw, dtype)
+                .ok_or(TuneError::Model("no compute rate".into()))?;
             let space = cpu_space(w, hw, m, op, &s.nest);
             space_size *= space.size();
             let score = |nest: &LoopNest| {
@@ -185,20 +229,37 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
                 // Every point, in a fixed order.
                 let mut all = vec![vec![]];
                 for d in &dims {
-                    all = all.into_iter().flat_map(|p: Vec<usize>| (0..*d).map(move |i| [p.clone(), vec![i]].concat())).collect();
+                    all = all
+                        .into_iter()
+                        .flat_map(|p: Vec<usize>| {
+                            (0..*d).map(move |i| [p.clone(), vec![i]].concat())
+                        })
+                        .collect();
                 }
                 all
             } else {
-                (0..opts.max_evaluations / 2).map(|_| dims.iter().map(|d| rng.below(*d)).collect()).collect()
+                (0..opts.max_evaluations / 2)
+                    .map(|_| dims.iter().map(|d| rng.below(*d)).collect())
+                    .collect()
             };
-            let consider = |batch: Vec<Vec<usize>>, best: &mut ((f64, f64), LoopNest), evaluated: &mut usize, pruned: &mut usize| {
+            let consider = |batch: Vec<Vec<usize>>,
+                            best: &mut ((f64, f64), LoopNest),
+                            evaluated: &mut usize,
+                            pruned: &mut usize| {
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
-                let feasible: Vec<&LoopNest> = nests.iter().filter(|n| fits(w, hw, op, n)).collect();
+                let feasible: Vec<&LoopNest> =
+                    nests.iter().filter(|n| fits(w, hw, op, n)).collect();
                 *pruned += nests.len() - feasible.len();
                 *evaluated += feasible.len();
-                let scored: Vec<((f64, f64), usize)> =
-                    feasible.par_iter().enumerate().map(|(i, n)| (score(n), i)).collect();
-                if let Some((sc, i)) = scored.into_iter().min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)) {
+                let scored: Vec<((f64, f64), usize)> = feasible
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, n)| (score(n), i))
+                    .collect();
+                if let Some((sc, i)) = scored
+                    .into_iter()
+                    .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+                {
                     if sc < best.0 {
                         *best = (sc, feasible[i].clone());
                     }
@@ -247,8 +308,16 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
     }
     if hw.class == HwClass::Gpu {
         // The launch order: every choice of the knob's domain.
-        let choices: Vec<crate::gpu::Swizzle> = match m.knobs.iter().find(|k| k.target == KnobTarget::Swizzle).map(|k| &k.domain) {
-            Some(Domain::Set(values)) => values.iter().filter_map(crate::schedule::swizzle_of).collect(),
+        let choices: Vec<crate::gpu::Swizzle> = match m
+            .knobs
+            .iter()
+            .find(|k| k.target == KnobTarget::Swizzle)
+            .map(|k| &k.domain)
+        {
+            Some(Domain::Set(values)) => values
+                .iter()
+                .filter_map(crate::schedule::swizzle_of)
+                .collect(),
             _ => Vec::new(),
         };
         space_size *= choices.len().max(1) as f64;
@@ -256,7 +325,10 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
         for c in choices {
             let mut trial = schedule.clone();
             trial.swizzle = Some(c);
-            let latency = evaluate(w, hw, &trial).map_err(TuneError::Model)?.total.latency_s;
+            let latency = evaluate(w, hw, &trial)
+                .map_err(TuneError::Model)?
+                .total
+                .latency_s;
             evaluated += 1;
             if best.is_none_or(|(b, _)| latency < b) {
                 best = Some((latency, c));
@@ -269,7 +341,11 @@ pub fn tune(w: &WorkloadModel, hw: &HardwareModel, m: &MappingModel, opts: &Sear
     let report = evaluate(w, hw, &schedule).map_err(TuneError::Model)?;
     let bound: f64 = report.ops.iter().map(|o| o.predicted.lower_bound_s).sum();
     Ok(SearchOutcome {
-        gap_to_lower_bound: if bound > 0.0 { report.total.latency_s / bound } else { 1.0 },
+        gap_to_lower_bound: if bound > 0.0 {
+            report.total.latency_s / bound
+        } else {
+            1.0
+        },
         schedule,
         report,
         space_size,
@@ -285,12 +361,27 @@ fn nearest_point(space: &CpuSpace, nest: &LoopNest) -> Vec<usize> {
     for (l, level) in space.tiles.iter().enumerate() {
         for (v, choices) in level.iter().enumerate() {
             let want = nest.tiles[l + 1][v];
-            let i = choices.iter().position(|c| *c >= want).unwrap_or(choices.len() - 1);
+            let i = choices
+                .iter()
+                .position(|c| *c >= want)
+                .unwrap_or(choices.len() - 1);
             point.push(i);
         }
     }
-    point.push(space.orders.iter().position(|o| *o == nest.order).unwrap_or(0));
-    point.push(space.parallels.iter().position(|p| *p == nest.parallel).unwrap_or(0));
+    point.push(
+        space
+            .orders
+            .iter()
+            .position(|o| *o == nest.order)
+            .unwrap_or(0),
+    );
+    point.push(
+        space
+            .parallels
+            .iter()
+            .position(|p| *p == nest.parallel)
+            .unwrap_or(0),
+    );
     point
 }
 

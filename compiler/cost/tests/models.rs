@@ -29,16 +29,28 @@ workload mlp(B = 32, K = 128, N = 256) {
 }
 ";
 
-fn with_models(f: impl FnOnce(&RootDatabase, &dyn Fn(&str) -> arch_sema::model::WorkloadModel, NpuParams)) {
+fn with_models(
+    f: impl FnOnce(&RootDatabase, &dyn Fn(&str) -> arch_sema::model::WorkloadModel, NpuParams),
+) {
     let mut db = RootDatabase::default();
     let file = db.set_file("/cost/models.arch", PROGRAM.to_string());
-    assert!(arch_sema::file_diagnostics(&db, file).is_empty(), "{:?}", arch_sema::file_diagnostics(&db, file));
+    assert!(
+        arch_sema::file_diagnostics(&db, file).is_empty(),
+        "{:?}",
+        arch_sema::file_diagnostics(&db, file)
+    );
     let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let npu = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == "npu16").expect("npu16");
+    let npu = *file_decls(&db, std_hw)
+        .iter()
+        .find(|d| d.name(&db) == "npu16")
+        .expect("npu16");
     let hw = hardware_model(&db, npu).model.clone().expect("npu16 model");
     let params = NpuParams::from_hardware(&hw).expect("npu16 has an array");
     let workload = |name: &str| {
-        let d = *file_decls(&db, file).iter().find(|d| d.name(&db) == name).expect("workload");
+        let d = *file_decls(&db, file)
+            .iter()
+            .find(|d| d.name(&db) == name)
+            .expect("workload");
         workload_model(&db, d).model.clone().expect("model")
     };
     f(&db, &workload, params);
@@ -91,8 +103,14 @@ fn npu16_by_hand() {
 fn loihi2_parameters_come_from_the_stdlib() {
     let db = RootDatabase::default();
     let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let loihi = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == "loihi2").expect("loihi2");
-    let hw = hardware_model(&db, loihi).model.clone().expect("loihi2 model");
+    let loihi = *file_decls(&db, std_hw)
+        .iter()
+        .find(|d| d.name(&db) == "loihi2")
+        .expect("loihi2");
+    let hw = hardware_model(&db, loihi)
+        .model
+        .clone()
+        .expect("loihi2 model");
     let p = arch_cost::neuro::NeuroParams::from_hardware(&hw).expect("neuromorphic parameters");
     assert_eq!(p.cores, 128);
     assert!((p.synop_time_s - 4.0e-9).abs() < 1e-18);

@@ -39,17 +39,47 @@ mapping snn_loihi for snn on loihi2 {
 fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::SearchOutcome, f64) {
     let mut db = RootDatabase::default();
     let file = db.set_file("/cost/tune.arch", PROGRAM.to_string());
-    assert!(arch_sema::file_diagnostics(&db, file).is_empty(), "{:?}", arch_sema::file_diagnostics(&db, file));
-    let decl = *file_decls(&db, file).iter().find(|d| d.name(&db) == mapping).expect("mapping");
-    let m = mapping_model(&db, decl).model.clone().expect("mapping model");
-    let wd = *file_decls(&db, file).iter().find(|d| d.name(&db) == &m.workload).expect("workload");
-    let w = workload_model(&db, wd).model.clone().expect("workload model");
+    assert!(
+        arch_sema::file_diagnostics(&db, file).is_empty(),
+        "{:?}",
+        arch_sema::file_diagnostics(&db, file)
+    );
+    let decl = *file_decls(&db, file)
+        .iter()
+        .find(|d| d.name(&db) == mapping)
+        .expect("mapping");
+    let m = mapping_model(&db, decl)
+        .model
+        .clone()
+        .expect("mapping model");
+    let wd = *file_decls(&db, file)
+        .iter()
+        .find(|d| d.name(&db) == &m.workload)
+        .expect("workload");
+    let w = workload_model(&db, wd)
+        .model
+        .clone()
+        .expect("workload model");
     let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let hd = *file_decls(&db, std_hw).iter().find(|d| d.name(&db) == &m.hardware).expect("hardware");
-    let hw = hardware_model(&db, hd).model.clone().expect("hardware model");
+    let hd = *file_decls(&db, std_hw)
+        .iter()
+        .find(|d| d.name(&db) == &m.hardware)
+        .expect("hardware");
+    let hw = hardware_model(&db, hd)
+        .model
+        .clone()
+        .expect("hardware model");
     let start = initial_schedule(&w, &hw, &m).expect("a first schedule");
-    let start_latency = arch_cost::evaluate::evaluate(&w, &hw, &start).expect("report").total.latency_s;
-    let opts = SearchOptions { seed, budget: std::time::Duration::from_secs(600), max_evaluations: evaluations, progress: None };
+    let start_latency = arch_cost::evaluate::evaluate(&w, &hw, &start)
+        .expect("report")
+        .total
+        .latency_s;
+    let opts = SearchOptions {
+        seed,
+        budget: std::time::Duration::from_secs(600),
+        max_evaluations: evaluations,
+        progress: None,
+    };
     (tune(&w, &hw, &m, &opts).expect("tuned"), start_latency)
 }
 
@@ -65,7 +95,11 @@ fn same_seed_same_report() {
 #[test]
 fn never_worse_than_the_first_schedule() {
     let (out, start) = run("open", 1, 4000);
-    assert!(out.report.total.latency_s <= start, "{} > {start}", out.report.total.latency_s);
+    assert!(
+        out.report.total.latency_s <= start,
+        "{} > {start}",
+        out.report.total.latency_s
+    );
     assert!(out.evaluated > 100);
     assert!(out.space_size > out.evaluated as f64);
     assert!(out.gap_to_lower_bound >= 1.0);
@@ -77,7 +111,11 @@ fn fixed_knobs_stay_fixed() {
     let op = &out.report.ops[0];
     let l1 = &op.mapping["tile.l1"];
     assert!(l1.starts_with("m: 8, n: 64, k: "), "{l1}");
-    let k: u64 = l1.rsplit(": ").next().and_then(|x| x.parse().ok()).expect("k tile");
+    let k: u64 = l1
+        .rsplit(": ")
+        .next()
+        .and_then(|x| x.parse().ok())
+        .expect("k tile");
     assert!((16..=128).contains(&k) && k.is_power_of_two());
     assert_eq!(op.mapping["order"], "m, k, n");
 }

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 
-const ABOUT: &str = "archc compiles .arch programs: a workload (tensor algebra in index notation), \
+const ABOUT: &str =
+    "archc compiles .arch programs: a workload (tensor algebra in index notation), \
 the hardware it runs on, and the mapping between them.";
 
 const AFTER_HELP: &str = "\
@@ -32,26 +33,34 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check programs for errors and print their diagnostics.
-    #[command(after_help = "Checks every file named and the files it imports. Prints each error with its \
+    #[command(
+        after_help = "Checks every file named and the files it imports. Prints each error with its \
 code, the source it points at and a help line; `--format json` prints one JSON document \
-instead. Exits 1 if any file has an error.")]
+instead. Exits 1 if any file has an error."
+    )]
     Check(CheckArgs),
     /// Format programs in place (or, with --check, report those that would change).
-    #[command(after_help = "Formatting keeps every comment and line break (blank lines shrink to one), \
+    #[command(
+        after_help = "Formatting keeps every comment and line break (blank lines shrink to one), \
 indents by two spaces per open bracket, and spaces tokens the same way everywhere. \
 Formatting a formatted file changes nothing. Files with syntax errors are not touched: \
-their errors are printed and the exit status is 1.")]
+their errors are printed and the exit status is 1."
+    )]
     Fmt(FmtArgs),
     /// Fill every `auto` knob with the cost model's search and print the report.
-    #[command(after_help = "Picks the mapping of FILE that targets HW (with --workload when several do); \
+    #[command(
+        after_help = "Picks the mapping of FILE that targets HW (with --workload when several do); \
 a workload without one gets a mapping whose knobs are all `auto`. Fixed and constrained knobs are \
 honoured. Prints the search summary to stderr and the report to stdout. The same seed and \
 evaluation limit give the same result. Models: cpu, gpu, npu, neuromorphic. A progress bar shows \
-on a terminal.")]
+on a terminal."
+    )]
     Tune(crate::cost_cmd::TuneArgs),
     /// Print the predicted cost of a mapping (open knobs get the search's first guess).
-    #[command(after_help = "Formats: text, json (the schema is in spec/report.md) and html (one self-contained file). \
-Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`.")]
+    #[command(
+        after_help = "Formats: text, json (the schema is in spec/report.md) and html (one self-contained file). \
+Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`."
+    )]
     Report(crate::cost_cmd::ReportArgs),
 }
 
@@ -103,13 +112,17 @@ pub(crate) enum Color {
 }
 
 fn parse_set(s: &str) -> Result<(String, i128), String> {
-    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))?;
     let name = name.trim();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("`{name}` is not a parameter name"));
     }
     let digits: String = value.trim().chars().filter(|c| *c != '_').collect();
-    let v: i128 = digits.parse().map_err(|_| format!("`{value}` is not a whole number"))?;
+    let v: i128 = digits
+        .parse()
+        .map_err(|_| format!("`{value}` is not a whole number"))?;
     Ok((name.to_string(), v))
 }
 
@@ -118,7 +131,11 @@ pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wr
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let text = if e.use_stderr() { e.render().ansi().to_string() } else { e.render().to_string() };
+            let text = if e.use_stderr() {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
             if e.use_stderr() {
                 let _ = write!(err, "{text}");
             } else {
@@ -139,12 +156,19 @@ pub(crate) fn color_enabled(c: Color) -> bool {
     match c {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
     }
 }
 
 /// Loads the named files (and their imports); problems become diagnostics.
-pub(crate) fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> Result<(RootDatabase, Loaded, Vec<String>, Vec<Rendered>), u8> {
+pub(crate) fn load(
+    files: &[PathBuf],
+    common: &Common,
+    err: &mut dyn Write,
+) -> Result<(RootDatabase, Loaded, Vec<String>, Vec<Rendered>), u8> {
     let mut db = RootDatabase::default();
     db.set_overrides(common.set.clone());
     let mut loaded = Loaded::default();
@@ -177,11 +201,19 @@ pub(crate) fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> R
                 help: Some("split the program into files and import them".into()),
             }),
             Err(LoadProblem::InvalidUtf8 { valid_up_to, lossy }) => {
-                let end = lossy[valid_up_to..].chars().next().map_or(valid_up_to, |c| valid_up_to + c.len_utf8());
+                let end = lossy[valid_up_to..]
+                    .chars()
+                    .next()
+                    .map_or(valid_up_to, |c| valid_up_to + c.len_utf8());
                 problems.push(Rendered {
                     code: "E0009",
                     message: format!("{shown} is not valid UTF-8"),
-                    place: Some(Place { file: shown.clone(), text: lossy.into(), start: valid_up_to, end }),
+                    place: Some(Place {
+                        file: shown.clone(),
+                        text: lossy.into(),
+                        start: valid_up_to,
+                        end,
+                    }),
                     primary_label: format!("invalid byte at offset {valid_up_to}"),
                     labels: Vec::new(),
                     help: Some("save the file as UTF-8".into()),
@@ -193,7 +225,12 @@ pub(crate) fn load(files: &[PathBuf], common: &Common, err: &mut dyn Write) -> R
 }
 
 /// `--set` names that no workload of the given files has.
-pub(crate) fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Loaded, common: &Common) -> Vec<Rendered> {
+pub(crate) fn unknown_overrides(
+    db: &RootDatabase,
+    roots: &[String],
+    loaded: &Loaded,
+    common: &Common,
+) -> Vec<Rendered> {
     use arch_sema::db::{file_decls, parse_decl};
     use arch_syntax::ast::Item;
     let mut params: Vec<String> = Vec::new();
@@ -202,7 +239,9 @@ pub(crate) fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Lo
     files.sort();
     files.dedup();
     for r in files {
-        let Some(f) = db.file_by_path(r) else { continue };
+        let Some(f) = db.file_by_path(r) else {
+            continue;
+        };
         for d in file_decls(db, f) {
             if let Item::Workload(w) = &parse_decl(db, *d).item {
                 params.extend(w.params.iter().map(|p| p.name.text.clone()));
@@ -218,11 +257,25 @@ pub(crate) fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Lo
             Rendered {
                 code: "E0204",
                 message: format!("`--set {name}` names no size parameter"),
-                place: Some(Place { file: "<command line>".into(), text: text.clone().into(), start: 6, end: 6 + name.len() }),
+                place: Some(Place {
+                    file: "<command line>".into(),
+                    text: text.clone().into(),
+                    start: 6,
+                    end: 6 + name.len(),
+                }),
                 primary_label: "no workload has this parameter".into(),
                 labels: Vec::new(),
                 help: arch_sema::diag::did_you_mean(name, params.iter().map(String::as_str))
-                    .or_else(|| Some(format!("size parameters here: {}", if params.is_empty() { "none".to_string() } else { params.join(", ") }))),
+                    .or_else(|| {
+                        Some(format!(
+                            "size parameters here: {}",
+                            if params.is_empty() {
+                                "none".to_string()
+                            } else {
+                                params.join(", ")
+                            }
+                        ))
+                    }),
             }
         })
         .collect()
@@ -231,10 +284,20 @@ pub(crate) fn unknown_overrides(db: &RootDatabase, roots: &[String], loaded: &Lo
 /// Text output stops after this many diagnostics.
 const MAX_SHOWN: usize = 100;
 
-pub(crate) fn report(diags: &[Rendered], format: Format, color: bool, out: &mut dyn Write, err: &mut dyn Write) {
+pub(crate) fn report(
+    diags: &[Rendered],
+    format: Format,
+    color: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
     match format {
         Format::Json => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&to_json(diags)).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&to_json(diags)).unwrap_or_default()
+            );
         }
         Format::Text => {
             let opts = TextOptions { color };
@@ -243,10 +306,17 @@ pub(crate) fn report(diags: &[Rendered], format: Format, color: bool, out: &mut 
             }
             if !diags.is_empty() {
                 let n = diags.len();
-                let _ = writeln!(err, "error: {n} error{} found", if n == 1 { "" } else { "s" });
+                let _ = writeln!(
+                    err,
+                    "error: {n} error{} found",
+                    if n == 1 { "" } else { "s" }
+                );
             }
             if diags.len() > MAX_SHOWN {
-                let _ = writeln!(err, "note: showing the first {MAX_SHOWN}; `--format json` lists them all");
+                let _ = writeln!(
+                    err,
+                    "note: showing the first {MAX_SHOWN}; `--format json` lists them all"
+                );
             }
         }
     }
@@ -264,7 +334,9 @@ pub(crate) fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) 
         }
     }
     for path in files {
-        let Some(f) = db.file_by_path(&path) else { continue };
+        let Some(f) = db.file_by_path(&path) else {
+            continue;
+        };
         for d in arch_sema::file_diagnostics(db, f) {
             out.push(Rendered::from_sema_cached(db, d, &display, &mut cache));
         }
@@ -294,7 +366,9 @@ fn check(a: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn summary(db: &RootDatabase, roots: &[String]) -> String {
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
     for r in roots {
-        let Some(f) = db.file_by_path(r) else { continue };
+        let Some(f) = db.file_by_path(r) else {
+            continue;
+        };
         for d in arch_sema::file_decls(db, f) {
             let kind = d.kind(db);
             if matches!(kind, "import" | "error" | "comment") {
@@ -308,9 +382,19 @@ fn summary(db: &RootDatabase, roots: &[String]) -> String {
     }
     let parts: Vec<String> = counts
         .iter()
-        .map(|(k, n)| if *n == 1 || *k == "hardware" { format!("{n} {k}") } else { format!("{n} {k}s") })
+        .map(|(k, n)| {
+            if *n == 1 || *k == "hardware" {
+                format!("{n} {k}")
+            } else {
+                format!("{n} {k}s")
+            }
+        })
         .collect();
-    let files = if roots.len() == 1 { "1 file".to_string() } else { format!("{} files", roots.len()) };
+    let files = if roots.len() == 1 {
+        "1 file".to_string()
+    } else {
+        format!("{} files", roots.len())
+    };
     if parts.is_empty() {
         format!("checked {files}: no declarations; no errors")
     } else {
@@ -330,7 +414,9 @@ fn fmt(a: FmtArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
     let mut status = EXIT_OK;
     for (path, key) in a.files.iter().zip(&roots) {
-        let Some(f) = db.file_by_path(key) else { continue };
+        let Some(f) = db.file_by_path(key) else {
+            continue;
+        };
         // Only syntax errors stop formatting; others are `archc check`'s business.
         let syntax: Vec<Rendered> = arch_sema::file_decls(&db, f)
             .iter()

@@ -1,7 +1,10 @@
 //! `archc tune` and `archc report`: pick the mapping for a target, run the
 //! cost model (and the search), print the report, emit a pinned mapping.
 
-use crate::cli::{color_enabled, diagnostics, load, report as report_diagnostics, unknown_overrides, Common, Format};
+use crate::cli::{
+    color_enabled, diagnostics, load, report as report_diagnostics, unknown_overrides, Common,
+    Format,
+};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use arch_cost::evaluate::{evaluate, CostReport};
 use arch_cost::schedule::{initial_schedule, Schedule};
@@ -77,9 +80,13 @@ pub enum ReportFormat {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration such as `10s`"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as `10s`"))?;
     let seconds = match unit {
         "ms" => value / 1e3,
         "s" | "" => value,
@@ -100,7 +107,12 @@ struct Selected {
 }
 
 /// Loads and checks FILE, then finds the workload, hardware and mapping.
-fn select(sel: &Selection, common: &Common, out: &mut dyn Write, err: &mut dyn Write) -> Result<Selected, u8> {
+fn select(
+    sel: &Selection,
+    common: &Common,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Selected, u8> {
     let (file, target, workload) = (&sel.file, sel.target.as_str(), sel.workload.as_deref());
     let color = color_enabled(common.color);
     let (db, loaded, roots, mut diags) = load(std::slice::from_ref(file), common, err)?;
@@ -136,19 +148,45 @@ fn select(sel: &Selection, common: &Common, out: &mut dyn Write, err: &mut dyn W
         [] => {
             let w = match (workload, workloads.as_slice()) {
                 (Some(name), _) => workloads.iter().find(|w| w.name == name).ok_or_else(|| {
-                    usage(err, format!("{} has no workload `{name}`; it has: {}", file.display(), names.join(", ")))
+                    usage(
+                        err,
+                        format!(
+                            "{} has no workload `{name}`; it has: {}",
+                            file.display(),
+                            names.join(", ")
+                        ),
+                    )
                 })?,
                 (None, [only]) => only,
-                (None, []) => return Err(usage(err, format!("{} has no workload", file.display()))),
+                (None, []) => {
+                    return Err(usage(err, format!("{} has no workload", file.display())))
+                }
                 (None, _) => {
-                    return Err(usage(err, format!("{} has several workloads ({}); choose one with --workload", file.display(), names.join(", "))))
+                    return Err(usage(
+                        err,
+                        format!(
+                            "{} has several workloads ({}); choose one with --workload",
+                            file.display(),
+                            names.join(", ")
+                        ),
+                    ))
                 }
             };
             default_mapping(&format!("{}_{}", w.name, hardware.name), w, &hardware)
         }
         several => {
-            let which: Vec<String> = several.iter().map(|m| format!("{} (for {})", m.name, m.workload)).collect();
-            return Err(usage(err, format!("several mappings target {}: {}; choose with --workload", hardware.name, which.join(", "))));
+            let which: Vec<String> = several
+                .iter()
+                .map(|m| format!("{} (for {})", m.name, m.workload))
+                .collect();
+            return Err(usage(
+                err,
+                format!(
+                    "several mappings target {}: {}; choose with --workload",
+                    hardware.name,
+                    which.join(", ")
+                ),
+            ));
         }
     };
     // The workload may be imported (a mapping emitted by `tune` imports it).
@@ -156,32 +194,68 @@ fn select(sel: &Selection, common: &Common, out: &mut dyn Write, err: &mut dyn W
     let w = workloads
         .into_iter()
         .find(|w| w.name == mapping.workload)
-        .or_else(|| scope.get(&mapping.workload).and_then(|d| workload_model(&db, d).model.clone()));
+        .or_else(|| {
+            scope
+                .get(&mapping.workload)
+                .and_then(|d| workload_model(&db, d).model.clone())
+        });
     let Some(w) = w else {
-        return Err(usage(err, format!("workload `{}` of mapping `{}` has no model", mapping.workload, mapping.name)));
+        return Err(usage(
+            err,
+            format!(
+                "workload `{}` of mapping `{}` has no model",
+                mapping.workload, mapping.name
+            ),
+        ));
     };
-    Ok(Selected { workload: w, hardware, mapping })
+    Ok(Selected {
+        workload: w,
+        hardware,
+        mapping,
+    })
 }
 
 /// A hardware declaration in scope of FILE, or in std.hw.
-fn find_hardware(db: &RootDatabase, root: arch_sema::SourceFile, target: &str) -> Result<HardwareModel, String> {
+fn find_hardware(
+    db: &RootDatabase,
+    root: arch_sema::SourceFile,
+    target: &str,
+) -> Result<HardwareModel, String> {
     let scope = arch_sema::scope::file_scope(db, root);
     let std_hw = db.file_by_path("<std>/hw.arch");
     let decl = scope
         .get(target)
         .filter(|d| d.kind(db) == "hardware")
-        .or_else(|| std_hw.and_then(|f| file_decls(db, f).iter().copied().find(|d| d.name(db) == target && d.kind(db) == "hardware")));
+        .or_else(|| {
+            std_hw.and_then(|f| {
+                file_decls(db, f)
+                    .iter()
+                    .copied()
+                    .find(|d| d.name(db) == target && d.kind(db) == "hardware")
+            })
+        });
     let Some(decl) = decl else {
-        let mut known: Vec<String> = scope.names_of_kind(db, "hardware").map(String::from).collect();
+        let mut known: Vec<String> = scope
+            .names_of_kind(db, "hardware")
+            .map(String::from)
+            .collect();
         if let Some(f) = std_hw {
             known.extend(file_decls(db, f).iter().map(|d| d.name(db).clone()));
         }
         known.sort();
         known.dedup();
-        let hint = arch_sema::diag::did_you_mean(target, known.iter().map(String::as_str)).map(|h| format!(" ({h})")).unwrap_or_default();
-        return Err(format!("no hardware `{target}`{hint}; known: {}", known.join(", ")));
+        let hint = arch_sema::diag::did_you_mean(target, known.iter().map(String::as_str))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no hardware `{target}`{hint}; known: {}",
+            known.join(", ")
+        ));
     };
-    hardware_model(db, decl).model.clone().ok_or_else(|| format!("hardware `{target}` has errors; run `archc check`"))
+    hardware_model(db, decl)
+        .model
+        .clone()
+        .ok_or_else(|| format!("hardware `{target}` has errors; run `archc check`"))
 }
 
 fn tune_error(e: TuneError, err: &mut dyn Write) -> u8 {
@@ -215,8 +289,10 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new((a.max_evaluations * s.workload.ops.len()) as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("tuning {msg} [{bar:30}] {pos}/{len} evaluations, {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "tuning {msg} [{bar:30}] {pos}/{len} evaluations, {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(s.workload.name.clone());
         Some(bar)
@@ -225,9 +301,16 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     let progress: Option<arch_cost::search::Progress> = bar.clone().map(|bar| {
         let per_op = a.max_evaluations as u64;
-        std::sync::Arc::new(move |op: usize, done: usize| bar.set_position(op as u64 * per_op + done as u64)) as arch_cost::search::Progress
+        std::sync::Arc::new(move |op: usize, done: usize| {
+            bar.set_position(op as u64 * per_op + done as u64)
+        }) as arch_cost::search::Progress
     });
-    let opts = SearchOptions { seed: a.seed, budget: a.budget, max_evaluations: a.max_evaluations, progress };
+    let opts = SearchOptions {
+        seed: a.seed,
+        budget: a.budget,
+        max_evaluations: a.max_evaluations,
+        progress,
+    };
     let started = Instant::now();
     let result = search(&s.workload, &s.hardware, &s.mapping, &opts);
     if let Some(bar) = bar {
@@ -250,7 +333,13 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         if outcome.stopped_by_budget { "; stopped by the time budget (results may differ between runs)" } else { "" }
     );
     if let Some(path) = &a.emit_mapping {
-        let unnamed: Vec<&str> = s.workload.ops.iter().map(|o| s.workload.tensors[o.output].name.as_str()).filter(|n| n.contains('.')).collect();
+        let unnamed: Vec<&str> = s
+            .workload
+            .ops
+            .iter()
+            .map(|o| s.workload.tensors[o.output].name.as_str())
+            .filter(|n| n.contains('.'))
+            .collect();
         if !unnamed.is_empty() {
             let _ = writeln!(
                 err,
@@ -260,7 +349,13 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 if unnamed.len() == 1 { "its" } else { "their" }
             );
         }
-        let text = emit_mapping(&s.workload, &s.hardware, &format!("{}_tuned", s.mapping.name), &outcome.schedule, &a.selection.file);
+        let text = emit_mapping(
+            &s.workload,
+            &s.hardware,
+            &format!("{}_tuned", s.mapping.name),
+            &outcome.schedule,
+            &a.selection.file,
+        );
         if let Err(e) = std::fs::write(path, text) {
             let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
             return EXIT_USAGE;
@@ -302,7 +397,11 @@ fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dy
             let _ = out.write_all(crate::html::render(&s.workload, &s.hardware, r).as_bytes());
         }
         ReportFormat::Json => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(r).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(r).unwrap_or_default()
+            );
         }
         _ => {
             let q = |v: f64, d| arch_sema::units::format_quantity(v, d);
@@ -329,7 +428,13 @@ fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dy
                     q(p.lower_bound_s, Dim::TIME)
                 );
                 for l in &p.levels {
-                    let _ = writeln!(out, "    {:<16} {:>12}  {:>10}", l.name, q(l.bytes, Dim::BYTES), q(l.time_s, Dim::TIME));
+                    let _ = writeln!(
+                        out,
+                        "    {:<16} {:>12}  {:>10}",
+                        l.name,
+                        q(l.bytes, Dim::BYTES),
+                        q(l.time_s, Dim::TIME)
+                    );
                 }
                 for (k, v) in &op.mapping {
                     let _ = writeln!(out, "    {k} = {v}");
@@ -341,8 +446,17 @@ fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dy
 }
 
 /// The tuned schedule as a mapping with every knob pinned.
-fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule, source: &std::path::Path) -> String {
-    let module = source.file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
+fn emit_mapping(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    name: &str,
+    s: &Schedule,
+    source: &std::path::Path,
+) -> String {
+    let module = source
+        .file_stem()
+        .map(|x| x.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut text = format!(
         "// Tuned by `archc tune` for {} on {}. Every knob is pinned.\nimport {module}.{}\n",
         w.name, hw.name, w.name
@@ -350,7 +464,10 @@ fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule,
     if !hw.name.is_empty() {
         text.push_str(&format!("import std.hw.{}\n", hw.name));
     }
-    text.push_str(&format!("\nmapping {name} for {} on {} {{\n", w.name, hw.name));
+    text.push_str(&format!(
+        "\nmapping {name} for {} on {} {{\n",
+        w.name, hw.name
+    ));
     for os in &s.ops {
         let op = &w.ops[os.op];
         let tensor = &w.tensors[op.output].name;
@@ -366,18 +483,36 @@ fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule,
             (_, HwClass::Neuromorphic) => {}
             _ => {
                 for (l, level) in hw.levels.iter().enumerate().skip(1) {
-                    let entries: Vec<String> =
-                        op.vars.iter().enumerate().map(|(v, var)| format!("{}: {}", var.name, os.nest.tiles[l][v])).collect();
-                    text.push_str(&format!("  tile {tensor} at {} {{ {} }}\n", level.name, entries.join(", ")));
+                    let entries: Vec<String> = op
+                        .vars
+                        .iter()
+                        .enumerate()
+                        .map(|(v, var)| format!("{}: {}", var.name, os.nest.tiles[l][v]))
+                        .collect();
+                    text.push_str(&format!(
+                        "  tile {tensor} at {} {{ {} }}\n",
+                        level.name,
+                        entries.join(", ")
+                    ));
                 }
                 // Loop order, parallel and vector dimensions name dimensions,
                 // not tensors: each statement is written once. The gpu model
                 // does not read them.
                 if hw.class != HwClass::Gpu {
-                    let order: Vec<&str> = os.nest.order.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                    let order: Vec<&str> = os
+                        .nest
+                        .order
+                        .iter()
+                        .map(|v| op.vars[*v].name.as_str())
+                        .collect();
                     let mut lines = vec![format!("  order {}\n", order.join(", "))];
                     if !os.nest.parallel.is_empty() {
-                        let p: Vec<&str> = os.nest.parallel.iter().map(|v| op.vars[*v].name.as_str()).collect();
+                        let p: Vec<&str> = os
+                            .nest
+                            .parallel
+                            .iter()
+                            .map(|v| op.vars[*v].name.as_str())
+                            .collect();
                         lines.push(format!("  parallel {} over cores\n", p.join(", ")));
                     }
                     if let Some(v) = os.vector {
@@ -393,7 +528,11 @@ fn emit_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule,
         }
     }
     for (t, d) in &s.precision {
-        text.push_str(&format!("  precision {}: {}\n", w.tensors[*t].name, d.name()));
+        text.push_str(&format!(
+            "  precision {}: {}\n",
+            w.tensors[*t].name,
+            d.name()
+        ));
     }
     if hw.class == HwClass::Gpu {
         if let Some(sw) = s.swizzle {

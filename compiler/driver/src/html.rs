@@ -9,23 +9,39 @@ use arch_sema::model::WorkloadModel;
 use arch_sema::units::{format_quantity, Dim};
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Peak operations per second for the workload's element type and the
 /// outermost bandwidth, for the roofline.
 fn roofs(w: &WorkloadModel, hw: &HardwareModel) -> (f64, f64) {
     let clock = hw.clock_hz.map_or(1e9, |c| c.0);
-    let dtype = w.ops.first().and_then(|op| op.inputs().first().map(|t| w.tensors[*t].dtype));
+    let dtype = w
+        .ops
+        .first()
+        .and_then(|op| op.inputs().first().map(|t| w.tensors[*t].dtype));
     let peak = match hw.class {
-        HwClass::Npu => hw.array.as_ref().map_or(0.0, |a| 2.0 * (a.rows * a.cols) as f64 * clock),
+        HwClass::Npu => hw
+            .array
+            .as_ref()
+            .map_or(0.0, |a| 2.0 * (a.rows * a.cols) as f64 * clock),
         _ => {
             let rates: Vec<_> = hw.compute.iter().flat_map(|c| c.rates.iter()).collect();
-            let chosen = rates.iter().find(|(d, _)| Some(*d) == dtype).or(rates.first());
+            let chosen = rates
+                .iter()
+                .find(|(d, _)| Some(*d) == dtype)
+                .or(rates.first());
             chosen.map_or(0.0, |(_, r)| if r.per_core { r.value.0 * hw.cores as f64 } else { r.value.0 } * clock)
         }
     };
-    let bw = hw.levels.first().and_then(|l| l.bandwidth_bytes_per_s).map_or(0.0, |b| b.value.0);
+    let bw = hw
+        .levels
+        .first()
+        .and_then(|l| l.bandwidth_bytes_per_s)
+        .map_or(0.0, |b| b.value.0);
     (peak, bw)
 }
 
@@ -37,7 +53,9 @@ fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String
     let y1 = (peak.max(1.0) * 2.0).log10();
     let y0 = y1 - 5.5;
     let px = |x: f64| pad + (x.log10().clamp(x0, x1) - x0) / (x1 - x0) * (width - 2.0 * pad);
-    let py = |y: f64| height - pad - (y.max(1e-30).log10().clamp(y0, y1) - y0) / (y1 - y0) * (height - 2.0 * pad);
+    let py = |y: f64| {
+        height - pad - (y.max(1e-30).log10().clamp(y0, y1) - y0) / (y1 - y0) * (height - 2.0 * pad)
+    };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"roofline\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
     );
@@ -51,11 +69,19 @@ fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String
     ));
     for e in (x0 as i32)..=(x1 as i32) {
         let x = px(10f64.powi(e));
-        svg.push_str(&format!("<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">1e{e}</text>\n", x, height - pad + 14.0));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">1e{e}</text>\n",
+            x,
+            height - pad + 14.0
+        ));
     }
     for e in (y0.ceil() as i32)..=(y1.floor() as i32) {
         let y = py(10f64.powi(e));
-        svg.push_str(&format!("<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">1e{e}</text>\n", pad - 4.0, y + 3.0));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">1e{e}</text>\n",
+            pad - 4.0,
+            y + 3.0
+        ));
     }
     // The roof: bandwidth slope up to the ridge, then the compute ceiling.
     let ridge = if bw > 0.0 { peak / bw } else { 1.0 };
@@ -65,7 +91,9 @@ fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String
         let y = (x * bw).min(peak);
         roof.push_str(&format!("{:.1},{:.1} ", px(x), py(y)));
     }
-    svg.push_str(&format!("<polyline points=\"{roof}\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"/>\n"));
+    svg.push_str(&format!(
+        "<polyline points=\"{roof}\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"/>\n"
+    ));
     svg.push_str(&format!(
         "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">peak {}op/s, ridge at {:.1} op/B</text>\n",
         px(ridge).min(width - 260.0),
@@ -74,9 +102,16 @@ fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String
         ridge
     ));
     for op in &r.ops {
-        let Some(o) = w.ops.iter().find(|o| w.tensors[o.output].name == op.name) else { continue };
+        let Some(o) = w.ops.iter().find(|o| w.tensors[o.output].name == op.name) else {
+            continue;
+        };
         let work = 2.0 * o.iteration_points() as f64;
-        let dram = op.predicted.levels.first().map_or(0.0, |l| l.bytes).max(1.0);
+        let dram = op
+            .predicted
+            .levels
+            .first()
+            .map_or(0.0, |l| l.bytes)
+            .max(1.0);
         let x = work / dram;
         let y = work / op.predicted.latency_s.max(1e-30);
         svg.push_str(&format!(
@@ -104,7 +139,12 @@ fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String
 fn floorline_svg(r: &CostReport) -> String {
     let (width, bar, pad) = (640.0, 28.0, 8.0);
     let height = pad * 2.0 + r.ops.len() as f64 * (bar + pad) + 20.0;
-    let longest = r.ops.iter().map(|o| o.predicted.latency_s).fold(0.0, f64::max).max(1e-30);
+    let longest = r
+        .ops
+        .iter()
+        .map(|o| o.predicted.latency_s)
+        .fold(0.0, f64::max)
+        .max(1e-30);
     let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"floorline\">\n");
     for (i, op) in r.ops.iter().enumerate() {
         let y = pad + i as f64 * (bar + pad);
@@ -173,7 +213,10 @@ pub fn render(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String {
         ));
         let mut level_energy = 0.0;
         for l in &p.levels {
-            let e_per_byte = hw.level(&l.name).and_then(|x| x.energy_j_per_byte).map_or(0.0, |e| e.value.0);
+            let e_per_byte = hw
+                .level(&l.name)
+                .and_then(|x| x.energy_j_per_byte)
+                .map_or(0.0, |e| e.value.0);
             level_energy += l.bytes * e_per_byte;
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -190,7 +233,11 @@ pub fn render(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String {
             q(p.energy_j, Dim::ENERGY)
         ));
         for (k, v) in &op.mapping {
-            html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>\n", escape(k), escape(v)));
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>\n",
+                escape(k),
+                escape(v)
+            ));
         }
         html.push_str("</table>\n");
     }

@@ -26,30 +26,43 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn display_name(&self, db_path: &str) -> String {
-        self.display.get(db_path).cloned().unwrap_or_else(|| db_path.to_string())
+        self.display
+            .get(db_path)
+            .cloned()
+            .unwrap_or_else(|| db_path.to_string())
     }
 }
 
 /// The path a file has in the database: absolute, with `/` separators.
 pub fn db_path(path: &Path) -> String {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| PathBuf::from(path))
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| PathBuf::from(path))
     });
     abs.to_string_lossy().replace('\\', "/")
 }
 
 pub fn read_text(path: &Path) -> Result<String, LoadProblem> {
-    let meta = std::fs::metadata(path).map_err(|e| LoadProblem::Io(format!("cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| LoadProblem::Io(format!("cannot read {}: {e}", path.display())))?;
     if meta.is_dir() {
-        return Err(LoadProblem::Io(format!("{} is a directory", path.display())));
+        return Err(LoadProblem::Io(format!(
+            "{} is a directory",
+            path.display()
+        )));
     }
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(LoadProblem::TooLarge { bytes: meta.len() });
     }
-    let bytes = std::fs::read(path).map_err(|e| LoadProblem::Io(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| LoadProblem::Io(format!("cannot read {}: {e}", path.display())))?;
     String::from_utf8(bytes).map_err(|e| {
         let valid_up_to = e.utf8_error().valid_up_to();
-        LoadProblem::InvalidUtf8 { valid_up_to, lossy: String::from_utf8_lossy(e.as_bytes()).into_owned() }
+        LoadProblem::InvalidUtf8 {
+            valid_up_to,
+            lossy: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
     })
 }
 

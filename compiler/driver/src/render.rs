@@ -27,13 +27,22 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    pub fn from_sema(db: &dyn Db, d: &Diagnostic<'_>, display: &dyn Fn(&str) -> String) -> Rendered {
+    pub fn from_sema(
+        db: &dyn Db,
+        d: &Diagnostic<'_>,
+        display: &dyn Fn(&str) -> String,
+    ) -> Rendered {
         Self::from_sema_cached(db, d, display, &mut TextCache::default())
     }
 
     /// Like [`Rendered::from_sema`], sharing each file's text between the
     /// diagnostics of one run.
-    pub fn from_sema_cached(db: &dyn Db, d: &Diagnostic<'_>, display: &dyn Fn(&str) -> String, cache: &mut TextCache) -> Rendered {
+    pub fn from_sema_cached(
+        db: &dyn Db,
+        d: &Diagnostic<'_>,
+        display: &dyn Fn(&str) -> String,
+        cache: &mut TextCache,
+    ) -> Rendered {
         let mut place = |loc: &arch_sema::Location<'_>| {
             let (file, span) = loc.resolve(db);
             let text = cache
@@ -41,18 +50,30 @@ impl Rendered {
                 .entry(file.path(db).clone())
                 .or_insert_with(|| std::sync::Arc::from(file.text(db).as_str()))
                 .clone();
-            Place { file: display(file.path(db)), text, start: span.start as usize, end: span.end as usize }
+            Place {
+                file: display(file.path(db)),
+                text,
+                start: span.start as usize,
+                end: span.end as usize,
+            }
         };
         Rendered {
             code: d.code,
             message: d.message.clone(),
             place: Some(place(&d.location)),
             primary_label: if d.primary_label.is_empty() {
-                arch_sema::CODES.iter().find(|(c, _)| *c == d.code).map_or(String::new(), |(_, t)| t.to_string())
+                arch_sema::CODES
+                    .iter()
+                    .find(|(c, _)| *c == d.code)
+                    .map_or(String::new(), |(_, t)| t.to_string())
             } else {
                 d.primary_label.clone()
             },
-            labels: d.labels.iter().map(|l| (place(&l.location), l.message.clone())).collect(),
+            labels: d
+                .labels
+                .iter()
+                .map(|l| (place(&l.location), l.message.clone()))
+                .collect(),
             help: d.help.clone(),
         }
     }
@@ -69,7 +90,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = floor_char(text, offset.min(text.len()));
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before, |i| &before[i + 1..]).chars().count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before, |i| &before[i + 1..])
+        .chars()
+        .count()
+        + 1;
     (line, col)
 }
 
@@ -108,7 +134,9 @@ const MAX_SHOWN_LINE: usize = 400;
 /// window around the range (with the line number it starts at).
 fn window(text: &str, range: std::ops::Range<usize>) -> (String, std::ops::Range<usize>, usize) {
     let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[range.start..].find('\n').map_or(text.len(), |i| range.start + i);
+    let line_end = text[range.start..]
+        .find('\n')
+        .map_or(text.len(), |i| range.start + i);
     if line_end - line_start <= MAX_SHOWN_LINE {
         return (text.to_string(), range, 0);
     }
@@ -129,7 +157,9 @@ pub struct TextOptions {
 
 /// Writes one diagnostic as text.
 pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
-    let config = Config::default().with_color(opts.color).with_index_type(IndexType::Byte);
+    let config = Config::default()
+        .with_color(opts.color)
+        .with_index_type(IndexType::Byte);
     let Some(place) = &d.place else {
         // Same shape as ariadne's reports, without a snippet.
         let _ = writeln!(w, "[{}] Error: {}", d.code, d.message);
@@ -147,13 +177,17 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
         .with_config(config)
         .with_code(d.code)
         .with_message(&d.message);
-    let mut primary = Label::new((id.clone(), shown_range)).with_order(0).with_message(&d.primary_label);
+    let mut primary = Label::new((id.clone(), shown_range))
+        .with_order(0)
+        .with_message(&d.primary_label);
     if opts.color {
         primary = primary.with_color(ariadne::Color::Red);
     }
     report = report.with_label(primary);
-    let mut cache: Vec<(String, ariadne::Source<String>)> =
-        vec![(id, ariadne::Source::from(shown).with_display_line_offset(line_offset))];
+    let mut cache: Vec<(String, ariadne::Source<String>)> = vec![(
+        id,
+        ariadne::Source::from(shown).with_display_line_offset(line_offset),
+    )];
     let mut notes = Vec::new();
     for (i, (p, message)) in d.labels.iter().enumerate() {
         let range = visible_range(&p.text, p.start, p.end);
@@ -167,15 +201,26 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
         if lid == place.file {
             // Same line as the primary: only when the window holds it.
             if text.len() == p.text.len() {
-                report = report.with_label(Label::new((lid, r)).with_message(message).with_order(1 + i as i32));
+                report = report.with_label(
+                    Label::new((lid, r))
+                        .with_message(message)
+                        .with_order(1 + i as i32),
+                );
             } else {
                 let (line, col) = line_col(&p.text, p.start);
                 notes.push(format!("{message}: {}:{line}:{col}", p.file));
             }
             continue;
         }
-        cache.push((lid.clone(), ariadne::Source::from(text).with_display_line_offset(offset)));
-        report = report.with_label(Label::new((lid, r)).with_message(message).with_order(1 + i as i32));
+        cache.push((
+            lid.clone(),
+            ariadne::Source::from(text).with_display_line_offset(offset),
+        ));
+        report = report.with_label(
+            Label::new((lid, r))
+                .with_message(message)
+                .with_order(1 + i as i32),
+        );
     }
     for n in notes {
         report = report.with_note(n);
@@ -184,9 +229,12 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
         report = report.with_help(help);
     }
     let mut buf = Vec::new();
-    let map: std::collections::HashMap<String, ariadne::Source<String>> = cache.into_iter().collect();
-    let cache = ariadne::FnCache::new((|id: &String| Err(format!("no source {id}"))) as fn(&String) -> Result<String, String>)
-        .with_sources(map);
+    let map: std::collections::HashMap<String, ariadne::Source<String>> =
+        cache.into_iter().collect();
+    let cache = ariadne::FnCache::new(
+        (|id: &String| Err(format!("no source {id}"))) as fn(&String) -> Result<String, String>,
+    )
+    .with_sources(map);
     if report.finish().write(cache, &mut buf).is_err() {
         let _ = writeln!(w, "error[{}]: {}", d.code, d.message);
         return;

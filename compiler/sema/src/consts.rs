@@ -18,14 +18,23 @@ pub struct ConstError {
 
 impl ConstError {
     fn new(code: &'static str, span: Span, message: impl Into<String>) -> ConstError {
-        ConstError { code, span, message: message.into(), help: None }
+        ConstError {
+            code,
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
 }
 
 /// Reads an integer literal (`1_024`).
 pub fn parse_int(n: &Number) -> Result<i64, ConstError> {
     if n.is_float {
-        return Err(ConstError::new("E0205", n.span, format!("`{}` is not an integer", n.text)));
+        return Err(ConstError::new(
+            "E0205",
+            n.span,
+            format!("`{}` is not an integer", n.text),
+        ));
     }
     let digits: String = n.text.chars().filter(|c| *c != '_').collect();
     match digits.parse::<i64>() {
@@ -44,7 +53,11 @@ pub fn parse_real(n: &Number) -> Result<f64, ConstError> {
     let digits: String = n.text.chars().filter(|c| *c != '_').collect();
     match digits.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(ConstError::new("E0201", n.span, format!("`{}` is not a finite number", n.text))),
+        _ => Err(ConstError::new(
+            "E0201",
+            n.span,
+            format!("`{}` is not a finite number", n.text),
+        )),
     }
 }
 
@@ -53,7 +66,11 @@ pub fn eval_int(e: &Expr, lookup: &dyn Fn(&str) -> Option<i64>) -> Result<i64, C
     match &e.kind {
         ExprKind::Number { value, unit } => {
             if let Some(u) = unit {
-                return Err(ConstError::new("E0302", u.span, format!("a size has no unit, but this one is in `{}`", u.text)));
+                return Err(ConstError::new(
+                    "E0302",
+                    u.span,
+                    format!("a size has no unit, but this one is in `{}`", u.text),
+                ));
             }
             parse_int(value)
         }
@@ -72,7 +89,9 @@ pub fn eval_int(e: &Expr, lookup: &dyn Fn(&str) -> Option<i64>) -> Result<i64, C
                 BinOp::Add => a + b,
                 BinOp::Sub => a - b,
                 BinOp::Mul => a * b,
-                BinOp::Div if b == 0 => return Err(ConstError::new("E0205", rhs.span, "division by zero")),
+                BinOp::Div if b == 0 => {
+                    return Err(ConstError::new("E0205", rhs.span, "division by zero"))
+                }
                 BinOp::Div => a.div_euclid(b),
                 _ => {
                     return Err(ConstError::new(
@@ -92,7 +111,11 @@ pub fn eval_int(e: &Expr, lookup: &dyn Fn(&str) -> Option<i64>) -> Result<i64, C
             }
             Ok(v as i64)
         }
-        _ => Err(ConstError::new("E0205", e.span, "a size must be a constant integer expression")),
+        _ => Err(ConstError::new(
+            "E0205",
+            e.span,
+            "a size must be a constant integer expression",
+        )),
     }
 }
 
@@ -105,24 +128,42 @@ pub struct Quantity {
 
 /// Evaluates a constant quantity (`2 ms`, `-1.5`, `2 * 1 ns`); `lookup` gives
 /// named constants.
-pub fn eval_quantity(e: &Expr, lookup: &dyn Fn(&str) -> Option<Quantity>) -> Result<Quantity, ConstError> {
+pub fn eval_quantity(
+    e: &Expr,
+    lookup: &dyn Fn(&str) -> Option<Quantity>,
+) -> Result<Quantity, ConstError> {
     match &e.kind {
         ExprKind::Number { value, unit } => {
             let v = parse_real(value)?;
             match unit {
-                None => Ok(Quantity { value: v, dim: Dim::COUNT }),
+                None => Ok(Quantity {
+                    value: v,
+                    dim: Dim::COUNT,
+                }),
                 Some(u) => {
-                    let (scale, dim) = parse_unit(&u.text).map_err(|bad| unknown_unit(u.span, &bad))?;
-                    Ok(Quantity { value: v * scale, dim })
+                    let (scale, dim) =
+                        parse_unit(&u.text).map_err(|bad| unknown_unit(u.span, &bad))?;
+                    Ok(Quantity {
+                        value: v * scale,
+                        dim,
+                    })
                 }
             }
         }
-        ExprKind::Name(n) => lookup(&n.text)
-            .ok_or_else(|| ConstError::new("E0101", n.span, format!("`{}` is not a constant here", n.text))),
+        ExprKind::Name(n) => lookup(&n.text).ok_or_else(|| {
+            ConstError::new(
+                "E0101",
+                n.span,
+                format!("`{}` is not a constant here", n.text),
+            )
+        }),
         ExprKind::Paren(inner) => eval_quantity(inner, lookup),
         ExprKind::Neg(inner) => {
             let q = eval_quantity(inner, lookup)?;
-            Ok(Quantity { value: -q.value, dim: q.dim })
+            Ok(Quantity {
+                value: -q.value,
+                dim: q.dim,
+            })
         }
         ExprKind::Binary { op, lhs, rhs } => {
             let a = eval_quantity(lhs, lookup)?;
@@ -136,13 +177,29 @@ pub fn eval_quantity(e: &Expr, lookup: &dyn Fn(&str) -> Option<Quantity>) -> Res
                             format!("cannot add {} and {}", a.dim.describe(), b.dim.describe()),
                         ));
                     }
-                    let value = if *op == BinOp::Add { a.value + b.value } else { a.value - b.value };
+                    let value = if *op == BinOp::Add {
+                        a.value + b.value
+                    } else {
+                        a.value - b.value
+                    };
                     Ok(Quantity { value, dim: a.dim })
                 }
-                BinOp::Mul => Ok(Quantity { value: a.value * b.value, dim: a.dim.times(b.dim) }),
-                BinOp::Div if b.value == 0.0 => Err(ConstError::new("E0205", rhs.span, "division by zero")),
-                BinOp::Div => Ok(Quantity { value: a.value / b.value, dim: a.dim.per(b.dim) }),
-                _ => Err(ConstError::new("E0205", e.span, format!("`{}` has no meaning in a constant", op.symbol()))),
+                BinOp::Mul => Ok(Quantity {
+                    value: a.value * b.value,
+                    dim: a.dim.times(b.dim),
+                }),
+                BinOp::Div if b.value == 0.0 => {
+                    Err(ConstError::new("E0205", rhs.span, "division by zero"))
+                }
+                BinOp::Div => Ok(Quantity {
+                    value: a.value / b.value,
+                    dim: a.dim.per(b.dim),
+                }),
+                _ => Err(ConstError::new(
+                    "E0205",
+                    e.span,
+                    format!("`{}` has no meaning in a constant", op.symbol()),
+                )),
             }
         }
         _ => Err(ConstError::new("E0205", e.span, "expected a constant")),
@@ -154,7 +211,11 @@ pub fn unknown_unit(span: Span, bad: &str) -> ConstError {
         code: "E0301",
         span,
         message: format!("unknown unit `{bad}`"),
-        help: crate::diag::did_you_mean(bad, crate::units::unit_names())
-            .or_else(|| Some(format!("units: {}; compound units join them with `/`, e.g. `GB/s`", crate::units::unit_names().collect::<Vec<_>>().join(" ")))),
+        help: crate::diag::did_you_mean(bad, crate::units::unit_names()).or_else(|| {
+            Some(format!(
+                "units: {}; compound units join them with `/`, e.g. `GB/s`",
+                crate::units::unit_names().collect::<Vec<_>>().join(" ")
+            ))
+        }),
     }
 }

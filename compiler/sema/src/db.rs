@@ -65,7 +65,8 @@ pub fn file_decls(db: &dyn Db, file: SourceFile) -> Vec<Decl<'_>> {
     if text.len() > MAX_FILE_BYTES {
         return Vec::new();
     }
-    let mut seen: std::collections::HashMap<(&'static str, String), u32> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(&'static str, String), u32> =
+        std::collections::HashMap::new();
     split(text)
         .into_iter()
         .map(|chunk| {
@@ -115,9 +116,15 @@ impl Default for RootDatabase {
                 }
             }
         })));
-        let mut db = RootDatabase { storage, project: None, log };
+        let mut db = RootDatabase {
+            storage,
+            project: None,
+            log,
+        };
         let std_files = crate::stdlib::std_files(&db);
-        let project = Project::builder(std_files, Vec::new()).durability(salsa::Durability::MEDIUM).new(&db);
+        let project = Project::builder(std_files, Vec::new())
+            .durability(salsa::Durability::MEDIUM)
+            .new(&db);
         db.project = Some(project);
         db
     }
@@ -129,7 +136,8 @@ impl salsa::Database for RootDatabase {}
 #[salsa::db]
 impl Db for RootDatabase {
     fn project(&self) -> Project {
-        self.project.expect("RootDatabase::default sets the project")
+        self.project
+            .expect("RootDatabase::default sets the project")
     }
 }
 
@@ -143,14 +151,23 @@ impl RootDatabase {
 
     /// The queries executed since the last call.
     pub fn take_log(&self) -> Vec<String> {
-        self.log.lock().ok().and_then(|mut g| g.as_mut().map(std::mem::take)).unwrap_or_default()
+        self.log
+            .lock()
+            .ok()
+            .and_then(|mut g| g.as_mut().map(std::mem::take))
+            .unwrap_or_default()
     }
 
     /// Adds a file, or replaces the text of the file with the same path.
     pub fn set_file(&mut self, path: &str, text: String) -> SourceFile {
         use salsa::Setter;
         let project = self.project();
-        if let Some(file) = project.files(self).iter().copied().find(|f| f.path(self) == path) {
+        if let Some(file) = project
+            .files(self)
+            .iter()
+            .copied()
+            .find(|f| f.path(self) == path)
+        {
             if file.text(self) != &text {
                 file.set_text(self).to(text);
             }
@@ -172,6 +189,10 @@ impl RootDatabase {
     }
 
     pub fn file_by_path(&self, path: &str) -> Option<SourceFile> {
-        self.project().files(self).iter().copied().find(|f| f.path(self) == path)
+        self.project()
+            .files(self)
+            .iter()
+            .copied()
+            .find(|f| f.path(self) == path)
     }
 }

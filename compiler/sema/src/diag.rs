@@ -125,7 +125,10 @@ impl<'db> Diagnostic<'db> {
     }
 
     pub fn with_label(mut self, location: Location<'db>, message: impl Into<String>) -> Self {
-        self.labels.push(Label { location, message: message.into() });
+        self.labels.push(Label {
+            location,
+            message: message.into(),
+        });
         self
     }
 
@@ -160,7 +163,10 @@ pub fn kind_phrase(kind: &str) -> String {
 /// "did you mean `x`?" for the closest candidate within a small edit distance.
 /// One- and two-letter names only match up to case: any letter is one edit
 /// from any other.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -187,7 +193,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=n {
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -202,10 +210,19 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("bandwith", ["bandwidth", "size"]).as_deref(), Some("did you mean `bandwidth`?"));
+        assert_eq!(
+            did_you_mean("bandwith", ["bandwidth", "size"]).as_deref(),
+            Some("did you mean `bandwidth`?")
+        );
         assert_eq!(did_you_mean("zzz", ["bandwidth", "size"]), None);
-        assert_eq!(did_you_mean("kib", ["KiB", "MiB"]).as_deref(), Some("did you mean `KiB`?"));
-        assert_eq!(did_you_mean("hots", ["host", "h100"]).as_deref(), Some("did you mean `host`?"));
+        assert_eq!(
+            did_you_mean("kib", ["KiB", "MiB"]).as_deref(),
+            Some("did you mean `KiB`?")
+        );
+        assert_eq!(
+            did_you_mean("hots", ["host", "h100"]).as_deref(),
+            Some("did you mean `host`?")
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ impl DType {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::Fp8)
+        matches!(
+            self,
+            DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::Fp8
+        )
     }
 
     /// Whether every value of `self` is exactly a value of `to`.

@@ -17,7 +17,11 @@ pub fn span_text(e: &Expr) -> String {
         },
         ExprKind::Name(n) => n.text.clone(),
         ExprKind::Access { tensor, indices } => {
-            format!("{}[{}]", tensor.text, indices.iter().map(span_text).collect::<Vec<_>>().join(", "))
+            format!(
+                "{}[{}]",
+                tensor.text,
+                indices.iter().map(span_text).collect::<Vec<_>>().join(", ")
+            )
         }
         ExprKind::Call { callee, args } => format!(
             "{}({})",
@@ -30,12 +34,18 @@ pub fn span_text(e: &Expr) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        ExprKind::Binary { op, lhs, rhs } => format!("{} {} {}", span_text(lhs), op.symbol(), span_text(rhs)),
+        ExprKind::Binary { op, lhs, rhs } => {
+            format!("{} {} {}", span_text(lhs), op.symbol(), span_text(rhs))
+        }
         ExprKind::Neg(x) => format!("-{}", span_text(x)),
         ExprKind::Reduce { op, indices, body } => format!(
             "{}[{}] {}",
             op.keyword(),
-            indices.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join(", "),
+            indices
+                .iter()
+                .map(|n| n.text.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             span_text(body)
         ),
         ExprKind::Paren(x) => format!("({})", span_text(x)),
@@ -71,7 +81,11 @@ pub(crate) struct IndexCtx {
 
 impl IndexCtx {
     fn lookup_var(&self, name: &str) -> Option<usize> {
-        self.bound.iter().rev().copied().find(|v| self.vars[*v].name == name)
+        self.bound
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| self.vars[*v].name == name)
     }
 
     fn lookup_value(&self, name: &str) -> Option<(ScalarExpr, Option<DType>)> {
@@ -89,20 +103,40 @@ impl Lowerer<'_, '_> {
         let mut ctx = IndexCtx::default();
         for e in indices {
             let ExprKind::Name(n) = &e.kind else {
-                self.error("E0415", e.span, "indices on the left-hand side must be plain index names")
-                    .help = Some(format!("write `{}[i, j] = ...` and shift indices on the right-hand side", a.target.text));
+                self.error(
+                    "E0415",
+                    e.span,
+                    "indices on the left-hand side must be plain index names",
+                )
+                .help = Some(format!(
+                    "write `{}[i, j] = ...` and shift indices on the right-hand side",
+                    a.target.text
+                ));
                 return;
             };
             if ctx.vars.iter().any(|v| v.name == n.text) {
-                self.error("E0405", n.span, format!("index `{}` appears twice on the left-hand side", n.text));
+                self.error(
+                    "E0405",
+                    n.span,
+                    format!("index `{}` appears twice on the left-hand side", n.text),
+                );
                 return;
             }
             if self.consts.contains_key(&n.text) {
-                self.error("E0405", n.span, format!("`{}` is a size, not an index", n.text))
-                    .help = Some("use a lower-case index name such as `i`".into());
+                self.error(
+                    "E0405",
+                    n.span,
+                    format!("`{}` is a size, not an index", n.text),
+                )
+                .help = Some("use a lower-case index name such as `i`".into());
                 return;
             }
-            ctx.vars.push(VarInfo { name: n.text.clone(), span: n.span, constraints: Vec::new(), uses: 0 });
+            ctx.vars.push(VarInfo {
+                name: n.text.clone(),
+                span: n.span,
+                constraints: Vec::new(),
+                uses: 0,
+            });
             ctx.bound.push(ctx.vars.len() - 1);
         }
         let target = self.names.get(&a.target.text).copied();
@@ -113,17 +147,29 @@ impl Lowerer<'_, '_> {
                 self.error(
                     "E0402",
                     a.target.span,
-                    format!("`{name}` has {} dimensions but is indexed with {}", shape.len(), indices.len()),
+                    format!(
+                        "`{name}` has {} dimensions but is indexed with {}",
+                        shape.len(),
+                        indices.len()
+                    ),
                 );
                 return;
             }
             let decl_span = self.tensors[t].span;
             for (i, size) in shape.iter().enumerate() {
-                ctx.vars[i].constraints.push((*size, decl_span, format!("dimension {i} of `{}`", a.target.text)));
+                ctx.vars[i].constraints.push((
+                    *size,
+                    decl_span,
+                    format!("dimension {i} of `{}`", a.target.text),
+                ));
             }
         }
-        let Some((body, dtype)) = self.lower_scalar(&a.value, &mut ctx) else { return };
-        let Some(vars) = self.resolve_ranges(&ctx, indices.len(), target.is_none()) else { return };
+        let Some((body, dtype)) = self.lower_scalar(&a.value, &mut ctx) else {
+            return;
+        };
+        let Some(vars) = self.resolve_ranges(&ctx, indices.len(), target.is_none()) else {
+            return;
+        };
         if !self.check_bounds(&ctx, &vars) {
             return;
         }
@@ -133,8 +179,20 @@ impl Lowerer<'_, '_> {
                     let want = self.tensors[t].dtype;
                     if !d.widens_to(want) && d.accumulator() != want {
                         let name = self.tensors[t].name.clone();
-                        self.error("E0404", a.value.span, format!("`{name}` is {} but this expression is {}", want.name(), d.name()))
-                            .help = Some(format!("declare `{name}` as {}, or convert: `{}(...)`", d.name(), want.name()));
+                        self.error(
+                            "E0404",
+                            a.value.span,
+                            format!(
+                                "`{name}` is {} but this expression is {}",
+                                want.name(),
+                                d.name()
+                            ),
+                        )
+                        .help = Some(format!(
+                            "declare `{name}` as {}, or convert: `{}(...)`",
+                            d.name(),
+                            want.name()
+                        ));
                         return;
                     }
                 }
@@ -168,16 +226,29 @@ impl Lowerer<'_, '_> {
 
     /// Every variable gets exactly one range; the first `outputs` are the
     /// left-hand side's.
-    fn resolve_ranges(&mut self, ctx: &IndexCtx, outputs: usize, target_is_new: bool) -> Option<Vec<IndexVar>> {
+    fn resolve_ranges(
+        &mut self,
+        ctx: &IndexCtx,
+        outputs: usize,
+        target_is_new: bool,
+    ) -> Option<Vec<IndexVar>> {
         let mut out = Vec::new();
         for (i, v) in ctx.vars.iter().enumerate() {
             let Some((size, span, what)) = v.constraints.first() else {
                 let help = if i < outputs && target_is_new {
                     format!("index a tensor with `{}` on the right-hand side, or declare the result with its shape", v.name)
                 } else {
-                    format!("use `{}` alone as an index of some tensor, e.g. `x[{}]`", v.name, v.name)
+                    format!(
+                        "use `{}` alone as an index of some tensor, e.g. `x[{}]`",
+                        v.name, v.name
+                    )
                 };
-                self.error("E0405", v.span, format!("cannot tell the range of index `{}`", v.name)).help = Some(help);
+                self.error(
+                    "E0405",
+                    v.span,
+                    format!("cannot tell the range of index `{}`", v.name),
+                )
+                .help = Some(help);
                 return None;
             };
             for (other, other_span, other_what) in &v.constraints[1..] {
@@ -186,14 +257,26 @@ impl Lowerer<'_, '_> {
                     let d = self.error(
                         "E0403",
                         *other_span,
-                        format!("index `{}` ranges over {} here ({}) but over {} elsewhere", v.name, other, other_what, size),
+                        format!(
+                            "index `{}` ranges over {} here ({}) but over {} elsewhere",
+                            v.name, other, other_what, size
+                        ),
                     );
-                    d.labels.push(Label { location: label, message: format!("{what} has size {size}") });
-                    d.help = Some("make the sizes agree, or use different index names for different axes".into());
+                    d.labels.push(Label {
+                        location: label,
+                        message: format!("{what} has size {size}"),
+                    });
+                    d.help = Some(
+                        "make the sizes agree, or use different index names for different axes"
+                            .into(),
+                    );
                     return None;
                 }
             }
-            out.push(IndexVar { name: v.name.clone(), extent: *size });
+            out.push(IndexVar {
+                name: v.name.clone(),
+                extent: *size,
+            });
         }
         Some(out)
     }
@@ -211,16 +294,27 @@ impl Lowerer<'_, '_> {
                 }
             }
             if lo < 0 || hi >= b.size as i64 {
-                let reach = if lo < 0 { format!("goes down to {lo}") } else { format!("reaches {hi}") };
+                let reach = if lo < 0 {
+                    format!("goes down to {lo}")
+                } else {
+                    format!("reaches {hi}")
+                };
                 let ranges: Vec<String> = b
                     .affine
                     .terms
                     .iter()
                     .map(|(v, _)| format!("`{}` runs to {}", vars[*v].name, vars[*v].extent - 1))
                     .collect();
-                let d = self.error("E0413", b.span, format!("this index {reach}, but {} has size {}", b.what, b.size));
+                let d = self.error(
+                    "E0413",
+                    b.span,
+                    format!("this index {reach}, but {} has size {}", b.what, b.size),
+                );
                 d.primary_label = ranges.join(", ");
-                d.help = Some("valid indices run from 0 to size - 1: shrink the output or pad the input".into());
+                d.help = Some(
+                    "valid indices run from 0 to size - 1: shrink the output or pad the input"
+                        .into(),
+                );
                 return false;
             }
         }
@@ -232,8 +326,12 @@ impl Lowerer<'_, '_> {
         match &e.kind {
             ExprKind::Number { value, unit } => {
                 if let Some(u) = unit {
-                    self.error("E0302", u.span, "units have no meaning in a tensor expression")
-                        .help = Some(format!("write the plain number `{}`", value.text));
+                    self.error(
+                        "E0302",
+                        u.span,
+                        "units have no meaning in a tensor expression",
+                    )
+                    .help = Some(format!("write the plain number `{}`", value.text));
                     return None;
                 }
                 match crate::consts::parse_real(value) {
@@ -265,11 +363,30 @@ impl Lowerer<'_, '_> {
                 }
                 if let Some(&t) = self.names.get(&n.text) {
                     if self.tensors[t].shape.is_empty() {
-                        return Some((ScalarExpr::Access { tensor: t, index: Vec::new() }, Some(self.tensors[t].dtype)));
+                        return Some((
+                            ScalarExpr::Access {
+                                tensor: t,
+                                index: Vec::new(),
+                            },
+                            Some(self.tensors[t].dtype),
+                        ));
                     }
                     let rank = self.tensors[t].shape.len();
-                    let idx = ["i", "j", "k", "l", "m", "n", "p", "q"].iter().cycle().take(rank).copied().collect::<Vec<_>>().join(", ");
-                    self.error("E0414", n.span, format!("`{}` is a tensor; index it here: `{}[{idx}]`", n.text, n.text));
+                    let idx = ["i", "j", "k", "l", "m", "n", "p", "q"]
+                        .iter()
+                        .cycle()
+                        .take(rank)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    self.error(
+                        "E0414",
+                        n.span,
+                        format!(
+                            "`{}` is a tensor; index it here: `{}[{idx}]`",
+                            n.text, n.text
+                        ),
+                    );
                     return None;
                 }
                 self.unknown_name(n.text.as_str(), n.span, ctx);
@@ -278,31 +395,58 @@ impl Lowerer<'_, '_> {
             ExprKind::Access { tensor, indices } => self.lower_access(tensor, indices, e.span, ctx),
             ExprKind::Binary { op, lhs, rhs } => {
                 if *op == BinOp::MatMul {
-                    self.error("E0414", e.span, "`@` multiplies whole tensors; in index form write the sum")
-                        .help = Some("for example `sum[k] a[i, k] * b[k, j]`".into());
+                    self.error(
+                        "E0414",
+                        e.span,
+                        "`@` multiplies whole tensors; in index form write the sum",
+                    )
+                    .help = Some("for example `sum[k] a[i, k] * b[k, j]`".into());
                     return None;
                 }
                 let (l, ld) = self.lower_scalar(lhs, ctx)?;
                 let (r, rd) = self.lower_scalar(rhs, ctx)?;
                 let d = self.join(ld, rd, lhs.span, rhs.span)?;
-                Some((ScalarExpr::Binary { op: *op, lhs: Box::new(l), rhs: Box::new(r) }, d))
+                Some((
+                    ScalarExpr::Binary {
+                        op: *op,
+                        lhs: Box::new(l),
+                        rhs: Box::new(r),
+                    },
+                    d,
+                ))
             }
             ExprKind::Reduce { op, indices, body } => {
                 let mut new_vars = Vec::new();
                 for n in indices {
                     if self.consts.contains_key(&n.text) {
-                        self.error("E0405", n.span, format!("`{}` is a size, not an index", n.text))
-                            .help = Some("reduce over a lower-case index name, e.g. `sum[k]`".into());
+                        self.error(
+                            "E0405",
+                            n.span,
+                            format!("`{}` is a size, not an index", n.text),
+                        )
+                        .help = Some("reduce over a lower-case index name, e.g. `sum[k]`".into());
                         return None;
                     }
                     if let Some(v) = ctx.lookup_var(&n.text) {
                         let label = self.loc(ctx.vars[v].span);
-                        self.error("E0407", n.span, format!("index `{}` is already bound", n.text))
-                            .labels
-                            .push(Label { location: label, message: "bound here".into() });
+                        self.error(
+                            "E0407",
+                            n.span,
+                            format!("index `{}` is already bound", n.text),
+                        )
+                        .labels
+                        .push(Label {
+                            location: label,
+                            message: "bound here".into(),
+                        });
                         return None;
                     }
-                    ctx.vars.push(VarInfo { name: n.text.clone(), span: n.span, constraints: Vec::new(), uses: 0 });
+                    ctx.vars.push(VarInfo {
+                        name: n.text.clone(),
+                        span: n.span,
+                        constraints: Vec::new(),
+                        uses: 0,
+                    });
                     let v = ctx.vars.len() - 1;
                     ctx.bound.push(v);
                     new_vars.push(v);
@@ -313,8 +457,14 @@ impl Lowerer<'_, '_> {
                 for &v in &new_vars {
                     if ctx.vars[v].uses == 0 {
                         let name = ctx.vars[v].name.clone();
-                        self.error("E0406", ctx.vars[v].span, format!("the reduced expression does not use index `{name}`"))
-                            .help = Some(format!("remove `{name}` from the reduction, or index a tensor with it"));
+                        self.error(
+                            "E0406",
+                            ctx.vars[v].span,
+                            format!("the reduced expression does not use index `{name}`"),
+                        )
+                        .help = Some(format!(
+                            "remove `{name}` from the reduction, or index a tensor with it"
+                        ));
                         return None;
                     }
                 }
@@ -322,7 +472,14 @@ impl Lowerer<'_, '_> {
                     arch_syntax::ast::ReduceOp::Sum => d.map(DType::accumulator),
                     _ => d,
                 };
-                Some((ScalarExpr::Reduce { op: *op, vars: new_vars, body: Box::new(b) }, d))
+                Some((
+                    ScalarExpr::Reduce {
+                        op: *op,
+                        vars: new_vars,
+                        body: Box::new(b),
+                    },
+                    d,
+                ))
             }
             ExprKind::Call { callee, args } => self.lower_call(callee, args, e.span, ctx),
         }
@@ -337,27 +494,46 @@ impl Lowerer<'_, '_> {
                 .help = Some(format!("move the statement computing `{name}` above this one, or declare `{name}` with its shape"));
             return;
         }
-        let looks_like_index = name.len() <= 2 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let looks_like_index = name.len() <= 2
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if looks_like_index {
             self.error("E0405", span, format!("index `{name}` is not bound"))
-                .help = Some(format!("put `{name}` on the left-hand side, or reduce over it: `sum[{name}] ...`"));
+                .help = Some(format!(
+                "put `{name}` on the left-hand side, or reduce over it: `sum[{name}] ...`"
+            ));
             return;
         }
         let mut candidates: Vec<&str> = self.names.keys().map(String::as_str).collect();
         candidates.extend(self.consts.keys().map(String::as_str));
         candidates.extend(ctx.bound.iter().map(|v| ctx.vars[*v].name.as_str()));
         let help = did_you_mean(name, candidates);
-        self.error("E0101", span, format!("`{name}` is not defined")).help = help;
+        self.error("E0101", span, format!("`{name}` is not defined"))
+            .help = help;
     }
 
-    fn join(&mut self, a: Option<DType>, b: Option<DType>, sa: Span, sb: Span) -> Option<Option<DType>> {
+    fn join(
+        &mut self,
+        a: Option<DType>,
+        b: Option<DType>,
+        sa: Span,
+        sb: Span,
+    ) -> Option<Option<DType>> {
         match (a, b) {
             (Some(x), Some(y)) => match DType::join(x, y) {
                 Some(d) => Some(Some(d)),
                 None => {
                     let label = self.loc(sa);
-                    let d = self.error("E0404", sb, format!("{} and {} have no common element type", x.name(), y.name()));
-                    d.labels.push(Label { location: label, message: format!("this is {}", x.name()) });
+                    let d = self.error(
+                        "E0404",
+                        sb,
+                        format!("{} and {} have no common element type", x.name(), y.name()),
+                    );
+                    d.labels.push(Label {
+                        location: label,
+                        message: format!("this is {}", x.name()),
+                    });
                     d.primary_label = format!("this is {}", y.name());
                     d.help = Some("convert one side explicitly, e.g. `f32(...)`".to_string());
                     None
@@ -368,7 +544,13 @@ impl Lowerer<'_, '_> {
         }
     }
 
-    fn lower_access(&mut self, tensor: &arch_syntax::ast::Name, indices: &[Expr], span: Span, ctx: &mut IndexCtx) -> Option<Typed> {
+    fn lower_access(
+        &mut self,
+        tensor: &arch_syntax::ast::Name,
+        indices: &[Expr],
+        span: Span,
+        ctx: &mut IndexCtx,
+    ) -> Option<Typed> {
         let Some(&t) = self.names.get(&tensor.text) else {
             if self.poisoned.contains(&tensor.text) {
                 return None;
@@ -378,10 +560,22 @@ impl Lowerer<'_, '_> {
                 return None;
             }
             if self.consts.contains_key(&tensor.text) {
-                self.error("E0414", tensor.span, format!("`{}` is a size, not a tensor", tensor.text));
+                self.error(
+                    "E0414",
+                    tensor.span,
+                    format!("`{}` is a size, not a tensor", tensor.text),
+                );
             } else {
-                let help = did_you_mean(&tensor.text, self.names.keys().map(String::as_str).collect::<Vec<_>>());
-                self.error("E0101", tensor.span, format!("tensor `{}` is not defined", tensor.text)).help = help;
+                let help = did_you_mean(
+                    &tensor.text,
+                    self.names.keys().map(String::as_str).collect::<Vec<_>>(),
+                );
+                self.error(
+                    "E0101",
+                    tensor.span,
+                    format!("tensor `{}` is not defined", tensor.text),
+                )
+                .help = help;
             }
             return None;
         };
@@ -389,9 +583,20 @@ impl Lowerer<'_, '_> {
         if shape.len() != indices.len() {
             let name = self.tensors[t].name.clone();
             let label = self.loc(self.tensors[t].span);
-            self.error("E0402", span, format!("`{name}` has {} dimensions but is indexed with {}", shape.len(), indices.len()))
-                .labels
-                .push(Label { location: label, message: format!("declared with shape {:?}", shape) });
+            self.error(
+                "E0402",
+                span,
+                format!(
+                    "`{name}` has {} dimensions but is indexed with {}",
+                    shape.len(),
+                    indices.len()
+                ),
+            )
+            .labels
+            .push(Label {
+                location: label,
+                message: format!("declared with shape {:?}", shape),
+            });
             return None;
         }
         let mut index = Vec::new();
@@ -400,17 +605,29 @@ impl Lowerer<'_, '_> {
             let what = format!("dimension {axis} of `{}`", tensor.text);
             match affine.as_var() {
                 Some(v) => ctx.vars[v].constraints.push((shape[axis], e.span, what)),
-                None => ctx.bounds.push(PendingBound { affine: affine.clone(), size: shape[axis], what, span: e.span }),
+                None => ctx.bounds.push(PendingBound {
+                    affine: affine.clone(),
+                    size: shape[axis],
+                    what,
+                    span: e.span,
+                }),
             }
             index.push(affine);
         }
-        Some((ScalarExpr::Access { tensor: t, index }, Some(self.tensors[t].dtype)))
+        Some((
+            ScalarExpr::Access { tensor: t, index },
+            Some(self.tensors[t].dtype),
+        ))
     }
 
     fn lower_affine(&mut self, e: &Expr, ctx: &mut IndexCtx) -> Option<Affine> {
         let not_affine = |me: &mut Self| {
-            me.error("E0415", e.span, "an index must be affine: index names times constants, plus a constant")
-                .help = Some("for example `p * 2 + r`".into());
+            me.error(
+                "E0415",
+                e.span,
+                "an index must be affine: index names times constants, plus a constant",
+            )
+            .help = Some("for example `p * 2 + r`".into());
         };
         match &e.kind {
             ExprKind::Name(n) => {
@@ -438,7 +655,11 @@ impl Lowerer<'_, '_> {
             },
             ExprKind::Paren(inner) => self.lower_affine(inner, ctx),
             ExprKind::Neg(inner) => Some(scale(self.lower_affine(inner, ctx)?, -1)),
-            ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs } => {
+            ExprKind::Binary {
+                op: op @ (BinOp::Add | BinOp::Sub),
+                lhs,
+                rhs,
+            } => {
                 let a = self.lower_affine(lhs, ctx)?;
                 let mut b = self.lower_affine(rhs, ctx)?;
                 if *op == BinOp::Sub {
@@ -446,7 +667,11 @@ impl Lowerer<'_, '_> {
                 }
                 Some(add(a, b))
             }
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs } => {
+            ExprKind::Binary {
+                op: BinOp::Mul,
+                lhs,
+                rhs,
+            } => {
                 let a = self.lower_affine(lhs, ctx)?;
                 let b = self.lower_affine(rhs, ctx)?;
                 match (a.terms.is_empty(), b.terms.is_empty()) {
@@ -465,24 +690,54 @@ impl Lowerer<'_, '_> {
         }
     }
 
-    fn lower_call(&mut self, callee: &arch_syntax::ast::Name, args: &[arch_syntax::ast::Arg], span: Span, ctx: &mut IndexCtx) -> Option<Typed> {
+    fn lower_call(
+        &mut self,
+        callee: &arch_syntax::ast::Name,
+        args: &[arch_syntax::ast::Arg],
+        span: Span,
+        ctx: &mut IndexCtx,
+    ) -> Option<Typed> {
         if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
-            if BUILTINS.iter().any(|(n, _, _)| *n == callee.text) || DType::from_name(&callee.text).is_some() {
-                self.error("E0411", named.span, format!("`{}` takes no named arguments", callee.text));
+            if BUILTINS.iter().any(|(n, _, _)| *n == callee.text)
+                || DType::from_name(&callee.text).is_some()
+            {
+                self.error(
+                    "E0411",
+                    named.span,
+                    format!("`{}` takes no named arguments", callee.text),
+                );
                 return None;
             }
         }
         if let Some(to) = DType::from_name(&callee.text) {
             let [arg] = args else {
-                self.error("E0411", span, format!("`{}(...)` converts one value", callee.text));
+                self.error(
+                    "E0411",
+                    span,
+                    format!("`{}(...)` converts one value", callee.text),
+                );
                 return None;
             };
             let (x, _) = self.lower_scalar(&arg.value, ctx)?;
-            return Some((ScalarExpr::Cast { to, value: Box::new(x) }, Some(to)));
+            return Some((
+                ScalarExpr::Cast {
+                    to,
+                    value: Box::new(x),
+                },
+                Some(to),
+            ));
         }
         if let Some((_, func, arity)) = BUILTINS.iter().find(|(n, _, _)| *n == callee.text) {
             if args.len() != *arity {
-                self.error("E0411", span, format!("`{}` takes {arity} argument(s), got {}", callee.text, args.len()));
+                self.error(
+                    "E0411",
+                    span,
+                    format!(
+                        "`{}` takes {arity} argument(s), got {}",
+                        callee.text,
+                        args.len()
+                    ),
+                );
                 return None;
             }
             let mut lowered = Vec::new();
@@ -494,8 +749,18 @@ impl Lowerer<'_, '_> {
                 prev_span = a.value.span;
                 lowered.push(x);
             }
-            let dtype = if matches!(func, Builtin::Max | Builtin::Min | Builtin::Abs) { dtype } else { dtype.map(float_of) };
-            return Some((ScalarExpr::Call { func: *func, args: lowered }, dtype));
+            let dtype = if matches!(func, Builtin::Max | Builtin::Min | Builtin::Abs) {
+                dtype
+            } else {
+                dtype.map(float_of)
+            };
+            return Some((
+                ScalarExpr::Call {
+                    func: *func,
+                    args: lowered,
+                },
+                dtype,
+            ));
         }
         let Some(decl) = self.scope.get(&callee.text) else {
             self.unknown_function(callee);
@@ -506,7 +771,11 @@ impl Lowerer<'_, '_> {
             Item::Op(op) => match &op.body {
                 OpBody::Scalar(body) => {
                     if self.expansion_depth > 16 {
-                        self.error("E0411", span, format!("`{}` expands too deeply; is it recursive?", callee.text));
+                        self.error(
+                            "E0411",
+                            span,
+                            format!("`{}` expands too deeply; is it recursive?", callee.text),
+                        );
                         return None;
                     }
                     // Positional arguments first, then named ones, then defaults.
@@ -521,20 +790,45 @@ impl Lowerer<'_, '_> {
                             Some(n) => match op.params.iter().position(|p| p.name.text == n.text) {
                                 Some(i) => i,
                                 None => {
-                                    let names: Vec<&str> = op.params.iter().map(|p| p.name.text.as_str()).collect();
+                                    let names: Vec<&str> =
+                                        op.params.iter().map(|p| p.name.text.as_str()).collect();
                                     let help = did_you_mean(&n.text, names.iter().copied())
-                                        .unwrap_or_else(|| format!("parameters of `{}`: {}", callee.text, names.join(", ")));
-                                    self.error("E0411", n.span, format!("`{}` has no parameter `{}`", callee.text, n.text)).help = Some(help);
+                                        .unwrap_or_else(|| {
+                                            format!(
+                                                "parameters of `{}`: {}",
+                                                callee.text,
+                                                names.join(", ")
+                                            )
+                                        });
+                                    self.error(
+                                        "E0411",
+                                        n.span,
+                                        format!("`{}` has no parameter `{}`", callee.text, n.text),
+                                    )
+                                    .help = Some(help);
                                     return None;
                                 }
                             },
                         };
                         if i >= slots.len() {
-                            self.error("E0411", a.span, format!("`{}` takes {} argument(s), got {}", callee.text, op.params.len(), args.len()));
+                            self.error(
+                                "E0411",
+                                a.span,
+                                format!(
+                                    "`{}` takes {} argument(s), got {}",
+                                    callee.text,
+                                    op.params.len(),
+                                    args.len()
+                                ),
+                            );
                             return None;
                         }
                         if slots[i].is_some() {
-                            self.error("E0411", a.span, format!("`{}` is given twice", op.params[i].name.text));
+                            self.error(
+                                "E0411",
+                                a.span,
+                                format!("`{}` is given twice", op.params[i].name.text),
+                            );
                             return None;
                         }
                         slots[i] = Some(&a.value);
@@ -543,15 +837,24 @@ impl Lowerer<'_, '_> {
                     for (p, slot) in op.params.iter().zip(slots) {
                         let v = match (slot, &p.default) {
                             (Some(e), _) => self.lower_scalar(e, ctx)?,
-                            (None, Some(default)) => match crate::consts::eval_quantity(default, &|_| None) {
-                                Ok(q) => (ScalarExpr::Const(Real(q.value)), None),
-                                Err(e) => {
-                                    self.const_error(e);
-                                    return None;
+                            (None, Some(default)) => {
+                                match crate::consts::eval_quantity(default, &|_| None) {
+                                    Ok(q) => (ScalarExpr::Const(Real(q.value)), None),
+                                    Err(e) => {
+                                        self.const_error(e);
+                                        return None;
+                                    }
                                 }
-                            },
+                            }
                             (None, None) => {
-                                self.error("E0411", span, format!("`{}` needs an argument for `{}`", callee.text, p.name.text));
+                                self.error(
+                                    "E0411",
+                                    span,
+                                    format!(
+                                        "`{}` needs an argument for `{}`",
+                                        callee.text, p.name.text
+                                    ),
+                                );
                                 return None;
                             }
                         };
@@ -576,18 +879,40 @@ impl Lowerer<'_, '_> {
                     result
                 }
                 OpBody::Tensor { .. } => {
-                    self.error("E0414", callee.span, format!("`{}` is a tensor op; call it on whole tensors", callee.text))
-                        .help = Some(format!("for example `h = {}(...)` as its own statement", callee.text));
+                    self.error(
+                        "E0414",
+                        callee.span,
+                        format!("`{}` is a tensor op; call it on whole tensors", callee.text),
+                    )
+                    .help = Some(format!(
+                        "for example `h = {}(...)` as its own statement",
+                        callee.text
+                    ));
                     None
                 }
             },
             Item::Neuron(_) => {
-                self.error("E0414", callee.span, format!("`{}` is a neuron model; apply it to a whole tensor", callee.text))
-                    .help = Some(format!("for example `h = {}(x @ w)`", callee.text));
+                self.error(
+                    "E0414",
+                    callee.span,
+                    format!(
+                        "`{}` is a neuron model; apply it to a whole tensor",
+                        callee.text
+                    ),
+                )
+                .help = Some(format!("for example `h = {}(x @ w)`", callee.text));
                 None
             }
             _ => {
-                self.error("E0105", callee.span, format!("`{}` is {}, not a function", callee.text, crate::diag::kind_phrase(decl.kind(self.db))));
+                self.error(
+                    "E0105",
+                    callee.span,
+                    format!(
+                        "`{}` is {}, not a function",
+                        callee.text,
+                        crate::diag::kind_phrase(decl.kind(self.db))
+                    ),
+                );
                 None
             }
         }
@@ -602,16 +927,28 @@ impl Lowerer<'_, '_> {
             return;
         }
         let help = match crate::scope::std_module_of(self.db, &callee.text) {
-            Some(module) => Some(format!("`{}` is in {module}: add `import {module}.{}`", callee.text, callee.text)),
+            Some(module) => Some(format!(
+                "`{}` is in {module}: add `import {module}.{}`",
+                callee.text, callee.text
+            )),
             None => {
                 let mut candidates: Vec<&str> = BUILTINS.iter().map(|(n, _, _)| *n).collect();
                 candidates.extend(self.scope.names_of_kind(self.db, "op"));
                 candidates.extend(self.scope.names_of_kind(self.db, "neuron"));
-                did_you_mean(&callee.text, candidates)
-                    .or_else(|| Some(format!("define it (`op {}(x) = ...`) or import it", callee.text)))
+                did_you_mean(&callee.text, candidates).or_else(|| {
+                    Some(format!(
+                        "define it (`op {}(x) = ...`) or import it",
+                        callee.text
+                    ))
+                })
             }
         };
-        self.error("E0101", callee.span, format!("function `{}` is not defined", callee.text)).help = help;
+        self.error(
+            "E0101",
+            callee.span,
+            format!("function `{}` is not defined", callee.text),
+        )
+        .help = help;
     }
 }
 

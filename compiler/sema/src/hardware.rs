@@ -19,8 +19,12 @@ pub enum HwClass {
 }
 
 impl HwClass {
-    pub const ALL: [(&'static str, HwClass); 4] =
-        [("cpu", HwClass::Cpu), ("gpu", HwClass::Gpu), ("npu", HwClass::Npu), ("neuromorphic", HwClass::Neuromorphic)];
+    pub const ALL: [(&'static str, HwClass); 4] = [
+        ("cpu", HwClass::Cpu),
+        ("gpu", HwClass::Gpu),
+        ("npu", HwClass::Npu),
+        ("neuromorphic", HwClass::Neuromorphic),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,7 +58,13 @@ pub struct Level {
 impl Level {
     /// Bytes one core can use at this level.
     pub fn capacity_per_core(&self, cores: u64) -> Option<f64> {
-        self.size_bytes.map(|a| if a.per_core { a.value.0 } else { a.value.0 / cores.max(1) as f64 })
+        self.size_bytes.map(|a| {
+            if a.per_core {
+                a.value.0
+            } else {
+                a.value.0 / cores.max(1) as f64
+            }
+        })
     }
 
     /// Bytes one tile can use: per-core sizes are whole, shared ones whole too
@@ -167,15 +177,29 @@ pub struct HardwareResult<'db> {
 pub fn hardware_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> HardwareResult<'db> {
     let parsed = parse_decl(db, decl);
     let Item::Hardware(hw) = &parsed.item else {
-        return HardwareResult { model: None, diagnostics: Vec::new() };
+        return HardwareResult {
+            model: None,
+            diagnostics: Vec::new(),
+        };
     };
     if !parsed.errors.is_empty() {
-        return HardwareResult { model: None, diagnostics: Vec::new() };
+        return HardwareResult {
+            model: None,
+            diagnostics: Vec::new(),
+        };
     }
-    let mut checker = HwChecker { db, decl, diags: Vec::new(), seen: Vec::new() };
+    let mut checker = HwChecker {
+        db,
+        decl,
+        diags: Vec::new(),
+        seen: Vec::new(),
+    };
     let model = checker.hardware(hw);
     let ok = checker.diags.is_empty();
-    HardwareResult { model: if ok { model } else { None }, diagnostics: checker.diags }
+    HardwareResult {
+        model: if ok { model } else { None },
+        diagnostics: checker.diags,
+    }
 }
 
 struct HwChecker<'db> {
@@ -210,14 +234,21 @@ const COST_KEYS: &[(&str, Dim)] = &[
     ("spike_energy", Dim::ENERGY),
 ];
 const FIELDS: &[&str] = &["clock", "cores", "vendor", "description", "weight_bits"];
-const BLOCKS: &[&str] = &["level", "compute", "array", "core", "noc", "cost", "topology"];
+const BLOCKS: &[&str] = &[
+    "level", "compute", "array", "core", "noc", "cost", "topology",
+];
 
 impl<'db> HwChecker<'db> {
     fn loc(&self, span: Span) -> Location<'db> {
         Location::new(self.decl, span)
     }
 
-    fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic<'db> {
+    fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic<'db> {
         let d = Diagnostic::error(code, self.loc(span), message);
         self.diags.push(d);
         let i = self.diags.len() - 1;
@@ -233,7 +264,17 @@ impl<'db> HwChecker<'db> {
                 if let Some(class) = &hw.class {
                     let c = self.class(class)?;
                     if c != m.class {
-                        self.error("E0505", class.span, format!("`{}` is {} but extends `{}`, which is {}", hw.name.text, c.name(), base.text, m.class.name()));
+                        self.error(
+                            "E0505",
+                            class.span,
+                            format!(
+                                "`{}` is {} but extends `{}`, which is {}",
+                                hw.name.text,
+                                c.name(),
+                                base.text,
+                                m.class.name()
+                            ),
+                        );
                         return None;
                     }
                 }
@@ -290,7 +331,12 @@ impl<'db> HwChecker<'db> {
             None => {
                 let help = did_you_mean(&class.text, HwClass::ALL.iter().map(|(n, _)| *n))
                     .unwrap_or_else(|| "classes: cpu, gpu, npu, neuromorphic".into());
-                self.error("E0501", class.span, format!("unknown hardware class `{}`", class.text)).help = Some(help);
+                self.error(
+                    "E0501",
+                    class.span,
+                    format!("unknown hardware class `{}`", class.text),
+                )
+                .help = Some(help);
                 None
             }
         }
@@ -305,24 +351,50 @@ impl<'db> HwChecker<'db> {
             let scope = file_scope(self.db, from.file(self.db));
             let Some(decl) = scope.get(&name.text) else {
                 let help = did_you_mean(&name.text, scope.names_of_kind(self.db, "hardware"));
-                self.error("E0101", base.span, format!("hardware `{}` is not defined", name.text)).help =
-                    help.or_else(|| Some(format!("import it: `import std.hw.{}`", name.text)));
+                self.error(
+                    "E0101",
+                    base.span,
+                    format!("hardware `{}` is not defined", name.text),
+                )
+                .help = help.or_else(|| Some(format!("import it: `import std.hw.{}`", name.text)));
                 return None;
             };
             if decl.kind(self.db) != "hardware" {
-                self.error("E0105", base.span, format!("`{}` is {}, not hardware", name.text, crate::diag::kind_phrase(decl.kind(self.db))));
+                self.error(
+                    "E0105",
+                    base.span,
+                    format!(
+                        "`{}` is {}, not hardware",
+                        name.text,
+                        crate::diag::kind_phrase(decl.kind(self.db))
+                    ),
+                );
                 return None;
             }
             if chain.contains(&name.text) {
-                self.error("E0505", base.span, format!("`extends` goes round in a circle: {} -> {}", chain.join(" -> "), name.text));
+                self.error(
+                    "E0505",
+                    base.span,
+                    format!(
+                        "`extends` goes round in a circle: {} -> {}",
+                        chain.join(" -> "),
+                        name.text
+                    ),
+                );
                 return None;
             }
             chain.push(name.text.clone());
             if chain.len() > 32 {
-                self.error("E0505", base.span, "`extends` chains are limited to 32 levels");
+                self.error(
+                    "E0505",
+                    base.span,
+                    "`extends` chains are limited to 32 levels",
+                );
                 return None;
             }
-            let Item::Hardware(next) = &parse_decl(self.db, decl).item else { return None };
+            let Item::Hardware(next) = &parse_decl(self.db, decl).item else {
+                return None;
+            };
             match &next.base {
                 Some(b) => current = (decl, b.clone()),
                 None => break,
@@ -334,28 +406,54 @@ impl<'db> HwChecker<'db> {
         match &result.model {
             Some(m) => Some(m.clone()),
             None => {
-                self.error("E0505", base.span, format!("`{}` has errors of its own", base.text));
+                self.error(
+                    "E0505",
+                    base.span,
+                    format!("`{}` has errors of its own", base.text),
+                );
                 None
             }
         }
     }
 
     fn duplicate(&mut self, block: &str, label: &str, key: &Name) -> bool {
-        if let Some((_, _, _, prev)) = self.seen.iter().find(|(b, l, k, _)| b == block && l == label && *k == key.text) {
+        if let Some((_, _, _, prev)) = self
+            .seen
+            .iter()
+            .find(|(b, l, k, _)| b == block && l == label && *k == key.text)
+        {
             let label = self.loc(*prev);
             self.error("E0504", key.span, format!("`{}` is given twice", key.text))
                 .labels
-                .push(Label { location: label, message: "first given here".into() });
+                .push(Label {
+                    location: label,
+                    message: "first given here".into(),
+                });
             return true;
         }
-        self.seen.push((block.to_string(), label.to_string(), key.text.clone(), key.span));
+        self.seen.push((
+            block.to_string(),
+            label.to_string(),
+            key.text.clone(),
+            key.span,
+        ));
         false
     }
 
     /// Reads a quantity and checks its dimension.
     fn amount(&mut self, key: &Name, value: &HwValue, want: Dim) -> Option<Amount> {
-        let HwValue::Quantity { number, unit, per, span } = value else {
-            self.error("E0302", value.span(), format!("`{}` takes {}", key.text, want.describe()));
+        let HwValue::Quantity {
+            number,
+            unit,
+            per,
+            span,
+        } = value
+        else {
+            self.error(
+                "E0302",
+                value.span(),
+                format!("`{}` takes {}", key.text, want.describe()),
+            );
             return None;
         };
         let v = match parse_real(number) {
@@ -377,8 +475,21 @@ impl<'db> HwChecker<'db> {
             },
         };
         if dim != want {
-            let got = if unit.is_none() { "a plain number".to_string() } else { dim.describe() };
-            self.error("E0302", *span, format!("`{}` takes {}, but this is {}", key.text, want.describe(), got));
+            let got = if unit.is_none() {
+                "a plain number".to_string()
+            } else {
+                dim.describe()
+            };
+            self.error(
+                "E0302",
+                *span,
+                format!(
+                    "`{}` takes {}, but this is {}",
+                    key.text,
+                    want.describe(),
+                    got
+                ),
+            );
             return None;
         }
         if v < 0.0 {
@@ -387,24 +498,43 @@ impl<'db> HwChecker<'db> {
         }
         let per_core = match per {
             None => false,
-            Some(p) if p.text == "core" && !matches!(want, d if d == Dim::BYTES || d == Dim::BANDWIDTH || d == Dim::WORK_PER_CYCLE) => {
-                self.error("E0506", p.span, format!("`{}` is not given per core", key.text))
-                    .help = Some("`per core` applies to sizes, bandwidths and compute rates".into());
+            Some(p)
+                if p.text == "core"
+                    && !matches!(want, d if d == Dim::BYTES || d == Dim::BANDWIDTH || d == Dim::WORK_PER_CYCLE) =>
+            {
+                self.error(
+                    "E0506",
+                    p.span,
+                    format!("`{}` is not given per core", key.text),
+                )
+                .help = Some("`per core` applies to sizes, bandwidths and compute rates".into());
                 return None;
             }
             Some(p) if p.text == "core" => true,
             Some(p) => {
-                self.error("E0506", p.span, format!("`per {}`: only `per core` is known", p.text));
+                self.error(
+                    "E0506",
+                    p.span,
+                    format!("`per {}`: only `per core` is known", p.text),
+                );
                 return None;
             }
         };
-        Some(Amount { value: Real(v * scale), per_core, span: *span })
+        Some(Amount {
+            value: Real(v * scale),
+            per_core,
+            span: *span,
+        })
     }
 
     fn count(&mut self, key: &Name, value: &HwValue) -> Option<u64> {
         let a = self.amount(key, value, Dim::COUNT)?;
         if a.value.0.fract() != 0.0 || a.value.0 < 1.0 {
-            self.error("E0506", a.span, format!("`{}` must be a positive whole number", key.text));
+            self.error(
+                "E0506",
+                a.span,
+                format!("`{}` must be a positive whole number", key.text),
+            );
             return None;
         }
         Some(a.value.0 as u64)
@@ -414,15 +544,25 @@ impl<'db> HwChecker<'db> {
         match value {
             HwValue::Word(w) => Some(w),
             other => {
-                self.error("E0506", other.span(), format!("`{}` takes a name", key.text));
+                self.error(
+                    "E0506",
+                    other.span(),
+                    format!("`{}` takes a name", key.text),
+                );
                 None
             }
         }
     }
 
     fn unknown_key(&mut self, key: &Name, known: &[&str], context: &str) {
-        let help = did_you_mean(&key.text, known.iter().copied()).unwrap_or_else(|| format!("{context} takes: {}", known.join(", ")));
-        self.error("E0503", key.span, format!("unknown field `{}` in {context}", key.text)).help = Some(help);
+        let help = did_you_mean(&key.text, known.iter().copied())
+            .unwrap_or_else(|| format!("{context} takes: {}", known.join(", ")));
+        self.error(
+            "E0503",
+            key.span,
+            format!("unknown field `{}` in {context}", key.text),
+        )
+        .help = Some(help);
     }
 
     fn field(&mut self, m: &mut HardwareModel, e: &HwEntry) {
@@ -430,7 +570,11 @@ impl<'db> HwChecker<'db> {
             return;
         }
         match e.key.text.as_str() {
-            "clock" => m.clock_hz = self.amount(&e.key, &e.value, Dim::FREQUENCY).map(|a| a.value),
+            "clock" => {
+                m.clock_hz = self
+                    .amount(&e.key, &e.value, Dim::FREQUENCY)
+                    .map(|a| a.value)
+            }
             "cores" => {
                 if let Some(c) = self.count(&e.key, &e.value) {
                     m.cores = c;
@@ -445,7 +589,11 @@ impl<'db> HwChecker<'db> {
                     }
                 }
                 other => {
-                    self.error("E0506", other.span(), format!("`{}` takes a string in double quotes", e.key.text));
+                    self.error(
+                        "E0506",
+                        other.span(),
+                        format!("`{}` takes a string in double quotes", e.key.text),
+                    );
                 }
             },
             "weight_bits" => match &e.value {
@@ -455,7 +603,11 @@ impl<'db> HwChecker<'db> {
                         match eval_int(d, &|_| None) {
                             Ok(b) if (1..=32).contains(&b) => bits.push(b as u64),
                             _ => {
-                                self.error("E0506", d.span, "weight widths are whole numbers of bits from 1 to 32");
+                                self.error(
+                                    "E0506",
+                                    d.span,
+                                    "weight widths are whole numbers of bits from 1 to 32",
+                                );
                                 return;
                             }
                         }
@@ -463,11 +615,22 @@ impl<'db> HwChecker<'db> {
                     m.weight_bits = bits;
                 }
                 other => {
-                    self.error("E0506", other.span(), "`weight_bits` takes a list such as `[1, 2, 4, 8]`");
+                    self.error(
+                        "E0506",
+                        other.span(),
+                        "`weight_bits` takes a list such as `[1, 2, 4, 8]`",
+                    );
                 }
             },
             _ if BLOCKS.contains(&e.key.text.as_str()) => {
-                self.error("E0506", e.span, format!("`{}` is a block: `{} NAME {{ ... }}`", e.key.text, e.key.text));
+                self.error(
+                    "E0506",
+                    e.span,
+                    format!(
+                        "`{}` is a block: `{} NAME {{ ... }}`",
+                        e.key.text, e.key.text
+                    ),
+                );
             }
             _ => {
                 let mut known: Vec<&str> = FIELDS.to_vec();
@@ -485,17 +648,33 @@ impl<'db> HwChecker<'db> {
             "core" | "noc" | "cost" => &[HwClass::Neuromorphic],
             "topology" => &[HwClass::Gpu],
             "compute" => &[HwClass::Cpu, HwClass::Gpu, HwClass::Npu],
-            _ => &[HwClass::Cpu, HwClass::Gpu, HwClass::Npu, HwClass::Neuromorphic],
+            _ => &[
+                HwClass::Cpu,
+                HwClass::Gpu,
+                HwClass::Npu,
+                HwClass::Neuromorphic,
+            ],
         };
         if !allowed.contains(&m.class) {
             let classes: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
-            self.error("E0503", b.kind.span, format!("{} hardware has no `{kind}` block", m.class.name()))
-                .help = Some(format!("`{kind}` describes {} hardware", classes.join(" or ")));
+            self.error(
+                "E0503",
+                b.kind.span,
+                format!("{} hardware has no `{kind}` block", m.class.name()),
+            )
+            .help = Some(format!(
+                "`{kind}` describes {} hardware",
+                classes.join(" or ")
+            ));
             return;
         }
         let needs_label = matches!(kind, "level" | "compute" | "array" | "noc");
         if needs_label && b.label.is_none() {
-            self.error("E0502", b.kind.span, format!("`{kind}` needs a name: `{kind} NAME {{ ... }}`"));
+            self.error(
+                "E0502",
+                b.kind.span,
+                format!("`{kind}` needs a name: `{kind} NAME {{ ... }}`"),
+            );
             return;
         }
         match kind {
@@ -520,10 +699,16 @@ impl<'db> HwChecker<'db> {
                         continue;
                     }
                     let Some((_, dim)) = LEVEL_KEYS.iter().find(|(k, _)| *k == e.key.text) else {
-                        self.unknown_key(&e.key, &LEVEL_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "a level");
+                        self.unknown_key(
+                            &e.key,
+                            &LEVEL_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                            "a level",
+                        );
                         continue;
                     };
-                    let Some(a) = self.amount(&e.key, &e.value, *dim) else { continue };
+                    let Some(a) = self.amount(&e.key, &e.value, *dim) else {
+                        continue;
+                    };
                     let l = &mut m.levels[pos];
                     match e.key.text.as_str() {
                         "size" => l.size_bytes = Some(a),
@@ -538,7 +723,12 @@ impl<'db> HwChecker<'db> {
                 let pos = match m.compute.iter().position(|c| c.name == label) {
                     Some(p) => p,
                     None => {
-                        m.compute.push(ComputeUnit { name: label.clone(), rates: Vec::new(), energy_j_per_op: None, span: b.span });
+                        m.compute.push(ComputeUnit {
+                            name: label.clone(),
+                            rates: Vec::new(),
+                            energy_j_per_op: None,
+                            span: b.span,
+                        });
                         m.compute.len() - 1
                     }
                 };
@@ -547,16 +737,20 @@ impl<'db> HwChecker<'db> {
                         continue;
                     }
                     if e.key.text == "energy" {
-                        m.compute[pos].energy_j_per_op = self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP);
+                        m.compute[pos].energy_j_per_op =
+                            self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP);
                         continue;
                     }
                     let Some(dtype) = DType::from_name(&e.key.text) else {
-                        let mut known: Vec<&str> = crate::dtype::ALL_DTYPES.iter().map(|d| d.name()).collect();
+                        let mut known: Vec<&str> =
+                            crate::dtype::ALL_DTYPES.iter().map(|d| d.name()).collect();
                         known.push("energy");
                         self.unknown_key(&e.key, &known, "a compute unit");
                         continue;
                     };
-                    let Some(a) = self.amount(&e.key, &e.value, Dim::WORK_PER_CYCLE) else { continue };
+                    let Some(a) = self.amount(&e.key, &e.value, Dim::WORK_PER_CYCLE) else {
+                        continue;
+                    };
                     let rates = &mut m.compute[pos].rates;
                     rates.retain(|(d, _)| *d != dtype);
                     rates.push((dtype, a));
@@ -564,10 +758,18 @@ impl<'db> HwChecker<'db> {
             }
             "array" => self.array(m, b, &label),
             "core" => {
-                let pos = match m.neuro_cores.iter().position(|c| c.label.as_deref().unwrap_or("") == label) {
+                let pos = match m
+                    .neuro_cores
+                    .iter()
+                    .position(|c| c.label.as_deref().unwrap_or("") == label)
+                {
                     Some(p) => p,
                     None => {
-                        m.neuro_cores.push(NeuroCore { label: b.label.as_ref().map(|l| l.text.clone()), span: b.span, ..NeuroCore::default() });
+                        m.neuro_cores.push(NeuroCore {
+                            label: b.label.as_ref().map(|l| l.text.clone()),
+                            span: b.span,
+                            ..NeuroCore::default()
+                        });
                         m.neuro_cores.len() - 1
                     }
                 };
@@ -576,11 +778,17 @@ impl<'db> HwChecker<'db> {
                         continue;
                     }
                     let Some((_, dim)) = CORE_KEYS.iter().find(|(k, _)| *k == e.key.text) else {
-                        self.unknown_key(&e.key, &CORE_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "a core");
+                        self.unknown_key(
+                            &e.key,
+                            &CORE_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                            "a core",
+                        );
                         continue;
                     };
                     if *dim == Dim::COUNT {
-                        let Some(c) = self.count(&e.key, &e.value) else { continue };
+                        let Some(c) = self.count(&e.key, &e.value) else {
+                            continue;
+                        };
                         let core = &mut m.neuro_cores[pos];
                         match e.key.text.as_str() {
                             "neurons" => core.neurons = Some(c),
@@ -594,8 +802,17 @@ impl<'db> HwChecker<'db> {
                 }
             }
             "noc" => {
-                let Some((rows, cols)) = self.grid(b) else { return };
-                let mut noc = m.noc.clone().unwrap_or(Noc { kind: label.clone(), rows, cols, hop_time_s: None, hop_energy_j: None, span: b.span });
+                let Some((rows, cols)) = self.grid(b) else {
+                    return;
+                };
+                let mut noc = m.noc.clone().unwrap_or(Noc {
+                    kind: label.clone(),
+                    rows,
+                    cols,
+                    hop_time_s: None,
+                    hop_energy_j: None,
+                    span: b.span,
+                });
                 noc.kind = label.clone();
                 noc.rows = rows;
                 noc.cols = cols;
@@ -604,10 +821,16 @@ impl<'db> HwChecker<'db> {
                         continue;
                     }
                     let Some((_, dim)) = NOC_KEYS.iter().find(|(k, _)| *k == e.key.text) else {
-                        self.unknown_key(&e.key, &NOC_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "a noc");
+                        self.unknown_key(
+                            &e.key,
+                            &NOC_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                            "a noc",
+                        );
                         continue;
                     };
-                    let Some(a) = self.amount(&e.key, &e.value, *dim) else { continue };
+                    let Some(a) = self.amount(&e.key, &e.value, *dim) else {
+                        continue;
+                    };
                     if e.key.text == "hop_time" {
                         noc.hop_time_s = Some(a.value);
                     } else {
@@ -617,16 +840,25 @@ impl<'db> HwChecker<'db> {
                 m.noc = Some(noc);
             }
             "cost" => {
-                let mut cost = m.cost.clone().unwrap_or(NeuroCost { span: b.span, ..NeuroCost::default() });
+                let mut cost = m.cost.clone().unwrap_or(NeuroCost {
+                    span: b.span,
+                    ..NeuroCost::default()
+                });
                 for e in &b.entries {
                     if self.duplicate(kind, &label, &e.key) {
                         continue;
                     }
                     let Some((_, dim)) = COST_KEYS.iter().find(|(k, _)| *k == e.key.text) else {
-                        self.unknown_key(&e.key, &COST_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "cost");
+                        self.unknown_key(
+                            &e.key,
+                            &COST_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                            "cost",
+                        );
                         continue;
                     };
-                    let Some(a) = self.amount(&e.key, &e.value, *dim) else { continue };
+                    let Some(a) = self.amount(&e.key, &e.value, *dim) else {
+                        continue;
+                    };
                     let slot = match e.key.text.as_str() {
                         "synop_time" => &mut cost.synop_time_s,
                         "synop_energy" => &mut cost.synop_energy_j,
@@ -650,8 +882,12 @@ impl<'db> HwChecker<'db> {
                             if let Some(w) = self.word(&e.key, &e.value) {
                                 if !matches!(w.text.as_str(), "round_robin" | "linear") {
                                     let span = w.span;
-                                    self.error("E0506", span, format!("unknown dispatch policy `{}`", w.text))
-                                        .help = Some("policies: round_robin, linear".into());
+                                    self.error(
+                                        "E0506",
+                                        span,
+                                        format!("unknown dispatch policy `{}`", w.text),
+                                    )
+                                    .help = Some("policies: round_robin, linear".into());
                                 } else {
                                     m.dispatch = Some(w.text.clone());
                                 }
@@ -673,7 +909,16 @@ impl<'db> HwChecker<'db> {
         let dims = match &b.dims {
             Some(d) if d.len() == 2 => d,
             _ => {
-                self.error("E0506", b.kind.span, format!("`{}` needs its size: `{} {} [ROWS, COLS] {{ ... }}`", b.kind.text, b.kind.text, b.label.as_ref().map_or("NAME", |l| l.text.as_str())));
+                self.error(
+                    "E0506",
+                    b.kind.span,
+                    format!(
+                        "`{}` needs its size: `{} {} [ROWS, COLS] {{ ... }}`",
+                        b.kind.text,
+                        b.kind.text,
+                        b.label.as_ref().map_or("NAME", |l| l.text.as_str())
+                    ),
+                );
                 return None;
             }
         };
@@ -682,7 +927,11 @@ impl<'db> HwChecker<'db> {
             match eval_int(d, &|_| None) {
                 Ok(v) if (1..=1 << 20).contains(&v) => out[i] = v as u64,
                 _ => {
-                    self.error("E0506", d.span, "a grid size is a whole number from 1 to 2^20");
+                    self.error(
+                        "E0506",
+                        d.span,
+                        "a grid size is a whole number from 1 to 2^20",
+                    );
                     return None;
                 }
             }
@@ -691,7 +940,9 @@ impl<'db> HwChecker<'db> {
     }
 
     fn array(&mut self, m: &mut HardwareModel, b: &HwBlock, label: &str) {
-        let Some((rows, cols)) = self.grid(b) else { return };
+        let Some((rows, cols)) = self.grid(b) else {
+            return;
+        };
         let mut array = m.array.clone().unwrap_or(SystolicArray {
             name: label.to_string(),
             rows,
@@ -710,13 +961,18 @@ impl<'db> HwChecker<'db> {
             }
             match e.key.text.as_str() {
                 "dataflow" => {
-                    let Some(w) = self.word(&e.key, &e.value) else { continue };
+                    let Some(w) = self.word(&e.key, &e.value) else {
+                        continue;
+                    };
                     array.dataflow = match w.text.as_str() {
                         "weight_stationary" | "ws" => Dataflow::WeightStationary,
                         "output_stationary" | "os" => Dataflow::OutputStationary,
                         "input_stationary" | "is" => Dataflow::InputStationary,
                         other => {
-                            let help = did_you_mean(other, ["weight_stationary", "output_stationary", "input_stationary"]);
+                            let help = did_you_mean(
+                                other,
+                                ["weight_stationary", "output_stationary", "input_stationary"],
+                            );
                             let span = w.span;
                             self.error("E0506", span, format!("unknown dataflow `{other}`")).help =
                                 help.or_else(|| Some("dataflows: weight_stationary, output_stationary, input_stationary".into()));
@@ -725,11 +981,17 @@ impl<'db> HwChecker<'db> {
                     };
                 }
                 "in_dtype" | "acc_dtype" => {
-                    let Some(w) = self.word(&e.key, &e.value) else { continue };
+                    let Some(w) = self.word(&e.key, &e.value) else {
+                        continue;
+                    };
                     let Some(d) = DType::from_name(&w.text) else {
                         let span = w.span;
-                        let help = did_you_mean(&w.text, crate::dtype::ALL_DTYPES.iter().map(|d| d.name()));
-                        self.error("E0401", span, format!("unknown element type `{}`", w.text)).help = help;
+                        let help = did_you_mean(
+                            &w.text,
+                            crate::dtype::ALL_DTYPES.iter().map(|d| d.name()),
+                        );
+                        self.error("E0401", span, format!("unknown element type `{}`", w.text))
+                            .help = help;
                         continue;
                     };
                     if e.key.text == "in_dtype" {
@@ -738,8 +1000,14 @@ impl<'db> HwChecker<'db> {
                         array.acc_dtype = d;
                     }
                 }
-                "energy" => array.energy_j_per_op = self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP),
-                _ => self.unknown_key(&e.key, &["dataflow", "in_dtype", "acc_dtype", "energy"], "an array"),
+                "energy" => {
+                    array.energy_j_per_op = self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP)
+                }
+                _ => self.unknown_key(
+                    &e.key,
+                    &["dataflow", "in_dtype", "acc_dtype", "energy"],
+                    "an array",
+                ),
             }
         }
         m.array = Some(array);
@@ -784,10 +1052,15 @@ impl<'db> HwChecker<'db> {
                     missing.push("a `core { neurons ..., synapse_memory ... }` block".into());
                 }
                 if m.noc.is_none() {
-                    missing.push("a `noc mesh [ROWS, COLS] { hop_time ..., hop_energy ... }` block".into());
+                    missing.push(
+                        "a `noc mesh [ROWS, COLS] { hop_time ..., hop_energy ... }` block".into(),
+                    );
                 }
                 match &m.cost {
-                    None => missing.push("a `cost { synop_time ..., update_time ..., barrier_time ... }` block".into()),
+                    None => missing.push(
+                        "a `cost { synop_time ..., update_time ..., barrier_time ... }` block"
+                            .into(),
+                    ),
                     Some(c) => {
                         for (present, name) in [
                             (c.synop_time_s.is_some(), "synop_time"),
@@ -805,9 +1078,25 @@ impl<'db> HwChecker<'db> {
             }
         }
         if let Some(first) = missing.first().cloned() {
-            let more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
-            self.error("E0502", hw.name.span, format!("{} hardware `{}` lacks {first}{more}", m.class.name(), hw.name.text))
-                .help = Some(format!("{} hardware needs: {}", m.class.name(), missing.join("; ")));
+            let more = if missing.len() > 1 {
+                format!(" (and {} more)", missing.len() - 1)
+            } else {
+                String::new()
+            };
+            self.error(
+                "E0502",
+                hw.name.span,
+                format!(
+                    "{} hardware `{}` lacks {first}{more}",
+                    m.class.name(),
+                    hw.name.text
+                ),
+            )
+            .help = Some(format!(
+                "{} hardware needs: {}",
+                m.class.name(),
+                missing.join("; ")
+            ));
         }
     }
 }

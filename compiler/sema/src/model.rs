@@ -64,11 +64,17 @@ pub struct Affine {
 
 impl Affine {
     pub fn var(v: usize) -> Affine {
-        Affine { terms: vec![(v, 1)], offset: 0 }
+        Affine {
+            terms: vec![(v, 1)],
+            offset: 0,
+        }
     }
 
     pub fn constant(c: i64) -> Affine {
-        Affine { terms: Vec::new(), offset: c }
+        Affine {
+            terms: Vec::new(),
+            offset: c,
+        }
     }
 
     /// The single variable, if this index is exactly one variable.
@@ -111,13 +117,30 @@ pub enum ScalarExpr {
     Const(Real),
     /// The value of an index variable.
     Index(usize),
-    Access { tensor: usize, index: Vec<Affine> },
+    Access {
+        tensor: usize,
+        index: Vec<Affine>,
+    },
     Neg(Box<ScalarExpr>),
-    Binary { op: BinOp, lhs: Box<ScalarExpr>, rhs: Box<ScalarExpr> },
-    Call { func: Builtin, args: Vec<ScalarExpr> },
-    Cast { to: DType, value: Box<ScalarExpr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<ScalarExpr>,
+        rhs: Box<ScalarExpr>,
+    },
+    Call {
+        func: Builtin,
+        args: Vec<ScalarExpr>,
+    },
+    Cast {
+        to: DType,
+        value: Box<ScalarExpr>,
+    },
     /// Reduces over `vars` (positions in `Op::vars`).
-    Reduce { op: ReduceOp, vars: Vec<usize>, body: Box<ScalarExpr> },
+    Reduce {
+        op: ReduceOp,
+        vars: Vec<usize>,
+        body: Box<ScalarExpr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -131,7 +154,10 @@ pub enum OpKind {
     /// `output[vars[..rank]] = body`, with the other vars reduced.
     Compute,
     /// A neuron model stepped over time: `output[t, ...] = model(input[t, ...])`.
-    Neuron { model: String, params: Vec<(String, Real)> },
+    Neuron {
+        model: String,
+        params: Vec<(String, Real)>,
+    },
 }
 
 /// One node of the workload graph: a tensor op in index form.
@@ -173,9 +199,9 @@ impl Op {
 pub fn collect_accesses(e: &ScalarExpr, f: &mut dyn FnMut(usize, &[Affine])) {
     match e {
         ScalarExpr::Access { tensor, index } => f(*tensor, index),
-        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } | ScalarExpr::Reduce { body: x, .. } => {
-            collect_accesses(x, f)
-        }
+        ScalarExpr::Neg(x)
+        | ScalarExpr::Cast { value: x, .. }
+        | ScalarExpr::Reduce { body: x, .. } => collect_accesses(x, f),
         ScalarExpr::Binary { lhs, rhs, .. } => {
             collect_accesses(lhs, f);
             collect_accesses(rhs, f);
@@ -195,7 +221,10 @@ impl PartialEq for OpGraph {
         let a = &self.0;
         let b = &other.0;
         a.node_count() == b.node_count()
-            && a.raw_nodes().iter().zip(b.raw_nodes()).all(|(x, y)| x.weight == y.weight)
+            && a.raw_nodes()
+                .iter()
+                .zip(b.raw_nodes())
+                .all(|(x, y)| x.weight == y.weight)
             && a.edge_count() == b.edge_count()
             && a.raw_edges().iter().zip(b.raw_edges()).all(|(x, y)| {
                 x.weight == y.weight && x.source() == y.source() && x.target() == y.target()

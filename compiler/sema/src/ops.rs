@@ -10,7 +10,9 @@ use crate::model::{Real, ScalarExpr, Tensor, BUILTINS};
 use crate::scope::file_scope;
 use crate::units::{parse_unit, Dim};
 use crate::workload::Lowerer;
-use arch_syntax::ast::{BinOp, Expr, ExprKind, Item, NeuronDecl, NeuronStmt, OpBody, OpDecl, Role, Span, Stmt};
+use arch_syntax::ast::{
+    BinOp, Expr, ExprKind, Item, NeuronDecl, NeuronStmt, OpBody, OpDecl, Role, Span, Stmt,
+};
 use std::collections::HashMap;
 
 /// Diagnostics of an `op` declaration: its body is expanded once with every
@@ -18,7 +20,9 @@ use std::collections::HashMap;
 #[salsa::tracked(returns(ref))]
 pub fn op_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnostic<'db>> {
     let parsed = parse_decl(db, decl);
-    let Item::Op(op) = &parsed.item else { return Vec::new() };
+    let Item::Op(op) = &parsed.item else {
+        return Vec::new();
+    };
     if !parsed.errors.is_empty() {
         return Vec::new();
     }
@@ -51,14 +55,22 @@ fn check_op(l: &mut Lowerer<'_, '_>, op: &OpDecl) {
     }
     match &op.body {
         OpBody::Scalar(body) => {
-            let mut ctx = IndexCtx { values: vec![values], ..IndexCtx::default() };
+            let mut ctx = IndexCtx {
+                values: vec![values],
+                ..IndexCtx::default()
+            };
             l.scalars.clear();
             let _ = l.lower_scalar(body, &mut ctx);
         }
         OpBody::Tensor { result, dims, body } => {
             let consts = l.consts.clone();
             let scalars = l.scalars.clone();
-            let env = move |n: &str| consts.get(n).copied().or_else(|| scalars.get(n).map(|v| *v as i64));
+            let env = move |n: &str| {
+                consts
+                    .get(n)
+                    .copied()
+                    .or_else(|| scalars.get(n).map(|v| *v as i64))
+            };
             for p in &op.params {
                 let Some(pdims) = &p.dims else { continue };
                 for d in pdims {
@@ -102,14 +114,28 @@ fn check_op(l: &mut Lowerer<'_, '_>, op: &OpDecl) {
                         }
                     }
                     Stmt::Tensor(t) => {
-                        l.error("E0414", t.span, "an op declares its tensors in its signature")
-                            .help = Some("intermediates of an op are made by assigning them: `m[r] = ...`".into());
+                        l.error(
+                            "E0414",
+                            t.span,
+                            "an op declares its tensors in its signature",
+                        )
+                        .help = Some(
+                            "intermediates of an op are made by assigning them: `m[r] = ...`"
+                                .into(),
+                        );
                     }
                     Stmt::Error(_) => {}
                 }
             }
             if l.diags.is_empty() && l.slots[out].computed_at.is_none() {
-                l.error("E0408", result.span, format!("`{}` never computes its result `{}`", op.name.text, result.text));
+                l.error(
+                    "E0408",
+                    result.span,
+                    format!(
+                        "`{}` never computes its result `{}`",
+                        op.name.text, result.text
+                    ),
+                );
             }
         }
     }
@@ -119,11 +145,19 @@ fn check_op(l: &mut Lowerer<'_, '_>, op: &OpDecl) {
 #[salsa::tracked(returns(ref))]
 pub fn neuron_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnostic<'db>> {
     let parsed = parse_decl(db, decl);
-    let Item::Neuron(n) = &parsed.item else { return Vec::new() };
+    let Item::Neuron(n) = &parsed.item else {
+        return Vec::new();
+    };
     if !parsed.errors.is_empty() {
         return Vec::new();
     }
-    let mut c = NeuronChecker { decl, diags: Vec::new(), dims: HashMap::new(), states: Vec::new(), unknown_dims: false };
+    let mut c = NeuronChecker {
+        decl,
+        diags: Vec::new(),
+        dims: HashMap::new(),
+        states: Vec::new(),
+        unknown_dims: false,
+    };
     c.check(n);
     let _ = file_scope(db, decl.file(db));
     c.diags
@@ -139,8 +173,17 @@ struct NeuronChecker<'db> {
 }
 
 impl<'db> NeuronChecker<'db> {
-    fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic<'db> {
-        self.diags.push(Diagnostic::error(code, Location::new(self.decl, span), message));
+    fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic<'db> {
+        self.diags.push(Diagnostic::error(
+            code,
+            Location::new(self.decl, span),
+            message,
+        ));
         let i = self.diags.len() - 1;
         &mut self.diags[i]
     }
@@ -150,7 +193,14 @@ impl<'db> NeuronChecker<'db> {
         self.dims.insert("dt".into(), Dim::TIME);
         for p in &n.params {
             let Some(default) = &p.default else {
-                self.error("E0701", p.name.span, format!("parameter `{}` needs a default (`{} = 2 ms`)", p.name.text, p.name.text));
+                self.error(
+                    "E0701",
+                    p.name.span,
+                    format!(
+                        "parameter `{}` needs a default (`{} = 2 ms`)",
+                        p.name.text, p.name.text
+                    ),
+                );
                 self.dims.insert(p.name.text.clone(), Dim::COUNT);
                 self.unknown_dims = true;
                 continue;
@@ -170,9 +220,16 @@ impl<'db> NeuronChecker<'db> {
                 NeuronStmt::State { name, init, .. } => {
                     if let Some((_, prev)) = self.states.iter().find(|(s, _)| *s == name.text) {
                         let label = Location::new(self.decl, *prev);
-                        self.error("E0102", name.span, format!("state `{}` is declared twice", name.text))
-                            .labels
-                            .push(Label { location: label, message: "first declared here".into() });
+                        self.error(
+                            "E0102",
+                            name.span,
+                            format!("state `{}` is declared twice", name.text),
+                        )
+                        .labels
+                        .push(Label {
+                            location: label,
+                            message: "first declared here".into(),
+                        });
                         continue;
                     }
                     self.expect_count(init, &format!("state `{}`", name.text));
@@ -181,9 +238,17 @@ impl<'db> NeuronChecker<'db> {
                 }
                 NeuronStmt::Update { name, value, .. } | NeuronStmt::Reset { name, value, .. } => {
                     if !self.states.iter().any(|(s, _)| *s == name.text) {
-                        let help = did_you_mean(&name.text, self.states.iter().map(|(s, _)| s.as_str()))
-                            .unwrap_or_else(|| format!("declare it first: `state {} = 0.0`", name.text));
-                        self.error("E0701", name.span, format!("`{}` is not a state of this neuron", name.text)).help = Some(help);
+                        let help =
+                            did_you_mean(&name.text, self.states.iter().map(|(s, _)| s.as_str()))
+                                .unwrap_or_else(|| {
+                                    format!("declare it first: `state {} = 0.0`", name.text)
+                                });
+                        self.error(
+                            "E0701",
+                            name.span,
+                            format!("`{}` is not a state of this neuron", name.text),
+                        )
+                        .help = Some(help);
                         continue;
                     }
                     self.expect_count(value, &format!("state `{}`", name.text));
@@ -194,12 +259,20 @@ impl<'db> NeuronChecker<'db> {
                         ExprKind::Binary { op, lhs, rhs } if op.is_comparison() => {
                             if let (Some(a), Some(b)) = (self.dim(lhs), self.dim(rhs)) {
                                 if a != b {
-                                    self.error("E0302", condition.span, format!("compares {} with {}", a.describe(), b.describe()));
+                                    self.error(
+                                        "E0302",
+                                        condition.span,
+                                        format!("compares {} with {}", a.describe(), b.describe()),
+                                    );
                                 }
                             }
                         }
                         _ => {
-                            self.error("E0701", condition.span, "`fire` takes a comparison, e.g. `fire v >= threshold`");
+                            self.error(
+                                "E0701",
+                                condition.span,
+                                "`fire` takes a comparison, e.g. `fire v >= threshold`",
+                            );
                         }
                     }
                 }
@@ -207,8 +280,12 @@ impl<'db> NeuronChecker<'db> {
             }
         }
         if !fires && self.diags.is_empty() {
-            self.error("E0701", n.name.span, format!("neuron `{}` never fires", n.name.text))
-                .help = Some("add `fire v >= threshold`".into());
+            self.error(
+                "E0701",
+                n.name.span,
+                format!("neuron `{}` never fires", n.name.text),
+            )
+            .help = Some("add `fire v >= threshold`".into());
         }
     }
 
@@ -218,7 +295,11 @@ impl<'db> NeuronChecker<'db> {
         }
         if let Some(d) = self.dim(e) {
             if d != Dim::COUNT {
-                self.error("E0302", e.span, format!("{what} is a plain number, but this is {}", d.describe()));
+                self.error(
+                    "E0302",
+                    e.span,
+                    format!("{what} is a plain number, but this is {}", d.describe()),
+                );
             }
         }
     }
@@ -243,8 +324,14 @@ impl<'db> NeuronChecker<'db> {
                 None => {
                     let mut names: Vec<&str> = self.dims.keys().map(String::as_str).collect();
                     names.sort();
-                    let help = did_you_mean(&n.text, names.iter().copied()).unwrap_or_else(|| format!("names here: {}", names.join(", ")));
-                    self.error("E0101", n.span, format!("`{}` is not defined in this neuron", n.text)).help = Some(help);
+                    let help = did_you_mean(&n.text, names.iter().copied())
+                        .unwrap_or_else(|| format!("names here: {}", names.join(", ")));
+                    self.error(
+                        "E0101",
+                        n.span,
+                        format!("`{}` is not defined in this neuron", n.text),
+                    )
+                    .help = Some(help);
                     None
                 }
             },
@@ -261,7 +348,16 @@ impl<'db> NeuronChecker<'db> {
                     }
                     _ => {
                         if a != b {
-                            self.error("E0302", e.span, format!("`{}` of {} and {}", op.symbol(), a.describe(), b.describe()));
+                            self.error(
+                                "E0302",
+                                e.span,
+                                format!(
+                                    "`{}` of {} and {}",
+                                    op.symbol(),
+                                    a.describe(),
+                                    b.describe()
+                                ),
+                            );
                             return None;
                         }
                         Some(if op.is_comparison() { Dim::COUNT } else { a })
@@ -269,13 +365,22 @@ impl<'db> NeuronChecker<'db> {
                 }
             }
             ExprKind::Call { callee, args } => {
-                let Some((_, _, arity)) = BUILTINS.iter().find(|(n, _, _)| *n == callee.text) else {
-                    self.error("E0101", callee.span, format!("`{}` is not a builtin function", callee.text))
-                        .help = did_you_mean(&callee.text, BUILTINS.iter().map(|(n, _, _)| *n));
+                let Some((_, _, arity)) = BUILTINS.iter().find(|(n, _, _)| *n == callee.text)
+                else {
+                    self.error(
+                        "E0101",
+                        callee.span,
+                        format!("`{}` is not a builtin function", callee.text),
+                    )
+                    .help = did_you_mean(&callee.text, BUILTINS.iter().map(|(n, _, _)| *n));
                     return None;
                 };
                 if args.len() != *arity {
-                    self.error("E0411", e.span, format!("`{}` takes {arity} argument(s)", callee.text));
+                    self.error(
+                        "E0411",
+                        e.span,
+                        format!("`{}` takes {arity} argument(s)", callee.text),
+                    );
                     return None;
                 }
                 let mut dims = Vec::new();
@@ -284,20 +389,37 @@ impl<'db> NeuronChecker<'db> {
                 }
                 if matches!(callee.text.as_str(), "max" | "min" | "abs") {
                     if dims.windows(2).any(|w| w[0] != w[1]) {
-                        self.error("E0302", e.span, format!("`{}` of values with different units", callee.text));
+                        self.error(
+                            "E0302",
+                            e.span,
+                            format!("`{}` of values with different units", callee.text),
+                        );
                         return None;
                     }
                     return dims.first().copied();
                 }
                 if dims[0] != Dim::COUNT {
-                    self.error("E0302", args[0].value.span, format!("`{}` takes a plain number, but this is {}", callee.text, dims[0].describe()))
-                        .help = Some("divide by a quantity of the same kind, e.g. `exp(-dt / tau)`".into());
+                    self.error(
+                        "E0302",
+                        args[0].value.span,
+                        format!(
+                            "`{}` takes a plain number, but this is {}",
+                            callee.text,
+                            dims[0].describe()
+                        ),
+                    )
+                    .help =
+                        Some("divide by a quantity of the same kind, e.g. `exp(-dt / tau)`".into());
                     return None;
                 }
                 Some(Dim::COUNT)
             }
             ExprKind::Access { .. } | ExprKind::Reduce { .. } => {
-                self.error("E0701", e.span, "a neuron model works on one neuron: no tensors or reductions");
+                self.error(
+                    "E0701",
+                    e.span,
+                    "a neuron model works on one neuron: no tensors or reductions",
+                );
                 None
             }
         }
@@ -308,6 +430,11 @@ impl<'db> NeuronChecker<'db> {
 pub fn neuron_defaults(n: &NeuronDecl) -> Vec<(String, Quantity)> {
     n.params
         .iter()
-        .filter_map(|p| p.default.as_ref().and_then(|d| eval_quantity(d, &|_| None).ok()).map(|q| (p.name.text.clone(), q)))
+        .filter_map(|p| {
+            p.default
+                .as_ref()
+                .and_then(|d| eval_quantity(d, &|_| None).ok())
+                .map(|q| (p.name.text.clone(), q))
+        })
         .collect()
 }

@@ -21,15 +21,26 @@ impl<'db> Scope<'db> {
     }
 
     /// Names of one kind of declaration, for "did you mean".
-    pub fn names_of_kind<'a>(&'a self, db: &'a dyn Db, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.names.iter().filter(move |(_, d)| d.first().is_some_and(|d| d.kind(db) == kind)).map(|(n, _)| n.as_str())
+    pub fn names_of_kind<'a>(
+        &'a self,
+        db: &'a dyn Db,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.names
+            .iter()
+            .filter(move |(_, d)| d.first().is_some_and(|d| d.kind(db) == kind))
+            .map(|(n, _)| n.as_str())
     }
 }
 
 /// The file that an import's module names, if the project has it.
 pub fn find_module(db: &dyn Db, from: SourceFile, module: &[&str]) -> Option<SourceFile> {
     let path = module_path(from.path(db), module);
-    db.project().files(db).iter().copied().find(|f| f.path(db) == &path)
+    db.project()
+        .files(db)
+        .iter()
+        .copied()
+        .find(|f| f.path(db) == &path)
 }
 
 /// The names visible in `file`. Reads only the declarations' identities and
@@ -46,7 +57,9 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Scope<'_> {
         names.entry(decl.name(db).clone()).or_default().push(*decl);
     }
     for decl in decls.iter().filter(|d| d.kind(db) == "import") {
-        let Item::Import(import) = &parse_decl(db, *decl).item else { continue };
+        let Item::Import(import) = &parse_decl(db, *decl).item else {
+            continue;
+        };
         let module: Vec<&str> = import.module.iter().map(|n| n.text.as_str()).collect();
         if module.is_empty() {
             continue;
@@ -85,7 +98,15 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Scope<'_> {
 /// The standard module that declares `name`, for "import it" help.
 pub fn std_module_of(db: &dyn Db, name: &str) -> Option<&'static str> {
     for (module, path, _) in crate::stdlib::MODULES {
-        let Some(file) = db.project().files(db).iter().copied().find(|f| f.path(db) == path) else { continue };
+        let Some(file) = db
+            .project()
+            .files(db)
+            .iter()
+            .copied()
+            .find(|f| f.path(db) == path)
+        else {
+            continue;
+        };
         if file_decls(db, file).iter().any(|d| d.name(db) == name) {
             return Some(module);
         }

@@ -6,15 +6,25 @@ use crate::db::SourceFile;
 
 /// `(module, path, text)` of every stdlib module.
 pub const MODULES: &[(&str, &str, &str)] = &[
-    ("std.hw", "<std>/hw.arch", include_str!("../../../stdlib/hw.arch")),
-    ("std.nn", "<std>/nn.arch", include_str!("../../../stdlib/nn.arch")),
+    (
+        "std.hw",
+        "<std>/hw.arch",
+        include_str!("../../../stdlib/hw.arch"),
+    ),
+    (
+        "std.nn",
+        "<std>/nn.arch",
+        include_str!("../../../stdlib/nn.arch"),
+    ),
 ];
 
 pub fn std_files(db: &dyn salsa::Database) -> Vec<SourceFile> {
     MODULES
         .iter()
         .map(|(_, path, text)| {
-            SourceFile::builder(path.to_string(), text.to_string()).durability(salsa::Durability::HIGH).new(db)
+            SourceFile::builder(path.to_string(), text.to_string())
+                .durability(salsa::Durability::HIGH)
+                .new(db)
         })
         .collect()
 }
@@ -40,7 +50,10 @@ mod tests {
     fn module_paths() {
         assert_eq!(module_path("/a/b.arch", &["std", "hw"]), "<std>/hw.arch");
         assert_eq!(module_path("/a/b.arch", &["layers"]), "/a/layers.arch");
-        assert_eq!(module_path("/a/b.arch", &["sub", "layers"]), "/a/sub/layers.arch");
+        assert_eq!(
+            module_path("/a/b.arch", &["sub", "layers"]),
+            "/a/sub/layers.arch"
+        );
         assert_eq!(module_path("b.arch", &["layers"]), "./layers.arch");
     }
 }

@@ -47,7 +47,10 @@ impl Dim {
             (Dim::BANDWIDTH, "a bandwidth (e.g. `20 GB/s`)"),
             (Dim::ENERGY, "an energy (e.g. `35.5 pJ`)"),
             (Dim::ENERGY_PER_BYTE, "an energy per byte (e.g. `20 pJ/B`)"),
-            (Dim::ENERGY_PER_OP, "an energy per operation (e.g. `0.5 pJ/flop`)"),
+            (
+                Dim::ENERGY_PER_OP,
+                "an energy per operation (e.g. `0.5 pJ/flop`)",
+            ),
             (Dim::WORK_PER_CYCLE, "a throughput (e.g. `64 flop/cycle`)"),
             (Dim::POWER, "a power (e.g. `300 W`)"),
             (Dim::WORK, "an amount of work (e.g. `1 Gflop`)"),
@@ -62,7 +65,11 @@ impl Dim {
         let mut parts = Vec::new();
         for (i, e) in self.0.iter().enumerate() {
             if *e != 0 {
-                parts.push(if *e == 1 { names[i].to_string() } else { format!("{}^{}", names[i], e) });
+                parts.push(if *e == 1 {
+                    names[i].to_string()
+                } else {
+                    format!("{}^{}", names[i], e)
+                });
             }
         }
         format!("a quantity in {}", parts.join("·"))
@@ -114,7 +121,10 @@ pub fn unit_names() -> impl Iterator<Item = &'static str> {
 }
 
 fn base_unit(name: &str) -> Option<(f64, Dim)> {
-    UNITS.iter().find(|(n, _, _)| *n == name).map(|(_, s, d)| (*s, *d))
+    UNITS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, s, d)| (*s, *d))
 }
 
 /// Reads a written unit such as `GB/s` or `pJ/B`. On failure returns the
@@ -134,11 +144,38 @@ pub fn parse_unit(text: &str) -> Result<(f64, Dim), String> {
 /// Writes a value in base units with a readable prefix, e.g. `2 MiB`, `4.1 ns`.
 pub fn format_quantity(value: f64, dim: Dim) -> String {
     let (unit, steps): (&str, &[(f64, &str)]) = match dim {
-        d if d == Dim::BYTES => ("B", &[(1099511627776.0, "TiB"), (1073741824.0, "GiB"), (1048576.0, "MiB"), (1024.0, "KiB")]),
-        d if d == Dim::TIME => ("s", &[(1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns"), (1e-12, "ps")]),
+        d if d == Dim::BYTES => (
+            "B",
+            &[
+                (1099511627776.0, "TiB"),
+                (1073741824.0, "GiB"),
+                (1048576.0, "MiB"),
+                (1024.0, "KiB"),
+            ],
+        ),
+        d if d == Dim::TIME => (
+            "s",
+            &[
+                (1.0, "s"),
+                (1e-3, "ms"),
+                (1e-6, "us"),
+                (1e-9, "ns"),
+                (1e-12, "ps"),
+            ],
+        ),
         d if d == Dim::FREQUENCY => ("Hz", &[(1e9, "GHz"), (1e6, "MHz"), (1e3, "kHz")]),
         d if d == Dim::BANDWIDTH => ("B/s", &[(1e12, "TB/s"), (1e9, "GB/s"), (1e6, "MB/s")]),
-        d if d == Dim::ENERGY => ("J", &[(1.0, "J"), (1e-3, "mJ"), (1e-6, "uJ"), (1e-9, "nJ"), (1e-12, "pJ"), (1e-15, "fJ")]),
+        d if d == Dim::ENERGY => (
+            "J",
+            &[
+                (1.0, "J"),
+                (1e-3, "mJ"),
+                (1e-6, "uJ"),
+                (1e-9, "nJ"),
+                (1e-12, "pJ"),
+                (1e-15, "fJ"),
+            ],
+        ),
         _ => ("", &[]),
     };
     for (scale, name) in steps {
@@ -178,7 +215,10 @@ mod tests {
         let (s, d) = parse_unit("pJ/B").expect("unit");
         assert_eq!(d, Dim::ENERGY_PER_BYTE);
         assert!((s - 1e-12).abs() < 1e-24);
-        assert_eq!(parse_unit("flop/cycle").expect("unit").1, Dim::WORK_PER_CYCLE);
+        assert_eq!(
+            parse_unit("flop/cycle").expect("unit").1,
+            Dim::WORK_PER_CYCLE
+        );
         assert_eq!(parse_unit("GB/fortnight"), Err("fortnight".to_string()));
     }
 

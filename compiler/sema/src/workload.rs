@@ -36,10 +36,16 @@ pub struct SizeParams<'db> {
 pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
     let parsed = parse_decl(db, decl);
     let Item::Workload(w) = &parsed.item else {
-        return SizeParams { values: None, diagnostics: Vec::new() };
+        return SizeParams {
+            values: None,
+            diagnostics: Vec::new(),
+        };
     };
     if !parsed.errors.is_empty() {
-        return SizeParams { values: None, diagnostics: Vec::new() };
+        return SizeParams {
+            values: None,
+            diagnostics: Vec::new(),
+        };
     }
     let overrides = db.project().overrides(db);
     let mut diagnostics: Vec<Diagnostic<'db>> = Vec::new();
@@ -53,7 +59,12 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
     for p in &w.params {
         let name = &p.name.text;
         if seen.contains(&name.as_str()) {
-            error("E0102", p.name.span, format!("size parameter `{name}` is defined twice"), None);
+            error(
+                "E0102",
+                p.name.span,
+                format!("size parameter `{name}` is defined twice"),
+                None,
+            );
             continue;
         }
         seen.push(name);
@@ -70,10 +81,17 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
             *v as i64
         } else if let Some(default) = &p.default {
             let known = values.clone();
-            match eval_int(default, &|n| known.iter().find(|(k, _)| k == n).map(|(_, v)| *v)) {
+            match eval_int(default, &|n| {
+                known.iter().find(|(k, _)| k == n).map(|(_, v)| *v)
+            }) {
                 Ok(v) if v > 0 => v,
                 Ok(v) => {
-                    error("E0202", default.span, format!("size `{name}` is {v}; sizes must be positive"), None);
+                    error(
+                        "E0202",
+                        default.span,
+                        format!("size `{name}` is {v}; sizes must be positive"),
+                        None,
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -86,14 +104,19 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
                 "E0202",
                 p.name.span,
                 format!("size parameter `{name}` has no value"),
-                Some(format!("give it a default (`{name} = 128`) or set it with `--set {name}=128`")),
+                Some(format!(
+                    "give it a default (`{name} = 128`) or set it with `--set {name}=128`"
+                )),
             );
             continue;
         };
         values.push((name.clone(), value));
     }
     let ok = diagnostics.is_empty();
-    SizeParams { values: ok.then_some(values), diagnostics }
+    SizeParams {
+        values: ok.then_some(values),
+        diagnostics,
+    }
 }
 
 /// The semantic model of a workload declaration.
@@ -101,20 +124,32 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
 pub fn workload_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> WorkloadResult<'db> {
     let parsed = parse_decl(db, decl);
     let Item::Workload(workload) = &parsed.item else {
-        return WorkloadResult { model: None, diagnostics: Vec::new() };
+        return WorkloadResult {
+            model: None,
+            diagnostics: Vec::new(),
+        };
     };
     // Syntax errors and bad sizes are reported by their own queries.
     let Some(params) = &size_params(db, decl).values else {
-        return WorkloadResult { model: None, diagnostics: Vec::new() };
+        return WorkloadResult {
+            model: None,
+            diagnostics: Vec::new(),
+        };
     };
     if !parsed.errors.is_empty() {
-        return WorkloadResult { model: None, diagnostics: Vec::new() };
+        return WorkloadResult {
+            model: None,
+            diagnostics: Vec::new(),
+        };
     }
     let scope = file_scope(db, decl.file(db));
     let mut lowerer = Lowerer::new(db, decl, scope);
     let model = lowerer.workload(workload, params);
     let ok = lowerer.diags.is_empty();
-    WorkloadResult { model: if ok { model } else { None }, diagnostics: lowerer.diags }
+    WorkloadResult {
+        model: if ok { model } else { None },
+        diagnostics: lowerer.diags,
+    }
 }
 
 /// Per-statement bookkeeping of one tensor.
@@ -180,7 +215,12 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         Location::new(self.decl, self.call_site.unwrap_or(span))
     }
 
-    pub fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> &mut Diagnostic<'db> {
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic<'db> {
         let d = Diagnostic::error(code, self.loc(span), message);
         self.diags.push(d);
         let last = self.diags.len() - 1;
@@ -209,7 +249,17 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                 }
             }
         }
-        let assigns: Vec<&Assign> = w.body.iter().filter_map(|s| if let Stmt::Assign(a) = s { Some(a) } else { None }).collect();
+        let assigns: Vec<&Assign> = w
+            .body
+            .iter()
+            .filter_map(|s| {
+                if let Stmt::Assign(a) = s {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+            .collect();
         for (i, a) in assigns.iter().enumerate() {
             self.later_targets = assigns[i..]
                 .iter()
@@ -225,10 +275,18 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             if !self.diags.is_empty() {
                 break;
             }
-            if self.slots[i].computed_at.is_none() && matches!(t.role, Role::Output | Role::Intermediate) {
+            if self.slots[i].computed_at.is_none()
+                && matches!(t.role, Role::Output | Role::Intermediate)
+            {
                 let (role, name, span) = (t.role, t.name.clone(), t.span);
-                self.error("E0408", span, format!("{} `{}` is never computed", role.keyword(), name))
-                    .help = Some(format!("add a statement `{name}[...] = ...` or `{name} = ...`"));
+                self.error(
+                    "E0408",
+                    span,
+                    format!("{} `{}` is never computed", role.keyword(), name),
+                )
+                .help = Some(format!(
+                    "add a statement `{name}[...] = ...` or `{name} = ...`"
+                ));
                 break;
             }
         }
@@ -287,7 +345,12 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         use petgraph::graph::DiGraph;
         let mut g: DiGraph<usize, usize> = DiGraph::new();
         let nodes: Vec<_> = (0..self.ops.len()).map(|i| g.add_node(i)).collect();
-        let producer: HashMap<usize, usize> = self.ops.iter().enumerate().map(|(i, op)| (op.output, i)).collect();
+        let producer: HashMap<usize, usize> = self
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.output, i))
+            .collect();
         for (i, op) in self.ops.iter().enumerate() {
             for t in op.inputs() {
                 if let Some(&p) = producer.get(&t) {
@@ -304,8 +367,12 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                 self.ops = order.iter().filter_map(|&i| slots[i].take()).collect();
                 let mut sorted: DiGraph<usize, usize> = DiGraph::new();
                 let ns: Vec<_> = (0..self.ops.len()).map(|i| sorted.add_node(i)).collect();
-                let producer: HashMap<usize, usize> =
-                    self.ops.iter().enumerate().map(|(i, op)| (op.output, i)).collect();
+                let producer: HashMap<usize, usize> = self
+                    .ops
+                    .iter()
+                    .enumerate()
+                    .map(|(i, op)| (op.output, i))
+                    .collect();
                 for (i, op) in self.ops.iter().enumerate() {
                     for t in op.inputs() {
                         if let Some(&p) = producer.get(&t) {
@@ -318,24 +385,48 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             Err(cycle) => {
                 // Name every tensor of the strongly connected part.
                 let sccs = petgraph::algo::kosaraju_scc(&g);
-                let members = sccs.iter().find(|c| c.contains(&cycle.node_id())).cloned().unwrap_or_default();
-                let mut names: Vec<String> = members.iter().map(|n| self.tensors[self.ops[g[*n]].output].name.clone()).collect();
+                let members = sccs
+                    .iter()
+                    .find(|c| c.contains(&cycle.node_id()))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut names: Vec<String> = members
+                    .iter()
+                    .map(|n| self.tensors[self.ops[g[*n]].output].name.clone())
+                    .collect();
                 names.sort();
                 let op = &self.ops[g[cycle.node_id()]];
                 let span = op.span;
                 let message = if names.len() <= 1 {
                     format!("`{}` depends on itself", self.tensors[op.output].name)
                 } else {
-                    format!("{} depend on each other", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{} depend on each other",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
-                let others: Vec<Span> = members.iter().map(|n| self.ops[g[*n]].span).filter(|s| *s != span).collect();
+                let others: Vec<Span> = members
+                    .iter()
+                    .map(|n| self.ops[g[*n]].span)
+                    .filter(|s| *s != span)
+                    .collect();
                 let labels: Vec<crate::diag::Label<'_>> = others
                     .iter()
-                    .map(|s| crate::diag::Label { location: self.loc(*s), message: "part of the cycle".into() })
+                    .map(|s| crate::diag::Label {
+                        location: self.loc(*s),
+                        message: "part of the cycle".into(),
+                    })
                     .collect();
                 let d = self.error("E0410", span, message);
                 d.labels = labels;
-                d.help = Some("a workload is a DAG: compute each tensor from tensors computed before it".into());
+                d.help = Some(
+                    "a workload is a DAG: compute each tensor from tensors computed before it"
+                        .into(),
+                );
                 None
             }
         }
@@ -345,19 +436,32 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         if let Some(&prev) = self.names.get(&t.name.text) {
             let prev_span = self.tensors[prev].span;
             let label = self.loc(prev_span);
-            self.error("E0102", t.name.span, format!("tensor `{}` is declared twice", t.name.text))
-                .labels
-                .push(crate::diag::Label { location: label, message: "first declared here".into() });
+            self.error(
+                "E0102",
+                t.name.span,
+                format!("tensor `{}` is declared twice", t.name.text),
+            )
+            .labels
+            .push(crate::diag::Label {
+                location: label,
+                message: "first declared here".into(),
+            });
             return;
         }
-        let Some(dtype) = self.dtype(&t.ty.dtype) else { return };
+        let Some(dtype) = self.dtype(&t.ty.dtype) else {
+            return;
+        };
         let mut shape = Vec::new();
         for d in &t.ty.dims {
             let consts = self.consts.clone();
             match eval_int(d, &|n| consts.get(n).copied()) {
                 Ok(v) if v > 0 => shape.push(v as u64),
                 Ok(v) => {
-                    self.error("E0202", d.span, format!("dimension is {v}; dimensions must be positive"));
+                    self.error(
+                        "E0202",
+                        d.span,
+                        format!("dimension is {v}; dimensions must be positive"),
+                    );
                     return;
                 }
                 Err(mut e) => {
@@ -366,8 +470,13 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                             &crate::expr::span_text(d),
                             self.consts.keys().map(String::as_str).collect::<Vec<_>>(),
                         )
-                        .or_else(|| Some("declare it as a size parameter: `workload w(N = 128)`".into()));
-                        e.message = format!("unknown size {}", e.message.trim_end_matches(" is not a size parameter"));
+                        .or_else(|| {
+                            Some("declare it as a size parameter: `workload w(N = 128)`".into())
+                        });
+                        e.message = format!(
+                            "unknown size {}",
+                            e.message.trim_end_matches(" is not a size parameter")
+                        );
                     }
                     self.const_error(e);
                     return;
@@ -395,9 +504,19 @@ impl<'a, 'db> Lowerer<'a, 'db> {
     pub fn dtype(&mut self, name: &arch_syntax::ast::Name) -> Option<DType> {
         let d = DType::from_name(&name.text);
         if d.is_none() {
-            let help = did_you_mean(&name.text, crate::dtype::ALL_DTYPES.iter().map(|d| d.name()))
-                .unwrap_or_else(|| "element types: f64 f32 f16 bf16 fp8 int32 int16 int8 uint8 int4 spike".into());
-            self.error("E0401", name.span, format!("unknown element type `{}`", name.text)).help = Some(help);
+            let help = did_you_mean(
+                &name.text,
+                crate::dtype::ALL_DTYPES.iter().map(|d| d.name()),
+            )
+            .unwrap_or_else(|| {
+                "element types: f64 f32 f16 bf16 fp8 int32 int16 int8 uint8 int4 spike".into()
+            });
+            self.error(
+                "E0401",
+                name.span,
+                format!("unknown element type `{}`", name.text),
+            )
+            .help = Some(help);
         }
         d
     }
@@ -409,21 +528,41 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             Some(e) if e <= MAX_ELEMENTS && e.checked_mul(dtype.bits()).is_some() => true,
             _ => {
                 let approx: f64 = shape.iter().map(|d| *d as f64).product();
-                self.error("E0203", span, format!("tensor `{name}` would have {approx:.3e} elements"))
-                    .help = Some(format!("tensors are limited to 2^48 elements ({} TiB of f32)", (MAX_ELEMENTS * 4) >> 40));
+                self.error(
+                    "E0203",
+                    span,
+                    format!("tensor `{name}` would have {approx:.3e} elements"),
+                )
+                .help = Some(format!(
+                    "tensors are limited to 2^48 elements ({} TiB of f32)",
+                    (MAX_ELEMENTS * 4) >> 40
+                ));
                 false
             }
         }
     }
 
-    fn annotation(&mut self, tensor: &mut Tensor, a: &arch_syntax::ast::Annotation, ty: &arch_syntax::ast::TypeExpr) {
+    fn annotation(
+        &mut self,
+        tensor: &mut Tensor,
+        a: &arch_syntax::ast::Annotation,
+        ty: &arch_syntax::ast::TypeExpr,
+    ) {
         match a.name.text.as_str() {
             "sparse" if tensor.shape.is_empty() => {
-                self.error("E0412", a.span, format!("`{}` is a scalar; only tensors can be sparse", tensor.name));
+                self.error(
+                    "E0412",
+                    a.span,
+                    format!("`{}` is a scalar; only tensors can be sparse", tensor.name),
+                );
             }
             "sparse" => {
                 let [arg] = a.args.as_slice() else {
-                    self.error("E0412", a.span, "`@sparse` takes one pattern: `@sparse(2:4 along K)`");
+                    self.error(
+                        "E0412",
+                        a.span,
+                        "`@sparse` takes one pattern: `@sparse(2:4 along K)`",
+                    );
                     return;
                 };
                 let consts = self.consts.clone();
@@ -433,12 +572,22 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                     return;
                 };
                 let Ok(m) = eval_int(m_expr, &lookup) else {
-                    self.error("E0412", m_expr.span, "expected an N:M pattern such as `2:4`");
+                    self.error(
+                        "E0412",
+                        m_expr.span,
+                        "expected an N:M pattern such as `2:4`",
+                    );
                     return;
                 };
                 if n <= 0 || m <= 0 || n >= m || m > 64 {
-                    self.error("E0412", arg.span, format!("{n}:{m} is not a sparsity pattern"))
-                        .help = Some("N:M keeps N non-zeros in every group of M, with 0 < N < M <= 64".into());
+                    self.error(
+                        "E0412",
+                        arg.span,
+                        format!("{n}:{m} is not a sparsity pattern"),
+                    )
+                    .help = Some(
+                        "N:M keeps N non-zeros in every group of M, with 0 < N < M <= 64".into(),
+                    );
                     return;
                 }
                 // The axis: named by the size written in the type (`along K`),
@@ -452,11 +601,15 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                         match pos {
                             Some(p) => p,
                             None => {
-                                let names: Vec<String> = ty.dims.iter().map(crate::expr::span_text).collect();
+                                let names: Vec<String> =
+                                    ty.dims.iter().map(crate::expr::span_text).collect();
                                 self.error(
                                     "E0412",
                                     dim.span,
-                                    format!("`{}` is not a dimension of `{}`", dim.text, tensor.name),
+                                    format!(
+                                        "`{}` is not a dimension of `{}`",
+                                        dim.text, tensor.name
+                                    ),
                                 )
                                 .help = Some(format!("its dimensions are [{}]", names.join(", ")));
                                 return;
@@ -468,31 +621,52 @@ impl<'a, 'db> Lowerer<'a, 'db> {
                     self.error(
                         "E0412",
                         arg.span,
-                        format!("dimension {} of `{}` has size {}, not a multiple of {m}", axis, tensor.name, tensor.shape[axis]),
+                        format!(
+                            "dimension {} of `{}` has size {}, not a multiple of {m}",
+                            axis, tensor.name, tensor.shape[axis]
+                        ),
                     );
                     return;
                 }
-                tensor.sparsity = Some(crate::model::NmSparsity { n: n as u32, m: m as u32, axis });
+                tensor.sparsity = Some(crate::model::NmSparsity {
+                    n: n as u32,
+                    m: m as u32,
+                    axis,
+                });
             }
             "density" => {
                 let value = match a.args.as_slice() {
                     [arg] if arg.ratio_of.is_none() && arg.along.is_none() => {
-                        crate::consts::eval_quantity(&arg.value, &|_| None).ok().filter(|q| q.dim == crate::units::Dim::COUNT)
+                        crate::consts::eval_quantity(&arg.value, &|_| None)
+                            .ok()
+                            .filter(|q| q.dim == crate::units::Dim::COUNT)
                     }
                     _ => None,
                 };
                 match value {
-                    Some(q) if q.value > 0.0 && q.value <= 1.0 => tensor.density = Some(crate::model::Real(q.value)),
+                    Some(q) if q.value > 0.0 && q.value <= 1.0 => {
+                        tensor.density = Some(crate::model::Real(q.value))
+                    }
                     _ => {
-                        self.error("E0412", a.span, "`@density` takes the fraction of non-zeros, in (0, 1]")
-                            .help = Some("for example `@density(0.25)`".into());
+                        self.error(
+                            "E0412",
+                            a.span,
+                            "`@density` takes the fraction of non-zeros, in (0, 1]",
+                        )
+                        .help = Some("for example `@density(0.25)`".into());
                     }
                 }
             }
             other => {
-                let help = did_you_mean(other, ["sparse", "density"])
-                    .unwrap_or_else(|| "annotations: @sparse(N:M along DIM), @density(FRACTION)".into());
-                self.error("E0412", a.name.span, format!("unknown annotation `@{other}`")).help = Some(help);
+                let help = did_you_mean(other, ["sparse", "density"]).unwrap_or_else(|| {
+                    "annotations: @sparse(N:M along DIM), @density(FRACTION)".into()
+                });
+                self.error(
+                    "E0412",
+                    a.name.span,
+                    format!("unknown annotation `@{other}`"),
+                )
+                .help = Some(help);
             }
         }
     }
@@ -514,7 +688,15 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             name = format!("{}{}.{}", self.prefix, base, self.temps);
         }
         let i = self.tensors.len();
-        self.tensors.push(Tensor { name, role: Role::Intermediate, dtype, shape, sparsity: None, density: None, span });
+        self.tensors.push(Tensor {
+            name,
+            role: Role::Intermediate,
+            dtype,
+            shape,
+            sparsity: None,
+            density: None,
+            span,
+        });
         self.slots.push(TensorSlot { computed_at: None });
         i
     }
@@ -532,9 +714,19 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         if matches!(t.role, Role::Input | Role::Weight) {
             let (role, name, decl) = (t.role, t.name.clone(), t.span);
             let label = self.loc(decl);
-            self.error("E0409", name_span, format!("`{name}` is {} and cannot be assigned", crate::diag::article(role.keyword())))
-                .labels
-                .push(crate::diag::Label { location: label, message: format!("declared as {} here", crate::diag::article(role.keyword())) });
+            self.error(
+                "E0409",
+                name_span,
+                format!(
+                    "`{name}` is {} and cannot be assigned",
+                    crate::diag::article(role.keyword())
+                ),
+            )
+            .labels
+            .push(crate::diag::Label {
+                location: label,
+                message: format!("declared as {} here", crate::diag::article(role.keyword())),
+            });
             return false;
         }
         if let Some(prev) = self.slots[tensor].computed_at {
@@ -542,7 +734,10 @@ impl<'a, 'db> Lowerer<'a, 'db> {
             let label = self.loc(prev);
             self.error("E0408", name_span, format!("`{name}` is computed twice"))
                 .labels
-                .push(crate::diag::Label { location: label, message: "first computed here".into() });
+                .push(crate::diag::Label {
+                    location: label,
+                    message: "first computed here".into(),
+                });
             return false;
         }
         self.slots[tensor].computed_at = Some(stmt_span);
@@ -557,13 +752,31 @@ impl<'a, 'db> Lowerer<'a, 'db> {
         self.ops.push(op);
     }
 
-    pub fn compute_op(&mut self, output: usize, vars: Vec<crate::model::IndexVar>, output_rank: usize, body: ScalarExpr, span: Span) {
-        self.push_op(Op { output, vars, output_rank, body, kind: OpKind::Compute, span, origin: None });
+    pub fn compute_op(
+        &mut self,
+        output: usize,
+        vars: Vec<crate::model::IndexVar>,
+        output_rank: usize,
+        body: ScalarExpr,
+        span: Span,
+    ) {
+        self.push_op(Op {
+            output,
+            vars,
+            output_rank,
+            body,
+            kind: OpKind::Compute,
+            span,
+            origin: None,
+        });
     }
 
     /// The identity access of `tensor` at positions `vars[offset..]`.
     pub fn identity_access(tensor: usize, rank: usize) -> ScalarExpr {
-        ScalarExpr::Access { tensor, index: (0..rank).map(Affine::var).collect() }
+        ScalarExpr::Access {
+            tensor,
+            index: (0..rank).map(Affine::var).collect(),
+        }
     }
 }
 
@@ -575,7 +788,9 @@ pub fn workload_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> &'db [Diag
 fn remap(e: &mut ScalarExpr, new_index: &[usize]) {
     match e {
         ScalarExpr::Access { tensor, .. } => *tensor = new_index[*tensor],
-        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } | ScalarExpr::Reduce { body: x, .. } => remap(x, new_index),
+        ScalarExpr::Neg(x)
+        | ScalarExpr::Cast { value: x, .. }
+        | ScalarExpr::Reduce { body: x, .. } => remap(x, new_index),
         ScalarExpr::Binary { lhs, rhs, .. } => {
             remap(lhs, new_index);
             remap(rhs, new_index);

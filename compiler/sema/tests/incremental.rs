@@ -28,13 +28,19 @@ mapping first_host for first on host {
 
 /// How many executions of `query` the log holds.
 fn runs(log: &[String], query: &str) -> usize {
-    log.iter().filter(|e| e.starts_with(&format!("{query}("))).count()
+    log.iter()
+        .filter(|e| e.starts_with(&format!("{query}(")))
+        .count()
 }
 
 fn setup() -> (RootDatabase, arch_sema::SourceFile) {
     let mut db = RootDatabase::default();
     let file = db.set_file("/project/model.arch", PROGRAM.to_string());
-    assert!(file_diagnostics(&db, file).is_empty(), "{:?}", file_diagnostics(&db, file));
+    assert!(
+        file_diagnostics(&db, file).is_empty(),
+        "{:?}",
+        file_diagnostics(&db, file)
+    );
     db.start_logging();
     (db, file)
 }
@@ -80,7 +86,11 @@ fn editing_a_workload_reruns_the_mapping_that_uses_it() {
     let log = db.take_log();
     assert_eq!(runs(&log, "workload_model"), 1, "{log:#?}");
     assert_eq!(runs(&log, "mapping_model"), 1, "{log:#?}");
-    assert_eq!(runs(&log, "workload_model") + runs(&log, "parse_decl"), 2, "{log:#?}");
+    assert_eq!(
+        runs(&log, "workload_model") + runs(&log, "parse_decl"),
+        2,
+        "{log:#?}"
+    );
 }
 
 #[test]

@@ -11,15 +11,24 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Span {
-        Span { start: clamp_u32(start), end: clamp_u32(end) }
+        Span {
+            start: clamp_u32(start),
+            end: clamp_u32(end),
+        }
     }
 
     pub fn shift(self, by: u32) -> Span {
-        Span { start: self.start.saturating_add(by), end: self.end.saturating_add(by) }
+        Span {
+            start: self.start.saturating_add(by),
+            end: self.end.saturating_add(by),
+        }
     }
 
     pub fn cover(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -199,7 +208,10 @@ impl BinOp {
     }
 
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq)
+        matches!(
+            self,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq
+        )
     }
 }
 
@@ -223,16 +235,33 @@ impl ReduceOp {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ExprKind {
     /// `2`, `1.5`, `2 ms`, `20 GB/s`.
-    Number { value: Number, unit: Option<Name> },
+    Number {
+        value: Number,
+        unit: Option<Name>,
+    },
     Name(Name),
     /// `x[i, k]`.
-    Access { tensor: Name, indices: Vec<Expr> },
+    Access {
+        tensor: Name,
+        indices: Vec<Expr>,
+    },
     /// `relu(x)`, `lif(h, tau: 2 ms)`.
-    Call { callee: Name, args: Vec<Arg> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        callee: Name,
+        args: Vec<Arg>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Neg(Box<Expr>),
     /// `sum[k] body`.
-    Reduce { op: ReduceOp, indices: Vec<Name>, body: Box<Expr> },
+    Reduce {
+        op: ReduceOp,
+        indices: Vec<Name>,
+        body: Box<Expr>,
+    },
     /// `( expr )`, kept so the formatter and spans stay faithful.
     Paren(Box<Expr>),
 }
@@ -283,16 +312,29 @@ pub struct HwEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HwValue {
     /// `2 MiB per core`; `per` scales a quantity by a count of the hardware.
-    Quantity { number: Number, unit: Option<Name>, per: Option<Name>, span: Span },
+    Quantity {
+        number: Number,
+        unit: Option<Name>,
+        per: Option<Name>,
+        span: Span,
+    },
     Word(Name),
-    Str { text: String, span: Span },
-    Dims { dims: Vec<Expr>, span: Span },
+    Str {
+        text: String,
+        span: Span,
+    },
+    Dims {
+        dims: Vec<Expr>,
+        span: Span,
+    },
 }
 
 impl HwValue {
     pub fn span(&self) -> Span {
         match self {
-            HwValue::Quantity { span, .. } | HwValue::Str { span, .. } | HwValue::Dims { span, .. } => *span,
+            HwValue::Quantity { span, .. }
+            | HwValue::Str { span, .. }
+            | HwValue::Dims { span, .. } => *span,
             HwValue::Word(n) => n.span,
         }
     }
@@ -312,13 +354,34 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MapStmt {
     /// `tile y at l1 { i: 64, k: auto in 16..256 pow2 }`.
-    Block { knob: Name, target: Name, level: Option<Name>, entries: Vec<KnobEntry>, span: Span },
+    Block {
+        knob: Name,
+        target: Name,
+        level: Option<Name>,
+        entries: Vec<KnobEntry>,
+        span: Span,
+    },
     /// `precision w: auto in {f32, bf16} error <= 1e-3`, `partition h: 4`.
-    Keyed { knob: Name, target: Name, value: Knob, error_bound: Option<Expr>, span: Span },
+    Keyed {
+        knob: Name,
+        target: Name,
+        value: Knob,
+        error_bound: Option<Expr>,
+        span: Span,
+    },
     /// `order i, j, k`, `parallel i over cores`, `swizzle row_major`.
-    List { knob: Name, items: Vec<Name>, over: Option<Name>, span: Span },
+    List {
+        knob: Name,
+        items: Vec<Name>,
+        over: Option<Name>,
+        span: Span,
+    },
     /// `swizzle auto`, `timestep 1 ms`, `swizzle grouped(m: 8)`.
-    Value { knob: Name, value: Knob, span: Span },
+    Value {
+        knob: Name,
+        value: Knob,
+        span: Span,
+    },
     Error(Span),
 }
 
@@ -397,7 +460,11 @@ pub enum OpBody {
     /// `op relu(x) = max(x, 0.0)`: an element-wise scalar function.
     Scalar(Expr),
     /// `op matmul<M, K, N>(a[M, K], b[K, N]) -> c[M, N] { ... }`.
-    Tensor { result: Name, dims: Vec<Expr>, body: Vec<Stmt> },
+    Tensor {
+        result: Name,
+        dims: Vec<Expr>,
+        body: Vec<Stmt>,
+    },
 }
 
 /// `neuron lif(tau = 2 ms, threshold = 1.0) { state v = 0.0 ... }`: one

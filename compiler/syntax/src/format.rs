@@ -77,12 +77,21 @@ fn token_text<'a>(text: &'a str, t: &Spanned<'a>) -> &'a str {
 }
 
 /// Whether one space separates token `i` from the one before it on a line.
-fn space_between(tokens: &[Spanned<'_>], i: usize, tight: &[bool], generics: &(Vec<bool>, Vec<bool>)) -> bool {
+fn space_between(
+    tokens: &[Spanned<'_>],
+    i: usize,
+    tight: &[bool],
+    generics: &(Vec<bool>, Vec<bool>),
+) -> bool {
     let (opens, closes) = generics;
     use Tok::*;
     let p = tokens[i - 1].tok;
     let t = tokens[i].tok;
-    let before_prev = if i >= 2 { Some(tokens[i - 2].tok) } else { None };
+    let before_prev = if i >= 2 {
+        Some(tokens[i - 2].tok)
+    } else {
+        None
+    };
     if (p == LBrace && tight[i - 1]) || (t == RBrace && tight[i]) {
         return false;
     }
@@ -138,7 +147,10 @@ fn generic_brackets(tokens: &[Spanned<'_>]) -> (Vec<bool>, Vec<bool>) {
     let mut opens = vec![false; tokens.len()];
     let mut closes = vec![false; tokens.len()];
     for i in 2..tokens.len() {
-        if tokens[i].tok != Tok::Lt || tokens[i - 2].tok != Tok::Op || !matches!(tokens[i - 1].tok, Tok::Ident(_)) {
+        if tokens[i].tok != Tok::Lt
+            || tokens[i - 2].tok != Tok::Op
+            || !matches!(tokens[i - 1].tok, Tok::Ident(_))
+        {
             continue;
         }
         for (j, t) in tokens.iter().enumerate().skip(i + 1) {
@@ -161,7 +173,10 @@ fn is_unary_minus(tokens: &[Spanned<'_>], i: usize) -> bool {
     if i == 0 {
         return true;
     }
-    !matches!(tokens[i - 1].tok, Ident(_) | Unit(_) | Int(_) | Float(_) | RParen | RBracket | Str(_))
+    !matches!(
+        tokens[i - 1].tok,
+        Ident(_) | Unit(_) | Int(_) | Float(_) | RParen | RBracket | Str(_)
+    )
 }
 
 impl Tok<'_> {

@@ -331,14 +331,22 @@ pub fn lex(text: &str) -> (Vec<Spanned<'_>>, Vec<SpannedLexError>) {
                         // `GB/s`: one unit token for the whole written unit.
                         tokens.truncate(tokens.len() - 2);
                         let whole = &text[unit_start..range.end];
-                        tokens.push(Spanned { tok: Tok::Unit(whole), start: unit_start, end: range.end });
+                        tokens.push(Spanned {
+                            tok: Tok::Unit(whole),
+                            start: unit_start,
+                            end: range.end,
+                        });
                         continue;
                     }
                     if follows_number_on_same_line(text, &tokens, range.start) {
                         tok = Tok::Unit(name);
                     }
                 }
-                tokens.push(Spanned { tok, start: range.start, end: range.end });
+                tokens.push(Spanned {
+                    tok,
+                    start: range.start,
+                    end: range.end,
+                });
             }
             Err(error) => {
                 // Merge runs of unknown characters into one error.
@@ -349,7 +357,11 @@ pub fn lex(text: &str) -> (Vec<Spanned<'_>>, Vec<SpannedLexError>) {
                         continue;
                     }
                 }
-                errors.push(SpannedLexError { error, start: range.start, end: range.end });
+                errors.push(SpannedLexError {
+                    error,
+                    start: range.start,
+                    end: range.end,
+                });
             }
         }
     }
@@ -358,7 +370,11 @@ pub fn lex(text: &str) -> (Vec<Spanned<'_>>, Vec<SpannedLexError>) {
 
 fn follows_number_on_same_line(text: &str, tokens: &[Spanned<'_>], start: usize) -> bool {
     match tokens.last() {
-        Some(Spanned { tok: Tok::Int(_) | Tok::Float(_), end, .. }) => {
+        Some(Spanned {
+            tok: Tok::Int(_) | Tok::Float(_),
+            end,
+            ..
+        }) => {
             let between = &text[*end..start];
             !between.contains('\n') && between.chars().all(|c| c == ' ' || c == '\t')
         }
@@ -370,11 +386,11 @@ fn follows_number_on_same_line(text: &str, tokens: &[Spanned<'_>], start: usize)
 /// blanks right before `start`.
 fn unit_slash_before(tokens: &[Spanned<'_>], start: usize) -> Option<usize> {
     match tokens {
-        [.., unit @ Spanned { tok: Tok::Unit(_), .. }, slash @ Spanned { tok: Tok::Slash, .. }]
-            if unit.end == slash.start && slash.end == start =>
-        {
-            Some(unit.start)
-        }
+        [.., unit @ Spanned {
+            tok: Tok::Unit(_), ..
+        }, slash @ Spanned {
+            tok: Tok::Slash, ..
+        }] if unit.end == slash.start && slash.end == start => Some(unit.start),
         _ => None,
     }
 }
@@ -393,16 +409,36 @@ mod tests {
             kinds("bandwidth 20 GB/s"),
             vec![Tok::Ident("bandwidth"), Tok::Int("20"), Tok::Unit("GB/s")]
         );
-        assert_eq!(kinds("cores 2\nlevel"), vec![Tok::Ident("cores"), Tok::Int("2"), Tok::Ident("level")]);
-        assert_eq!(kinds("int8: 256 op/cycle"), vec![Tok::Ident("int8"), Tok::Colon, Tok::Int("256"), Tok::Unit("op/cycle")]);
-        assert_eq!(kinds("0.3 pJ/op"), vec![Tok::Float("0.3"), Tok::Unit("pJ/op")]);
+        assert_eq!(
+            kinds("cores 2\nlevel"),
+            vec![Tok::Ident("cores"), Tok::Int("2"), Tok::Ident("level")]
+        );
+        assert_eq!(
+            kinds("int8: 256 op/cycle"),
+            vec![
+                Tok::Ident("int8"),
+                Tok::Colon,
+                Tok::Int("256"),
+                Tok::Unit("op/cycle")
+            ]
+        );
+        assert_eq!(
+            kinds("0.3 pJ/op"),
+            vec![Tok::Float("0.3"), Tok::Unit("pJ/op")]
+        );
         assert_eq!(kinds("op relu"), vec![Tok::Op, Tok::Ident("relu")]);
     }
 
     #[test]
     fn ranges_are_not_floats() {
-        assert_eq!(kinds("16..256"), vec![Tok::Int("16"), Tok::DotDot, Tok::Int("256")]);
-        assert_eq!(kinds("1e-3 2.5"), vec![Tok::Float("1e-3"), Tok::Float("2.5")]);
+        assert_eq!(
+            kinds("16..256"),
+            vec![Tok::Int("16"), Tok::DotDot, Tok::Int("256")]
+        );
+        assert_eq!(
+            kinds("1e-3 2.5"),
+            vec![Tok::Float("1e-3"), Tok::Float("2.5")]
+        );
     }
 
     #[test]

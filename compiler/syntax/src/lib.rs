@@ -11,5 +11,7 @@ mod grammar {
 }
 pub mod parse;
 
-pub use parse::{parse_item, split, Chunk, Parsed, SyntaxError, SyntaxErrorKind, MAX_EXPR_DEPTH, MAX_NESTING};
+pub use parse::{
+    parse_item, split, Chunk, Parsed, SyntaxError, SyntaxErrorKind, MAX_EXPR_DEPTH, MAX_NESTING,
+};
 pub mod format;

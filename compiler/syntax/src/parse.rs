@@ -92,7 +92,11 @@ pub fn split(text: &str) -> Vec<Chunk> {
                 naming = None;
             }
         }
-        let decl_keyword = if kind == Scanned::Word { keyword(word) } else { None };
+        let decl_keyword = if kind == Scanned::Word {
+            keyword(word)
+        } else {
+            None
+        };
         let is_unit = word == "op" && after_number && !text[last_end..start].contains('\n');
         after_number = kind == Scanned::Number || word == "/";
         last_end = i;
@@ -123,7 +127,13 @@ pub fn split(text: &str) -> Vec<Chunk> {
         trivia_start = None;
     }
     if chunks.is_empty() && seen_code {
-        chunks.push(Chunk { start: 0, end: text.len(), kind: "error", name: String::new(), doc: String::new() });
+        chunks.push(Chunk {
+            start: 0,
+            end: text.len(),
+            kind: "error",
+            name: String::new(),
+            doc: String::new(),
+        });
     }
     chunks
 }
@@ -248,8 +258,8 @@ fn scan_token(bytes: &[u8], i: &mut usize) -> Scanned {
             *i = start + 2;
             Scanned::Punct
         }
-        b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'=' | b',' | b':' | b'.' | b'+' | b'-' | b'*'
-        | b'/' | b'@' => {
+        b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'=' | b',' | b':' | b'.'
+        | b'+' | b'-' | b'*' | b'/' | b'@' => {
             *i = start + 1;
             Scanned::Punct
         }
@@ -266,7 +276,10 @@ fn scan_token(bytes: &[u8], i: &mut usize) -> Scanned {
 }
 
 fn memchr_newline(bytes: &[u8], from: usize) -> usize {
-    bytes[from..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| from + p)
+    bytes[from..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |p| from + p)
 }
 
 /// The reference implementation of [`split`], on the logos lexer: slower,
@@ -352,7 +365,13 @@ pub fn split_with_logos(text: &str) -> Vec<Chunk> {
         trivia_start = None;
     }
     if chunks.is_empty() && seen_code {
-        chunks.push(Chunk { start: 0, end: text.len(), kind: "error", name: String::new(), doc: String::new() });
+        chunks.push(Chunk {
+            start: 0,
+            end: text.len(),
+            kind: "error",
+            name: String::new(),
+            doc: String::new(),
+        });
     }
     chunks
 }
@@ -361,17 +380,26 @@ pub fn split_with_logos(text: &str) -> Vec<Chunk> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SyntaxErrorKind {
     /// A token the grammar does not allow here.
-    UnexpectedToken { found: String, expected: Vec<String> },
+    UnexpectedToken {
+        found: String,
+        expected: Vec<String>,
+    },
     /// The declaration ended too early.
-    UnexpectedEnd { expected: Vec<String> },
+    UnexpectedEnd {
+        expected: Vec<String>,
+    },
     /// Characters that start no token.
     InvalidCharacters,
     UnterminatedComment,
     UnterminatedString,
     /// Brackets nested deeper than [`MAX_NESTING`].
-    TooDeep { depth: usize },
+    TooDeep {
+        depth: usize,
+    },
     /// Text before the first declaration.
-    NotADeclaration { found: String },
+    NotADeclaration {
+        found: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -407,23 +435,42 @@ pub fn parse_item(text: &str) -> Parsed {
     let code: Vec<_> = tokens.into_iter().filter(|t| !t.tok.is_trivia()).collect();
     let whole = Span::new(0, text.len());
     let Some(first) = code.first() else {
-        return Parsed { item: Item::Error(whole), errors };
+        return Parsed {
+            item: Item::Error(whole),
+            errors,
+        };
     };
     if !first.tok.starts_item() {
         errors.push(SyntaxError {
-            kind: SyntaxErrorKind::NotADeclaration { found: first.tok.describe() },
+            kind: SyntaxErrorKind::NotADeclaration {
+                found: first.tok.describe(),
+            },
             span: Span::new(first.start, first.end),
         });
-        return Parsed { item: Item::Error(whole), errors };
+        return Parsed {
+            item: Item::Error(whole),
+            errors,
+        };
     }
     if let Some((depth, at)) = too_deep(&code) {
-        errors.push(SyntaxError { kind: SyntaxErrorKind::TooDeep { depth }, span: at });
-        return Parsed { item: Item::Error(whole), errors };
+        errors.push(SyntaxError {
+            kind: SyntaxErrorKind::TooDeep { depth },
+            span: at,
+        });
+        return Parsed {
+            item: Item::Error(whole),
+            errors,
+        };
     }
     let mut recovered = Vec::new();
-    let stream = code.iter().map(|t| Ok::<_, LexError>((t.start, t.tok, t.end)));
+    let stream = code
+        .iter()
+        .map(|t| Ok::<_, LexError>((t.start, t.tok, t.end)));
     let result = ItemParser::new().parse(&mut recovered, stream);
-    let mut grammar_errors: Vec<SyntaxError> = recovered.into_iter().map(|r| convert(r.error, text.len())).collect();
+    let mut grammar_errors: Vec<SyntaxError> = recovered
+        .into_iter()
+        .map(|r| convert(r.error, text.len()))
+        .collect();
     let item = match result {
         Ok(item) => item,
         Err(e) => {
@@ -433,10 +480,14 @@ pub fn parse_item(text: &str) -> Parsed {
     };
     grammar_errors.sort_by_key(|e| e.span.start);
     // Text after a complete declaration is not part of it.
-    if let (Some(first_error), Some(end)) = (grammar_errors.first_mut(), declaration_end(&code, text)) {
+    if let (Some(first_error), Some(end)) =
+        (grammar_errors.first_mut(), declaration_end(&code, text))
+    {
         if first_error.span.start as usize >= end {
             if let SyntaxErrorKind::UnexpectedToken { found, .. } = &first_error.kind {
-                first_error.kind = SyntaxErrorKind::NotADeclaration { found: found.clone() };
+                first_error.kind = SyntaxErrorKind::NotADeclaration {
+                    found: found.clone(),
+                };
             }
         }
     }
@@ -479,10 +530,15 @@ fn too_deep(code: &[crate::lexer::Spanned<'_>]) -> Option<(usize, Span)> {
             }
             Eq | Comma | Colon => chain = saved.last().copied().unwrap_or(0),
             // A name right after an operand starts a new statement.
-            _ if prev_ends_operand && !matches!(t.tok, Unit(_)) => chain = saved.last().copied().unwrap_or(0),
+            _ if prev_ends_operand && !matches!(t.tok, Unit(_)) => {
+                chain = saved.last().copied().unwrap_or(0)
+            }
             _ => {}
         }
-        prev_ends_operand = matches!(t.tok, Ident(_) | Int(_) | Float(_) | Unit(_) | Str(_) | RParen | RBracket);
+        prev_ends_operand = matches!(
+            t.tok,
+            Ident(_) | Int(_) | Float(_) | Unit(_) | Str(_) | RParen | RBracket
+        );
     }
     None
 }
@@ -492,7 +548,9 @@ fn too_deep(code: &[crate::lexer::Spanned<'_>]) -> Option<(usize, Span)> {
 fn declaration_end(code: &[crate::lexer::Spanned<'_>], text: &str) -> Option<usize> {
     let first = code.first()?;
     if first.tok == Tok::Import {
-        let line_end = text[first.start..].find('\n').map_or(text.len(), |i| first.start + i);
+        let line_end = text[first.start..]
+            .find('\n')
+            .map_or(text.len(), |i| first.start + i);
         return Some(line_end);
     }
     let mut depth = 0usize;
@@ -517,19 +575,31 @@ fn declaration_end(code: &[crate::lexer::Spanned<'_>], text: &str) -> Option<usi
 
 fn convert(e: ParseError<usize, Tok<'_>, LexError>, len: usize) -> SyntaxError {
     match e {
-        ParseError::InvalidToken { location } => {
-            SyntaxError { kind: SyntaxErrorKind::InvalidCharacters, span: Span::new(location, location + 1) }
-        }
+        ParseError::InvalidToken { location } => SyntaxError {
+            kind: SyntaxErrorKind::InvalidCharacters,
+            span: Span::new(location, location + 1),
+        },
         ParseError::UnrecognizedEof { location, expected } => SyntaxError {
-            kind: SyntaxErrorKind::UnexpectedEnd { expected: clean_expected(expected) },
+            kind: SyntaxErrorKind::UnexpectedEnd {
+                expected: clean_expected(expected),
+            },
             span: Span::new(location.min(len), location.min(len)),
         },
-        ParseError::UnrecognizedToken { token: (l, tok, r), expected } => SyntaxError {
-            kind: SyntaxErrorKind::UnexpectedToken { found: tok.describe(), expected: clean_expected(expected) },
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => SyntaxError {
+            kind: SyntaxErrorKind::UnexpectedToken {
+                found: tok.describe(),
+                expected: clean_expected(expected),
+            },
             span: Span::new(l, r),
         },
         ParseError::ExtraToken { token: (l, tok, r) } => SyntaxError {
-            kind: SyntaxErrorKind::UnexpectedToken { found: tok.describe(), expected: vec![] },
+            kind: SyntaxErrorKind::UnexpectedToken {
+                found: tok.describe(),
+                expected: vec![],
+            },
             span: Span::new(l, r),
         },
         ParseError::User { error } => SyntaxError {
@@ -570,7 +640,14 @@ mod tests {
         let text = "import std.hw.host\n\n/// Doc.\nworkload w { }\n// tail\nmapping m for w on host { }\n";
         let chunks = split(text);
         let kinds: Vec<_> = chunks.iter().map(|c| (c.kind, c.name.as_str())).collect();
-        assert_eq!(kinds, vec![("import", "std.hw.host"), ("workload", "w"), ("mapping", "m")]);
+        assert_eq!(
+            kinds,
+            vec![
+                ("import", "std.hw.host"),
+                ("workload", "w"),
+                ("mapping", "m")
+            ]
+        );
         assert_eq!(chunks[1].doc, "Doc.");
         assert!(text[chunks[1].start..chunks[1].end].starts_with("/// Doc."));
         assert_eq!(chunks[2].end, text.len());
@@ -597,9 +674,9 @@ mod tests {
     }
 
     const PIECES: &[&str] = &[
-        "workload", "hardware", "mapping", "op", "neuron", "import", " ", "\n", "x", "std", ".", "{", "}", ",", "*",
-        "/", "//", "///", "////", " doc\n", "/*", "*/", "\"", "\\", "1", "2.5", "1e-3", "e", "..", "op/cycle", "pJ",
-        "$", "é", "=", "<=", "->", "[", "]", "(", ")", "_a1",
+        "workload", "hardware", "mapping", "op", "neuron", "import", " ", "\n", "x", "std", ".",
+        "{", "}", ",", "*", "/", "//", "///", "////", " doc\n", "/*", "*/", "\"", "\\", "1", "2.5",
+        "1e-3", "e", "..", "op/cycle", "pJ", "$", "é", "=", "<=", "->", "[", "]", "(", ")", "_a1",
     ];
 
     #[test]
@@ -630,7 +707,10 @@ mod tests {
         assert_eq!(chunks[0].kind, "error");
         assert_eq!(chunks[1].kind, "workload");
         let parsed = parse_item("garbage here\n");
-        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::NotADeclaration { .. }));
+        assert!(matches!(
+            parsed.errors[0].kind,
+            SyntaxErrorKind::NotADeclaration { .. }
+        ));
     }
 
     #[test]
@@ -639,23 +719,35 @@ mod tests {
             "workload mlp(B = 256, K = 1024, N = 4096) {\n  input x : f32[B, K]\n  weight w : f32[K, N] @sparse(2:4 along K)\n  output y : f32[B, N]\n  y[i, j] = relu(sum[k] x[i, k] * w[k, j])\n}",
         );
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        let Item::Workload(w) = parsed.item else { panic!("not a workload") };
+        let Item::Workload(w) = parsed.item else {
+            panic!("not a workload")
+        };
         assert_eq!(w.params.len(), 3);
         assert_eq!(w.body.len(), 4);
     }
 
     #[test]
     fn deep_nesting_is_refused() {
-        let text = format!("workload w {{ y = {}1{} }}", "(".repeat(100_000), ")".repeat(100_000));
+        let text = format!(
+            "workload w {{ y = {}1{} }}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
         let parsed = parse_item(&text);
-        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::TooDeep { .. }));
+        assert!(matches!(
+            parsed.errors[0].kind,
+            SyntaxErrorKind::TooDeep { .. }
+        ));
     }
 
     #[test]
     fn long_operator_chains_are_refused() {
         let text = format!("workload w {{ y = {}1 }}", "1 + ".repeat(100_000));
         let parsed = parse_item(&text);
-        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::TooDeep { .. }));
+        assert!(matches!(
+            parsed.errors[0].kind,
+            SyntaxErrorKind::TooDeep { .. }
+        ));
         // Many ordinary statements are fine.
         let text = format!("workload w {{ {} }}", "y = a + b * c\n".repeat(10_000));
         assert!(parse_item(&text).errors.is_empty());
@@ -664,9 +756,23 @@ mod tests {
     #[test]
     fn stray_text_after_a_declaration() {
         let parsed = parse_item("workload w { }\nc[m, n] = 1");
-        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::NotADeclaration { .. }), "{:?}", parsed.errors);
+        assert!(
+            matches!(
+                parsed.errors[0].kind,
+                SyntaxErrorKind::NotADeclaration { .. }
+            ),
+            "{:?}",
+            parsed.errors
+        );
         let parsed = parse_item("import std.nn.relu\ndef layer(x):");
-        assert!(matches!(parsed.errors[0].kind, SyntaxErrorKind::NotADeclaration { .. }), "{:?}", parsed.errors);
+        assert!(
+            matches!(
+                parsed.errors[0].kind,
+                SyntaxErrorKind::NotADeclaration { .. }
+            ),
+            "{:?}",
+            parsed.errors
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ fn main() {
     }
 
     // Cold, the whole `archc check` process (when the binary is built).
-    let exe = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("archc")));
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("archc")));
     let mut process = Vec::new();
     if let Some(exe) = exe.filter(|e| e.exists()) {
         let path = std::env::temp_dir().join(format!("archc-bench-{}.arch", std::process::id()));
@@ -107,14 +109,32 @@ fn main() {
     println!();
     println!("| measurement | median | p99 | target |");
     println!("|---|---|---|---|");
-    println!("| cold check, in process (fresh database) | {} | {} | < 100 ms |", ms(cold_m), ms(percentile(cold, 0.99)));
+    println!(
+        "| cold check, in process (fresh database) | {} | {} | < 100 ms |",
+        ms(cold_m),
+        ms(percentile(cold, 0.99))
+    );
     if !process.is_empty() {
-        println!("| cold `archc check`, whole process | {} | {} | < 100 ms |", ms(median(process.clone())), ms(percentile(process, 0.99)));
+        println!(
+            "| cold `archc check`, whole process | {} | {} | < 100 ms |",
+            ms(median(process.clone())),
+            ms(percentile(process, 0.99))
+        );
     }
-    println!("| re-check after a 1-character edit (salsa) | {} | {} | < 5 ms |", ms(inc_m), ms(percentile(incremental, 0.99)));
-    println!("| same edited text checked from scratch (reference) | {} | | |", ms(scratch_m));
+    println!(
+        "| re-check after a 1-character edit (salsa) | {} | {} | < 5 ms |",
+        ms(inc_m),
+        ms(percentile(incremental, 0.99))
+    );
+    println!(
+        "| same edited text checked from scratch (reference) | {} | | |",
+        ms(scratch_m)
+    );
     println!();
-    println!("incremental speed-up over from-scratch: {:.0}x", scratch_m.as_secs_f64() / inc_m.as_secs_f64().max(1e-9));
+    println!(
+        "incremental speed-up over from-scratch: {:.0}x",
+        scratch_m.as_secs_f64() / inc_m.as_secs_f64().max(1e-9)
+    );
 }
 
 #[allow(dead_code)]
@@ -153,5 +173,10 @@ fn probe_incremental(program: &str, at: usize) {
         let _ = file_diagnostics(&db, f).len();
         t_diag += t.elapsed();
     }
-    eprintln!("set_file {:?}, file_decls {:?}, file_diagnostics {:?}", t_set / n, t_split / n, t_diag / n);
+    eprintln!(
+        "set_file {:?}, file_decls {:?}, file_diagnostics {:?}",
+        t_set / n,
+        t_split / n,
+        t_diag / n
+    );
 }
