@@ -82,7 +82,7 @@ pub fn compute_cycles(g: &GemmView, rows: u64, cols: u64, dataflow: Dataflow) ->
 /// Predicts one op on an npu.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams) -> Predicted {
     let g = gemm_view(w, op);
-    let (folds, compute) = compute_cycles(&g, p.rows, p.cols, p.dataflow);
+    let (_, compute) = compute_cycles(&g, p.rows, p.cols, p.dataflow);
     let (sr, sc, _) = spatial_temporal(&g, p.dataflow);
     let row_folds = sr.div_ceil(p.rows) as f64;
     let col_folds = sc.div_ceil(p.cols) as f64;
@@ -130,7 +130,6 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams) -> Predicted {
     let latency_s = slowest.1;
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.2);
     let peak_s = g.macs() as f64 / (p.rows * p.cols) as f64 / p.clock_hz;
-    let _ = folds;
     Predicted {
         cycles: (latency_s * p.clock_hz).ceil(),
         compute_cycles: compute as f64,

@@ -56,17 +56,6 @@ pub struct Level {
 }
 
 impl Level {
-    /// Bytes one core can use at this level.
-    pub fn capacity_per_core(&self, cores: u64) -> Option<f64> {
-        self.size_bytes.map(|a| {
-            if a.per_core {
-                a.value.0
-            } else {
-                a.value.0 / cores.max(1) as f64
-            }
-        })
-    }
-
     /// Bytes one tile can use: per-core sizes are whole, shared ones whole too
     /// (a single tile may occupy all of a shared level).
     pub fn capacity_for_tile(&self) -> Option<f64> {
@@ -307,18 +296,15 @@ impl<'db> HwChecker<'db> {
                 }
             }
         };
-        let mut has_cores_field = false;
         for item in &hw.body {
             match item {
                 HwItem::Field(e) => {
-                    has_cores_field |= e.key.text == "cores";
                     self.field(&mut model, e);
                 }
                 HwItem::Block(b) => self.block(&mut model, b),
                 HwItem::Error(_) => {}
             }
         }
-        let _ = has_cores_field;
         if self.diags.is_empty() {
             self.required(&model, hw);
         }

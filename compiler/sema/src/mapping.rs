@@ -91,12 +91,6 @@ pub struct Knob {
     pub span: Option<Span>,
 }
 
-impl Knob {
-    pub fn is_fixed(&self) -> bool {
-        matches!(self.domain, Domain::Fixed(_))
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingModel {
     pub name: String,

@@ -1,7 +1,7 @@
 //! Op and neuron declarations checked on their own: names, indices and units
 //! in their bodies. Calls expand them again with real sizes.
 
-use crate::consts::{eval_int, eval_quantity, Quantity};
+use crate::consts::{eval_int, eval_quantity};
 use crate::db::{parse_decl, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::dtype::DType;
@@ -159,7 +159,6 @@ pub fn neuron_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnost
         unknown_dims: false,
     };
     c.check(n);
-    let _ = file_scope(db, decl.file(db));
     c.diags
 }
 
@@ -424,17 +423,4 @@ impl<'db> NeuronChecker<'db> {
             }
         }
     }
-}
-
-/// Named constants for neuron parameters, for callers that evaluate them.
-pub fn neuron_defaults(n: &NeuronDecl) -> Vec<(String, Quantity)> {
-    n.params
-        .iter()
-        .filter_map(|p| {
-            p.default
-                .as_ref()
-                .and_then(|d| eval_quantity(d, &|_| None).ok())
-                .map(|q| (p.name.text.clone(), q))
-        })
-        .collect()
 }

@@ -780,11 +780,6 @@ impl<'a, 'db> Lowerer<'a, 'db> {
     }
 }
 
-/// Every workload's diagnostics (for `file_diagnostics`).
-pub fn workload_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> &'db [Diagnostic<'db>] {
-    &workload_model(db, decl).diagnostics
-}
-
 fn remap(e: &mut ScalarExpr, new_index: &[usize]) {
     match e {
         ScalarExpr::Access { tensor, .. } => *tensor = new_index[*tensor],
