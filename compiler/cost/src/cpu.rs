@@ -102,35 +102,6 @@ impl CpuParams {
     }
 }
 
-/// Bytes one tile of `tensor` occupies when the variables take `tile` sizes.
-fn footprint(w: &WorkloadModel, op: &Op, tensor: usize, tile: &[u64]) -> f64 {
-    let mut bytes = 0.0;
-    let mut found = false;
-    let mut visit = |t: usize, index: &[arch_sema::model::Affine]| {
-        if t != tensor || found {
-            return;
-        }
-        found = true;
-        let elems: f64 = index
-            .iter()
-            .map(|a| {
-                1.0 + a
-                    .terms
-                    .iter()
-                    .map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0))
-                    .sum::<f64>()
-            })
-            .product();
-        bytes = elems * w.tensors[t].dtype.bits() as f64 / 8.0;
-    };
-    if tensor == op.output {
-        let elems: f64 = tile[..op.output_rank].iter().map(|x| *x as f64).product();
-        return elems * w.tensors[tensor].dtype.bits() as f64 / 8.0;
-    }
-    collect_accesses(&op.body, &mut visit);
-    bytes
-}
-
 /// Variables a tensor's indices use (the output: the output variables).
 fn used_vars(op: &Op, tensor: usize) -> Vec<usize> {
     if tensor == op.output {
@@ -187,6 +158,10 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
     let mut tensors: Vec<usize> = op.inputs();
     tensors.push(op.output);
+    let of = |list: &[(usize, f64)], t: usize| {
+        list.iter().find(|(x, _)| *x == t).map_or(0.0, |(_, b)| *b)
+    };
+    let full_bytes = op.tile_bytes(&w.tensors, &nest.tiles[0]);
     let mut compulsory = 0.0;
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
@@ -199,6 +174,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         let innermost_visits: f64 = (0..op.vars.len())
             .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v].max(1)) as f64)
             .product();
+        let tile_bytes = op.tile_bytes(&w.tensors, &nest.tiles[inner]);
         let mut bytes = 0.0;
         for &t in &tensors {
             let fill_count = if l + 1 < nest.tiles.len() {
@@ -206,7 +182,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
             } else {
                 innermost_visits
             };
-            let once = footprint(w, op, t, &nest.tiles[inner]);
+            let once = of(&tile_bytes, t);
             let mut moved = once * fill_count;
             if t == op.output && fill_count > 1.0 && l + 1 < nest.tiles.len() {
                 // Partial sums come back in after the first visit of each tile.
@@ -217,7 +193,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
             }
             bytes += moved;
             if l == 0 {
-                compulsory += footprint(w, op, t, &nest.tiles[0]);
+                compulsory += of(&full_bytes, t);
             }
         }
         traffic.push((name.clone(), bytes, *bw, *e));

@@ -7,7 +7,7 @@ use crate::cpu::LoopNest;
 use arch_sema::dtype::DType;
 use arch_sema::hardware::{HardwareModel, HwClass};
 use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
-use arch_sema::model::{collect_accesses, Op, OpKind, WorkloadModel};
+use arch_sema::model::{Op, OpKind, WorkloadModel};
 use std::collections::BTreeMap;
 
 /// One op's concrete schedule.
@@ -158,31 +158,7 @@ pub fn tile_choices(domain: Option<&Domain>, parent: u64) -> Vec<u64> {
 
 /// Bytes the tiles of every tensor of `op` take with variable tiles `tile`.
 pub fn op_footprint(w: &WorkloadModel, op: &Op, tile: &[u64]) -> f64 {
-    let mut total: f64 = tile[..op.output_rank]
-        .iter()
-        .map(|x| *x as f64)
-        .product::<f64>()
-        * w.tensors[op.output].dtype.bits() as f64
-        / 8.0;
-    let mut seen = vec![op.output];
-    collect_accesses(&op.body, &mut |t, index| {
-        if seen.contains(&t) {
-            return;
-        }
-        seen.push(t);
-        let elems: f64 = index
-            .iter()
-            .map(|a| {
-                1.0 + a
-                    .terms
-                    .iter()
-                    .map(|(v, c)| c.unsigned_abs() as f64 * (tile[*v] as f64 - 1.0))
-                    .sum::<f64>()
-            })
-            .product();
-        total += elems * w.tensors[t].dtype.bits() as f64 / 8.0;
-    });
-    total
+    op.tile_bytes(&w.tensors, tile).iter().map(|(_, b)| b).sum()
 }
 
 fn knob<'m>(m: &'m MappingModel, target: &KnobTarget) -> Option<&'m Domain> {

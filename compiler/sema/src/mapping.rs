@@ -7,7 +7,7 @@ use crate::db::{parse_decl, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::dtype::DType;
 use crate::hardware::{hardware_model, HardwareModel, HwClass};
-use crate::model::{collect_accesses, Op, OpKind, Real, WorkloadModel};
+use crate::model::{Op, OpKind, Real, WorkloadModel};
 use crate::scope::file_scope;
 use crate::units::{format_quantity, Dim};
 use crate::workload::workload_model;
@@ -1230,36 +1230,19 @@ impl<'db> MapChecker<'db> {
         let Some(capacity) = l.capacity_for_tile() else {
             return;
         };
-        let tile = |v: usize| {
-            sizes
-                .iter()
-                .find(|(x, _, _)| *x == v)
-                .map_or(1, |(_, s, _)| *s)
-        };
-        let mut parts: Vec<(String, f64)> = Vec::new();
-        let mut record = |t: usize, index: Vec<u64>| {
-            let bits = w.tensors[t].dtype.bits() as f64;
-            let elems: f64 = index.iter().map(|e| *e as f64).product();
-            let name = w.tensors[t].name.clone();
-            if !parts.iter().any(|(n, _)| *n == name) {
-                parts.push((name, elems * bits / 8.0));
-            }
-        };
-        // The output tile, then every operand's slice.
-        record(
-            op.output,
-            (0..op.output_rank).map(|v| tile(v) as u64).collect(),
-        );
-        collect_accesses(&op.body, &mut |t, index| {
-            let extents = index
-                .iter()
-                .map(|a| {
-                    let span: i64 = a.terms.iter().map(|(v, c)| c.abs() * (tile(*v) - 1)).sum();
-                    (span + 1) as u64
-                })
-                .collect();
-            record(t, extents);
-        });
+        let tile: Vec<u64> = (0..op.vars.len())
+            .map(|v| {
+                sizes
+                    .iter()
+                    .find(|(x, _, _)| *x == v)
+                    .map_or(1, |(_, s, _)| *s as u64)
+            })
+            .collect();
+        let parts: Vec<(String, f64)> = op
+            .tile_bytes(&w.tensors, &tile)
+            .into_iter()
+            .map(|(t, b)| (w.tensors[t].name.clone(), b))
+            .collect();
         let total: f64 = parts.iter().map(|(_, b)| b).sum();
         if total > capacity {
             let per = if l.size_bytes.is_some_and(|s| s.per_core) {

@@ -77,6 +77,17 @@ impl Affine {
         }
     }
 
+    /// How many positions the index covers when every variable `v` ranges
+    /// over `tile[v]` values: `1 + Σ |c| (tile(v) - 1)` (so `p + r` covers
+    /// `tile(p) + tile(r) - 1`).
+    pub fn extent(&self, tile: &[u64]) -> u64 {
+        1 + self
+            .terms
+            .iter()
+            .map(|(v, c)| c.unsigned_abs() * tile[*v].saturating_sub(1))
+            .sum::<u64>()
+    }
+
     /// The single variable, if this index is exactly one variable.
     pub fn as_var(&self) -> Option<usize> {
         match self.terms.as_slice() {
@@ -184,6 +195,22 @@ impl Op {
         collect_accesses(&self.body, &mut |t, _| {
             if !out.contains(&t) {
                 out.push(t);
+            }
+        });
+        out
+    }
+
+    /// Bytes of each tensor the op touches when every variable `v` takes
+    /// `tile[v]` values: the output tile first, then every tensor it reads,
+    /// once, as the slice its first access covers.
+    pub fn tile_bytes(&self, tensors: &[Tensor], tile: &[u64]) -> Vec<(usize, f64)> {
+        let bytes = |t: usize, elements: f64| elements * tensors[t].dtype.bits() as f64 / 8.0;
+        let output: f64 = tile[..self.output_rank].iter().map(|x| *x as f64).product();
+        let mut out = vec![(self.output, bytes(self.output, output))];
+        collect_accesses(&self.body, &mut |t, index| {
+            if !out.iter().any(|(seen, _)| *seen == t) {
+                let elements: f64 = index.iter().map(|a| a.extent(tile) as f64).product();
+                out.push((t, bytes(t, elements)));
             }
         });
         out
