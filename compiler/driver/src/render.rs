@@ -130,15 +130,15 @@ fn visible_range(text: &str, start: usize, end: usize) -> std::ops::Range<usize>
 /// Lines longer than this are shown as a window around the diagnostic.
 const MAX_SHOWN_LINE: usize = 400;
 
-/// The text to show for a range: the whole file, or for a very long line a
-/// window around the range (with the line number it starts at).
-fn window(text: &str, range: std::ops::Range<usize>) -> (String, std::ops::Range<usize>, usize) {
+/// The text to show for a range and whether it is a window (a very long
+/// line cut around the range) rather than the whole file.
+fn window(text: &str, range: std::ops::Range<usize>) -> (String, std::ops::Range<usize>, bool) {
     let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[range.start..]
         .find('\n')
         .map_or(text.len(), |i| range.start + i);
     if line_end - line_start <= MAX_SHOWN_LINE {
-        return (text.to_string(), range, 0);
+        return (text.to_string(), range, false);
     }
     let line_number = text[..line_start].matches('\n').count();
     let from = floor_char(text, range.start.saturating_sub(120).max(line_start));
@@ -148,7 +148,7 @@ fn window(text: &str, range: std::ops::Range<usize>) -> (String, std::ops::Range
     let shown = format!("{}{}", "\n".repeat(line_number), &text[from..to]);
     let start = range.start - from + line_number;
     let end = (range.end.min(to) - from + line_number).max(start);
-    (shown, start..end, 0)
+    (shown, start..end, true)
 }
 
 pub struct TextOptions {
@@ -171,7 +171,7 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
     let range = visible_range(&place.text, place.start, place.end);
     // Show only the lines that matter: the primary line (windowed when long),
     // plus labels in other places as their own snippets.
-    let (shown, shown_range, line_offset) = window(&place.text, range);
+    let (shown, shown_range, primary_windowed) = window(&place.text, range);
     let id = place.file.clone();
     let mut report = Report::build(ReportKind::Error, (id.clone(), shown_range.clone()))
         .with_config(config)
@@ -184,25 +184,18 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
         primary = primary.with_color(ariadne::Color::Red);
     }
     report = report.with_label(primary);
-    let mut cache: Vec<(String, ariadne::Source<String>)> = vec![(
-        id,
-        ariadne::Source::from(shown).with_display_line_offset(line_offset),
-    )];
+    let mut cache: Vec<(String, ariadne::Source<String>)> =
+        vec![(id, ariadne::Source::from(shown))];
     let mut notes = Vec::new();
     for (i, (p, message)) in d.labels.iter().enumerate() {
         let range = visible_range(&p.text, p.start, p.end);
-        let (text, r, offset) = window(&p.text, range);
-        // Each label gets its own snippet id so windows do not collide.
-        let lid = if p.file == place.file && offset == line_offset && offset == 0 {
-            place.file.clone()
-        } else {
-            format!("{}{}", p.file, "\u{200b}".repeat(i + 1))
-        };
-        if lid == place.file {
-            // Same line as the primary: only when the window holds it.
-            if text.len() == p.text.len() {
+        let (text, r, windowed) = window(&p.text, range);
+        if p.file == place.file {
+            // The primary's file: a label joins its snippet when both show
+            // the whole file, and becomes a note when either is a window.
+            if !windowed && !primary_windowed {
                 report = report.with_label(
-                    Label::new((lid, r))
+                    Label::new((place.file.clone(), r))
                         .with_message(message)
                         .with_order(1 + i as i32),
                 );
@@ -212,10 +205,10 @@ pub fn write_text(d: &Rendered, opts: &TextOptions, w: &mut dyn Write) {
             }
             continue;
         }
-        cache.push((
-            lid.clone(),
-            ariadne::Source::from(text).with_display_line_offset(offset),
-        ));
+        // Another file gets its own snippet id (marked with zero-width
+        // characters, removed from the output).
+        let lid = format!("{}{}", p.file, "\u{200b}".repeat(i + 1));
+        cache.push((lid.clone(), ariadne::Source::from(text)));
         report = report.with_label(
             Label::new((lid, r))
                 .with_message(message)
