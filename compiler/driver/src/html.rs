@@ -18,31 +18,34 @@ fn escape(s: &str) -> String {
 /// Peak operations per second for the workload's element type and the
 /// outermost bandwidth, for the roofline.
 fn roofs(w: &WorkloadModel, hw: &HardwareModel) -> (f64, f64) {
-    let clock = hw.clock_hz.map_or(1e9, |c| c.0);
+    // The same parameters the models use, for the workload's element type.
     let dtype = w
         .ops
         .first()
-        .and_then(|op| op.inputs().first().map(|t| w.tensors[*t].dtype));
-    let peak = match hw.class {
-        HwClass::Npu => hw
-            .array
-            .as_ref()
-            .map_or(0.0, |a| 2.0 * (a.rows * a.cols) as f64 * clock),
-        _ => {
-            let rates: Vec<_> = hw.compute.iter().flat_map(|c| c.rates.iter()).collect();
-            let chosen = rates
-                .iter()
-                .find(|(d, _)| Some(*d) == dtype)
-                .or(rates.first());
-            chosen.map_or(0.0, |(_, r)| if r.per_core { r.value.0 * hw.cores as f64 } else { r.value.0 } * clock)
+        .and_then(|op| op.inputs().first().map(|t| w.tensors[*t].dtype))
+        .unwrap_or(arch_sema::dtype::DType::F32);
+    match hw.class {
+        HwClass::Npu => arch_cost::npu::NpuParams::from_hardware(hw).map_or((0.0, 0.0), |p| {
+            (
+                2.0 * (p.rows * p.cols) as f64 * p.clock_hz,
+                p.levels.first().map_or(0.0, |l| l.2),
+            )
+        }),
+        HwClass::Gpu => {
+            arch_cost::gpu::GpuParams::from_hardware(hw, dtype).map_or((0.0, 0.0), |p| {
+                (
+                    p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz,
+                    p.hbm.1,
+                )
+            })
         }
-    };
-    let bw = hw
-        .levels
-        .first()
-        .and_then(|l| l.bandwidth_bytes_per_s)
-        .map_or(0.0, |b| b.value.0);
-    (peak, bw)
+        _ => arch_cost::cpu::CpuParams::from_hardware(hw, dtype).map_or((0.0, 0.0), |p| {
+            (
+                p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz,
+                p.levels.first().map_or(0.0, |l| l.1),
+            )
+        }),
+    }
 }
 
 fn roofline_svg(w: &WorkloadModel, hw: &HardwareModel, r: &CostReport) -> String {
