@@ -93,6 +93,14 @@ pub fn parse_decl<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Parsed {
     parse_item(decl.text(db))
 }
 
+/// The tree of a declaration that parsed without errors. Semantic checks
+/// skip the others: their syntax errors are reported already, and checking a
+/// half-read declaration would only add echoes of them.
+pub fn clean_item<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Option<&'db arch_syntax::ast::Item> {
+    let parsed = parse_decl(db, decl);
+    parsed.errors.is_empty().then_some(&parsed.item)
+}
+
 /// The one concrete database, used by the driver and the tests. It can record
 /// which queries salsa executes, which the incrementality tests read.
 #[salsa::db]

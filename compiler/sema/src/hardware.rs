@@ -2,7 +2,7 @@
 //! their class, `extends` resolved.
 
 use crate::consts::{eval_int, parse_real, unknown_unit};
-use crate::db::{parse_decl, Db, Decl};
+use crate::db::{clean_item, parse_decl, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::dtype::DType;
 use crate::model::Real;
@@ -155,7 +155,7 @@ impl HardwareModel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, salsa::SalsaValue)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, salsa::SalsaValue)]
 pub struct HardwareResult<'db> {
     pub model: Option<HardwareModel>,
     pub diagnostics: Vec<Diagnostic<'db>>,
@@ -164,19 +164,9 @@ pub struct HardwareResult<'db> {
 /// The semantic model of a hardware declaration.
 #[salsa::tracked(returns(ref))]
 pub fn hardware_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> HardwareResult<'db> {
-    let parsed = parse_decl(db, decl);
-    let Item::Hardware(hw) = &parsed.item else {
-        return HardwareResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
+    let Some(Item::Hardware(hw)) = clean_item(db, decl) else {
+        return HardwareResult::default();
     };
-    if !parsed.errors.is_empty() {
-        return HardwareResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
-    }
     let mut checker = HwChecker {
         db,
         decl,

@@ -3,7 +3,7 @@
 //! tensors, levels, capacities).
 
 use crate::consts::{eval_int, eval_quantity};
-use crate::db::{parse_decl, Db, Decl};
+use crate::db::{clean_item, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::dtype::DType;
 use crate::hardware::{hardware_model, HardwareModel, HwClass};
@@ -100,7 +100,7 @@ pub struct MappingModel {
     pub knobs: Vec<Knob>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, salsa::SalsaValue)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, salsa::SalsaValue)]
 pub struct MappingResult<'db> {
     pub model: Option<MappingModel>,
     pub diagnostics: Vec<Diagnostic<'db>>,
@@ -108,19 +108,9 @@ pub struct MappingResult<'db> {
 
 #[salsa::tracked(returns(ref))]
 pub fn mapping_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> MappingResult<'db> {
-    let parsed = parse_decl(db, decl);
-    let Item::Mapping(m) = &parsed.item else {
-        return MappingResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
+    let Some(Item::Mapping(m)) = clean_item(db, decl) else {
+        return MappingResult::default();
     };
-    if !parsed.errors.is_empty() {
-        return MappingResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
-    }
     let mut c = MapChecker {
         db,
         decl,

@@ -2,7 +2,7 @@
 //! in their bodies. Calls expand them again with real sizes.
 
 use crate::consts::{eval_int, eval_quantity};
-use crate::db::{parse_decl, Db, Decl};
+use crate::db::{clean_item, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Label, Location};
 use crate::dtype::DType;
 use crate::expr::IndexCtx;
@@ -19,13 +19,9 @@ use std::collections::HashMap;
 /// size 1, which exercises names, ranks and index binding.
 #[salsa::tracked(returns(ref))]
 pub fn op_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnostic<'db>> {
-    let parsed = parse_decl(db, decl);
-    let Item::Op(op) = &parsed.item else {
+    let Some(Item::Op(op)) = clean_item(db, decl) else {
         return Vec::new();
     };
-    if !parsed.errors.is_empty() {
-        return Vec::new();
-    }
     let scope = file_scope(db, decl.file(db));
     let mut l = Lowerer::new(db, decl, scope);
     check_op(&mut l, op);
@@ -144,13 +140,9 @@ fn check_op(l: &mut Lowerer<'_, '_>, op: &OpDecl) {
 /// Diagnostics of a `neuron` declaration: states, updates, firing and units.
 #[salsa::tracked(returns(ref))]
 pub fn neuron_diagnostics<'db>(db: &'db dyn Db, decl: Decl<'db>) -> Vec<Diagnostic<'db>> {
-    let parsed = parse_decl(db, decl);
-    let Item::Neuron(n) = &parsed.item else {
+    let Some(Item::Neuron(n)) = clean_item(db, decl) else {
         return Vec::new();
     };
-    if !parsed.errors.is_empty() {
-        return Vec::new();
-    }
     let mut c = NeuronChecker {
         decl,
         diags: Vec::new(),

@@ -2,7 +2,7 @@
 //! in index form), with the checks on names, indices, shapes and types.
 
 use crate::consts::{eval_int, ConstError, MAX_SIZE};
-use crate::db::{parse_decl, Db, Decl};
+use crate::db::{clean_item, Db, Decl};
 use crate::diag::{did_you_mean, Diagnostic, Location};
 use crate::dtype::DType;
 use crate::model::{Affine, Op, OpGraph, OpKind, ScalarExpr, Tensor, WorkloadModel};
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// Tensors above this many elements are refused (E0203).
 pub const MAX_ELEMENTS: u64 = 1 << 48;
 
-#[derive(Debug, Clone, PartialEq, Eq, salsa::SalsaValue)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, salsa::SalsaValue)]
 pub struct WorkloadResult<'db> {
     /// `None` when the workload has syntax errors or errors that leave no
     /// consistent model.
@@ -23,7 +23,7 @@ pub struct WorkloadResult<'db> {
 
 /// A workload's size parameters after `--set`, or `None` when one of them
 /// has no valid value.
-#[derive(Debug, Clone, PartialEq, Eq, salsa::SalsaValue)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, salsa::SalsaValue)]
 pub struct SizeParams<'db> {
     pub values: Option<Vec<(String, i64)>>,
     pub diagnostics: Vec<Diagnostic<'db>>,
@@ -34,19 +34,9 @@ pub struct SizeParams<'db> {
 /// re-run.
 #[salsa::tracked(returns(ref))]
 pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
-    let parsed = parse_decl(db, decl);
-    let Item::Workload(w) = &parsed.item else {
-        return SizeParams {
-            values: None,
-            diagnostics: Vec::new(),
-        };
+    let Some(Item::Workload(w)) = clean_item(db, decl) else {
+        return SizeParams::default();
     };
-    if !parsed.errors.is_empty() {
-        return SizeParams {
-            values: None,
-            diagnostics: Vec::new(),
-        };
-    }
     let overrides = db.project().overrides(db);
     let mut diagnostics: Vec<Diagnostic<'db>> = Vec::new();
     let mut error = |code: &'static str, span: Span, message: String, help: Option<String>| {
@@ -122,26 +112,13 @@ pub fn size_params<'db>(db: &'db dyn Db, decl: Decl<'db>) -> SizeParams<'db> {
 /// The semantic model of a workload declaration.
 #[salsa::tracked(returns(ref))]
 pub fn workload_model<'db>(db: &'db dyn Db, decl: Decl<'db>) -> WorkloadResult<'db> {
-    let parsed = parse_decl(db, decl);
-    let Item::Workload(workload) = &parsed.item else {
-        return WorkloadResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
-    };
     // Syntax errors and bad sizes are reported by their own queries.
-    let Some(params) = &size_params(db, decl).values else {
-        return WorkloadResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
+    let Some(Item::Workload(workload)) = clean_item(db, decl) else {
+        return WorkloadResult::default();
     };
-    if !parsed.errors.is_empty() {
-        return WorkloadResult {
-            model: None,
-            diagnostics: Vec::new(),
-        };
-    }
+    let Some(params) = &size_params(db, decl).values else {
+        return WorkloadResult::default();
+    };
     let scope = file_scope(db, decl.file(db));
     let mut lowerer = Lowerer::new(db, decl, scope);
     let model = lowerer.workload(workload, params);
