@@ -59,45 +59,13 @@ pub struct CpuParams {
 impl CpuParams {
     /// Parameters for ops whose products are in `dtype`.
     pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<CpuParams> {
-        let unit = hw
-            .compute
-            .iter()
-            .find(|c| c.rates.iter().any(|(d, _)| *d == dtype))
-            .or_else(|| hw.compute.first())?;
-        let rate = unit
-            .rates
-            .iter()
-            .find(|(d, _)| *d == dtype)
-            .or_else(|| unit.rates.first())?
-            .1;
-        let per_core = if rate.per_core {
-            rate.value.0
-        } else {
-            rate.value.0 / hw.cores.max(1) as f64
-        };
+        let (unit, rate) = hw.compute_rate(dtype)?;
         Some(CpuParams {
             cores: hw.cores,
             clock_hz: hw.clock_hz?.0,
-            flops_per_cycle_per_core: per_core,
+            flops_per_cycle_per_core: hw.for_one_core(rate),
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
-            levels: hw
-                .levels
-                .iter()
-                .map(|l| {
-                    let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| {
-                        if b.per_core {
-                            b.value.0 * hw.cores as f64
-                        } else {
-                            b.value.0
-                        }
-                    });
-                    (
-                        l.name.clone(),
-                        bw,
-                        l.energy_j_per_byte.map_or(0.0, |e| e.value.0),
-                    )
-                })
-                .collect(),
+            levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
         })
     }
 }

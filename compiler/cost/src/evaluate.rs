@@ -57,10 +57,7 @@ pub fn evaluate(
         HwClass::Cpu => {
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let dtype = op
-                    .inputs()
-                    .first()
-                    .map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+                let dtype = w.compute_dtype(op);
                 let params = CpuParams::from_hardware(hw, dtype)
                     .ok_or("the cpu hardware has no compute rate")?;
                 let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);

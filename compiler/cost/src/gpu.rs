@@ -75,53 +75,21 @@ pub struct GpuParams {
 
 impl GpuParams {
     pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<GpuParams> {
-        let unit = hw.compute.first()?;
-        let rate = unit
-            .rates
-            .iter()
-            .find(|(d, _)| *d == dtype)
-            .or_else(|| unit.rates.first())?
-            .1;
-        let per_sm = if rate.per_core {
-            rate.value.0
-        } else {
-            rate.value.0 / hw.cores.max(1) as f64
-        };
-        let level = |l: &arch_sema::hardware::Level| {
-            let bw = l.bandwidth_bytes_per_s.map_or(f64::INFINITY, |b| {
-                if b.per_core {
-                    b.value.0 * hw.cores as f64
-                } else {
-                    b.value.0
-                }
-            });
-            (
-                l.name.clone(),
-                bw,
-                l.energy_j_per_byte.map_or(0.0, |e| e.value.0),
-            )
-        };
+        let (unit, rate) = hw.compute_rate(dtype)?;
         let hbm = hw.levels.first()?;
         let smem = hw.levels.last()?;
         let l2 = hw
             .level("l2")
             .or_else(|| hw.levels.get(hw.levels.len().saturating_sub(2)))?;
-        let smem_size = smem.size_bytes.map_or(0.0, |s| {
-            if s.per_core {
-                s.value.0
-            } else {
-                s.value.0 / hw.cores.max(1) as f64
-            }
-        });
         Some(GpuParams {
             sms: hw.cores,
             clock_hz: hw.clock_hz?.0,
-            flops_per_cycle_per_sm: per_sm,
+            flops_per_cycle_per_sm: hw.for_one_core(rate),
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
-            hbm: level(hbm),
-            l2: level(l2),
-            smem: level(smem),
-            smem_bytes_per_sm: smem_size,
+            hbm: hw.level_costs(hbm),
+            l2: hw.level_costs(l2),
+            smem: hw.level_costs(smem),
+            smem_bytes_per_sm: smem.size_bytes.map_or(0.0, |s| hw.for_one_core(s)),
             l2_domains: if hw.dispatch.as_deref() == Some("linear") {
                 1
             } else {

@@ -209,10 +209,7 @@ pub fn tune(
     if hw.class == HwClass::Cpu {
         for s in schedule.ops.iter_mut() {
             let op = &w.ops[s.op];
-            let dtype = op
-                .inputs()
-                .first()
-                .map_or(w.tensors[op.output].dtype, |t| w.tensors[*t].dtype);
+            let dtype = w.compute_dtype(op);
             let params = CpuParams::from_hardware(hw, dtype)
                 .ok_or(TuneError::Model("no compute rate".into()))?;
             let space = cpu_space(w, hw, m, op, &s.nest);

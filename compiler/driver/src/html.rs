@@ -22,8 +22,7 @@ fn roofs(w: &WorkloadModel, hw: &HardwareModel) -> (f64, f64) {
     let dtype = w
         .ops
         .first()
-        .and_then(|op| op.inputs().first().map(|t| w.tensors[*t].dtype))
-        .unwrap_or(arch_sema::dtype::DType::F32);
+        .map_or(arch_sema::dtype::DType::F32, |op| w.compute_dtype(op));
     match hw.class {
         HwClass::Npu => arch_cost::npu::NpuParams::from_hardware(hw).map_or((0.0, 0.0), |p| {
             (

@@ -149,6 +149,52 @@ impl HardwareModel {
         self.levels.iter().find(|l| l.name == name)
     }
 
+    /// A value for one core (a shared value is split evenly).
+    pub fn for_one_core(&self, a: Amount) -> f64 {
+        if a.per_core {
+            a.value.0
+        } else {
+            a.value.0 / self.cores.max(1) as f64
+        }
+    }
+
+    /// A value for the whole chip (a per-core value times the cores).
+    pub fn for_chip(&self, a: Amount) -> f64 {
+        if a.per_core {
+            a.value.0 * self.cores as f64
+        } else {
+            a.value.0
+        }
+    }
+
+    /// The compute unit and rate for `dtype`: a unit that has it, else the
+    /// first unit and its first rate.
+    pub fn compute_rate(&self, dtype: DType) -> Option<(&ComputeUnit, Amount)> {
+        let unit = self
+            .compute
+            .iter()
+            .find(|c| c.rates.iter().any(|(d, _)| *d == dtype))
+            .or_else(|| self.compute.first())?;
+        let rate = unit
+            .rates
+            .iter()
+            .find(|(d, _)| *d == dtype)
+            .or_else(|| unit.rates.first())?
+            .1;
+        Some((unit, rate))
+    }
+
+    /// `(name, chip-wide bandwidth in B/s, energy in J/B)` of a level; a level
+    /// without a bandwidth never limits, one without an energy costs nothing.
+    pub fn level_costs(&self, l: &Level) -> (String, f64, f64) {
+        (
+            l.name.clone(),
+            l.bandwidth_bytes_per_s
+                .map_or(f64::INFINITY, |b| self.for_chip(b)),
+            l.energy_j_per_byte.map_or(0.0, |e| e.value.0),
+        )
+    }
+
     /// The innermost level that has a size: where tiles live by default.
     pub fn innermost_sized_level(&self) -> Option<&Level> {
         self.levels.iter().rev().find(|l| l.size_bytes.is_some())

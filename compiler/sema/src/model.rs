@@ -276,6 +276,14 @@ impl WorkloadModel {
         self.tensors.iter().position(|t| t.name == name)
     }
 
+    /// The element type an op computes in: its first operand's, else its
+    /// output's.
+    pub fn compute_dtype(&self, op: &Op) -> DType {
+        op.inputs()
+            .first()
+            .map_or(self.tensors[op.output].dtype, |t| self.tensors[*t].dtype)
+    }
+
     /// The op computing `tensor`, if one does.
     pub fn producer(&self, tensor: usize) -> Option<&Op> {
         self.ops.iter().find(|op| op.output == tensor)
