@@ -44,7 +44,9 @@ pub fn format(text: &str) -> Option<String> {
                     // Keep the user's alignment of trailing comments.
                     let gap = &text[p.end..t.start];
                     out.push_str(if gap.is_empty() { " " } else { gap });
-                } else if space_between(&tokens, i, &tight, &generics) {
+                } else if space_between(&tokens, i, &tight, &generics)
+                    || !stays_apart(token_text(text, p), token_text(text, t))
+                {
                     out.push(' ');
                 }
             }
@@ -67,6 +69,14 @@ pub fn format(text: &str) -> Option<String> {
         result.push('\n');
     }
     Some(result)
+}
+
+/// Whether two tokens written without a blank still lex as the same two
+/// tokens (`.` then `..` would lex as `..` then `.`).
+fn stays_apart(a: &str, b: &str) -> bool {
+    let joined = format!("{a}{b}");
+    let (tokens, errors) = lex(&joined);
+    errors.is_empty() && tokens.len() == 2 && tokens[0].end == a.len()
 }
 
 fn token_text<'a>(text: &'a str, t: &Spanned<'a>) -> &'a str {
@@ -227,6 +237,13 @@ mod tests {
         let once = format(src).expect("formats");
         assert_eq!(format(&once).as_deref(), Some(once.as_str()));
         assert!(once.contains("fire < y"), "{once}");
+    }
+
+    #[test]
+    fn tokens_that_would_merge_keep_a_blank() {
+        let once = format("std.hw. .. { workload").expect("formats");
+        assert_eq!(format(&once).as_deref(), Some(once.as_str()));
+        assert!(once.contains(". .."), "{once}");
     }
 
     #[test]
