@@ -85,6 +85,7 @@ def arch_program(array, dataflow):
         f"hardware validation_npu extends npu16 {{",
         f"  array systolic [{array}, {array}] {{ dataflow {DATAFLOW_NAMES[dataflow]} }}",
         "  level scratchpad { size 64 MiB }",
+        "  level accumulator { size 64 MiB }",
         "}",
         "",
     ]

@@ -110,6 +110,36 @@ pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
     count
 }
 
+/// Every tensor of `op` moved once: the bytes no schedule can avoid.
+pub fn compulsory_bytes(w: &WorkloadModel, op: &Op) -> f64 {
+    let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
+    op.tile_bytes(&w.tensors, &full)
+        .iter()
+        .map(|(_, b)| b)
+        .sum()
+}
+
+/// Bytes that cross the boundary into level `l` (`1 <= l < tiles.len()`):
+/// every tensor's tile at `l` times its fills, with the output's partial
+/// sums read back in on every visit after the first.
+pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize) -> f64 {
+    let tile_bytes = op.tile_bytes(&w.tensors, &nest.tiles[l]);
+    tile_bytes
+        .iter()
+        .map(|&(t, once)| {
+            let count = fills(op, nest, t, l);
+            if t == op.output && count > 1.0 {
+                let distinct: f64 = (0..op.output_rank)
+                    .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[l][v].max(1)) as f64)
+                    .product();
+                once * (2.0 * count - distinct)
+            } else {
+                once * count
+            }
+        })
+        .sum()
+}
+
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
@@ -124,46 +154,28 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         .max(1);
     let cores_used = parallel_ways.min(p.cores).max(1) as f64;
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
-    let mut tensors: Vec<usize> = op.inputs();
-    tensors.push(op.output);
-    let of = |list: &[(usize, f64)], t: usize| {
-        list.iter().find(|(x, _)| *x == t).map_or(0.0, |(_, b)| *b)
-    };
-    let full_bytes = op.tile_bytes(&w.tensors, &nest.tiles[0]);
-    let mut compulsory = 0.0;
+    let compulsory = compulsory_bytes(w, op);
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
         // Traffic across the boundary above level l (level 0: to and from
         // DRAM, counted as the fills of level 1's tiles).
-        let inner = (l + 1).min(nest.tiles.len() - 1);
-        // The innermost level feeds the registers: each of its tiles is read
-        // once per visit (perfect reuse inside a tile; the register tile
-        // itself comes with code generation).
-        let innermost_visits: f64 = (0..op.vars.len())
-            .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v].max(1)) as f64)
-            .product();
-        let tile_bytes = op.tile_bytes(&w.tensors, &nest.tiles[inner]);
-        let mut bytes = 0.0;
-        for &t in &tensors {
-            let fill_count = if l + 1 < nest.tiles.len() {
-                fills(op, nest, t, l + 1)
-            } else {
-                innermost_visits
-            };
-            let once = of(&tile_bytes, t);
-            let mut moved = once * fill_count;
-            if t == op.output && fill_count > 1.0 && l + 1 < nest.tiles.len() {
-                // Partial sums come back in after the first visit of each tile.
-                let distinct: f64 = (0..op.output_rank)
-                    .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v]) as f64)
-                    .product();
-                moved = once * (2.0 * fill_count - distinct);
-            }
-            bytes += moved;
-            if l == 0 {
-                compulsory += of(&full_bytes, t);
-            }
-        }
+        let bytes = if l + 1 < nest.tiles.len() {
+            fill_bytes(w, op, nest, l + 1)
+        } else {
+            // The innermost level feeds the registers: each of its tiles is
+            // read once per visit (perfect reuse inside a tile; the register
+            // tile itself comes with code generation).
+            let inner = nest.tiles.len() - 1;
+            let visits: f64 = (0..op.vars.len())
+                .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[inner][v].max(1)) as f64)
+                .product();
+            let once: f64 = op
+                .tile_bytes(&w.tensors, &nest.tiles[inner])
+                .iter()
+                .map(|(_, b)| b)
+                .sum();
+            once * visits
+        };
         traffic.push((name.clone(), bytes, *bw, *e));
     }
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.1);

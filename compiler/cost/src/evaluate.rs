@@ -72,7 +72,7 @@ pub fn evaluate(
             let params = NpuParams::from_hardware(hw).ok_or("the npu hardware has no array")?;
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let predicted = crate::npu::evaluate(w, op, &params);
+                let predicted = crate::npu::evaluate(w, op, &params, &s.nest);
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
                     mapping: describe(w, hw, s),

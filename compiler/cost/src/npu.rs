@@ -12,8 +12,9 @@
 //! reports the index of the last cycle, so its "Total Cycles" is one less
 //! than the count; this model reports the same number.
 
+use crate::cpu::{compulsory_bytes, fill_bytes, LoopNest};
 use crate::gemm::{gemm_view, GemmView};
-use crate::report::{LevelTraffic, Predicted};
+use crate::report::{Predicted, Roofline};
 use arch_sema::hardware::{Dataflow, HardwareModel};
 use arch_sema::model::{Op, WorkloadModel};
 
@@ -67,79 +68,139 @@ pub fn spatial_temporal(g: &GemmView, dataflow: Dataflow) -> (u64, u64, u64) {
     }
 }
 
-/// `(folds, compute cycles)` of a GEMM on a `rows x cols` array, memory
-/// never stalling, counted as SCALE-Sim's "Total Cycles" (CALC bandwidth).
-pub fn compute_cycles(g: &GemmView, rows: u64, cols: u64, dataflow: Dataflow) -> (u64, u64) {
+/// `(folds, cycles)` of one GEMM pass through the array, counted in full
+/// (SCALE-Sim's figure is one less: the index of the last cycle).
+fn fold_cycles(g: &GemmView, rows: u64, cols: u64, dataflow: Dataflow) -> (u64, u64) {
     let (sr, sc, t) = spatial_temporal(g, dataflow);
     let folds = sr.div_ceil(rows) * sc.div_ceil(cols);
     let per_fold = match dataflow {
         Dataflow::OutputStationary => rows + cols + t - 2,
         Dataflow::WeightStationary | Dataflow::InputStationary => 2 * rows + cols + t - 2,
     };
-    (folds, (folds * per_fold).saturating_sub(1))
+    (folds, folds * per_fold)
 }
 
-/// Predicts one op on an npu.
-pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams) -> Predicted {
-    let g = gemm_view(w, op);
-    let (_, compute) = compute_cycles(&g, p.rows, p.cols, p.dataflow);
-    let (sr, sc, _) = spatial_temporal(&g, p.dataflow);
-    let row_folds = sr.div_ceil(p.rows) as f64;
-    let col_folds = sc.div_ceil(p.cols) as f64;
-    let a_bytes = (g.m * g.k) as f64 * p.in_bytes;
-    let b_bytes = (g.k * g.n) as f64 * p.in_bytes;
-    let c_bytes = (g.m * g.n) as f64 * p.in_bytes;
-    let compulsory = a_bytes + b_bytes + c_bytes;
-    // DRAM: every operand once when the working set fits half the
-    // scratchpad (the other half is being filled); otherwise the streamed
-    // operand comes again for every fold of the other array dimension.
-    let scratchpad = p.levels.get(1).and_then(|l| l.1).unwrap_or(f64::INFINITY);
-    let dram_bytes = if a_bytes + b_bytes <= scratchpad / 2.0 {
-        compulsory
-    } else {
-        match p.dataflow {
-            Dataflow::WeightStationary => a_bytes * col_folds + b_bytes + c_bytes,
-            Dataflow::OutputStationary => a_bytes * col_folds + b_bytes * row_folds + c_bytes,
-            Dataflow::InputStationary => a_bytes + b_bytes * col_folds + c_bytes,
-        }
-    };
-    // Scratchpad reads feeding the array, and partial sums in the accumulator.
-    let spad_bytes = match p.dataflow {
-        Dataflow::WeightStationary => b_bytes + a_bytes * col_folds,
-        Dataflow::OutputStationary => a_bytes * col_folds + b_bytes * row_folds,
-        Dataflow::InputStationary => a_bytes + b_bytes * col_folds,
-    };
-    let acc_bytes = (g.m * g.n) as f64 * p.acc_bytes * 2.0 * row_folds;
-    let per_level = [dram_bytes, spad_bytes, acc_bytes];
-    let mut levels = Vec::new();
-    let mut slowest = ("compute".to_string(), compute as f64 / p.clock_hz);
-    let mut energy = g.macs() as f64 * p.energy_per_mac_j;
-    for (i, (name, _, bw, e)) in p.levels.iter().enumerate() {
-        let bytes = per_level.get(i).copied().unwrap_or(0.0);
-        let time_s = bytes / bw;
-        energy += bytes * e;
-        if time_s > slowest.1 {
-            slowest = (name.clone(), time_s);
-        }
-        levels.push(LevelTraffic {
-            name: name.clone(),
-            bytes,
-            time_s,
-        });
+/// `(folds, compute cycles)` of a GEMM on a `rows x cols` array, memory
+/// never stalling, counted as SCALE-Sim's "Total Cycles" (CALC bandwidth).
+pub fn compute_cycles(g: &GemmView, rows: u64, cols: u64, dataflow: Dataflow) -> (u64, u64) {
+    let (folds, cycles) = fold_cycles(g, rows, cols, dataflow);
+    (folds, cycles.saturating_sub(1))
+}
+
+/// Adds `count` tiles of extent `extent` to a list of `(extent, count)`.
+fn add_tiles(list: &mut Vec<(u64, u64)>, extent: u64, count: u64) {
+    match list.iter_mut().find(|(e, _)| *e == extent) {
+        Some(entry) => entry.1 += count,
+        None => list.push((extent, count)),
     }
-    let latency_s = slowest.1;
+}
+
+/// The innermost tiles along variable `v`, as `(extent, how many)`: the
+/// extent is cut by the tile size at every level in turn, so a tile that
+/// does not divide its parent leaves one smaller tile in each parent.
+pub fn tile_extents(nest: &LoopNest, v: usize) -> Vec<(u64, u64)> {
+    let mut tiles = vec![(nest.tiles[0][v], 1u64)];
+    for level in &nest.tiles[1..] {
+        let size = level[v].max(1);
+        let mut next = Vec::new();
+        for (extent, count) in tiles {
+            if extent >= size {
+                add_tiles(&mut next, size, count * (extent / size));
+            }
+            if extent % size > 0 {
+                add_tiles(&mut next, extent % size, count);
+            }
+        }
+        tiles = next;
+    }
+    tiles
+}
+
+/// The innermost tiles of a product of variables (a GEMM dimension), as
+/// `(extent, how many)`.
+fn role_extents(nest: &LoopNest, vars: &[usize]) -> Vec<(u64, u64)> {
+    let mut out = vec![(1u64, 1u64)];
+    for &v in vars {
+        let mut next = Vec::new();
+        for (e, c) in &out {
+            for (te, tc) in tile_extents(nest, v) {
+                add_tiles(&mut next, e * te, c * tc);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Predicts one op on an npu. The array runs the op one innermost tile at a
+/// time, each tile a GEMM pass of SCALE-Sim's folds; untiled, that is
+/// exactly SCALE-Sim's count. DRAM traffic follows from the scratchpad
+/// tiles and the loop order (the reuse model of [`crate::cpu`]), with DMA
+/// double-buffered so that it overlaps the array; the scratchpad feeds each
+/// fold its streamed operand and each tile's stationary one; partial sums
+/// go through the accumulator once per row fold.
+pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams, nest: &LoopNest) -> Predicted {
+    let g = gemm_view(w, op);
+    let (ms, ns, ks) = (
+        role_extents(nest, &g.m_vars),
+        role_extents(nest, &g.n_vars),
+        role_extents(nest, &g.k_vars),
+    );
+    let mut cycles = 0u64;
+    let (mut spad_bytes, mut acc_bytes) = (0.0, 0.0);
+    for &(m, cm) in &ms {
+        for &(n, cn) in &ns {
+            for &(k, ck) in &ks {
+                let tile = GemmView {
+                    m,
+                    n,
+                    k,
+                    ..GemmView::default()
+                };
+                let count = cm * cn * ck;
+                cycles += count * fold_cycles(&tile, p.rows, p.cols, p.dataflow).1;
+                let (sr, sc, _) = spatial_temporal(&tile, p.dataflow);
+                let row_folds = sr.div_ceil(p.rows) as f64;
+                let col_folds = sc.div_ceil(p.cols) as f64;
+                let a = (m * k) as f64 * p.in_bytes;
+                let b = (k * n) as f64 * p.in_bytes;
+                let fed = match p.dataflow {
+                    Dataflow::WeightStationary => b + a * col_folds,
+                    Dataflow::OutputStationary => a * col_folds + b * row_folds,
+                    Dataflow::InputStationary => a + b * col_folds,
+                };
+                spad_bytes += count as f64 * fed;
+                acc_bytes += count as f64 * (m * n) as f64 * p.acc_bytes * 2.0 * row_folds;
+            }
+        }
+    }
+    let compute = cycles.saturating_sub(1);
+    let dram_bytes = if nest.tiles.len() > 1 {
+        fill_bytes(w, op, nest, 1)
+    } else {
+        compulsory_bytes(w, op)
+    };
+    let per_level = [dram_bytes, spad_bytes, acc_bytes];
+    let levels = p.levels.iter().enumerate().map(|(i, (name, _, bw, e))| {
+        (
+            name.clone(),
+            per_level.get(i).copied().unwrap_or(0.0),
+            *bw,
+            *e,
+        )
+    });
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.2);
     let peak_s = g.macs() as f64 / (p.rows * p.cols) as f64 / p.clock_hz;
-    Predicted {
-        cycles: (latency_s * p.clock_hz).ceil(),
-        compute_cycles: compute as f64,
-        latency_s,
-        energy_j: energy,
-        bottleneck: slowest.0,
-        levels,
-        utilization: g.macs() as f64 / (latency_s * p.clock_hz * (p.rows * p.cols) as f64),
-        lower_bound_s: peak_s.max(compulsory / dram_bw),
+    let mut predicted = Roofline {
+        clock_hz: p.clock_hz,
+        compute_s: compute as f64 / p.clock_hz,
+        compute_energy_j: g.macs() as f64 * p.energy_per_mac_j,
+        lower_bound_s: peak_s.max(compulsory_bytes(w, op) / dram_bw),
     }
+    .finish(levels);
+    // Exact, not through seconds and back.
+    predicted.compute_cycles = compute as f64;
+    predicted
 }
 
 #[cfg(test)]

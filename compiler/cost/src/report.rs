@@ -26,7 +26,8 @@ pub struct Predicted {
     /// `compute`, or the name of the memory level that limits the op.
     pub bottleneck: String,
     pub levels: Vec<LevelTraffic>,
-    /// Useful operations over peak operations in the predicted time.
+    /// The speed-of-light time over the predicted time (1.0 is the best the
+    /// hardware allows).
     pub utilization: f64,
     /// The fastest any schedule could run this op on this hardware (speed of
     /// light): max of work / peak and compulsory bytes / bandwidth.

@@ -8,6 +8,7 @@
 
 use crate::cpu::{CpuParams, LoopNest};
 use crate::evaluate::{evaluate, CostReport};
+use crate::npu::NpuParams;
 use crate::schedule::{initial_schedule, op_footprint, tile_choices, Schedule, TileDoesNotFit};
 use arch_sema::hardware::{HardwareModel, HwClass};
 use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
@@ -72,15 +73,15 @@ impl Rng {
     }
 }
 
-/// The open choices of one cpu op: a value index per knob.
-struct CpuSpace {
+/// The open choices of one op's loop nest: a value index per knob.
+struct NestSpace {
     /// `tile_choices[l - 1][v]` for levels below the outermost.
     tiles: Vec<Vec<Vec<u64>>>,
     orders: Vec<Vec<usize>>,
     parallels: Vec<Vec<usize>>,
 }
 
-impl CpuSpace {
+impl NestSpace {
     fn dims(&self) -> Vec<usize> {
         let mut d: Vec<usize> = self
             .tiles
@@ -120,6 +121,37 @@ impl CpuSpace {
     }
 }
 
+/// Loop orders are searched for ops of at most this many variables (7! =
+/// 5040 orders: a convolution with a batch); larger ops keep their first
+/// order.
+const MAX_PERMUTED_VARS: usize = 7;
+
+/// The model that scores an op's loop nest on a cpu or an npu.
+enum NestModel {
+    Cpu(CpuParams),
+    Npu(NpuParams),
+}
+
+impl NestModel {
+    fn new(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Result<NestModel, TuneError> {
+        match hw.class {
+            HwClass::Npu => NpuParams::from_hardware(hw)
+                .map(NestModel::Npu)
+                .ok_or(TuneError::Model("the npu hardware has no array".into())),
+            _ => CpuParams::from_hardware(hw, w.compute_dtype(op))
+                .map(NestModel::Cpu)
+                .ok_or(TuneError::Model("no compute rate".into())),
+        }
+    }
+
+    fn predict(&self, w: &WorkloadModel, op: &Op, nest: &LoopNest) -> crate::report::Predicted {
+        match self {
+            NestModel::Cpu(p) => crate::cpu::evaluate(w, op, p, nest),
+            NestModel::Npu(p) => crate::npu::evaluate(w, op, p, nest),
+        }
+    }
+}
+
 fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
     if items.len() <= 1 {
         return vec![items.to_vec()];
@@ -136,13 +168,13 @@ fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-fn cpu_space(
+fn nest_space(
     w: &WorkloadModel,
     hw: &HardwareModel,
     m: &MappingModel,
     op: &Op,
     start: &LoopNest,
-) -> CpuSpace {
+) -> NestSpace {
     let tensor = &w.tensors[op.output].name;
     let knob = |t: KnobTarget| m.knobs.iter().find(|k| k.target == t).map(|k| &k.domain);
     let tiles = hw
@@ -167,18 +199,24 @@ fn cpu_space(
         tensor: tensor.clone(),
     }) {
         Some(Domain::Fixed(_)) => vec![start.order.clone()],
-        _ if op.vars.len() <= 5 => permutations(&(0..op.vars.len()).collect::<Vec<_>>()),
+        _ if op.vars.len() <= MAX_PERMUTED_VARS => {
+            permutations(&(0..op.vars.len()).collect::<Vec<_>>())
+        }
         _ => vec![start.order.clone()],
     };
     let parallels = match knob(KnobTarget::Parallel {
         tensor: tensor.clone(),
     }) {
         Some(Domain::Fixed(KnobValue::Names(_))) => vec![start.parallel.clone()],
-        _ => std::iter::once(Vec::new())
-            .chain((0..op.output_rank).map(|v| vec![v]))
-            .collect(),
+        // One array: nothing to split over.
+        _ if hw.class == HwClass::Npu => vec![start.parallel.clone()],
+        // Serial is not among the choices when there is an output
+        // dimension: a mapping cannot pin "none", and splitting a dimension
+        // whose innermost tile is the whole extent is serial anyway.
+        _ if op.output_rank == 0 => vec![Vec::new()],
+        _ => (0..op.output_rank).map(|v| vec![v]).collect(),
     };
-    CpuSpace {
+    NestSpace {
         tiles,
         orders,
         parallels,
@@ -206,16 +244,17 @@ pub fn tune(
     let mut evaluated = 0usize;
     let mut pruned = 0usize;
     let mut stopped_by_budget = false;
-    if hw.class == HwClass::Cpu {
+    if matches!(hw.class, HwClass::Cpu | HwClass::Npu) {
+        // Tensors stored in a chosen precision move in it; capacity is
+        // checked at the declared types, as `archc check` does.
+        let stored = crate::schedule::apply_precision(w, &schedule.precision);
         for s in schedule.ops.iter_mut() {
             let op = &w.ops[s.op];
-            let dtype = w.compute_dtype(op);
-            let params = CpuParams::from_hardware(hw, dtype)
-                .ok_or(TuneError::Model("no compute rate".into()))?;
-            let space = cpu_space(w, hw, m, op, &s.nest);
+            let model = NestModel::new(&stored, hw, op)?;
+            let space = nest_space(w, hw, m, op, &s.nest);
             space_size *= space.size();
             let score = |nest: &LoopNest| {
-                let p = crate::cpu::evaluate(w, op, &params, nest);
+                let p = model.predict(&stored, op, nest);
                 (p.latency_s, p.energy_j)
             };
             let mut best = (score(&s.nest), s.nest.clone());
@@ -353,7 +392,7 @@ pub fn tune(
 }
 
 /// The point of `space` closest to a loop nest (for hill climbing).
-fn nearest_point(space: &CpuSpace, nest: &LoopNest) -> Vec<usize> {
+fn nearest_point(space: &NestSpace, nest: &LoopNest) -> Vec<usize> {
     let mut point = Vec::new();
     for (l, level) in space.tiles.iter().enumerate() {
         for (v, choices) in level.iter().enumerate() {

@@ -1,7 +1,8 @@
 //! Cost models on real semantic models, with hand-computed expectations.
 
+use arch_cost::cpu::LoopNest;
 use arch_cost::gemm::gemm_view;
-use arch_cost::npu::{evaluate, NpuParams};
+use arch_cost::npu::{evaluate, tile_extents, NpuParams};
 use arch_sema::db::{file_decls, RootDatabase};
 use arch_sema::hardware::hardware_model;
 use arch_sema::workload::workload_model;
@@ -80,22 +81,65 @@ fn npu16_by_hand() {
     with_models(|_, workload, p| {
         assert_eq!((p.rows, p.cols), (16, 16));
         let g = workload("gemm");
-        let pred = evaluate(&g, &g.ops[0], &p);
+        let pred = evaluate(&g, &g.ops[0], &p, &LoopNest::untiled(&g.ops[0], 3));
         // 16 folds of 2*16 + 16 + 64 - 2 = 110 cycles, less one (SCALE-Sim
         // counts the index of the last cycle).
         assert_eq!(pred.compute_cycles, 1759.0);
-        let macs = 64.0 * 64.0 * 64.0;
-        let util_if_compute_bound = macs / (1759.0 * 256.0);
-        assert!(pred.utilization <= util_if_compute_bound + 1e-12);
+        assert_eq!(pred.utilization, pred.lower_bound_s / pred.latency_s);
         assert!(pred.latency_s >= pred.lower_bound_s);
         // Every operand crosses DRAM at least once: 3 * 64 * 64 int8 bytes.
         assert!(pred.levels[0].bytes >= 3.0 * 4096.0);
         let c = workload("conv");
-        let pred = evaluate(&c, &c.ops[0], &p);
+        let pred = evaluate(&c, &c.ops[0], &p, &LoopNest::untiled(&c.ops[0], 3));
         // Sr = 576 (36 row folds), Sc = 64 (4), T = 3136: 144 * 3182 - 1
         // (SCALE-Sim 3.0.0 printed 458207 for this ResNet-18 layer).
         assert_eq!(pred.compute_cycles, 144.0 * 3182.0 - 1.0);
         assert!(pred.energy_j > 0.0);
+    });
+}
+
+#[test]
+fn npu16_tiles_by_hand() {
+    with_models(|_, workload, p| {
+        let g = workload("gemm");
+        let op = &g.ops[0];
+        // Scratchpad tiles of 32 x 64 x 64 (m, n, k), accumulator tiles of
+        // 32 x 16 x 64, loop order m, n, k.
+        let nest = LoopNest {
+            tiles: vec![vec![64, 64, 64], vec![32, 64, 64], vec![32, 16, 64]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+        };
+        // 2 * 4 = 8 accumulator tiles, each a pass of 4 row folds of
+        // 2*16 + 16 + 32 - 2 = 78 cycles: 8 * 312 - 1.
+        let pred = evaluate(&g, op, &p, &nest);
+        assert_eq!(pred.compute_cycles, 8.0 * 4.0 * 78.0 - 1.0);
+        // DRAM: a's 32 x 64 tile twice (4096 B); b's tile is all of b and
+        // no loop that moves it has more than one trip, so it comes once
+        // (4096 B); c written once (64 * 64 * 4 = 16384 B).
+        assert_eq!(pred.levels[0].bytes, 4096.0 + 4096.0 + 16384.0);
+        // With k split in two inside m, b's halves alternate and come for
+        // every m tile: 4 fills of 2048 B.
+        let k_split = LoopNest {
+            tiles: vec![vec![64, 64, 64], vec![32, 64, 32], vec![32, 16, 32]],
+            ..nest.clone()
+        };
+        let split = evaluate(&g, op, &p, &k_split);
+        assert_eq!(split.levels[0].bytes, 4096.0 + 8192.0 + 16384.0);
+        // Scratchpad to array per tile (weight stationary, one column fold):
+        // b 64 x 16 once + a 32 x 64 once = 3072 B, 8 tiles.
+        assert_eq!(pred.levels[1].bytes, 8.0 * 3072.0);
+        // Accumulator: 32 x 16 int32 partial sums, in and out, per row fold.
+        assert_eq!(pred.levels[2].bytes, 8.0 * 32.0 * 16.0 * 4.0 * 2.0 * 4.0);
+        // A tile that does not divide its parent leaves a smaller one: 64
+        // cut by 24 is 24, 24, 16; then by 16 is 16, 8, 16, 8, 16.
+        let odd = LoopNest {
+            tiles: vec![vec![64, 64, 64], vec![24, 64, 64], vec![16, 64, 64]],
+            ..nest
+        };
+        let mut extents = tile_extents(&odd, 0);
+        extents.sort_unstable();
+        assert_eq!(extents, vec![(8, 2), (16, 3)]);
     });
 }
 

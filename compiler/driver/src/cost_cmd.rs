@@ -495,33 +495,25 @@ fn emit_mapping(
                         entries.join(", ")
                     ));
                 }
-                // Loop order, parallel and vector dimensions name dimensions,
-                // not tensors: each statement is written once. The gpu model
-                // does not read them.
+                // Each op's own loop order, parallel and vector dimensions
+                // (`order y: ...`): ops may share dimension names. The gpu
+                // model does not read them.
                 if hw.class != HwClass::Gpu {
-                    let order: Vec<&str> = os
-                        .nest
-                        .order
-                        .iter()
-                        .map(|v| op.vars[*v].name.as_str())
-                        .collect();
-                    let mut lines = vec![format!("  order {}\n", order.join(", "))];
-                    if !os.nest.parallel.is_empty() {
-                        let p: Vec<&str> = os
-                            .nest
-                            .parallel
-                            .iter()
+                    let names = |vars: &[usize]| {
+                        vars.iter()
                             .map(|v| op.vars[*v].name.as_str())
-                            .collect();
-                        lines.push(format!("  parallel {} over cores\n", p.join(", ")));
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    text.push_str(&format!("  order {tensor}: {}\n", names(&os.nest.order)));
+                    if !os.nest.parallel.is_empty() {
+                        text.push_str(&format!(
+                            "  parallel {tensor}: {} over cores\n",
+                            names(&os.nest.parallel)
+                        ));
                     }
                     if let Some(v) = os.vector {
-                        lines.push(format!("  vectorize {}\n", op.vars[v].name));
-                    }
-                    for line in lines {
-                        if !text.contains(&line) {
-                            text.push_str(&line);
-                        }
+                        text.push_str(&format!("  vectorize {tensor}: {}\n", op.vars[v].name));
                     }
                 }
             }

@@ -320,6 +320,8 @@ impl<'db> MapChecker<'db> {
         let mut knobs = default_knobs(w, hw);
         let mut given: Vec<(String, String, Span)> = Vec::new();
         for stmt in &m.body {
+            let one_op_list = one_op_list(stmt);
+            let stmt = one_op_list.as_ref().unwrap_or(stmt);
             let Some(knob) = stmt.knob() else { continue };
             if !KNOBS.contains(&knob.text.as_str()) {
                 let help = did_you_mean(&knob.text, KNOBS.iter().copied())
@@ -338,14 +340,18 @@ impl<'db> MapChecker<'db> {
                     )
                 }
                 MapStmt::Keyed { target, .. } => target.text.clone(),
-                MapStmt::List { items, .. }
+                MapStmt::List { items, target, .. }
                     if matches!(knob.text.as_str(), "order" | "parallel" | "vectorize") =>
                 {
-                    items
+                    let items = items
                         .iter()
                         .map(|i| i.text.as_str())
                         .collect::<Vec<_>>()
-                        .join(",")
+                        .join(",");
+                    match target {
+                        Some(t) => format!("{}: {items}", t.text),
+                        None => items,
+                    }
                 }
                 _ => String::new(),
             };
@@ -523,7 +529,11 @@ impl<'db> MapChecker<'db> {
             (
                 "order" | "parallel" | "vectorize",
                 MapStmt::List {
-                    items, over, span, ..
+                    items,
+                    over,
+                    span,
+                    target,
+                    ..
                 },
             ) => {
                 if knob.text != "parallel" {
@@ -573,6 +583,26 @@ impl<'db> MapChecker<'db> {
                     }
                 }
                 let wanted: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+                if let Some(target) = target {
+                    // One op's list: its tensor, then each of its dimensions.
+                    let Some(op) = self.computed_op(target, w) else {
+                        return;
+                    };
+                    let mut ok = true;
+                    for item in items {
+                        if !op.vars.iter().any(|v| v.name == item.text) {
+                            self.unknown_dim(item, op, &target.text);
+                            ok = false;
+                        }
+                    }
+                    if ok {
+                        let tensor = target.text.clone();
+                        let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
+                        let (t, domain) = list_knob(&knob.text, tensor, names);
+                        set(knobs, t, domain, *span);
+                    }
+                    return;
+                }
                 let ops: Vec<&Op> = w
                     .ops
                     .iter()
@@ -620,20 +650,7 @@ impl<'db> MapChecker<'db> {
                 for op in ops {
                     let tensor = w.tensors[op.output].name.clone();
                     let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
-                    let (t, domain) = match knob.text.as_str() {
-                        "order" => (
-                            KnobTarget::Order { tensor },
-                            Domain::Fixed(KnobValue::Names(names)),
-                        ),
-                        "parallel" => (
-                            KnobTarget::Parallel { tensor },
-                            Domain::Fixed(KnobValue::Names(names)),
-                        ),
-                        _ => (
-                            KnobTarget::Vectorize { tensor },
-                            Domain::Fixed(KnobValue::Name(names[0].clone())),
-                        ),
-                    };
+                    let (t, domain) = list_knob(&knob.text, tensor, names);
                     set(knobs, t, domain, *span);
                 }
             }
@@ -1270,6 +1287,56 @@ impl<'db> MapChecker<'db> {
             });
         }
     }
+}
+
+/// The knob an `order`, `parallel` or `vectorize` list sets for one op.
+fn list_knob(knob: &str, tensor: String, names: Vec<String>) -> (KnobTarget, Domain) {
+    match knob {
+        "order" => (
+            KnobTarget::Order { tensor },
+            Domain::Fixed(KnobValue::Names(names)),
+        ),
+        "parallel" => (
+            KnobTarget::Parallel { tensor },
+            Domain::Fixed(KnobValue::Names(names)),
+        ),
+        _ => (
+            KnobTarget::Vectorize { tensor },
+            Domain::Fixed(KnobValue::Name(names[0].clone())),
+        ),
+    }
+}
+
+/// `order y: n` parses as a keyed knob (one name); it is the one-item list
+/// `order y: n, ...` would be.
+fn one_op_list(stmt: &MapStmt) -> Option<MapStmt> {
+    let MapStmt::Keyed {
+        knob,
+        target,
+        value,
+        error_bound: None,
+        span,
+    } = stmt
+    else {
+        return None;
+    };
+    if !matches!(knob.text.as_str(), "order" | "parallel" | "vectorize") {
+        return None;
+    }
+    let KnobKind::Fixed(Expr {
+        kind: ExprKind::Name(name),
+        ..
+    }) = &value.kind
+    else {
+        return None;
+    };
+    Some(MapStmt::List {
+        knob: knob.clone(),
+        target: Some(target.clone()),
+        items: vec![name.clone()],
+        over: None,
+        span: *span,
+    })
 }
 
 fn set(knobs: &mut Vec<Knob>, target: KnobTarget, domain: Domain, span: Span) {

@@ -202,3 +202,52 @@ fn mapping_knobs_and_domains() {
         .count();
     assert_eq!(tiles, 3 * 3 + 1);
 }
+
+#[test]
+fn lists_for_one_op() {
+    // Two ops share the dimension names m, n, k; `order T: ...` sets one
+    // op's order, `order ...` every op's, and the later statement wins.
+    let (db, file) = load(
+        "import std.hw.host\nworkload two(M = 64, N = 64, K = 64) {\n  input a: f32[M, K]\n  weight b: f32[K, N]\n  weight d: f32[N, N]\n  output c: f32[M, N]\n  t[m, n] = sum[k] a[m, k] * b[k, n]\n  c[m, n] = sum[k] t[m, k] * d[k, n]\n}\nmapping m for two on host {\n  order m, n, k\n  order t: k, m, n\n  parallel c: n over cores\n  parallel t: m, n over cores\n  vectorize t: m\n}\n",
+    );
+    assert!(
+        file_diagnostics(&db, file).is_empty(),
+        "{:?}",
+        file_diagnostics(&db, file)
+    );
+    let m = mapping_model(&db, decl(&db, file, "m"))
+        .model
+        .clone()
+        .expect("model");
+    let find = |t: KnobTarget| {
+        m.knobs
+            .iter()
+            .find(|k| k.target == t)
+            .map(|k| k.domain.clone())
+    };
+    let names = |v: &[&str]| {
+        Some(Domain::Fixed(KnobValue::Names(
+            v.iter().map(|s| s.to_string()).collect(),
+        )))
+    };
+    assert_eq!(
+        find(KnobTarget::Order { tensor: "t".into() }),
+        names(&["k", "m", "n"])
+    );
+    assert_eq!(
+        find(KnobTarget::Order { tensor: "c".into() }),
+        names(&["m", "n", "k"])
+    );
+    assert_eq!(
+        find(KnobTarget::Parallel { tensor: "c".into() }),
+        names(&["n"])
+    );
+    assert_eq!(
+        find(KnobTarget::Parallel { tensor: "t".into() }),
+        names(&["m", "n"])
+    );
+    assert_eq!(
+        find(KnobTarget::Vectorize { tensor: "t".into() }),
+        Some(Domain::Fixed(KnobValue::Name("m".into())))
+    );
+}

@@ -369,9 +369,11 @@ pub enum MapStmt {
         error_bound: Option<Expr>,
         span: Span,
     },
-    /// `order i, j, k`, `parallel i over cores`, `swizzle row_major`.
+    /// `order i, j, k`, `parallel i over cores`, `swizzle row_major`;
+    /// `order y: n, f, p` for the op computing `y` only.
     List {
         knob: Name,
+        target: Option<Name>,
         items: Vec<Name>,
         over: Option<Name>,
         span: Span,
