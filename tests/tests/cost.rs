@@ -269,7 +269,9 @@ fn report_snapshots() {
                 let body = if json_out.code == 0 {
                     format!("{}\n{}", text_out.stdout, json_out.stdout)
                 } else {
-                    format!("exit {}\n{}", json_out.code, json_out.stderr)
+                    // Diagnostics show the path; the checkout may be anywhere.
+                    let root = root().to_string_lossy().to_string();
+                    format!("exit {}\n{}", json_out.code, json_out.stderr).replace(&root, "<root>")
                 };
                 insta::assert_snapshot!(format!("report_{stem}_{w}_{t}"), body);
             }
@@ -355,4 +357,53 @@ fn mappings_of_ops_sharing_dimension_names_round_trip() {
     // A convolution and the ReLU after it, and attention's five ops.
     assert_round_trip("conv2d.arch", "conv2d_relu", "host");
     assert_round_trip("attention.arch", "attention", "host");
+}
+
+/// Writes `text` to a fresh file and returns its path.
+fn program(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("archc-infeasible-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_string_lossy().to_string()
+}
+
+#[test]
+fn infeasible_constraints_point_at_their_statement() {
+    // A spiking layer pinned to one core that cannot hold it: E0610 at the
+    // `partition` statement, naming the limit and the fewest cores that fit.
+    let snn = program(
+        "snn.arch",
+        "import std.hw.loihi2\nimport std.nn.lif\nworkload snn(T = 8) {\n  input s: spike[T, 784]\n  weight w: int8[784, 20000]\n  output o: spike[T, 20000]\n  o = lif(s @ w)\n}\nmapping m for snn on loihi2 {\n  partition o: 1\n}\n",
+    );
+    for command in ["tune", "report"] {
+        let out = archc(&[command, &snn, "--target", "loihi2", "--color", "never"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        for want in [
+            "[E0610]",
+            "20000 neurons per core, but a core of `loihi2` holds 8192",
+            "snn.arch:10:3",
+            "partition o: 1",
+            "split it over at least 120 cores",
+        ] {
+            assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+        }
+    }
+    // A level too small for one element of each tensor, no size fixed: at
+    // the mapping's name, by how much, with a help line.
+    let tiny = program(
+        "tiny.arch",
+        "import std.hw.npu16\nhardware tiny extends npu16 {\n  level accumulator { size 4 B }\n}\nworkload g(M = 64, N = 64, K = 64) {\n  input a: int8[M, K]\n  weight b: int8[K, N]\n  output c: int32[M, N]\n  c[m, n] = sum[k] a[m, k] * b[k, n]\n}\nmapping gt for g on tiny {\n  order m, n, k\n}\n",
+    );
+    let out = archc(&["tune", &tiny, "--target", "tiny", "--color", "never"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for want in [
+        "[E0610]",
+        "needs 6 B at `accumulator`, which holds 4 B (2 B too much)",
+        "tiny.arch:11:9",
+        "`accumulator` is too small for the smallest tiles",
+    ] {
+        assert!(out.stderr.contains(want), "{want}:\n{}", out.stderr);
+    }
 }

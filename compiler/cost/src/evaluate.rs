@@ -8,8 +8,10 @@ use crate::neuro::{NeuroParams, SpikingLayer};
 use crate::npu::NpuParams;
 use crate::report::Predicted;
 use crate::schedule::{describe, Schedule};
+use crate::search::TuneError;
 use arch_sema::dtype::DType;
 use arch_sema::hardware::{HardwareModel, HwClass};
+use arch_sema::mapping::KnobTarget;
 use arch_sema::model::{OpKind, WorkloadModel};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -17,6 +19,16 @@ use std::collections::BTreeMap;
 /// Fraction of neurons that spike in a step when nothing better is known.
 /// An estimate: typical rate-coded SNNs run at 5-20 % activity.
 pub const DEFAULT_ACTIVITY: f64 = 0.1;
+
+/// Why no schedule can run, as a diagnostic would say it: the message, a
+/// help line, and the knob whose statement is to blame when the mapping
+/// fixed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Infeasible {
+    pub message: String,
+    pub help: String,
+    pub knob: Option<KnobTarget>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpReport {
@@ -48,7 +60,7 @@ pub fn evaluate(
     w: &WorkloadModel,
     hw: &HardwareModel,
     schedule: &Schedule,
-) -> Result<CostReport, String> {
+) -> Result<CostReport, TuneError> {
     // Tensors stored in a chosen precision move and compute in it.
     let adjusted = crate::schedule::apply_precision(w, &schedule.precision);
     let w = &adjusted;
@@ -58,8 +70,9 @@ pub fn evaluate(
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
                 let dtype = w.compute_dtype(op);
-                let params = CpuParams::from_hardware(hw, dtype)
-                    .ok_or("the cpu hardware has no compute rate")?;
+                let params = CpuParams::from_hardware(hw, dtype).ok_or_else(|| {
+                    TuneError::Model("the cpu hardware has no compute rate".into())
+                })?;
                 let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
@@ -69,7 +82,8 @@ pub fn evaluate(
             }
         }
         HwClass::Npu => {
-            let params = NpuParams::from_hardware(hw).ok_or("the npu hardware has no array")?;
+            let params = NpuParams::from_hardware(hw)
+                .ok_or_else(|| TuneError::Model("the npu hardware has no array".into()))?;
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
                 let predicted = crate::npu::evaluate(w, op, &params, &s.nest);
@@ -81,17 +95,18 @@ pub fn evaluate(
             }
         }
         HwClass::Neuromorphic => {
-            let params = NeuroParams::from_hardware(hw)
-                .ok_or("the neuromorphic hardware lacks costs or a noc")?;
+            let params = NeuroParams::from_hardware(hw).ok_or_else(|| {
+                TuneError::Model("the neuromorphic hardware lacks costs or a noc".into())
+            })?;
             if !w
                 .ops
                 .iter()
                 .any(|op| matches!(op.kind, OpKind::Neuron { .. }))
             {
-                return Err(format!(
+                return Err(TuneError::Model(format!(
                     "`{}` is neuromorphic hardware: it runs spiking layers (`h = lif(x @ w)`), and `{}` has none",
                     hw.name, w.name
-                ));
+                )));
             }
             for s in schedule
                 .ops
@@ -129,9 +144,15 @@ pub fn evaluate(
                         ),
                         None => "no split fits: the layer is too large for this chip".to_string(),
                     };
-                    return Err(format!(
-                        "spiking layer `{name}` split over {cores} core(s) needs {why}; {help}"
-                    ));
+                    return Err(TuneError::Infeasible(Infeasible {
+                        message: format!(
+                            "spiking layer `{name}` split over {cores} core(s) needs {why}"
+                        ),
+                        help,
+                        knob: s.partition.map(|_| KnobTarget::Partition {
+                            tensor: name.clone(),
+                        }),
+                    }));
                 }
                 let predicted = crate::neuro::evaluate(&layer, &params, cores);
                 let op = &w.ops[s.op];
@@ -151,8 +172,12 @@ pub fn evaluate(
                 let g = gemm_view(w, op);
                 let in_dtype =
                     g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
-                let params = crate::gpu::GpuParams::from_hardware(hw, in_dtype)
-                    .ok_or("the gpu hardware lacks a compute rate, levels or a clock")?;
+                let params =
+                    crate::gpu::GpuParams::from_hardware(hw, in_dtype).ok_or_else(|| {
+                        TuneError::Model(
+                            "the gpu hardware lacks a compute rate, levels or a clock".into(),
+                        )
+                    })?;
                 let inner = s.nest.tiles.last().cloned().unwrap_or_default();
                 let prod = |vars: &[usize]| {
                     vars.iter()

@@ -112,6 +112,34 @@ pub struct TileDoesNotFit {
     pub capacity_bytes: f64,
 }
 
+impl TileDoesNotFit {
+    /// As a diagnostic says it; the blamed knob is any tile of the tensor at
+    /// the level (the driver points at the statement that fixed one).
+    pub fn explain(&self) -> crate::evaluate::Infeasible {
+        use arch_sema::units::{format_quantity, Dim};
+        let bytes = |b: f64| format_quantity(b, Dim::BYTES);
+        crate::evaluate::Infeasible {
+            message: format!(
+                "no mapping fits: the smallest tile of `{}` the knobs allow needs {} at `{}`, which holds {} ({} too much)",
+                self.tensor,
+                bytes(self.smallest_bytes),
+                self.level,
+                bytes(self.capacity_bytes),
+                bytes(self.smallest_bytes - self.capacity_bytes)
+            ),
+            help: format!(
+                "shrink the fixed sizes of `tile {} at {}`, lower a tensor's precision, or tile at a larger level",
+                self.tensor, self.level
+            ),
+            knob: Some(KnobTarget::Tile {
+                tensor: self.tensor.clone(),
+                level: self.level.clone(),
+                dim: String::new(),
+            }),
+        }
+    }
+}
+
 /// Values a tile knob may take below a parent tile of size `parent`,
 /// ascending.
 pub fn tile_choices(domain: Option<&Domain>, parent: u64) -> Vec<u64> {

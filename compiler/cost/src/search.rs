@@ -361,10 +361,7 @@ pub fn tune(
         for c in choices {
             let mut trial = schedule.clone();
             trial.swizzle = Some(c);
-            let latency = evaluate(w, hw, &trial)
-                .map_err(TuneError::Model)?
-                .total
-                .latency_s;
+            let latency = evaluate(w, hw, &trial)?.total.latency_s;
             evaluated += 1;
             if best.is_none_or(|(b, _)| latency < b) {
                 best = Some((latency, c));
@@ -374,7 +371,7 @@ pub fn tune(
             schedule.swizzle = Some(c);
         }
     }
-    let report = evaluate(w, hw, &schedule).map_err(TuneError::Model)?;
+    let report = evaluate(w, hw, &schedule)?;
     let bound: f64 = report.ops.iter().map(|o| o.predicted.lower_bound_s).sum();
     Ok(SearchOutcome {
         gap_to_lower_bound: if bound > 0.0 {
@@ -427,4 +424,6 @@ pub enum TuneError {
     DoesNotFit(TileDoesNotFit),
     /// The hardware's class has no model yet, or lacks what the model needs.
     Model(String),
+    /// A fixed knob admits no schedule (a spiking layer over too few cores).
+    Infeasible(crate::evaluate::Infeasible),
 }

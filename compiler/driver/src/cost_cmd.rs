@@ -5,13 +5,14 @@ use crate::cli::{
     color_enabled, diagnostics, load, report as report_diagnostics, unknown_overrides, Common,
     Format,
 };
+use crate::render::{Place, Rendered};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use arch_cost::evaluate::{evaluate, CostReport};
 use arch_cost::schedule::{initial_schedule, Schedule};
 use arch_cost::search::{tune as search, SearchOptions, TuneError};
 use arch_sema::db::{file_decls, RootDatabase};
 use arch_sema::hardware::{hardware_model, HardwareModel, HwClass};
-use arch_sema::mapping::{default_mapping, mapping_model, MappingModel};
+use arch_sema::mapping::{default_mapping, mapping_model, KnobTarget, MappingModel};
 use arch_sema::model::{OpKind, WorkloadModel};
 use arch_sema::workload::workload_model;
 use clap::{Args, ValueEnum};
@@ -104,6 +105,45 @@ struct Selected {
     workload: WorkloadModel,
     hardware: HardwareModel,
     mapping: MappingModel,
+    /// Where the mapping's name is, and each knob the user constrained
+    /// (none for a default mapping): what an infeasible schedule points at.
+    mapping_place: Option<Place>,
+    knob_places: Vec<(KnobTarget, Place)>,
+    color: bool,
+}
+
+/// The mapping declaration named `name` in `file`, resolved to places.
+fn mapping_places(
+    db: &RootDatabase,
+    file: arch_sema::SourceFile,
+    mapping: &MappingModel,
+    display: &dyn Fn(&str) -> String,
+) -> (Option<Place>, Vec<(KnobTarget, Place)>) {
+    let Some(decl) = file_decls(db, file)
+        .iter()
+        .copied()
+        .find(|d| d.kind(db) == "mapping" && *d.name(db) == mapping.name)
+    else {
+        return (None, Vec::new());
+    };
+    let text: std::sync::Arc<str> = std::sync::Arc::from(file.text(db).as_str());
+    let offset = decl.offset(db) as usize;
+    let place = |span: arch_syntax::ast::Span| Place {
+        file: display(file.path(db)),
+        text: text.clone(),
+        start: offset + span.start as usize,
+        end: offset + span.end as usize,
+    };
+    let name = match arch_sema::db::clean_item(db, decl) {
+        Some(arch_syntax::ast::Item::Mapping(m)) => Some(place(m.name.span)),
+        _ => None,
+    };
+    let knobs = mapping
+        .knobs
+        .iter()
+        .filter_map(|k| k.span.map(|sp| (k.target.clone(), place(sp))))
+        .collect();
+    (name, knobs)
 }
 
 /// Loads and checks FILE, then finds the workload, hardware and mapping.
@@ -208,10 +248,15 @@ fn select(
             ),
         ));
     };
+    let (mapping_place, knob_places) =
+        mapping_places(&db, root, &mapping, &|p| loaded.display_name(p));
     Ok(Selected {
         workload: w,
         hardware,
         mapping,
+        mapping_place,
+        knob_places,
+        color,
     })
 }
 
@@ -258,25 +303,58 @@ fn find_hardware(
         .ok_or_else(|| format!("hardware `{target}` has errors; run `archc check`"))
 }
 
-fn tune_error(e: TuneError, err: &mut dyn Write) -> u8 {
-    match e {
-        TuneError::DoesNotFit(f) => {
-            let _ = writeln!(
-                err,
-                "error: no mapping fits: the tile of `{}` needs at least {} at `{}`, which holds {}",
-                f.tensor,
-                arch_sema::units::format_quantity(f.smallest_bytes, arch_sema::units::Dim::BYTES),
-                f.level,
-                arch_sema::units::format_quantity(f.capacity_bytes, arch_sema::units::Dim::BYTES)
-            );
-            let _ = writeln!(err, "  help: the fixed tile sizes alone overflow the level; shrink them or tile at a larger level");
-            EXIT_DIAGNOSTICS
-        }
+/// An error of the search or the model. Infeasible constraints are a
+/// diagnostic (E0610) pointing at the statement that fixed them, with a help
+/// line; a default mapping has no statement, so the message stands alone.
+fn tune_error(e: TuneError, s: &Selected, err: &mut dyn Write) -> u8 {
+    let why = match e {
+        TuneError::DoesNotFit(f) => f.explain(),
+        TuneError::Infeasible(i) => i,
         TuneError::Model(m) => {
             let _ = writeln!(err, "error: {m}");
-            EXIT_DIAGNOSTICS
+            return EXIT_DIAGNOSTICS;
         }
-    }
+    };
+    let blamed = why.knob.as_ref().and_then(|target| {
+        s.knob_places.iter().find_map(|(t, place)| {
+            let same = match (t, target) {
+                // Any fixed size of the tile at that level.
+                (
+                    KnobTarget::Tile { tensor, level, .. },
+                    KnobTarget::Tile {
+                        tensor: want,
+                        level: at,
+                        ..
+                    },
+                ) => tensor == want && level == at,
+                _ => t == target,
+            };
+            same.then(|| place.clone())
+        })
+    });
+    let mut help = why.help;
+    let (place, label) = match blamed {
+        Some(p) => (Some(p), "this constraint cannot be met"),
+        None => {
+            if let Some(KnobTarget::Tile { level, .. }) = &why.knob {
+                // No size was fixed: the level cannot hold even the smallest tiles.
+                help = format!(
+                    "`{level}` is too small for the smallest tiles; lower a tensor's precision or use hardware with a larger `{level}`"
+                );
+            }
+            (s.mapping_place.clone(), "no schedule of this mapping fits")
+        }
+    };
+    let d = Rendered {
+        code: "E0610",
+        message: why.message,
+        place,
+        primary_label: label.into(),
+        labels: Vec::new(),
+        help: Some(help),
+    };
+    report_diagnostics(&[d], Format::Text, s.color, &mut std::io::sink(), err);
+    EXIT_DIAGNOSTICS
 }
 
 pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -318,7 +396,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => return tune_error(e, err),
+        Err(e) => return tune_error(e, &s, err),
     };
     let _ = writeln!(
         err,
@@ -371,11 +449,11 @@ pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     let schedule = match initial_schedule(&s.workload, &s.hardware, &s.mapping) {
         Ok(x) => x,
-        Err(e) => return tune_error(TuneError::DoesNotFit(e), err),
+        Err(e) => return tune_error(TuneError::DoesNotFit(e), &s, err),
     };
     let report = match evaluate(&s.workload, &s.hardware, &schedule) {
         Ok(r) => r,
-        Err(m) => return tune_error(TuneError::Model(m), err),
+        Err(e) => return tune_error(e, &s, err),
     };
     match &a.output {
         Some(path) => {

@@ -59,6 +59,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0607", "invalid knob value"),
     ("E0608", "knob given twice"),
     ("E0609", "workload does not fit the hardware's memory"),
+    ("E0610", "no schedule satisfies the mapping's constraints"),
     ("E0701", "invalid neuron model"),
 ];
 
