@@ -3,7 +3,9 @@
 //! snapshot. Update snapshots with `cargo insta review`.
 //!
 //! A first line `// archc-args: ARGS` adds command-line arguments (for
-//! diagnostics about the command line, such as `--set`).
+//! diagnostics about the command line, such as `--set`); a first line
+//! `// archc-command: COMMAND ARGS` runs that command instead of `check`
+//! (for errors only the cost model finds).
 
 use arch_tests::{arch_files, archc, codes_in, root, Outcome};
 
@@ -18,6 +20,11 @@ fn check_ui(rel: &str) -> Outcome {
     let mut args: Vec<String> = vec!["check".into(), "--color".into(), "never".into()];
     if let Some(extra) = first_line.strip_prefix("// archc-args:") {
         args.extend(extra.split_whitespace().map(String::from));
+    }
+    if let Some(command) = first_line.strip_prefix("// archc-command:") {
+        // Another command than `check` (errors that `tune` or `report` find).
+        args = command.split_whitespace().map(String::from).collect();
+        args.extend(["--color".into(), "never".into()]);
     }
     args.push(rel.to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
