@@ -54,6 +54,8 @@ pub struct CpuParams {
     pub energy_per_flop_j: f64,
     /// `(name, bandwidth B/s for the whole chip, energy J/B)`, outermost first.
     pub levels: Vec<(String, f64, f64)>,
+    /// The N:M pattern the compute unit skips zeros of.
+    pub sparse: Option<(u32, u32)>,
 }
 
 impl CpuParams {
@@ -66,6 +68,7 @@ impl CpuParams {
             flops_per_cycle_per_core: hw.for_one_core(rate),
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
             levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
+            sparse: unit.sparse,
         })
     }
 }
@@ -143,7 +146,9 @@ pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize) -> f64 
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
-    let flops = 2.0 * macs;
+    // A unit that skips the zeros of a pruned weight does part of the work.
+    let work = crate::sparsity::gemm_work_fraction(&crate::gemm::gemm_view(w, op), p.sparse);
+    let flops = 2.0 * macs * work;
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest
@@ -255,6 +260,7 @@ mod tests {
             flops_per_cycle_per_core: 2.0,
             energy_per_flop_j: 1e-12,
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
+            sparse: None,
         }
     }
 

@@ -61,8 +61,8 @@ pub fn evaluate(
     hw: &HardwareModel,
     schedule: &Schedule,
 ) -> Result<CostReport, TuneError> {
-    // Tensors stored in a chosen precision move and compute in it.
-    let adjusted = crate::schedule::apply_precision(w, &schedule.precision);
+    // Tensors stored in a chosen precision and N:M pattern move and compute so.
+    let adjusted = crate::schedule::stored(w, schedule);
     let w = &adjusted;
     let mut ops = Vec::new();
     match hw.class {
@@ -169,31 +169,12 @@ pub fn evaluate(
             let swizzle = schedule.swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor);
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let g = gemm_view(w, op);
-                let in_dtype =
-                    g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
-                let params =
-                    crate::gpu::GpuParams::from_hardware(hw, in_dtype).ok_or_else(|| {
+                let (_, tile, predicted) = crate::gpu::evaluate_op(w, hw, op, &s.nest, swizzle)
+                    .ok_or_else(|| {
                         TuneError::Model(
                             "the gpu hardware lacks a compute rate, levels or a clock".into(),
                         )
                     })?;
-                let inner = s.nest.tiles.last().cloned().unwrap_or_default();
-                let prod = |vars: &[usize]| {
-                    vars.iter()
-                        .map(|v| inner.get(*v).copied().unwrap_or(1))
-                        .product::<u64>()
-                        .max(1)
-                };
-                let tile = crate::gpu::BlockTile {
-                    bm: prod(&g.m_vars),
-                    bn: prod(&g.n_vars),
-                    bk: prod(&g.k_vars),
-                };
-                let in_bytes = in_dtype.bits() as f64 / 8.0;
-                let out_bytes = w.tensors[op.output].dtype.bits() as f64 / 8.0;
-                let predicted =
-                    crate::gpu::evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
                 let mut mapping = describe(w, hw, s);
                 mapping.insert("swizzle".into(), swizzle.describe());
                 mapping.insert(

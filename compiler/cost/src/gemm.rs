@@ -7,7 +7,7 @@ use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::{BinOp, ReduceOp, Role};
 
 /// Extents of an op seen as `C[M, N] += A[M, K] * B[K, N]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GemmView {
     pub m: u64,
     pub n: u64,
@@ -19,6 +19,27 @@ pub struct GemmView {
     /// The tensors playing A (streamed input) and B (weights, if any).
     pub a: Option<usize>,
     pub b: Option<usize>,
+    /// B's N:M pattern, and the fraction of its dense size it is stored in.
+    pub b_sparsity: Option<arch_sema::model::NmSparsity>,
+    pub b_stored: f64,
+}
+
+impl Default for GemmView {
+    /// A dense 1 x 1 x 1 view.
+    fn default() -> Self {
+        GemmView {
+            m: 1,
+            n: 1,
+            k: 1,
+            m_vars: Vec::new(),
+            n_vars: Vec::new(),
+            k_vars: Vec::new(),
+            a: None,
+            b: None,
+            b_sparsity: None,
+            b_stored: 1.0,
+        }
+    }
 }
 
 impl GemmView {
@@ -71,6 +92,8 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
         k_vars: reduced,
         a: Some(a.0),
         b: Some(b.0),
+        b_sparsity: w.tensors[b.0].sparsity,
+        b_stored: w.tensors[b.0].stored_fraction(),
     }
 }
 

@@ -71,6 +71,8 @@ pub struct GpuParams {
     pub smem_bytes_per_sm: f64,
     /// L2 domains blocks are dealt to round-robin (XCDs); 1 for one L2.
     pub l2_domains: u64,
+    /// The N:M pattern the compute unit skips zeros of.
+    pub sparse: Option<(u32, u32)>,
 }
 
 impl GpuParams {
@@ -95,6 +97,7 @@ impl GpuParams {
             } else {
                 hw.xcds.unwrap_or(1)
             },
+            sparse: unit.sparse,
         })
     }
 }
@@ -154,24 +157,40 @@ pub fn evaluate(
     let tiles_n = g.n.div_ceil(t.bn);
     let blocks = tiles_m * tiles_n;
     // Occupancy: double-buffered A and B slices in shared memory.
-    let smem_per_block = 2.0 * (t.bm * t.bk + t.bk * t.bn) as f64 * in_bytes;
-    let per_sm = ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16);
+    let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let wave = p.sms * per_sm;
     // A wave takes as long as the busiest SM needs for its blocks; the last
-    // wave may be partial.
-    let block_flops = 2.0 * (t.bm * t.bn * g.k) as f64;
+    // wave may be partial. Sparse tensor cores skip the zeros of a weight
+    // pruned to their pattern. Contractions in tensor-core types (16 bits
+    // or fewer) compute in fragments of 16 x 16 x (256 / bits) (mma/wgmma shapes): a block
+    // tile that is not a multiple pays for the padding.
+    let work = crate::sparsity::gemm_work_fraction(g, p.sparse);
+    let padded = |x: u64, step: u64| x.div_ceil(step) * step;
+    let block_flops = if in_bytes <= 2.0 && g.b.is_some() {
+        let k_step = (32.0 / in_bytes) as u64;
+        let steps = g.k.div_ceil(t.bk.max(1)) as f64;
+        2.0 * (padded(t.bm, 16) * padded(t.bn, 16)) as f64
+            * steps
+            * padded(t.bk.max(1), k_step) as f64
+            * work
+    } else {
+        2.0 * (t.bm * t.bn * g.k) as f64 * work
+    };
     let full_waves = blocks / wave;
     let rest = blocks % wave;
     let blocks_on_busiest = full_waves * per_sm + rest.div_ceil(p.sms);
     let compute_s = blocks_on_busiest as f64 * block_flops / p.flops_per_cycle_per_sm / p.clock_hz;
     let (a_panels, b_panels) = panel_loads(tiles_m, tiles_n, wave, p.l2_domains, swizzle);
     let c_bytes = (g.m * g.n) as f64 * out_bytes;
-    let hbm_bytes = (a_panels * t.bm + b_panels * t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
-    let l2_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes + c_bytes;
-    let smem_bytes = blocks as f64 * (t.bm + t.bn) as f64 * g.k as f64 * in_bytes;
-    let flops = 2.0 * (g.m * g.n * g.k) as f64;
+    // B is stored compressed when it is sparse.
+    let (a_row, b_col) = (in_bytes, in_bytes * g.b_stored);
+    let panel_bytes = |a: u64, b: u64| (a as f64 * a_row + b as f64 * b_col) * g.k as f64;
+    let hbm_bytes = panel_bytes(a_panels * t.bm, b_panels * t.bn) + c_bytes;
+    let l2_bytes = blocks as f64 * panel_bytes(t.bm, t.bn) + c_bytes;
+    let smem_bytes = blocks as f64 * panel_bytes(t.bm, t.bn);
+    let flops = 2.0 * (g.m * g.n * g.k) as f64 * work;
     let peak_s = flops / (p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz);
-    let compulsory = (g.m * g.k + g.k * g.n) as f64 * in_bytes + c_bytes;
+    let compulsory = (g.m * g.k) as f64 * a_row + (g.k * g.n) as f64 * b_col + c_bytes;
     Roofline {
         clock_hz: p.clock_hz,
         compute_s,
@@ -188,6 +207,51 @@ pub fn evaluate(
     )
 }
 
+/// The block tile of an op's loop nest: its innermost (shared-memory) tile
+/// seen as a GEMM.
+pub fn block_tile(g: &GemmView, nest: &crate::cpu::LoopNest) -> BlockTile {
+    let inner = nest.tiles.last().cloned().unwrap_or_default();
+    let prod = |vars: &[usize]| {
+        vars.iter()
+            .map(|v| inner.get(*v).copied().unwrap_or(1))
+            .product::<u64>()
+            .max(1)
+    };
+    BlockTile {
+        bm: prod(&g.m_vars),
+        bn: prod(&g.n_vars),
+        bk: prod(&g.k_vars),
+    }
+}
+
+/// Predicts one op of a workload on a gpu under its loop nest: the
+/// parameters for its input type, its block tile, and the prediction.
+pub fn evaluate_op(
+    w: &arch_sema::model::WorkloadModel,
+    hw: &HardwareModel,
+    op: &arch_sema::model::Op,
+    nest: &crate::cpu::LoopNest,
+    swizzle: Swizzle,
+) -> Option<(GpuParams, BlockTile, Predicted)> {
+    let g = crate::gemm::gemm_view(w, op);
+    let in_dtype =
+        g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
+    let params = GpuParams::from_hardware(hw, in_dtype)?;
+    let tile = block_tile(&g, nest);
+    let in_bytes = in_dtype.bits() as f64 / 8.0;
+    let out_bytes = w.tensors[op.output].dtype.bits() as f64 / 8.0;
+    let predicted = evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
+    Some((params, tile, predicted))
+}
+
+/// Occupancy: blocks resident on one SM, each holding double-buffered A and
+/// (compressed, when sparse) B slices in shared memory.
+fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
+    let slice = (t.bm * t.bk) as f64 + (t.bk * t.bn) as f64 * g.b_stored;
+    let smem_per_block = 2.0 * slice * in_bytes;
+    ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16)
+}
+
 /// The fraction of L2 reads that hit, under the panel model.
 pub fn l2_hit_rate(
     g: &GemmView,
@@ -198,8 +262,7 @@ pub fn l2_hit_rate(
 ) -> f64 {
     let tiles_m = g.m.div_ceil(t.bm);
     let tiles_n = g.n.div_ceil(t.bn);
-    let smem_per_block = 2.0 * (t.bm * t.bk + t.bk * t.bn) as f64 * in_bytes;
-    let per_sm = ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16);
+    let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let (a, b) = panel_loads(tiles_m, tiles_n, p.sms * per_sm, p.l2_domains, swizzle);
     let misses = (a * t.bm + b * t.bn) as f64;
     let requests = (tiles_m * tiles_n) as f64 * (t.bm + t.bn) as f64;
@@ -263,6 +326,7 @@ mod tests {
             smem: ("smem".into(), 1e14, 0.0),
             smem_bytes_per_sm: 64.0 * 1024.0,
             l2_domains: 1,
+            sparse: None,
         };
         let t = BlockTile {
             bm: 128,
@@ -279,5 +343,51 @@ mod tests {
         assert!(row.latency_s >= row.lower_bound_s);
         // 4096^3 at 8 SMs * 1024 flop/cycle * 1 GHz: 16.8 ms of compute at best.
         assert!((row.lower_bound_s - 2.0 * 4096f64.powi(3) / 8.192e12).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sparse_tensor_cores_halve_the_work_of_a_2_4_weight() {
+        let mut g = GemmView {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+            ..GemmView::default()
+        };
+        let mut p = GpuParams {
+            sms: 8,
+            clock_hz: 1e9,
+            flops_per_cycle_per_sm: 1024.0,
+            energy_per_flop_j: 1e-12,
+            hbm: ("hbm".into(), 1e15, 0.0),
+            l2: ("l2".into(), 1e15, 0.0),
+            smem: ("smem".into(), 1e15, 0.0),
+            smem_bytes_per_sm: 64.0 * 1024.0,
+            l2_domains: 1,
+            sparse: Some((2, 4)),
+        };
+        let t = BlockTile {
+            bm: 128,
+            bn: 128,
+            bk: 32,
+        };
+        let dense = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::RowMajor);
+        // B pruned to 2:4 and stored with 2 index bits per kept bf16 value:
+        // 0.5 * (1 + 2 / 16) = 0.5625 of its dense bytes.
+        g.b_sparsity = Some(arch_sema::model::NmSparsity {
+            n: 2,
+            m: 4,
+            axis: 0,
+        });
+        g.b_stored = 0.5625;
+        let sparse = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::RowMajor);
+        // Compute-bound either way (memory is nearly free here): half the time
+        // and half the MAC energy.
+        assert_eq!(sparse.compute_cycles * 2.0, dense.compute_cycles);
+        assert!((sparse.energy_j * 2.0 - dense.energy_j).abs() < dense.energy_j * 1e-6);
+        // Without sparse tensor cores the work stays dense; B's bytes still shrink.
+        p.sparse = None;
+        let plain = evaluate(&g, 2.0, 4.0, &p, t, Swizzle::RowMajor);
+        assert_eq!(plain.compute_cycles, dense.compute_cycles);
+        assert!(plain.levels[0].bytes < dense.levels[0].bytes);
     }
 }

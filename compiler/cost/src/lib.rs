@@ -19,3 +19,4 @@ pub mod npu;
 pub mod report;
 pub mod schedule;
 pub mod search;
+pub mod sparsity;

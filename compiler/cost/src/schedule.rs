@@ -28,6 +28,8 @@ pub struct Schedule {
     pub swizzle: Option<crate::gpu::Swizzle>,
     /// Tensors stored in another element type than declared.
     pub precision: Vec<(usize, DType)>,
+    /// Weights stored with another N:M pattern than declared (`None`: dense).
+    pub sparsity: Vec<(usize, Option<(u32, u32)>)>,
 }
 
 /// Relative error of storing a value in `d` (round to nearest for floats,
@@ -72,6 +74,30 @@ pub fn choose_precision(declared: DType, domain: &Domain) -> DType {
             ok.first().copied().unwrap_or(declared)
         }
         _ => declared,
+    }
+}
+
+/// The workload as the schedule stores it: every precision and sparsity
+/// override applied to its tensors. The models cost this workload.
+pub fn stored(w: &WorkloadModel, s: &Schedule) -> WorkloadModel {
+    let mut out = apply_precision(w, &s.precision);
+    for (t, pattern) in &s.sparsity {
+        if let Some(tensor) = out.tensors.get_mut(*t) {
+            // The axis is kept when there was one; the models do not read it.
+            let axis = tensor.sparsity.map_or(0, |s| s.axis);
+            tensor.sparsity = pattern.map(|(n, m)| arch_sema::model::NmSparsity { n, m, axis });
+        }
+    }
+    out
+}
+
+/// The N:M pattern a sparsity knob pins (`Some(None)`: dense), or `None`
+/// when it is open.
+pub fn sparsity_of(domain: &Domain) -> Option<Option<(u32, u32)>> {
+    match domain {
+        Domain::Fixed(KnobValue::Ratio(n, m)) => Some(Some((*n, *m))),
+        Domain::Fixed(KnobValue::Name(n)) if n == "dense" => Some(None),
+        _ => None,
     }
 }
 
@@ -338,11 +364,30 @@ pub fn initial_schedule(
             (d != t.dtype).then_some((i, d))
         })
         .collect();
+    // Pinned patterns that differ from the declaration; open ones keep it
+    // until the search (pruning changes the numbers, so only an explicit
+    // `sparsity w: auto` lets the tuner choose).
+    let sparsity = w
+        .tensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let domain = knob(
+                m,
+                &KnobTarget::Sparsity {
+                    tensor: t.name.clone(),
+                },
+            )?;
+            let pattern = sparsity_of(domain)?;
+            (pattern != t.sparsity.map(|s| (s.n, s.m))).then_some((i, pattern))
+        })
+        .collect();
     Ok(Schedule {
         ops,
         timestep_s,
         swizzle,
         precision,
+        sparsity,
     })
 }
 
@@ -394,6 +439,12 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
             format!("precision.{}", w.tensors[t].name),
             w.tensors[t].dtype.name().to_string(),
         );
+        if let Some(sp) = w.tensors[t].sparsity {
+            out.insert(
+                format!("sparsity.{}", w.tensors[t].name),
+                format!("{}:{}", sp.n, sp.m),
+            );
+        }
     }
     out
 }

@@ -121,23 +121,46 @@ impl NestSpace {
     }
 }
 
+/// Hill climbing starts from this many of the best sampled points.
+const CLIMB_STARTS: usize = 16;
+
+/// How much slower than the fastest N:M choice a denser one may be and
+/// still be kept (2 %).
+const SPARSITY_SLACK: f64 = 0.02;
+
+/// Open gpu block tiles are at least this wide along every dimension that
+/// is (a tensor-core fragment; narrower blocks waste it and multiply the
+/// blocks the swizzle model replays).
+const GPU_MIN_BLOCK: u64 = 16;
+
 /// Loop orders are searched for ops of at most this many variables (7! =
 /// 5040 orders: a convolution with a batch); larger ops keep their first
 /// order.
 const MAX_PERMUTED_VARS: usize = 7;
 
-/// The model that scores an op's loop nest on a cpu or an npu.
-enum NestModel {
+/// The model that scores an op's loop nest on a cpu, an npu or a gpu (under
+/// the schedule's launch order).
+enum NestModel<'h> {
     Cpu(CpuParams),
     Npu(NpuParams),
+    Gpu(&'h HardwareModel, crate::gpu::Swizzle),
 }
 
-impl NestModel {
-    fn new(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Result<NestModel, TuneError> {
+impl<'h> NestModel<'h> {
+    fn new(
+        w: &WorkloadModel,
+        hw: &'h HardwareModel,
+        op: &Op,
+        swizzle: Option<crate::gpu::Swizzle>,
+    ) -> Result<NestModel<'h>, TuneError> {
         match hw.class {
             HwClass::Npu => NpuParams::from_hardware(hw)
                 .map(NestModel::Npu)
                 .ok_or(TuneError::Model("the npu hardware has no array".into())),
+            HwClass::Gpu => Ok(NestModel::Gpu(
+                hw,
+                swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor),
+            )),
             _ => CpuParams::from_hardware(hw, w.compute_dtype(op))
                 .map(NestModel::Cpu)
                 .ok_or(TuneError::Model("no compute rate".into())),
@@ -148,6 +171,9 @@ impl NestModel {
         match self {
             NestModel::Cpu(p) => crate::cpu::evaluate(w, op, p, nest),
             NestModel::Npu(p) => crate::npu::evaluate(w, op, p, nest),
+            NestModel::Gpu(hw, swizzle) => crate::gpu::evaluate_op(w, hw, op, nest, *swizzle)
+                .map(|(_, _, p)| p)
+                .unwrap_or_else(crate::report::Predicted::infeasible),
         }
     }
 }
@@ -177,20 +203,38 @@ fn nest_space(
 ) -> NestSpace {
     let tensor = &w.tensors[op.output].name;
     let knob = |t: KnobTarget| m.knobs.iter().find(|k| k.target == t).map(|k| &k.domain);
+    let last = hw.levels.len().saturating_sub(1);
     let tiles = hw
         .levels
         .iter()
+        .enumerate()
         .skip(1)
-        .map(|level| {
+        .map(|(l, level)| {
             op.vars
                 .iter()
-                .map(|v| {
+                .enumerate()
+                .map(|(i, v)| {
+                    // The gpu model reads only the block (innermost) tile,
+                    // and blocks narrower than a tensor-core fragment (16)
+                    // only waste it.
+                    if hw.class == HwClass::Gpu && l < last {
+                        return vec![start.tiles[l][i]];
+                    }
                     let d = knob(KnobTarget::Tile {
                         tensor: tensor.clone(),
                         level: level.name.clone(),
                         dim: v.name.clone(),
                     });
-                    tile_choices(d, v.extent)
+                    let choices = tile_choices(d, v.extent);
+                    if hw.class == HwClass::Gpu && !matches!(d, Some(Domain::Fixed(_))) {
+                        let floor = v.extent.min(GPU_MIN_BLOCK);
+                        let wide: Vec<u64> =
+                            choices.iter().copied().filter(|c| *c >= floor).collect();
+                        if !wide.is_empty() {
+                            return wide;
+                        }
+                    }
+                    choices
                 })
                 .collect()
         })
@@ -199,6 +243,7 @@ fn nest_space(
         tensor: tensor.clone(),
     }) {
         Some(Domain::Fixed(_)) => vec![start.order.clone()],
+        _ if hw.class == HwClass::Gpu => vec![start.order.clone()],
         _ if op.vars.len() <= MAX_PERMUTED_VARS => {
             permutations(&(0..op.vars.len()).collect::<Vec<_>>())
         }
@@ -208,8 +253,8 @@ fn nest_space(
         tensor: tensor.clone(),
     }) {
         Some(Domain::Fixed(KnobValue::Names(_))) => vec![start.parallel.clone()],
-        // One array: nothing to split over.
-        _ if hw.class == HwClass::Npu => vec![start.parallel.clone()],
+        // One array: nothing to split over; a gpu splits by blocks.
+        _ if matches!(hw.class, HwClass::Npu | HwClass::Gpu) => vec![start.parallel.clone()],
         // Serial is not among the choices when there is an output
         // dimension: a mapping cannot pin "none", and splitting a dimension
         // whose innermost tile is the whole extent is serial anyway.
@@ -244,13 +289,50 @@ pub fn tune(
     let mut evaluated = 0usize;
     let mut pruned = 0usize;
     let mut stopped_by_budget = false;
-    if matches!(hw.class, HwClass::Cpu | HwClass::Npu) {
-        // Tensors stored in a chosen precision move in it; capacity is
-        // checked at the declared types, as `archc check` does.
-        let stored = crate::schedule::apply_precision(w, &schedule.precision);
+    // N:M patterns first (they change the bytes every tiling moves): each
+    // weight whose mapping says `sparsity w: auto` gets a pattern. Pruning
+    // harder than needed costs accuracy, so among the patterns whose
+    // latency under the first schedule is within SPARSITY_SLACK of the
+    // fastest, the densest is kept (dense before 2:4 before 1:4).
+    for k in &m.knobs {
+        let (KnobTarget::Sparsity { tensor }, Domain::Set(choices), Some(_)) =
+            (&k.target, &k.domain, k.span)
+        else {
+            continue;
+        };
+        let Some(t) = w.tensor(tensor) else { continue };
+        space_size *= choices.len().max(1) as f64;
+        let mut scored: Vec<(f64, Option<(u32, u32)>)> = Vec::new();
+        for choice in choices {
+            let Some(pattern) = crate::schedule::sparsity_of(&Domain::Fixed(choice.clone())) else {
+                continue;
+            };
+            let mut trial = schedule.clone();
+            trial.sparsity.retain(|(x, _)| *x != t);
+            trial.sparsity.push((t, pattern));
+            let r = evaluate(w, hw, &trial)?;
+            evaluated += 1;
+            scored.push((r.total.latency_s, pattern));
+        }
+        let fastest = scored.iter().map(|(l, _)| *l).fold(f64::INFINITY, f64::min);
+        let kept = |p: &Option<(u32, u32)>| p.map_or(1.0, |(n, m)| n as f64 / m as f64);
+        let best = scored
+            .iter()
+            .filter(|(l, _)| *l <= fastest * (1.0 + SPARSITY_SLACK))
+            .max_by(|a, b| kept(&a.1).total_cmp(&kept(&b.1)))
+            .map(|(_, p)| *p);
+        if let Some(pattern) = best {
+            schedule.sparsity.retain(|(x, _)| *x != t);
+            schedule.sparsity.push((t, pattern));
+        }
+    }
+    if matches!(hw.class, HwClass::Cpu | HwClass::Npu | HwClass::Gpu) {
+        // Tensors stored in a chosen precision and pattern move so; capacity
+        // is checked at the declared types, as `archc check` does.
+        let stored = crate::schedule::stored(w, &schedule);
         for s in schedule.ops.iter_mut() {
             let op = &w.ops[s.op];
-            let model = NestModel::new(&stored, hw, op)?;
+            let model = NestModel::new(&stored, hw, op, schedule.swizzle)?;
             let space = nest_space(w, hw, m, op, &s.nest);
             space_size *= space.size();
             let score = |nest: &LoopNest| {
@@ -278,10 +360,8 @@ pub fn tune(
                     .map(|_| dims.iter().map(|d| rng.below(*d)).collect())
                     .collect()
             };
-            let consider = |batch: Vec<Vec<usize>>,
-                            best: &mut ((f64, f64), LoopNest),
-                            evaluated: &mut usize,
-                            pruned: &mut usize| {
+            // The best nest of a batch of points, after capacity pruning.
+            let consider = |batch: &[Vec<usize>], evaluated: &mut usize, pruned: &mut usize| {
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
                 let feasible: Vec<&LoopNest> =
                     nests.iter().filter(|n| fits(w, hw, op, n)).collect();
@@ -292,51 +372,66 @@ pub fn tune(
                     .enumerate()
                     .map(|(i, n)| (score(n), i))
                     .collect();
-                if let Some((sc, i)) = scored
+                scored
                     .into_iter()
                     .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
-                {
-                    if sc < best.0 {
-                        *best = (sc, feasible[i].clone());
-                    }
-                }
+                    .map(|(sc, i)| (sc, feasible[i].clone()))
             };
+            // The few best points of the sample, distinct, best first: the
+            // starts of hill climbing.
+            let mut elite: Vec<((f64, f64), LoopNest)> = vec![best.clone()];
             for chunk in candidates.chunks(1024) {
                 if started.elapsed() > opts.budget {
                     stopped_by_budget = true;
                     break;
                 }
-                consider(chunk.to_vec(), &mut best, &mut evaluated, &mut pruned);
+                // Each chunk offers its best point (chunks are large, so the
+                // elite holds good points from different parts of the space).
+                if let Some(found) = consider(chunk, &mut evaluated, &mut pruned) {
+                    if !elite.iter().any(|(_, n)| *n == found.1) {
+                        elite.push(found);
+                        elite.sort_by(|a, b| {
+                            a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal)
+                        });
+                        elite.truncate(CLIMB_STARTS);
+                    }
+                }
                 if let Some(report) = &opts.progress {
                     report(s.op, evaluated);
                 }
             }
-            // Hill climbing from the best sampled point: move one knob to a
+            best = elite[0].clone();
+            // Hill climbing from each elite point: move one knob to a
             // neighbouring value while that improves.
             if space.size() > opts.max_evaluations as f64 && !stopped_by_budget {
-                let mut point = nearest_point(&space, &best.1);
-                for _ in 0..opts.max_evaluations / 2 / (2 * dims.len()).max(1) {
-                    if started.elapsed() > opts.budget {
-                        stopped_by_budget = true;
-                        break;
-                    }
-                    let mut neighbours = Vec::new();
-                    for (k, d) in dims.iter().enumerate() {
-                        for delta in [-1i64, 1] {
-                            let v = point[k] as i64 + delta;
-                            if v >= 0 && (v as usize) < *d {
-                                let mut n = point.clone();
-                                n[k] = v as usize;
-                                neighbours.push(n);
+                let steps = opts.max_evaluations / 2 / (2 * dims.len() * elite.len()).max(1);
+                for start in elite {
+                    let mut current = start;
+                    for _ in 0..steps.max(1) {
+                        if started.elapsed() > opts.budget {
+                            stopped_by_budget = true;
+                            break;
+                        }
+                        let point = nearest_point(&space, &current.1);
+                        let mut neighbours = Vec::new();
+                        for (k, d) in dims.iter().enumerate() {
+                            for delta in [-1i64, 1] {
+                                let v = point[k] as i64 + delta;
+                                if v >= 0 && (v as usize) < *d {
+                                    let mut n = point.clone();
+                                    n[k] = v as usize;
+                                    neighbours.push(n);
+                                }
                             }
                         }
+                        match consider(&neighbours, &mut evaluated, &mut pruned) {
+                            Some(next) if next.0 < current.0 => current = next,
+                            _ => break,
+                        }
                     }
-                    let before = best.0;
-                    consider(neighbours, &mut best, &mut evaluated, &mut pruned);
-                    if best.0 >= before {
-                        break;
+                    if current.0 < best.0 {
+                        best = current;
                     }
-                    point = nearest_point(&space, &best.1);
                 }
             }
             s.nest = best.1;

@@ -604,6 +604,10 @@ fn emit_mapping(
             d.name()
         ));
     }
+    for (t, pattern) in &s.sparsity {
+        let value = pattern.map_or("dense".to_string(), |(n, m)| format!("{n}:{m}"));
+        text.push_str(&format!("  sparsity {}: {value}\n", w.tensors[*t].name));
+    }
     if hw.class == HwClass::Gpu {
         if let Some(sw) = s.swizzle {
             text.push_str(&format!("  swizzle {}\n", sw.describe()));

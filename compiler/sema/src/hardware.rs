@@ -69,6 +69,9 @@ pub struct ComputeUnit {
     /// Operations per cycle by element type.
     pub rates: Vec<(DType, Amount)>,
     pub energy_j_per_op: Option<Amount>,
+    /// The N:M pattern the unit skips zeros of (`sparse 2:4`): a weight
+    /// pruned to it (or sparser) costs N/M of the dense work.
+    pub sparse: Option<(u32, u32)>,
     pub span: Span,
 }
 
@@ -749,6 +752,7 @@ impl<'db> HwChecker<'db> {
                             name: label.clone(),
                             rates: Vec::new(),
                             energy_j_per_op: None,
+                            sparse: None,
                             span: b.span,
                         });
                         m.compute.len() - 1
@@ -763,10 +767,32 @@ impl<'db> HwChecker<'db> {
                             self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP);
                         continue;
                     }
+                    if e.key.text == "sparse" {
+                        let ratio = match &e.value {
+                            HwValue::Ratio { n, m, .. } => n
+                                .text
+                                .parse::<u32>()
+                                .ok()
+                                .zip(m.text.parse::<u32>().ok())
+                                .filter(|(n, m)| 0 < *n && n < m && *m <= 64),
+                            _ => None,
+                        };
+                        match ratio {
+                            Some(r) => m.compute[pos].sparse = Some(r),
+                            None => {
+                                self.error(
+                                    "E0506",
+                                    e.value.span(),
+                                    "`sparse` takes an N:M pattern such as `2:4` (0 < N < M <= 64)",
+                                );
+                            }
+                        }
+                        continue;
+                    }
                     let Some(dtype) = DType::from_name(&e.key.text) else {
                         let mut known: Vec<&str> =
                             crate::dtype::ALL_DTYPES.iter().map(|d| d.name()).collect();
-                        known.push("energy");
+                        known.extend(["energy", "sparse"]);
                         self.unknown_key(&e.key, &known, "a compute unit");
                         continue;
                     };

@@ -49,8 +49,30 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// Bytes stored, compressed when the tensor is sparse (see
+    /// [`Tensor::stored_fraction`]).
     pub fn bytes(&self) -> u64 {
-        (self.elements() * self.dtype.bits()).div_ceil(8)
+        let dense = self.elements() * self.dtype.bits();
+        if self.sparsity.is_none() && self.density.is_none() {
+            return dense.div_ceil(8);
+        }
+        (dense as f64 * self.stored_fraction() / 8.0).ceil() as u64
+    }
+
+    /// The fraction of its dense size the tensor takes stored. An `N:M`
+    /// tensor keeps N of every M values, each with a `ceil(log2 M)`-bit
+    /// position in its group (2 bits for 2:4, as sparse tensor cores store
+    /// it); a `@density(d)` tensor keeps the fraction d of its values and a
+    /// one-bit mask per value. Never more than dense: a layout that would
+    /// not pay is stored dense.
+    pub fn stored_fraction(&self) -> f64 {
+        let bits = self.dtype.bits().max(1) as f64;
+        let nm = self.sparsity.map_or(1.0, |s| {
+            let index_bits = (s.m.max(2) as f64).log2().ceil();
+            s.n as f64 / s.m as f64 * (1.0 + index_bits / bits)
+        });
+        let density = self.density.map_or(1.0, |d| d.0 + 1.0 / bits);
+        nm.min(density).min(1.0)
     }
 }
 
@@ -204,7 +226,9 @@ impl Op {
     /// `tile[v]` values: the output tile first, then every tensor it reads,
     /// once, as the slice its first access covers.
     pub fn tile_bytes(&self, tensors: &[Tensor], tile: &[u64]) -> Vec<(usize, f64)> {
-        let bytes = |t: usize, elements: f64| elements * tensors[t].dtype.bits() as f64 / 8.0;
+        let bytes = |t: usize, elements: f64| {
+            elements * tensors[t].dtype.bits() as f64 / 8.0 * tensors[t].stored_fraction()
+        };
         let output: f64 = tile[..self.output_rank].iter().map(|x| *x as f64).product();
         let mut out = vec![(self.output, bytes(self.output, output))];
         collect_accesses(&self.body, &mut |t, index| {

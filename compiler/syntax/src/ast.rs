@@ -327,6 +327,12 @@ pub enum HwValue {
         dims: Vec<Expr>,
         span: Span,
     },
+    /// `2:4`: an N:M sparsity pattern.
+    Ratio {
+        n: Number,
+        m: Number,
+        span: Span,
+    },
 }
 
 impl HwValue {
@@ -334,7 +340,8 @@ impl HwValue {
         match self {
             HwValue::Quantity { span, .. }
             | HwValue::Str { span, .. }
-            | HwValue::Dims { span, .. } => *span,
+            | HwValue::Dims { span, .. }
+            | HwValue::Ratio { span, .. } => *span,
             HwValue::Word(n) => n.span,
         }
     }
