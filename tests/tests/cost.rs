@@ -365,6 +365,10 @@ fn mappings_of_ops_sharing_dimension_names_round_trip() {
     // A convolution and the ReLU after it, and attention's five ops.
     assert_round_trip("conv2d.arch", "conv2d_relu", "host");
     assert_round_trip("attention.arch", "attention", "host");
+    // Intermediates the front end made (`p.1.m` inside softmax, `h.1`
+    // inside gelu(matmul(...))) are named quoted.
+    assert_round_trip("attention.arch", "attention_head", "host");
+    assert_round_trip("sparse_mlp.arch", "sparse_mlp", "h100");
 }
 
 /// Writes `text` to a fresh file and returns its path.

@@ -411,22 +411,6 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         if outcome.stopped_by_budget { "; stopped by the time budget (results may differ between runs)" } else { "" }
     );
     if let Some(path) = &a.emit_mapping {
-        let unnamed: Vec<&str> = s
-            .workload
-            .ops
-            .iter()
-            .map(|o| s.workload.tensors[o.output].name.as_str())
-            .filter(|n| n.contains('.'))
-            .collect();
-        if !unnamed.is_empty() {
-            let _ = writeln!(
-                err,
-                "note: {} computes a temporary ({}) that a mapping cannot name yet: {} knobs are not pinned, so re-reporting the emitted mapping re-derives them",
-                if unnamed.len() == 1 { "one op" } else { "some ops" },
-                unnamed.join(", "),
-                if unnamed.len() == 1 { "its" } else { "their" }
-            );
-        }
         let text = emit_mapping(
             &s.workload,
             &s.hardware,
@@ -523,6 +507,16 @@ fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dy
     EXIT_OK
 }
 
+/// A tensor as a mapping names it: intermediates the front end made
+/// (`h.1`) are quoted.
+fn quoted(name: &str) -> String {
+    if name.contains('.') {
+        format!("\"{name}\"")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The tuned schedule as a mapping with every knob pinned.
 fn emit_mapping(
     w: &WorkloadModel,
@@ -548,10 +542,7 @@ fn emit_mapping(
     ));
     for os in &s.ops {
         let op = &w.ops[os.op];
-        let tensor = &w.tensors[op.output].name;
-        if tensor.contains('.') {
-            continue;
-        }
+        let tensor = &quoted(&w.tensors[op.output].name);
         match (&op.kind, hw.class) {
             (OpKind::Neuron { .. }, HwClass::Neuromorphic) => {
                 if let Some(p) = os.partition {
@@ -600,13 +591,16 @@ fn emit_mapping(
     for (t, d) in &s.precision {
         text.push_str(&format!(
             "  precision {}: {}\n",
-            w.tensors[*t].name,
+            quoted(&w.tensors[*t].name),
             d.name()
         ));
     }
     for (t, pattern) in &s.sparsity {
         let value = pattern.map_or("dense".to_string(), |(n, m)| format!("{n}:{m}"));
-        text.push_str(&format!("  sparsity {}: {value}\n", w.tensors[*t].name));
+        text.push_str(&format!(
+            "  sparsity {}: {value}\n",
+            quoted(&w.tensors[*t].name)
+        ));
     }
     if hw.class == HwClass::Gpu {
         if let Some(sw) = s.swizzle {
