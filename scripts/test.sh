@@ -13,3 +13,12 @@ cargo test --locked --workspace --no-fail-fast
 # SCALE-Sim on ResNet-18 convolutions and transformer GEMMs (about 4 minutes).
 echo "validation: archc's npu model against SCALE-Sim (13 layers, weight stationary, 64x64 array)"
 .venv/bin/python tests/validation/scalesim_compare.py target/debug/archc --dataflows ws
+
+# ZigZag on the same TPU-like accelerator (std.hw.npu16 described in both
+# tools), every ResNet-18 layer: latency, energy and mapper time side by side
+# (about 9 minutes, nearly all of it ZigZag's mapper). Timed with the release
+# build, as users run it. Fails if archc's mapper is not at least 10x faster
+# or its total latency or energy is worse than ZigZag's.
+echo "validation: archc's tuner against ZigZag's mapper (ResNet-18, npu16)"
+cargo build --locked --release -p arch-driver
+.venv/bin/python tests/validation/zigzag_compare.py target/release/archc --check
