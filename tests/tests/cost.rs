@@ -461,3 +461,70 @@ fn pruned_weights_change_work_only_on_units_that_skip_zeros() {
     let (d, s) = (dram(&dense).unwrap_or(0.0), dram(&sparse).unwrap_or(0.0));
     assert!(s < d, "{s} < {d}");
 }
+
+/// A `.safetensors` file holding one F32 tensor.
+fn safetensors(name: &str, shape: &[u64], values: &[f32]) -> Vec<u8> {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let header = serde_json::json!({
+        name: {"dtype": "F32", "shape": shape, "data_offsets": [0, data.len()]}
+    })
+    .to_string();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+#[test]
+fn precision_is_measured_on_real_weights() {
+    // w: 64 x 64 values near 1 and one outlier of 1000. The half-ulp
+    // estimate lets int8 through a 1e-2 budget; measured, one scale for
+    // the whole tensor sends the small values to 0 (error about 3e-2), so
+    // bf16 is the narrowest type that fits.
+    let text = "import std.hw.host\nworkload p(B = 64, K = 64, N = 64) {\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  output y: f32[B, N]\n  y[i, j] = sum[k] x[i, k] * w[k, j]\n}\nmapping ph for p on host {\n  precision w: auto in {f32, bf16, int8} error <= 1e-2\n}\n";
+    let arch = program("p.arch", text);
+    let mut values: Vec<f32> = (0..4096).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+    values[100] = 1000.0;
+    let weights = program("w.arch", "");
+    std::fs::write(&weights, safetensors("w", &[64, 64], &values)).expect("weights");
+    let chosen = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            arch.as_str(),
+            "--target",
+            "host",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = archc(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        (
+            json(&out.stdout)["ops"][0]["mapping"]["precision.w"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            out.stderr,
+        )
+    };
+    let (estimated, note) = chosen(&[]);
+    assert_eq!(estimated, "int8", "{note}");
+    assert!(note.contains("estimated"), "{note}");
+    let (measured, note) = chosen(&["--weights", &weights]);
+    assert_eq!(measured, "bf16", "{note}");
+    assert!(note.contains("measured on"), "{note}");
+    // A weights file without the tensor falls back to the estimate and says so.
+    std::fs::write(&weights, safetensors("other", &[2], &[1.0, 2.0])).expect("weights");
+    let (fallback, note) = chosen(&["--weights", &weights]);
+    assert_eq!(fallback, "int8");
+    assert!(note.contains("has no tensor `w`"), "{note}");
+    // A file that is not safetensors is an error, not a panic.
+    std::fs::write(&weights, b"not a weights file").expect("weights");
+    let out = archc(&["report", &arch, "--target", "host", "--weights", &weights]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a safetensors file"),
+        "{}",
+        out.stderr
+    );
+}

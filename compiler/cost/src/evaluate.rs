@@ -137,12 +137,27 @@ pub fn evaluate(
                         crate::neuro::CapacityViolation::Cores { wanted, available } => {
                             format!("{wanted} cores, but `{}` has {available}", hw.name)
                         }
+                        crate::neuro::CapacityViolation::KernelEntries { per_core, limit } => {
+                            format!(
+                                "{per_core} weights in one core's kernel memory, but a core of `{}` holds {limit}",
+                                hw.name
+                            )
+                        }
+                        crate::neuro::CapacityViolation::FanIn { fan_in, limit } => format!(
+                            "a fan-in of {fan_in} inputs per neuron, but a core of `{}` accepts {limit}",
+                            hw.name
+                        ),
                     };
                     let help = match fewest {
                         Some(f) => format!(
                             "split it over at least {f} cores (`partition {name}: {f}`, or `auto`)"
                         ),
-                        None => "no split fits: the layer is too large for this chip".to_string(),
+                        None => match v {
+                            crate::neuro::CapacityViolation::FanIn { limit, .. } => format!(
+                                "splitting neurons over cores does not shrink the fan-in: give the layer at most {limit} inputs, or use hardware whose cores accept more"
+                            ),
+                            _ => "no split fits: the layer is too large for this chip".to_string(),
+                        },
                     };
                     return Err(TuneError::Infeasible(Infeasible {
                         message: format!(

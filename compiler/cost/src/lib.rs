@@ -16,6 +16,7 @@ pub mod gemm;
 pub mod gpu;
 pub mod neuro;
 pub mod npu;
+pub mod quantize;
 pub mod report;
 pub mod schedule;
 pub mod search;

@@ -31,12 +31,77 @@ pub struct SpikingLayer {
     pub fanout_cores: u64,
 }
 
+/// What one core holds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CoreLimits {
+    pub neurons: Option<u64>,
+    pub synapse_bytes: Option<f64>,
+    /// Weights its kernel memory holds, stored dense (Speck).
+    pub kernel_entries: Option<u64>,
+    /// Distinct inputs (axons) it accepts.
+    pub fan_in: Option<u64>,
+}
+
+impl CoreLimits {
+    fn of(c: &arch_sema::hardware::NeuroCore) -> CoreLimits {
+        CoreLimits {
+            neurons: c.neurons,
+            synapse_bytes: c.synapse_memory_bytes.map(|b| b.0),
+            kernel_entries: c.kernel_entries,
+            fan_in: c.fan_in,
+        }
+    }
+
+    /// The first limit `neurons_here` neurons of `layer` break on this core.
+    fn violation(&self, layer: &SpikingLayer, neurons_here: u64) -> Option<CapacityViolation> {
+        if let Some(limit) = self.fan_in {
+            if layer.fan_in > limit {
+                return Some(CapacityViolation::FanIn {
+                    fan_in: layer.fan_in,
+                    limit,
+                });
+            }
+        }
+        if let Some(limit) = self.neurons {
+            if neurons_here > limit {
+                return Some(CapacityViolation::Neurons {
+                    per_core: neurons_here,
+                    limit,
+                });
+            }
+        }
+        if let Some(limit) = self.synapse_bytes {
+            let bytes = layer.fan_in as f64
+                * neurons_here as f64
+                * layer.weight_density
+                * layer.weight_bits as f64
+                / 8.0;
+            if bytes > limit {
+                return Some(CapacityViolation::SynapseMemory {
+                    per_core_bytes: bytes,
+                    limit_bytes: limit,
+                });
+            }
+        }
+        if let Some(limit) = self.kernel_entries {
+            let entries = layer.fan_in * neurons_here;
+            if entries > limit {
+                return Some(CapacityViolation::KernelEntries {
+                    per_core: entries,
+                    limit,
+                });
+            }
+        }
+        None
+    }
+}
+
 /// The per-event costs and limits of a neuromorphic chip, in base units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NeuroParams {
     pub cores: u64,
-    pub neurons_per_core: Option<u64>,
-    pub synapse_bytes_per_core: Option<f64>,
+    /// Every core's limits (cores may differ, as Speck's do).
+    pub core_limits: Vec<CoreLimits>,
     pub synop_time_s: f64,
     pub synop_energy_j: f64,
     pub update_time_s: f64,
@@ -57,9 +122,27 @@ impl NeuroParams {
         let get = |x: Option<arch_sema::model::Real>| x.map_or(0.0, |r| r.0);
         Some(NeuroParams {
             cores: hw.cores,
-            // Heterogeneous cores: the smallest limits a balanced split.
-            neurons_per_core: hw.neuro_cores.iter().filter_map(|c| c.neurons).min(),
-            synapse_bytes_per_core: core.and_then(|c| c.synapse_memory_bytes).map(|b| b.0),
+            // A labeled `core` block is one core; an unlabeled one (or else
+            // the first) describes every core not listed.
+            core_limits: {
+                let labeled: Vec<CoreLimits> = hw
+                    .neuro_cores
+                    .iter()
+                    .filter(|c| c.label.is_some())
+                    .map(CoreLimits::of)
+                    .collect();
+                let rest = hw
+                    .neuro_cores
+                    .iter()
+                    .find(|c| c.label.is_none())
+                    .or(core)
+                    .map(CoreLimits::of)
+                    .unwrap_or_default();
+                let mut all: Vec<CoreLimits> =
+                    labeled.into_iter().take(hw.cores as usize).collect();
+                all.resize(hw.cores as usize, rest);
+                all
+            },
             synop_time_s: get(cost.synop_time_s),
             synop_energy_j: get(cost.synop_energy_j),
             update_time_s: get(cost.update_time_s),
@@ -111,6 +194,35 @@ pub enum CapacityViolation {
         wanted: u64,
         available: u64,
     },
+    KernelEntries {
+        per_core: u64,
+        limit: u64,
+    },
+    /// Splitting neurons over cores does not shrink a layer's fan-in.
+    FanIn {
+        fan_in: u64,
+        limit: u64,
+    },
+}
+
+impl CapacityViolation {
+    /// How far over its limit, as a ratio (1.0 is at the limit).
+    fn excess(&self) -> f64 {
+        match self {
+            CapacityViolation::Neurons { per_core, limit }
+            | CapacityViolation::KernelEntries { per_core, limit } => {
+                *per_core as f64 / (*limit).max(1) as f64
+            }
+            CapacityViolation::SynapseMemory {
+                per_core_bytes,
+                limit_bytes,
+            } => per_core_bytes / limit_bytes.max(1.0),
+            CapacityViolation::Cores { wanted, available } => {
+                *wanted as f64 / (*available).max(1) as f64
+            }
+            CapacityViolation::FanIn { fan_in, limit } => *fan_in as f64 / (*limit).max(1) as f64,
+        }
+    }
 }
 
 /// One step of a layer split evenly over `cores` cores.
@@ -149,24 +261,26 @@ pub fn check_capacity(
             available: p.cores,
         });
     }
+    // A balanced split needs `cores` cores that each hold their share; when
+    // too few do, the failing core that comes closest explains why.
     let per_core = layer.neurons.div_ceil(cores);
-    if let Some(limit) = p.neurons_per_core {
-        if per_core > limit {
-            return Some(CapacityViolation::Neurons { per_core, limit });
+    let mut fitting = 0;
+    let mut closest: Option<CapacityViolation> = None;
+    for limits in &p.core_limits {
+        match limits.violation(layer, per_core) {
+            None => fitting += 1,
+            Some(v) => {
+                if closest.as_ref().is_none_or(|c| v.excess() < c.excess()) {
+                    closest = Some(v);
+                }
+            }
         }
     }
-    if let Some(limit) = p.synapse_bytes_per_core {
-        let bytes =
-            layer.fan_in as f64 * per_core as f64 * layer.weight_density * layer.weight_bits as f64
-                / 8.0;
-        if bytes > limit {
-            return Some(CapacityViolation::SynapseMemory {
-                per_core_bytes: bytes,
-                limit_bytes: limit,
-            });
-        }
+    if fitting >= cores as usize || p.core_limits.is_empty() {
+        None
+    } else {
+        closest
     }
-    None
 }
 
 /// Predicts a layer split over `cores` cores.
@@ -209,8 +323,15 @@ mod tests {
     fn loihi_like() -> NeuroParams {
         NeuroParams {
             cores: 128,
-            neurons_per_core: Some(8192),
-            synapse_bytes_per_core: Some(128.0 * 1024.0),
+            core_limits: vec![
+                CoreLimits {
+                    neurons: Some(8192),
+                    synapse_bytes: Some(128.0 * 1024.0),
+                    kernel_entries: None,
+                    fan_in: Some(4096),
+                };
+                128
+            ],
             synop_time_s: 4.0e-9,
             synop_energy_j: 35.5e-12,
             update_time_s: 9.7e-9,
@@ -298,6 +419,59 @@ mod tests {
                 limit: 8192
             })
         ));
+        // Splitting neurons does not shrink a fan-in over a core's 4096.
+        let wide = SpikingLayer {
+            fan_in: 5000,
+            ..layer()
+        };
+        assert_eq!(
+            check_capacity(&wide, &p, 128),
+            Some(CapacityViolation::FanIn {
+                fan_in: 5000,
+                limit: 4096
+            })
+        );
+    }
+
+    #[test]
+    fn kernel_memory_limits_by_hand() {
+        // Speck-like: 16 Ki kernel entries per core, no byte limit; weights
+        // are stored dense. Over 25 cores each holds ceil(512 / 25) = 21
+        // neurons, 784 x 21 = 16,464 entries: over. Over 26, 20 neurons,
+        // 15,680 entries: fits.
+        let speck_like = |entries: &[u64]| NeuroParams {
+            cores: entries.len() as u64,
+            core_limits: entries
+                .iter()
+                .map(|e| CoreLimits {
+                    kernel_entries: Some(*e),
+                    ..CoreLimits::default()
+                })
+                .collect(),
+            ..loihi_like()
+        };
+        let p = speck_like(&[16 * 1024; 32]);
+        assert_eq!(
+            check_capacity(&layer(), &p, 25),
+            Some(CapacityViolation::KernelEntries {
+                per_core: 784 * 21,
+                limit: 16384
+            })
+        );
+        assert_eq!(check_capacity(&layer(), &p, 26), None);
+        // Cores that differ: a split over 2 cores needs 784 x 256 = 200,704
+        // entries on each; one core of 256 Ki and one of 16 Ki do not
+        // suffice (the 16 Ki one is 12x over), two of 256 Ki do.
+        let mixed = speck_like(&[256 * 1024, 16 * 1024]);
+        assert_eq!(
+            check_capacity(&layer(), &mixed, 2),
+            Some(CapacityViolation::KernelEntries {
+                per_core: 784 * 256,
+                limit: 16384
+            })
+        );
+        let big = speck_like(&[256 * 1024, 256 * 1024, 16 * 1024]);
+        assert_eq!(check_capacity(&layer(), &big, 2), None);
     }
 
     #[test]

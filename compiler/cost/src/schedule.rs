@@ -51,10 +51,15 @@ pub fn relative_error(d: DType) -> f64 {
 }
 
 /// The element type a precision knob settles on: a fixed type as written;
-/// with an error budget, the narrowest choice whose error stays within it
+/// with an error budget, the narrowest choice whose error (`error_of`:
+/// measured on the weights when given, else [`relative_error`]) stays within it
 /// (the declared type when none does); an open choice without a budget keeps
 /// the declared type, since nothing says how much error is acceptable.
-pub fn choose_precision(declared: DType, domain: &Domain) -> DType {
+pub fn choose_precision(
+    declared: DType,
+    domain: &Domain,
+    error_of: &dyn Fn(DType) -> f64,
+) -> DType {
     let name_of = |v: &KnobValue| {
         if let KnobValue::Name(n) = v {
             DType::from_name(n)
@@ -68,7 +73,7 @@ pub fn choose_precision(declared: DType, domain: &Domain) -> DType {
             let mut ok: Vec<DType> = choices
                 .iter()
                 .filter_map(name_of)
-                .filter(|d| *d == declared || relative_error(*d) <= max_error.0)
+                .filter(|d| *d == declared || error_of(*d) <= max_error.0)
                 .collect();
             ok.sort_by_key(|d| d.bits());
             ok.first().copied().unwrap_or(declared)
@@ -229,6 +234,35 @@ pub fn initial_schedule(
     hw: &HardwareModel,
     m: &MappingModel,
 ) -> Result<Schedule, TileDoesNotFit> {
+    initial_schedule_with(w, hw, m, None)
+}
+
+/// The quantization error of storing tensor `t` in `d`: measured on the
+/// weights file when it holds `t` with `t`'s number of elements, else the
+/// half-ulp estimate.
+pub fn precision_error(
+    t: &arch_sema::model::Tensor,
+    d: DType,
+    weights: Option<&crate::quantize::Weights>,
+) -> (f64, bool) {
+    let measured = weights
+        .and_then(|ws| ws.tensors.get(&t.name))
+        .filter(|(shape, _)| shape.iter().product::<u64>() == t.elements())
+        .and_then(|(_, values)| crate::quantize::relative_error(values, d));
+    match measured {
+        Some(e) => (e, true),
+        None => (relative_error(d), false),
+    }
+}
+
+/// [`initial_schedule`], with budgeted precision choices decided on the
+/// errors measured on `weights` where it holds the tensor.
+pub fn initial_schedule_with(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    m: &MappingModel,
+    weights: Option<&crate::quantize::Weights>,
+) -> Result<Schedule, TileDoesNotFit> {
     let mut ops = Vec::new();
     for (i, op) in w.ops.iter().enumerate() {
         let tensor = w.tensors[op.output].name.clone();
@@ -360,7 +394,7 @@ pub fn initial_schedule(
                     tensor: t.name.clone(),
                 },
             )?;
-            let d = choose_precision(t.dtype, domain);
+            let d = choose_precision(t.dtype, domain, &|d| precision_error(t, d, weights).0);
             (d != t.dtype).then_some((i, d))
         })
         .collect();

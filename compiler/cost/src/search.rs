@@ -9,7 +9,9 @@
 use crate::cpu::{CpuParams, LoopNest};
 use crate::evaluate::{evaluate, CostReport};
 use crate::npu::NpuParams;
-use crate::schedule::{initial_schedule, op_footprint, tile_choices, Schedule, TileDoesNotFit};
+use crate::schedule::{
+    initial_schedule_with, op_footprint, tile_choices, Schedule, TileDoesNotFit,
+};
 use arch_sema::hardware::{HardwareModel, HwClass};
 use arch_sema::mapping::{Domain, KnobTarget, KnobValue, MappingModel};
 use arch_sema::model::{Op, WorkloadModel};
@@ -27,6 +29,9 @@ pub struct SearchOptions {
     /// Evaluations per op at most (the deterministic limit).
     pub max_evaluations: usize,
     pub progress: Option<Progress>,
+    /// Real weights: budgeted precision choices use the errors measured on
+    /// them instead of the estimate.
+    pub weights: Option<std::sync::Arc<crate::quantize::Weights>>,
 }
 
 impl Default for SearchOptions {
@@ -36,6 +41,7 @@ impl Default for SearchOptions {
             budget: Duration::from_secs(10),
             max_evaluations: 20_000,
             progress: None,
+            weights: None,
         }
     }
 }
@@ -284,7 +290,8 @@ pub fn tune(
     opts: &SearchOptions,
 ) -> Result<SearchOutcome, TuneError> {
     let started = Instant::now();
-    let mut schedule = initial_schedule(w, hw, m).map_err(TuneError::DoesNotFit)?;
+    let mut schedule =
+        initial_schedule_with(w, hw, m, opts.weights.as_deref()).map_err(TuneError::DoesNotFit)?;
     let mut space_size = 1.0;
     let mut evaluated = 0usize;
     let mut pruned = 0usize;
@@ -466,6 +473,11 @@ pub fn tune(
             schedule.swizzle = Some(c);
         }
     }
+    if hw.class == HwClass::Neuromorphic {
+        let (evals, points) = partition_spiking_layers(w, hw, &mut schedule)?;
+        evaluated += evals;
+        space_size *= points;
+    }
     let report = evaluate(w, hw, &schedule)?;
     let bound: f64 = report.ops.iter().map(|o| o.predicted.lower_bound_s).sum();
     Ok(SearchOutcome {
@@ -481,6 +493,94 @@ pub fn tune(
         pruned,
         stopped_by_budget,
     })
+}
+
+/// Splits the spiking layers whose `partition` is open over cores: each
+/// starts at the fewest cores that hold it, then the chip's spare cores go
+/// one at a time to the layer whose split saves the most time (the
+/// floorline's busiest core shrinks until messages dominate), while that
+/// saves at least 0.5 % of its time. Every layer keeps its own cores. Returns `(evaluations,
+/// points in the space)`.
+fn partition_spiking_layers(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    schedule: &mut Schedule,
+) -> Result<(usize, f64), TuneError> {
+    let Some(params) = crate::neuro::NeuroParams::from_hardware(hw) else {
+        return Ok((0, 1.0));
+    };
+    let open: Vec<usize> = schedule
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.partition.is_none()
+                && matches!(w.ops[s.op].kind, arch_sema::model::OpKind::Neuron { .. })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if open.is_empty() {
+        return Ok((0, 1.0));
+    }
+    let layer_latency = |schedule: &Schedule, i: usize| -> Result<f64, TuneError> {
+        let report = evaluate(w, hw, schedule)?;
+        let name = &w.tensors[w.ops[schedule.ops[i].op].output].name;
+        Ok(report
+            .ops
+            .iter()
+            .find(|o| &o.name == name)
+            .map_or(f64::INFINITY, |o| o.predicted.latency_s))
+    };
+    // The fewest cores each open layer fits on.
+    for &i in &open {
+        let layer = crate::evaluate::spiking_layer(w, schedule.ops[i].op, schedule);
+        let fewest = (1..=params.cores)
+            .find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
+        // None fits: leave it open; evaluation explains why.
+        let Some(f) = fewest else { return Ok((0, 1.0)) };
+        schedule.ops[i].partition = Some(f);
+    }
+    let used = |schedule: &Schedule| -> u64 {
+        schedule
+            .ops
+            .iter()
+            .filter(|s| matches!(w.ops[s.op].kind, arch_sema::model::OpKind::Neuron { .. }))
+            .map(|s| s.partition.unwrap_or(1))
+            .sum()
+    };
+    let mut evaluated = 0;
+    let mut current: Vec<f64> = Vec::new();
+    for &i in &open {
+        current.push(layer_latency(schedule, i)?);
+        evaluated += 1;
+    }
+    while used(schedule) < params.cores {
+        let mut best: Option<(f64, usize, f64)> = None;
+        for (k, &i) in open.iter().enumerate() {
+            let mut trial = schedule.clone();
+            let Some(c) = trial.ops[i].partition else {
+                continue;
+            };
+            trial.ops[i].partition = Some(c + 1);
+            let layer = crate::evaluate::spiking_layer(w, trial.ops[i].op, &trial);
+            if crate::neuro::check_capacity(&layer, &params, c + 1).is_some() {
+                continue;
+            }
+            let t = layer_latency(&trial, i)?;
+            evaluated += 1;
+            let saving = current[k] - t;
+            // A core that saves less than 0.5 % of the layer's time is not
+            // worth taking from the chip.
+            if saving > current[k] * 0.005 && best.is_none_or(|(s, _, _)| saving > s) {
+                best = Some((saving, k, t));
+            }
+        }
+        let Some((_, k, t)) = best else { break };
+        let i = open[k];
+        schedule.ops[i].partition = schedule.ops[i].partition.map(|c| c + 1);
+        current[k] = t;
+    }
+    Ok((evaluated, (params.cores as f64).powi(open.len() as i32)))
 }
 
 /// The point of `space` closest to a loop nest (for hill climbing).

@@ -34,6 +34,9 @@ workload snn(T = 16) {
 mapping snn_loihi for snn on loihi2 {
   partition h: 8
 }
+mapping snn_open for snn on loihi2 {
+  partition h: auto
+}
 ";
 
 fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::SearchOutcome, f64) {
@@ -79,6 +82,7 @@ fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::Sear
         budget: std::time::Duration::from_secs(600),
         max_evaluations: evaluations,
         progress: None,
+        weights: None,
     };
     (tune(&w, &hw, &m, &opts).expect("tuned"), start_latency)
 }
@@ -126,4 +130,27 @@ fn spiking_layers_on_loihi() {
     assert_eq!(out.report.ops.len(), 2, "one entry per spiking layer");
     assert_eq!(out.report.ops[0].mapping["partition"], "8");
     assert!(out.report.total.latency_s > 0.0);
+}
+
+#[test]
+fn open_partitions_spread_over_spare_cores() {
+    // h starts on the fewest cores that hold it (1) and takes spare cores
+    // while each saves time; o stays open too. Both fit the 128 cores.
+    let (out, start) = run("snn_open", 1, 100);
+    let cores = |name: &str| -> u64 {
+        out.report
+            .ops
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.mapping["partition"].parse().ok())
+            .expect("partition")
+    };
+    assert!(cores("h") > 1, "h on {} cores", cores("h"));
+    assert!(cores("h") + cores("o") <= 128);
+    assert!(
+        out.report.total.latency_s < start,
+        "{} >= {start}",
+        out.report.total.latency_s
+    );
+    assert!(out.evaluated > 1);
 }

@@ -17,9 +17,9 @@ Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 2 when the command line is wrong.
 
 Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
-models; N:M sparsity does not change the models yet). Code
-generation (build, run, calibrate) and the language server (lsp) are not part
-of this build yet.
+models; `--weights FILE.safetensors` measures quantization error on real
+weights, otherwise it is estimated as half an ulp). Code generation (build,
+run, calibrate) and the language server (lsp) are not part of this build yet.
 
 Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
 

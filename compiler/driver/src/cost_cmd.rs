@@ -8,7 +8,7 @@ use crate::cli::{
 use crate::render::{Place, Rendered};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use arch_cost::evaluate::{evaluate, CostReport};
-use arch_cost::schedule::{initial_schedule, Schedule};
+use arch_cost::schedule::{initial_schedule_with, precision_error, Schedule};
 use arch_cost::search::{tune as search, SearchOptions, TuneError};
 use arch_sema::db::{file_decls, RootDatabase};
 use arch_sema::hardware::{hardware_model, HardwareModel, HwClass};
@@ -32,6 +32,11 @@ pub struct Selection {
     /// The workload, when FILE has several.
     #[arg(long, value_name = "NAME")]
     workload: Option<String>,
+    /// Real weights (.safetensors): a `precision w: auto in {...} error <= E`
+    /// knob measures each choice's error on the tensor named `w` instead of
+    /// estimating it.
+    #[arg(long, value_name = "FILE.safetensors")]
+    weights: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +115,7 @@ struct Selected {
     mapping_place: Option<Place>,
     knob_places: Vec<(KnobTarget, Place)>,
     color: bool,
+    weights: Option<std::sync::Arc<arch_cost::quantize::Weights>>,
 }
 
 /// The mapping declaration named `name` in `file`, resolved to places.
@@ -250,6 +256,16 @@ fn select(
     };
     let (mapping_place, knob_places) =
         mapping_places(&db, root, &mapping, &|p| loaded.display_name(p));
+    let weights = match &sel.weights {
+        Some(path) => match arch_cost::quantize::Weights::read(path) {
+            Ok(ws) => Some(std::sync::Arc::new(ws)),
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                return Err(EXIT_DIAGNOSTICS);
+            }
+        },
+        None => None,
+    };
     Ok(Selected {
         workload: w,
         hardware,
@@ -257,6 +273,7 @@ fn select(
         mapping_place,
         knob_places,
         color,
+        weights,
     })
 }
 
@@ -301,6 +318,58 @@ fn find_hardware(
         .model
         .clone()
         .ok_or_else(|| format!("hardware `{target}` has errors; run `archc check`"))
+}
+
+/// For every precision knob with an error budget: each choice's error,
+/// measured on the weights or estimated, and the type chosen (stderr).
+fn precision_notes(s: &Selected, schedule: &Schedule, err: &mut dyn Write) {
+    for k in &s.mapping.knobs {
+        let (
+            KnobTarget::Precision { tensor },
+            arch_sema::mapping::Domain::Budgeted { choices, max_error },
+        ) = (&k.target, &k.domain)
+        else {
+            continue;
+        };
+        let Some(t) = s.workload.tensor(tensor) else {
+            continue;
+        };
+        let declared = &s.workload.tensors[t];
+        let chosen = schedule
+            .precision
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map_or(declared.dtype, |(_, d)| *d);
+        let mut measured_any = false;
+        let errors: Vec<String> = choices
+            .iter()
+            .filter_map(|c| match c {
+                arch_sema::mapping::KnobValue::Name(n) => arch_sema::dtype::DType::from_name(n),
+                _ => None,
+            })
+            .map(|d| {
+                let (e, measured) = precision_error(declared, d, s.weights.as_deref());
+                measured_any |= measured;
+                format!("{} {e:.2e}", d.name())
+            })
+            .collect();
+        let how = match (&s.weights, measured_any) {
+            (Some(ws), true) => format!("measured on {}", ws.source),
+            (Some(ws), false) => format!(
+                "estimated ({} has no tensor `{tensor}` of {} values)",
+                ws.source,
+                declared.elements()
+            ),
+            (None, _) => "estimated (half an ulp; --weights measures it)".to_string(),
+        };
+        let _ = writeln!(
+            err,
+            "precision of `{tensor}`, error <= {:e}, {how}: {} -> {}",
+            max_error.0,
+            errors.join(", "),
+            chosen.name()
+        );
+    }
 }
 
 /// An error of the search or the model. Infeasible constraints are a
@@ -388,6 +457,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         budget: a.budget,
         max_evaluations: a.max_evaluations,
         progress,
+        weights: s.weights.clone(),
     };
     let started = Instant::now();
     let result = search(&s.workload, &s.hardware, &s.mapping, &opts);
@@ -398,6 +468,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(o) => o,
         Err(e) => return tune_error(e, &s, err),
     };
+    precision_notes(&s, &outcome.schedule, err);
     let _ = writeln!(
         err,
         "tuned {} on {} in {:.2} s: space {:.3e} points, {} evaluated, {} pruned (do not fit), {:.2}x the speed-of-light bound{}",
@@ -431,10 +502,12 @@ pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let schedule = match initial_schedule(&s.workload, &s.hardware, &s.mapping) {
-        Ok(x) => x,
-        Err(e) => return tune_error(TuneError::DoesNotFit(e), &s, err),
-    };
+    let schedule =
+        match initial_schedule_with(&s.workload, &s.hardware, &s.mapping, s.weights.as_deref()) {
+            Ok(x) => x,
+            Err(e) => return tune_error(TuneError::DoesNotFit(e), &s, err),
+        };
+    precision_notes(&s, &schedule, err);
     let report = match evaluate(&s.workload, &s.hardware, &schedule) {
         Ok(r) => r,
         Err(e) => return tune_error(e, &s, err),
