@@ -383,39 +383,27 @@ pub fn initial_schedule_with(
         _ if hw.class == HwClass::Gpu => Some(crate::gpu::Swizzle::RowMajor),
         _ => None,
     };
-    let precision = w
-        .tensors
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let domain = knob(
-                m,
-                &KnobTarget::Precision {
-                    tensor: t.name.clone(),
-                },
-            )?;
+    let precision = per_tensor(
+        w,
+        m,
+        |tensor| KnobTarget::Precision { tensor },
+        |t, domain| {
             let d = choose_precision(t.dtype, domain, &|d| precision_error(t, d, weights).0);
-            (d != t.dtype).then_some((i, d))
-        })
-        .collect();
+            (d != t.dtype).then_some(d)
+        },
+    );
     // Pinned patterns that differ from the declaration; open ones keep it
     // until the search (pruning changes the numbers, so only an explicit
     // `sparsity w: auto` lets the tuner choose).
-    let sparsity = w
-        .tensors
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let domain = knob(
-                m,
-                &KnobTarget::Sparsity {
-                    tensor: t.name.clone(),
-                },
-            )?;
+    let sparsity = per_tensor(
+        w,
+        m,
+        |tensor| KnobTarget::Sparsity { tensor },
+        |t, domain| {
             let pattern = sparsity_of(domain)?;
-            (pattern != t.sparsity.map(|s| (s.n, s.m))).then_some((i, pattern))
-        })
-        .collect();
+            (pattern != t.sparsity.map(|s| (s.n, s.m))).then_some(pattern)
+        },
+    );
     Ok(Schedule {
         ops,
         timestep_s,
@@ -423,6 +411,21 @@ pub fn initial_schedule_with(
         precision,
         sparsity,
     })
+}
+
+/// `(tensor, value)` for every tensor whose knob `target(name)` the mapping
+/// has and `pick` settles on a value for.
+fn per_tensor<T>(
+    w: &WorkloadModel,
+    m: &MappingModel,
+    target: impl Fn(String) -> KnobTarget,
+    pick: impl Fn(&arch_sema::model::Tensor, &Domain) -> Option<T>,
+) -> Vec<(usize, T)> {
+    w.tensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, pick(t, knob(m, &target(t.name.clone()))?)?)))
+        .collect()
 }
 
 /// The knob values of one op's schedule as report entries.

@@ -130,26 +130,37 @@ fn a_local_declaration_shadows_a_glob_import() {
     );
 }
 
+/// The model of mapping `name`, after checking that the file is clean.
+fn clean_mapping(
+    db: &RootDatabase,
+    file: arch_sema::SourceFile,
+    name: &str,
+) -> arch_sema::mapping::MappingModel {
+    assert!(
+        file_diagnostics(db, file).is_empty(),
+        "{:?}",
+        file_diagnostics(db, file)
+    );
+    mapping_model(db, decl(db, file, name))
+        .model
+        .clone()
+        .expect("model")
+}
+
+fn domain_of(m: &arch_sema::mapping::MappingModel, target: KnobTarget) -> Option<Domain> {
+    m.knobs
+        .iter()
+        .find(|k| k.target == target)
+        .map(|k| k.domain.clone())
+}
+
 #[test]
 fn mapping_knobs_and_domains() {
     let (db, file) = load(
         "import std.hw.host\nworkload g(M = 64, N = 32, K = 16) {\n  input a: f32[M, K]\n  input b: f32[K, N]\n  output c: f32[M, N]\n  c[m, n] = sum[k] a[m, k] * b[k, n]\n}\nmapping gm for g on host {\n  tile c at l2 { m: 32, n: auto in 8..64 pow2 }\n  tile c at dram { m: 64 }\n  order m, n, k\n}\n",
     );
-    assert!(
-        file_diagnostics(&db, file).is_empty(),
-        "{:?}",
-        file_diagnostics(&db, file)
-    );
-    let m = mapping_model(&db, decl(&db, file, "gm"))
-        .model
-        .clone()
-        .expect("model");
-    let find = |t: KnobTarget| {
-        m.knobs
-            .iter()
-            .find(|k| k.target == t)
-            .map(|k| k.domain.clone())
-    };
+    let m = clean_mapping(&db, file, "gm");
+    let find = |t: KnobTarget| domain_of(&m, t);
     let tile = |level: &str, dim: &str| KnobTarget::Tile {
         tensor: "c".into(),
         level: level.into(),
@@ -210,21 +221,8 @@ fn lists_for_one_op() {
     let (db, file) = load(
         "import std.hw.host\nworkload two(M = 64, N = 64, K = 64) {\n  input a: f32[M, K]\n  weight b: f32[K, N]\n  weight d: f32[N, N]\n  output c: f32[M, N]\n  t[m, n] = sum[k] a[m, k] * b[k, n]\n  c[m, n] = sum[k] t[m, k] * d[k, n]\n}\nmapping m for two on host {\n  order m, n, k\n  order t: k, m, n\n  parallel c: n over cores\n  parallel t: m, n over cores\n  vectorize t: m\n}\n",
     );
-    assert!(
-        file_diagnostics(&db, file).is_empty(),
-        "{:?}",
-        file_diagnostics(&db, file)
-    );
-    let m = mapping_model(&db, decl(&db, file, "m"))
-        .model
-        .clone()
-        .expect("model");
-    let find = |t: KnobTarget| {
-        m.knobs
-            .iter()
-            .find(|k| k.target == t)
-            .map(|k| k.domain.clone())
-    };
+    let m = clean_mapping(&db, file, "m");
+    let find = |t: KnobTarget| domain_of(&m, t);
     let names = |v: &[&str]| {
         Some(Domain::Fixed(KnobValue::Names(
             v.iter().map(|s| s.to_string()).collect(),
