@@ -25,6 +25,8 @@ pub struct LoopNest {
     pub order: Vec<usize>,
     /// Variables whose innermost tiles are split over cores.
     pub parallel: Vec<usize>,
+    /// The variable mapped to vector lanes (`None`: scalar code).
+    pub vector: Option<usize>,
 }
 
 impl LoopNest {
@@ -35,6 +37,7 @@ impl LoopNest {
             tiles: vec![full; levels],
             order: (0..op.vars.len()).collect(),
             parallel: Vec::new(),
+            vector: None,
         }
     }
 
@@ -56,6 +59,9 @@ pub struct CpuParams {
     pub levels: Vec<(String, f64, f64)>,
     /// The N:M pattern the compute unit skips zeros of.
     pub sparse: Option<(u32, u32)>,
+    /// Elements of the op's type per vector register (`None`: the rate is
+    /// reached whatever the loop nest).
+    pub lanes: Option<u64>,
 }
 
 impl CpuParams {
@@ -69,6 +75,9 @@ impl CpuParams {
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
             levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
             sparse: unit.sparse,
+            lanes: unit
+                .vector_bytes
+                .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
         })
     }
 }
@@ -158,7 +167,18 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         .product::<u64>()
         .max(1);
     let cores_used = parallel_ways.min(p.cores).max(1) as f64;
-    let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz);
+    // The peak needs full vector registers: the vector dimension's innermost
+    // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
+    // code uses one lane.
+    let lane_use = match (p.lanes, nest.vector) {
+        (Some(lanes), Some(v)) => {
+            let t = nest.tiles[last][v].max(1);
+            t as f64 / (t.div_ceil(lanes) * lanes) as f64
+        }
+        (Some(lanes), None) => 1.0 / lanes as f64,
+        (None, _) => 1.0,
+    };
+    let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
     let compulsory = compulsory_bytes(w, op);
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
@@ -261,6 +281,7 @@ mod tests {
             energy_per_flop_j: 1e-12,
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
             sparse: None,
+            lanes: None,
         }
     }
 
@@ -272,6 +293,7 @@ mod tests {
             tiles: vec![vec![4, 4, 4], vec![2, 2, 4]],
             order: vec![0, 1, 2],
             parallel: vec![],
+            vector: None,
         };
         // a[i, k] is reused across j (innermost unused loop): 2 fills.
         assert_eq!(fills(&op, &nest, 0, 1), 2.0);
@@ -301,6 +323,7 @@ mod tests {
             tiles: vec![vec![4, 4, 4], vec![2, 2, 2]],
             order: vec![2, 0, 1],
             parallel: vec![],
+            vector: None,
         };
         assert_eq!(fills(&op, &nest, 2, 1), 8.0);
         let p = evaluate(&w, &op, &machine(), &nest);
@@ -322,6 +345,26 @@ mod tests {
     }
 
     #[test]
+    fn short_vector_tiles_leave_lanes_idle() {
+        let (w, op) = gemm4();
+        let mut m = machine();
+        m.lanes = Some(8);
+        let nest = |vector| LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![4, 4, 4]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+            vector,
+        };
+        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. A
+        // 4-wide innermost tile fills half of 8 lanes: 128 cycles; scalar
+        // code one lane of 8: 512.
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 128.0);
+        assert_eq!(evaluate(&w, &op, &m, &nest(None)).compute_cycles, 512.0);
+        m.lanes = Some(4);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
+    }
+
+    #[test]
     fn parallel_loops_use_more_cores() {
         let (w, op) = gemm4();
         let mut m = machine();
@@ -330,6 +373,7 @@ mod tests {
             tiles: vec![vec![4, 4, 4], vec![2, 4, 4]],
             order: vec![0, 1, 2],
             parallel: vec![],
+            vector: None,
         };
         let split = LoopNest {
             parallel: vec![0],

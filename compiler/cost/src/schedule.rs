@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 pub struct OpSchedule {
     pub op: usize,
     pub nest: LoopNest,
-    pub vector: Option<usize>,
     /// Cores a spiking layer is split over.
     pub partition: Option<u64>,
 }
@@ -369,8 +368,8 @@ pub fn initial_schedule_with(
                 tiles,
                 order,
                 parallel,
+                vector,
             },
-            vector,
             partition,
         });
     }
@@ -462,7 +461,7 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        if let Some(v) = s.vector {
+        if let Some(v) = s.nest.vector {
             out.insert("vectorize".into(), name(v));
         }
     }

@@ -85,6 +85,7 @@ struct NestSpace {
     tiles: Vec<Vec<Vec<u64>>>,
     orders: Vec<Vec<usize>>,
     parallels: Vec<Vec<usize>>,
+    vectors: Vec<Option<usize>>,
 }
 
 impl NestSpace {
@@ -96,6 +97,7 @@ impl NestSpace {
             .collect();
         d.push(self.orders.len());
         d.push(self.parallels.len());
+        d.push(self.vectors.len());
         d
     }
 
@@ -123,6 +125,7 @@ impl NestSpace {
             tiles,
             order: self.orders[point[k]].clone(),
             parallel: self.parallels[point[k + 1]].clone(),
+            vector: self.vectors[point[k + 2]],
         }
     }
 }
@@ -267,10 +270,20 @@ fn nest_space(
         _ if op.output_rank == 0 => vec![Vec::new()],
         _ => (0..op.output_rank).map(|v| vec![v]).collect(),
     };
+    // Any dimension may take the vector lanes on a cpu (the model charges
+    // lanes a short innermost tile leaves empty); other classes keep theirs.
+    let vectors = match knob(KnobTarget::Vectorize {
+        tensor: tensor.clone(),
+    }) {
+        Some(Domain::Fixed(_)) => vec![start.vector],
+        _ if hw.class == HwClass::Cpu => (0..op.vars.len()).map(Some).collect(),
+        _ => vec![start.vector],
+    };
     NestSpace {
         tiles,
         orders,
         parallels,
+        vectors,
     }
 }
 
@@ -608,6 +621,13 @@ fn nearest_point(space: &NestSpace, nest: &LoopNest) -> Vec<usize> {
             .parallels
             .iter()
             .position(|p| *p == nest.parallel)
+            .unwrap_or(0),
+    );
+    point.push(
+        space
+            .vectors
+            .iter()
+            .position(|v| *v == nest.vector)
             .unwrap_or(0),
     );
     point

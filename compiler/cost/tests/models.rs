@@ -109,6 +109,7 @@ fn npu16_tiles_by_hand() {
             tiles: vec![vec![64, 64, 64], vec![32, 64, 64], vec![32, 16, 64]],
             order: vec![0, 1, 2],
             parallel: vec![],
+            vector: None,
         };
         // 2 * 4 = 8 accumulator tiles, each a pass of 4 row folds of
         // 2*16 + 16 + 32 - 2 = 78 cycles: 8 * 312 - 1.

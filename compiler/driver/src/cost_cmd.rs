@@ -654,7 +654,7 @@ fn emit_mapping(
                             names(&os.nest.parallel)
                         ));
                     }
-                    if let Some(v) = os.vector {
+                    if let Some(v) = os.nest.vector {
                         text.push_str(&format!("  vectorize {tensor}: {}\n", op.vars[v].name));
                     }
                 }

@@ -72,6 +72,8 @@ pub struct ComputeUnit {
     /// The N:M pattern the unit skips zeros of (`sparse 2:4`): a weight
     /// pruned to it (or sparser) costs N/M of the dense work.
     pub sparse: Option<(u32, u32)>,
+    /// Width of its vector registers (`vector 64 B` for AVX-512).
+    pub vector_bytes: Option<Amount>,
     pub span: Span,
 }
 
@@ -753,6 +755,7 @@ impl<'db> HwChecker<'db> {
                             rates: Vec::new(),
                             energy_j_per_op: None,
                             sparse: None,
+                            vector_bytes: None,
                             span: b.span,
                         });
                         m.compute.len() - 1
@@ -765,6 +768,10 @@ impl<'db> HwChecker<'db> {
                     if e.key.text == "energy" {
                         m.compute[pos].energy_j_per_op =
                             self.amount(&e.key, &e.value, Dim::ENERGY_PER_OP);
+                        continue;
+                    }
+                    if e.key.text == "vector" {
+                        m.compute[pos].vector_bytes = self.amount(&e.key, &e.value, Dim::BYTES);
                         continue;
                     }
                     if e.key.text == "sparse" {
@@ -792,7 +799,7 @@ impl<'db> HwChecker<'db> {
                     let Some(dtype) = DType::from_name(&e.key.text) else {
                         let mut known: Vec<&str> =
                             crate::dtype::ALL_DTYPES.iter().map(|d| d.name()).collect();
-                        known.extend(["energy", "sparse"]);
+                        known.extend(["energy", "sparse", "vector"]);
                         self.unknown_key(&e.key, &known, "a compute unit");
                         continue;
                     };
