@@ -471,11 +471,15 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     precision_notes(&s, &outcome.schedule, err);
     let _ = writeln!(
         err,
-        "tuned {} on {} in {:.2} s: space {:.3e} points, {} evaluated, {} pruned (do not fit), {:.2}x the speed-of-light bound{}",
+        "tuned {} on {} in {:.2} s: space {} points, {} evaluated, {} pruned (do not fit), {:.2}x the speed-of-light bound{}",
         s.workload.name,
         s.hardware.name,
         started.elapsed().as_secs_f64(),
-        outcome.space_size,
+        if outcome.space_size.is_finite() {
+            format!("{:.3e}", outcome.space_size)
+        } else {
+            "more than 1e308".to_string()
+        },
         outcome.evaluated,
         outcome.pruned,
         outcome.gap_to_lower_bound,
