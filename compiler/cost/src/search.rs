@@ -1,7 +1,9 @@
 //! The search that fills every open knob. Each op is tuned on its own (ops
 //! run one after another, so the total is the sum). Small spaces are
-//! enumerated; large ones get a seeded random sample followed by hill
-//! climbing from the best point. Candidates whose tiles do not fit their
+//! enumerated; large ones get a seeded random sample (two fifths of the
+//! evaluations), an evolutionary stage over the best points (a fifth:
+//! uniform crossover of two parents plus one mutated knob), then hill
+//! climbing from the best few (a fifth). Candidates whose tiles do not fit their
 //! level are pruned before evaluation. Evaluation runs in parallel (rayon),
 //! and the best point is chosen by (latency, energy, position), so the result
 //! depends only on the seed and the evaluation limit, never on threads.
@@ -130,8 +132,12 @@ impl NestSpace {
     }
 }
 
-/// Hill climbing starts from this many of the best sampled points.
-const CLIMB_STARTS: usize = 16;
+/// The evolutionary stage keeps this many points, and hill climbing starts
+/// from the best CLIMB_STARTS of them.
+const POPULATION: usize = 32;
+const CLIMB_STARTS: usize = 8;
+/// Children per generation (evaluated in parallel).
+const CHILDREN: usize = 256;
 
 /// How much slower than the fastest N:M choice a denser one may be and
 /// still be kept (2 %).
@@ -376,56 +382,109 @@ pub fn tune(
                 }
                 all
             } else {
-                (0..opts.max_evaluations / 2)
+                (0..opts.max_evaluations * 2 / 5)
                     .map(|_| dims.iter().map(|d| rng.below(*d)).collect())
                     .collect()
             };
-            // The best nest of a batch of points, after capacity pruning.
-            let consider = |batch: &[Vec<usize>], evaluated: &mut usize, pruned: &mut usize| {
+            // Scores a batch of points in parallel; `None` where the tiles
+            // do not fit (pruned before evaluation).
+            let score_all = |batch: &[Vec<usize>], evaluated: &mut usize, pruned: &mut usize| {
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
-                let feasible: Vec<&LoopNest> =
-                    nests.iter().filter(|n| fits(w, hw, op, n)).collect();
-                *pruned += nests.len() - feasible.len();
-                *evaluated += feasible.len();
-                let scored: Vec<((f64, f64), usize)> = feasible
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, n)| (score(n), i))
+                let scored: Vec<Option<((f64, f64), LoopNest)>> = nests
+                    .into_par_iter()
+                    .map(|n| fits(w, hw, op, &n).then(|| (score(&n), n)))
                     .collect();
+                let feasible = scored.iter().filter(|x| x.is_some()).count();
+                *evaluated += feasible;
+                *pruned += batch.len() - feasible;
                 scored
-                    .into_iter()
-                    .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
-                    .map(|(sc, i)| (sc, feasible[i].clone()))
             };
-            // The few best points of the sample, distinct, best first: the
-            // starts of hill climbing.
-            let mut elite: Vec<((f64, f64), LoopNest)> = vec![best.clone()];
+            let by_score = |a: &(f64, f64), b: &(f64, f64)| {
+                a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+            };
+            // The population: the best distinct points seen, best first.
+            let mut population: Vec<((f64, f64), Vec<usize>, LoopNest)> = Vec::new();
+            let admit = |population: &mut Vec<((f64, f64), Vec<usize>, LoopNest)>,
+                         batch: &[Vec<usize>],
+                         scored: Vec<Option<((f64, f64), LoopNest)>>| {
+                for (point, found) in batch.iter().zip(scored) {
+                    let Some((sc, nest)) = found else { continue };
+                    // Kept sorted, best first: most points lose to the worst
+                    // member and cost one comparison.
+                    let full = population.len() >= POPULATION;
+                    if full
+                        && population
+                            .last()
+                            .is_some_and(|w| !by_score(&sc, &w.0).is_lt())
+                    {
+                        continue;
+                    }
+                    if population.iter().any(|(_, _, n)| *n == nest) {
+                        continue;
+                    }
+                    let at = population.partition_point(|(x, _, _)| !by_score(&sc, x).is_lt());
+                    population.insert(at, (sc, point.clone(), nest));
+                    population.truncate(POPULATION);
+                }
+            };
             for chunk in candidates.chunks(1024) {
                 if started.elapsed() > opts.budget {
                     stopped_by_budget = true;
                     break;
                 }
-                // Each chunk offers its best point (chunks are large, so the
-                // elite holds good points from different parts of the space).
-                if let Some(found) = consider(chunk, &mut evaluated, &mut pruned) {
-                    if !elite.iter().any(|(_, n)| *n == found.1) {
-                        elite.push(found);
-                        elite.sort_by(|a, b| {
-                            a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal)
-                        });
-                        elite.truncate(CLIMB_STARTS);
-                    }
-                }
+                let scored = score_all(chunk, &mut evaluated, &mut pruned);
+                admit(&mut population, chunk, scored);
                 if let Some(report) = &opts.progress {
                     report(s.op, evaluated);
                 }
             }
-            best = elite[0].clone();
-            // Hill climbing from each elite point: move one knob to a
+            let large = space.size() > opts.max_evaluations as f64;
+            // Evolution: children of two parents (each knob from either, at
+            // random), one knob of each then moved to a random value; the
+            // best of parents and children survive.
+            if large && population.len() >= 2 {
+                let generations = opts.max_evaluations / 5 / CHILDREN;
+                for _ in 0..generations {
+                    if started.elapsed() > opts.budget {
+                        stopped_by_budget = true;
+                        break;
+                    }
+                    let children: Vec<Vec<usize>> = (0..CHILDREN)
+                        .map(|_| {
+                            let a = &population[rng.below(population.len())].1;
+                            let b = &population[rng.below(population.len())].1;
+                            let mut child: Vec<usize> = a
+                                .iter()
+                                .zip(b)
+                                .map(|(x, y)| if rng.below(2) == 0 { *x } else { *y })
+                                .collect();
+                            let k = rng.below(dims.len());
+                            child[k] = rng.below(dims[k]);
+                            child
+                        })
+                        .collect();
+                    let scored = score_all(&children, &mut evaluated, &mut pruned);
+                    admit(&mut population, &children, scored);
+                    if let Some(report) = &opts.progress {
+                        report(s.op, evaluated);
+                    }
+                }
+            }
+            if let Some((sc, _, nest)) = population.first() {
+                if by_score(sc, &best.0).is_lt() {
+                    best = (*sc, nest.clone());
+                }
+            }
+            // Hill climbing from the best few: move one knob to a
             // neighbouring value while that improves.
-            if space.size() > opts.max_evaluations as f64 && !stopped_by_budget {
-                let steps = opts.max_evaluations / 2 / (2 * dims.len() * elite.len()).max(1);
-                for start in elite {
+            if large && !stopped_by_budget {
+                let starts: Vec<((f64, f64), LoopNest)> = population
+                    .iter()
+                    .take(CLIMB_STARTS)
+                    .map(|(sc, _, n)| (*sc, n.clone()))
+                    .collect();
+                let steps = opts.max_evaluations / 5 / (2 * dims.len() * starts.len()).max(1);
+                for start in starts {
                     let mut current = start;
                     for _ in 0..steps.max(1) {
                         if started.elapsed() > opts.budget {
@@ -444,12 +503,16 @@ pub fn tune(
                                 }
                             }
                         }
-                        match consider(&neighbours, &mut evaluated, &mut pruned) {
-                            Some(next) if next.0 < current.0 => current = next,
+                        let next = score_all(&neighbours, &mut evaluated, &mut pruned)
+                            .into_iter()
+                            .flatten()
+                            .min_by(|a, b| by_score(&a.0, &b.0));
+                        match next {
+                            Some(n) if by_score(&n.0, &current.0).is_lt() => current = n,
                             _ => break,
                         }
                     }
-                    if current.0 < best.0 {
+                    if by_score(&current.0, &best.0).is_lt() {
                         best = current;
                     }
                 }
