@@ -528,3 +528,21 @@ fn precision_is_measured_on_real_weights() {
         out.stderr
     );
 }
+
+#[test]
+fn neuromorphic_targets_cost_every_op_or_refuse() {
+    // A spiking layer followed by a ReLU: the ReLU is no spiking layer, so
+    // loihi2 refuses the workload rather than leave it out of the total.
+    let path = program(
+        "mixed.arch",
+        "import std.hw.loihi2\nimport std.nn.{lif, relu}\nworkload mixed(T = 8) {\n  input s: spike[T, 64]\n  weight w: int8[64, 32]\n  output y: f32[T, 32]\n  h = lif(s @ w)\n  y = relu(h)\n}\n",
+    );
+    let out = archc(&["report", &path, "--target", "loihi2"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`y` is neither a spiking layer nor the synapses of one"),
+        "{}",
+        out.stderr
+    );
+}

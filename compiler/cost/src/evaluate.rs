@@ -108,6 +108,23 @@ pub fn evaluate(
                     hw.name, w.name
                 )));
             }
+            // Every other op must be a spiking layer's synapses (the
+            // contraction a neuron model reads): nothing is left uncosted.
+            let feeds_a_neuron = |o: &arch_sema::model::Op| {
+                w.ops.iter().any(|n| {
+                    matches!(n.kind, OpKind::Neuron { .. }) && n.inputs().contains(&o.output)
+                })
+            };
+            if let Some(o) = w
+                .ops
+                .iter()
+                .find(|o| !matches!(o.kind, OpKind::Neuron { .. }) && !feeds_a_neuron(o))
+            {
+                return Err(TuneError::Model(format!(
+                    "`{}` is neither a spiking layer nor the synapses of one; `{}` runs only spiking layers (`h = lif(x @ w)`): compute it elsewhere",
+                    w.tensors[o.output].name, hw.name
+                )));
+            }
             for s in schedule
                 .ops
                 .iter()
