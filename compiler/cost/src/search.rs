@@ -143,9 +143,9 @@ const CHILDREN: usize = 256;
 /// still be kept (2 %).
 const SPARSITY_SLACK: f64 = 0.02;
 
-/// Open gpu block tiles are at least this wide along every dimension that
-/// is (a tensor-core fragment; narrower blocks waste it and multiply the
-/// blocks the swizzle model replays).
+/// Gpu block tiles narrower than this along M or N (where the op is that
+/// wide) are not tried: they waste a tensor-core fragment, and multiply the
+/// blocks the swizzle model replays.
 const GPU_MIN_BLOCK: u64 = 16;
 
 /// Loop orders are searched for ops of at most this many variables (7! =
@@ -240,16 +240,7 @@ fn nest_space(
                         level: level.name.clone(),
                         dim: v.name.clone(),
                     });
-                    let choices = tile_choices(d, v.extent);
-                    if hw.class == HwClass::Gpu && !matches!(d, Some(Domain::Fixed(_))) {
-                        let floor = v.extent.min(GPU_MIN_BLOCK);
-                        let wide: Vec<u64> =
-                            choices.iter().copied().filter(|c| *c >= floor).collect();
-                        if !wide.is_empty() {
-                            return wide;
-                        }
-                    }
-                    choices
+                    tile_choices(d, v.extent)
                 })
                 .collect()
         })
@@ -294,6 +285,13 @@ fn nest_space(
 }
 
 fn fits(w: &WorkloadModel, hw: &HardwareModel, op: &Op, nest: &LoopNest) -> bool {
+    if hw.class == HwClass::Gpu {
+        let g = crate::gemm::gemm_view(w, op);
+        let t = crate::gpu::block_tile(&g, nest);
+        if t.bm < g.m.min(GPU_MIN_BLOCK) || t.bn < g.n.min(GPU_MIN_BLOCK) {
+            return false;
+        }
+    }
     hw.levels.iter().enumerate().skip(1).all(|(l, level)| {
         level
             .capacity_for_tile()
