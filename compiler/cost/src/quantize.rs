@@ -117,20 +117,6 @@ fn f16_to_f32(h: u16) -> f32 {
     }
 }
 
-/// `x` rounded to nearest even in a binary float format with `mantissa`
-/// stored bits, `min_exp` the exponent of its smallest normal number, and
-/// `max` its largest finite value (larger magnitudes saturate).
-fn round_float(x: f64, mantissa: i32, min_exp: i32, max: f64) -> f64 {
-    let a = x.abs();
-    if a == 0.0 || !a.is_finite() {
-        return x;
-    }
-    let e = (a.log2().floor() as i32).max(min_exp);
-    let step = 2f64.powi(e - mantissa);
-    let q = ((a / step).round_ties_even() * step).min(max);
-    q.copysign(x)
-}
-
 /// Relative error `||x - q(x)|| / ||x||` of storing `values` in `d`
 /// (`None` for types weights are not stored in, such as `spike`).
 pub fn relative_error(values: &[f32], d: DType) -> Option<f64> {
@@ -145,10 +131,9 @@ pub fn relative_error(values: &[f32], d: DType) -> Option<f64> {
         move |x: f64| (x / scale).round().clamp(-levels, levels) * scale
     };
     let q: Box<dyn Fn(f64) -> f64> = match d {
-        DType::F64 | DType::F32 => Box::new(|x| x as f32 as f64),
-        DType::F16 => Box::new(|x| round_float(x, 10, -14, 65504.0)),
-        DType::BF16 => Box::new(|x| round_float(x, 7, -126, 3.389_531_389_251_535e38)),
-        DType::Fp8 => Box::new(|x| round_float(x, 3, -6, 448.0)),
+        DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::Fp8 => {
+            Box::new(move |x| d.store(x))
+        }
         DType::I32 => Box::new(symmetric(2_147_483_647.0)),
         DType::I16 => Box::new(symmetric(32767.0)),
         DType::I8 => Box::new(symmetric(127.0)),

@@ -29,7 +29,53 @@ pub const ALL_DTYPES: &[DType] = &[
     DType::Spike,
 ];
 
+/// `x` rounded to nearest even in a binary float format with `mantissa`
+/// stored bits, `min_exp` the exponent of its smallest normal number, and
+/// `max` its largest finite value (larger magnitudes saturate).
+pub fn round_float(x: f64, mantissa: i32, min_exp: i32, max: f64) -> f64 {
+    let a = x.abs();
+    if a == 0.0 || !a.is_finite() {
+        return x;
+    }
+    let e = (a.log2().floor() as i32).max(min_exp);
+    let step = 2f64.powi(e - mantissa);
+    let q = ((a / step).round_ties_even() * step).min(max);
+    q.copysign(x)
+}
+
 impl DType {
+    /// The value a tensor of this type stores for `x`: floats round to
+    /// nearest even (fp8 is e4m3 and saturates at 448), integers round to
+    /// nearest and saturate to their range, a spike is 1 for any non-zero.
+    pub fn store(self, x: f64) -> f64 {
+        let int = |lo: f64, hi: f64| {
+            if x.is_nan() {
+                0.0
+            } else {
+                x.round().clamp(lo, hi)
+            }
+        };
+        match self {
+            DType::F64 => x,
+            DType::F32 => x as f32 as f64,
+            DType::F16 => round_float(x, 10, -14, 65504.0),
+            DType::BF16 => round_float(x, 7, -126, 3.389_531_389_251_535e38),
+            DType::Fp8 => round_float(x, 3, -6, 448.0),
+            DType::I32 => int(i32::MIN as f64, i32::MAX as f64),
+            DType::I16 => int(i16::MIN as f64, i16::MAX as f64),
+            DType::I8 => int(-128.0, 127.0),
+            DType::U8 => int(0.0, 255.0),
+            DType::I4 => int(-8.0, 7.0),
+            DType::Spike => {
+                if x != 0.0 && !x.is_nan() {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<DType> {
         ALL_DTYPES.iter().copied().find(|d| d.name() == name)
     }
