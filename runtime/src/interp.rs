@@ -73,7 +73,7 @@ pub fn run(w: &WorkloadModel, given: &Values) -> Result<Values, InterpError> {
     let points: u64 = w
         .ops
         .iter()
-        .map(|op| op.vars.iter().map(|v| v.extent).product::<u64>())
+        .map(|op| op.vars.iter().fold(1u64, |a, v| a.saturating_mul(v.extent)))
         .fold(0u64, |a, b| a.saturating_add(b));
     if points > MAX_POINTS {
         return Err(InterpError::TooLarge { points });

@@ -546,3 +546,29 @@ fn neuromorphic_targets_cost_every_op_or_refuse() {
         out.stderr
     );
 }
+
+#[test]
+fn iteration_spaces_beyond_u64_are_costed_not_wrapped() {
+    // 10^20 multiply-accumulates: more than u64 holds. Every class reports
+    // (or refuses) without overflowing; the debug build would panic on a
+    // wrapped multiplication.
+    let path = program(
+        "big.arch",
+        "workload big(A = 100000, B = 100000, C = 100000, D = 100000) {\n  input x: f32[A, B]\n  input y: f32[C, D]\n  output z: f32[A, D]\n  z[a, d] = sum[b, c] x[a, b] * y[c, d]\n}\n",
+    );
+    for target in ["host", "h100", "mi300x", "npu16"] {
+        for command in ["report", "tune"] {
+            let mut args = vec![command, &path, "--target", target, "--format", "json"];
+            if command == "tune" {
+                args.extend(["--budget", "1s", "--max-evaluations", "200"]);
+            }
+            let out = archc(&args);
+            assert_eq!(out.code, 0, "{command} on {target}: {}", out.stderr);
+            let latency = json(&out.stdout)["total"]["latency_s"]
+                .as_f64()
+                .unwrap_or(0.0);
+            // At least 2e20 flops at well under 1e16 flop/s.
+            assert!(latency > 1e4, "{command} on {target}: {latency}");
+        }
+    }
+}

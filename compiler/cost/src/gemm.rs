@@ -43,8 +43,9 @@ impl Default for GemmView {
 }
 
 impl GemmView {
-    pub fn macs(&self) -> u64 {
-        self.m * self.n * self.k
+    /// Multiply-accumulates (in f64: huge workloads overflow u64).
+    pub fn macs(&self) -> f64 {
+        self.m as f64 * self.n as f64 * self.k as f64
     }
 }
 
@@ -52,7 +53,12 @@ impl GemmView {
 /// op's variables by where they occur. An op without such a contraction is
 /// element-wise: M = its points, N = K = 1.
 pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
-    let points: u64 = op.vars[..op.output_rank].iter().map(|v| v.extent).product();
+    // Extents multiply saturating: a huge workload is costed as huge, never
+    // wrapped around.
+    let product = |vars: &mut dyn Iterator<Item = usize>| {
+        vars.fold(1u64, |a, v| a.saturating_mul(op.vars[v].extent))
+    };
+    let points = product(&mut (0..op.output_rank));
     let Some((reduced, lhs, rhs)) = find_contraction(&op.body) else {
         return GemmView {
             m: points,
@@ -75,14 +81,14 @@ pub fn gemm_view(w: &WorkloadModel, op: &Op) -> GemmView {
     for v in 0..op.output_rank {
         let extent = op.vars[v].extent;
         if uses(&b, v) && !uses(&a, v) {
-            n *= extent;
+            n = n.saturating_mul(extent);
             n_vars.push(v);
         } else {
-            m *= extent;
+            m = m.saturating_mul(extent);
             m_vars.push(v);
         }
     }
-    let k: u64 = reduced.iter().map(|v| op.vars[*v].extent).product();
+    let k = product(&mut reduced.iter().copied());
     GemmView {
         m,
         n,

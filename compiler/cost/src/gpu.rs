@@ -49,7 +49,7 @@ pub fn tile_of(pid: u64, tiles_m: u64, tiles_n: u64, swizzle: Swizzle) -> (u64, 
         Swizzle::RowMajor => (pid / tiles_n, pid % tiles_n),
         Swizzle::Grouped(g) => grouped(pid, g),
         Swizzle::Xcd(x) => {
-            let total = tiles_m * tiles_n;
+            let total = tiles_m.saturating_mul(tiles_n);
             let x = x.max(1);
             let remapped = (pid % x) * total.div_ceil(x) + pid / x;
             grouped(remapped.min(total - 1), 8)
@@ -119,7 +119,7 @@ pub fn panel_loads(
     domains: u64,
     swizzle: Swizzle,
 ) -> (u64, u64) {
-    let total = tiles_m * tiles_n;
+    let total = tiles_m.saturating_mul(tiles_n);
     let (mut a, mut b) = (0u64, 0u64);
     let mut start = 0;
     while start < total {
@@ -155,7 +155,7 @@ pub fn evaluate(
 ) -> Predicted {
     let tiles_m = g.m.div_ceil(t.bm);
     let tiles_n = g.n.div_ceil(t.bn);
-    let blocks = tiles_m * tiles_n;
+    let blocks = tiles_m.saturating_mul(tiles_n);
     // Occupancy: double-buffered A and B slices in shared memory.
     let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let wave = p.sms * per_sm;
@@ -174,23 +174,24 @@ pub fn evaluate(
             * padded(t.bk.max(1), k_step) as f64
             * work
     } else {
-        2.0 * (t.bm * t.bn * g.k) as f64 * work
+        2.0 * t.bm as f64 * t.bn as f64 * g.k as f64 * work
     };
     let full_waves = blocks / wave;
     let rest = blocks % wave;
     let blocks_on_busiest = full_waves * per_sm + rest.div_ceil(p.sms);
     let compute_s = blocks_on_busiest as f64 * block_flops / p.flops_per_cycle_per_sm / p.clock_hz;
     let (a_panels, b_panels) = panel_loads(tiles_m, tiles_n, wave, p.l2_domains, swizzle);
-    let c_bytes = (g.m * g.n) as f64 * out_bytes;
+    let c_bytes = g.m as f64 * g.n as f64 * out_bytes;
     // B is stored compressed when it is sparse.
     let (a_row, b_col) = (in_bytes, in_bytes * g.b_stored);
-    let panel_bytes = |a: u64, b: u64| (a as f64 * a_row + b as f64 * b_col) * g.k as f64;
-    let hbm_bytes = panel_bytes(a_panels * t.bm, b_panels * t.bn) + c_bytes;
-    let l2_bytes = blocks as f64 * panel_bytes(t.bm, t.bn) + c_bytes;
-    let smem_bytes = blocks as f64 * panel_bytes(t.bm, t.bn);
-    let flops = 2.0 * (g.m * g.n * g.k) as f64 * work;
+    let panel_bytes = |a: f64, b: f64| (a * a_row + b * b_col) * g.k as f64;
+    let hbm_bytes =
+        panel_bytes(a_panels as f64 * t.bm as f64, b_panels as f64 * t.bn as f64) + c_bytes;
+    let l2_bytes = blocks as f64 * panel_bytes(t.bm as f64, t.bn as f64) + c_bytes;
+    let smem_bytes = blocks as f64 * panel_bytes(t.bm as f64, t.bn as f64);
+    let flops = 2.0 * g.macs() * work;
     let peak_s = flops / (p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz);
-    let compulsory = (g.m * g.k) as f64 * a_row + (g.k * g.n) as f64 * b_col + c_bytes;
+    let compulsory = g.m as f64 * g.k as f64 * a_row + g.k as f64 * g.n as f64 * b_col + c_bytes;
     Roofline {
         clock_hz: p.clock_hz,
         compute_s,
@@ -247,7 +248,7 @@ pub fn evaluate_op(
 /// Occupancy: blocks resident on one SM, each holding double-buffered A and
 /// (compressed, when sparse) B slices in shared memory.
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
-    let slice = (t.bm * t.bk) as f64 + (t.bk * t.bn) as f64 * g.b_stored;
+    let slice = t.bm as f64 * t.bk as f64 + t.bk as f64 * t.bn as f64 * g.b_stored;
     let smem_per_block = 2.0 * slice * in_bytes;
     ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16)
 }
@@ -265,7 +266,7 @@ pub fn l2_hit_rate(
     let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let (a, b) = panel_loads(tiles_m, tiles_n, p.sms * per_sm, p.l2_domains, swizzle);
     let misses = (a * t.bm + b * t.bn) as f64;
-    let requests = (tiles_m * tiles_n) as f64 * (t.bm + t.bn) as f64;
+    let requests = tiles_m as f64 * tiles_n as f64 * (t.bm as f64 + t.bn as f64);
     1.0 - misses / requests
 }
 

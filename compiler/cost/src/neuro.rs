@@ -84,7 +84,7 @@ impl CoreLimits {
             }
         }
         if let Some(limit) = self.kernel_entries {
-            let entries = layer.fan_in * neurons_here;
+            let entries = layer.fan_in.saturating_mul(neurons_here);
             if entries > limit {
                 return Some(CapacityViolation::KernelEntries {
                     per_core: entries,

@@ -77,7 +77,7 @@ fn fold_cycles(g: &GemmView, rows: u64, cols: u64, dataflow: Dataflow) -> (u64, 
         Dataflow::OutputStationary => rows + cols + t - 2,
         Dataflow::WeightStationary | Dataflow::InputStationary => 2 * rows + cols + t - 2,
     };
-    (folds, folds * per_fold)
+    (folds, folds.saturating_mul(per_fold))
 }
 
 /// `(folds, compute cycles)` of a GEMM on a `rows x cols` array, memory
@@ -105,7 +105,7 @@ pub fn tile_extents(nest: &LoopNest, v: usize) -> Vec<(u64, u64)> {
         let mut next = Vec::new();
         for (extent, count) in tiles {
             if extent >= size {
-                add_tiles(&mut next, size, count * (extent / size));
+                add_tiles(&mut next, size, count.saturating_mul(extent / size));
             }
             if extent % size > 0 {
                 add_tiles(&mut next, extent % size, count);
@@ -124,7 +124,7 @@ fn role_extents(nest: &LoopNest, vars: &[usize]) -> Vec<(u64, u64)> {
         let mut next = Vec::new();
         for (e, c) in &out {
             for (te, tc) in tile_extents(nest, v) {
-                add_tiles(&mut next, e * te, c * tc);
+                add_tiles(&mut next, e.saturating_mul(te), c.saturating_mul(tc));
             }
         }
         out = next;
@@ -157,20 +157,22 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams, nest: &LoopNest) -> P
                     k,
                     ..GemmView::default()
                 };
-                let count = cm * cn * ck;
-                cycles += count * fold_cycles(&tile, p.rows, p.cols, p.dataflow).1;
+                let count = cm.saturating_mul(cn).saturating_mul(ck);
+                cycles = cycles.saturating_add(
+                    count.saturating_mul(fold_cycles(&tile, p.rows, p.cols, p.dataflow).1),
+                );
                 let (sr, sc, _) = spatial_temporal(&tile, p.dataflow);
                 let row_folds = sr.div_ceil(p.rows) as f64;
                 let col_folds = sc.div_ceil(p.cols) as f64;
-                let a = (m * k) as f64 * p.in_bytes;
-                let b = (k * n) as f64 * p.in_bytes;
+                let a = m as f64 * k as f64 * p.in_bytes;
+                let b = k as f64 * n as f64 * p.in_bytes;
                 let fed = match p.dataflow {
                     Dataflow::WeightStationary => b + a * col_folds,
                     Dataflow::OutputStationary => a * col_folds + b * row_folds,
                     Dataflow::InputStationary => a + b * col_folds,
                 };
                 spad_bytes += count as f64 * fed;
-                acc_bytes += count as f64 * (m * n) as f64 * p.acc_bytes * 2.0 * row_folds;
+                acc_bytes += count as f64 * m as f64 * n as f64 * p.acc_bytes * 2.0 * row_folds;
             }
         }
     }
@@ -190,11 +192,11 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams, nest: &LoopNest) -> P
         )
     });
     let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.2);
-    let peak_s = g.macs() as f64 / (p.rows * p.cols) as f64 / p.clock_hz;
+    let peak_s = g.macs() / (p.rows * p.cols) as f64 / p.clock_hz;
     let mut predicted = Roofline {
         clock_hz: p.clock_hz,
         compute_s: compute as f64 / p.clock_hz,
-        compute_energy_j: g.macs() as f64 * p.energy_per_mac_j,
+        compute_energy_j: g.macs() * p.energy_per_mac_j,
         lower_bound_s: peak_s.max(compulsory_bytes(w, op) / dram_bw),
     }
     .finish(levels);
