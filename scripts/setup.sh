@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential pkg-config llvm-22-dev libmlir-22-dev mlir-22-tools python3-venv)
+# melior (MLIR bindings) builds mlir-sys with bindgen (libclang) and links
+# LLVM's static libraries, which need Polly, zstd, z3, libxml2 and zlib.
+APT_PACKAGES=(build-essential pkg-config llvm-22-dev libmlir-22-dev mlir-22-tools
+  libclang-22-dev libpolly-22-dev libzstd-dev libz3-dev libxml2-dev zlib1g-dev python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
