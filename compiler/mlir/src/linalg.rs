@@ -1,0 +1,608 @@
+//! A workload as MLIR text: one `func.func` named after the workload whose
+//! arguments are its inputs and weights and whose results are its outputs,
+//! every compute op one or more `linalg.generic` ops on tensors.
+//!
+//! An op's index variables are the generic's dimensions (`d0`, `d1`, ...:
+//! output variables first, then reduced ones); every tensor access becomes
+//! an indexing map from its affine index (`x[n, c, p + r, q + s]` reads
+//! `(d0, d4, d2 + d5, d3 + d6)`). A body that is one reduction (`sum[k] a *
+//! b`) is one generic with `reduction` iterators accumulating into an output
+//! filled with the reduction's identity. A reduction nested in element-wise
+//! work (`relu(sum[k] ... + b[j])`) is computed first into a temporary, then
+//! the element-wise rest reads it: fusing them again is the scheduler's job.
+//!
+//! Built so far: float element types (f64, f32, f16, bf16), with `extf` /
+//! `truncf` where types meet. Integer, fp8 and spike tensors and neuron
+//! models are refused with [`LowerError::Unsupported`].
+
+use arch_sema::dtype::DType;
+use arch_sema::model::{Affine, Builtin, Op, OpKind, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::{BinOp, ReduceOp, Role};
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LowerError {
+    Unsupported(String),
+}
+
+impl std::fmt::Display for LowerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LowerError::Unsupported(what) => write!(f, "lowering does not handle {what} yet"),
+        }
+    }
+}
+
+impl std::error::Error for LowerError {}
+
+/// The MLIR element type of a float dtype.
+fn float_type(d: DType) -> Result<&'static str, LowerError> {
+    match d {
+        DType::F64 => Ok("f64"),
+        DType::F32 => Ok("f32"),
+        DType::F16 => Ok("f16"),
+        DType::BF16 => Ok("bf16"),
+        other => Err(LowerError::Unsupported(format!(
+            "`{}` tensors (float types only so far)",
+            other.name()
+        ))),
+    }
+}
+
+fn tensor_type(shape: &[u64], elem: &str) -> String {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    if dims.is_empty() {
+        format!("tensor<{elem}>")
+    } else {
+        format!("tensor<{}x{elem}>", dims.join("x"))
+    }
+}
+
+/// `(d0, d1, d2) -> (d0 + d2 * 2, d1)`.
+fn affine_map(rank: usize, index: &[Affine]) -> String {
+    let dims: Vec<String> = (0..rank).map(|d| format!("d{d}")).collect();
+    let results: Vec<String> = index
+        .iter()
+        .map(|a| {
+            let mut terms: Vec<String> = a
+                .terms
+                .iter()
+                .filter(|(_, c)| *c != 0)
+                .map(|(v, c)| match c {
+                    1 => format!("d{v}"),
+                    c => format!("d{v} * {c}"),
+                })
+                .collect();
+            if a.offset != 0 || terms.is_empty() {
+                terms.push(a.offset.to_string());
+            }
+            terms.join(" + ")
+        })
+        .collect();
+    format!(
+        "affine_map<({}) -> ({})>",
+        dims.join(", "),
+        results.join(", ")
+    )
+}
+
+/// A float constant as MLIR writes it (`-inf` and `inf` in hex).
+fn float_constant(x: f64, elem: &str) -> String {
+    if x.is_finite() {
+        // MLIR's float literals need a decimal point: `1.00000000000000000e0`.
+        return format!("{x:.17e}");
+    }
+    let neg = x < 0.0;
+    match (elem, neg) {
+        ("f64", false) => "0x7FF0000000000000".into(),
+        ("f64", true) => "0xFFF0000000000000".into(),
+        ("f32", false) => "0x7F800000".into(),
+        ("f32", true) => "0xFF800000".into(),
+        ("f16", false) => "0x7C00".into(),
+        ("f16", true) => "0xFC00".into(),
+        (_, false) => "0x7F80".into(),
+        (_, true) => "0xFF80".into(),
+    }
+}
+
+/// Writes the text of one module.
+struct Writer<'w> {
+    w: &'w WorkloadModel,
+    out: String,
+    next: usize,
+    /// The SSA value holding each tensor once it exists.
+    values: Vec<Option<String>>,
+}
+
+impl Writer<'_> {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("%{prefix}{}", self.next)
+    }
+
+    fn elem(&self, t: usize) -> Result<&'static str, LowerError> {
+        float_type(self.w.tensors[t].dtype)
+    }
+}
+
+/// Lowers every compute op of `w` into one function.
+pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
+    let mut wr = Writer {
+        w,
+        out: String::new(),
+        next: 0,
+        values: vec![None; w.tensors.len()],
+    };
+    let mut args = Vec::new();
+    for (i, t) in w.tensors.iter().enumerate() {
+        if matches!(t.role, Role::Input | Role::Weight) {
+            let name = format!("%arg{}", args.len());
+            args.push(format!("{name}: {}", tensor_type(&t.shape, wr.elem(i)?)));
+            wr.values[i] = Some(name);
+        }
+    }
+    let outputs: Vec<usize> = (0..w.tensors.len())
+        .filter(|i| w.tensors[*i].role == Role::Output)
+        .collect();
+    let result_types: Vec<String> = outputs
+        .iter()
+        .map(|o| Ok(tensor_type(&w.tensors[*o].shape, wr.elem(*o)?)))
+        .collect::<Result<_, LowerError>>()?;
+    let mut body = String::new();
+    std::mem::swap(&mut body, &mut wr.out);
+    for op in &w.ops {
+        if let OpKind::Neuron { model, .. } = &op.kind {
+            return Err(LowerError::Unsupported(format!(
+                "neuron models (`{model}`)"
+            )));
+        }
+        lower_op(&mut wr, op)?;
+    }
+    let results: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            wr.values[*o].clone().ok_or_else(|| {
+                LowerError::Unsupported(format!(
+                    "output `{}` that no op computes",
+                    w.tensors[*o].name
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut text = String::new();
+    let _ = writeln!(text, "module {{");
+    let _ = writeln!(
+        text,
+        "  func.func @{}({}) -> ({}) {{",
+        w.name,
+        args.join(", "),
+        result_types.join(", ")
+    );
+    text.push_str(&wr.out);
+    let _ = writeln!(
+        text,
+        "    func.return {} : {}",
+        results.join(", "),
+        result_types.join(", ")
+    );
+    let _ = writeln!(text, "  }}");
+    let _ = writeln!(text, "}}");
+    Ok(text)
+}
+
+/// Where each reduction of a body lands: the reductions nested below the
+/// top are computed first into temporaries.
+fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
+    let out_elem = wr.elem(op.output)?;
+    let out_shape = wr.w.tensors[op.output].shape.clone();
+    let out_type = tensor_type(&out_shape, out_elem);
+    match &op.body {
+        ScalarExpr::Reduce {
+            op: rop,
+            vars,
+            body,
+        } => {
+            let value = generic(wr, op, vars, Some(*rop), body, out_elem, &out_type, &[])?;
+            wr.values[op.output] = Some(value);
+        }
+        body => {
+            // Nested reductions first, each into a temporary over the
+            // output's variables.
+            let mut temps: Vec<(String, String)> = Vec::new();
+            let rewritten = hoist_reductions(wr, op, body, out_elem, &mut temps)?;
+            let value = generic(wr, op, &[], None, &rewritten, out_elem, &out_type, &temps)?;
+            wr.values[op.output] = Some(value);
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every reduction in `e` by a read of a temporary it computes
+/// first (`temps`: the temporaries' SSA values and types, in order).
+fn hoist_reductions(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    e: &ScalarExpr,
+    elem: &'static str,
+    temps: &mut Vec<(String, String)>,
+) -> Result<ScalarExpr, LowerError> {
+    let mut rec = |x: &ScalarExpr, temps: &mut Vec<(String, String)>| {
+        hoist_reductions(wr, op, x, elem, temps).map(Box::new)
+    };
+    Ok(match e {
+        ScalarExpr::Reduce {
+            op: rop,
+            vars,
+            body,
+        } => {
+            let shape: Vec<u64> = op.vars[..op.output_rank].iter().map(|v| v.extent).collect();
+            let ty = tensor_type(&shape, elem);
+            let value = generic(wr, op, vars, Some(*rop), body, elem, &ty, &[])?;
+            temps.push((value, ty));
+            // A pseudo-tensor index past the workload's tensors marks it.
+            ScalarExpr::Access {
+                tensor: usize::MAX - (temps.len() - 1),
+                index: (0..op.output_rank).map(Affine::var).collect(),
+            }
+        }
+        ScalarExpr::Neg(x) => ScalarExpr::Neg(rec(x, temps)?),
+        ScalarExpr::Binary { op: b, lhs, rhs } => ScalarExpr::Binary {
+            op: *b,
+            lhs: rec(lhs, temps)?,
+            rhs: rec(rhs, temps)?,
+        },
+        ScalarExpr::Call { func, args } => ScalarExpr::Call {
+            func: *func,
+            args: args
+                .iter()
+                .map(|a| hoist_reductions(wr, op, a, elem, temps))
+                .collect::<Result<_, _>>()?,
+        },
+        ScalarExpr::Cast { to, value } => ScalarExpr::Cast {
+            to: *to,
+            value: rec(value, temps)?,
+        },
+        other => other.clone(),
+    })
+}
+
+/// Every distinct access `(tensor, index)` of `e`, in order.
+fn accesses(e: &ScalarExpr, out: &mut Vec<(usize, Vec<Affine>)>) {
+    match e {
+        ScalarExpr::Access { tensor, index } => {
+            if !out.iter().any(|(t, i)| t == tensor && i == index) {
+                out.push((*tensor, index.clone()));
+            }
+        }
+        ScalarExpr::Neg(x)
+        | ScalarExpr::Cast { value: x, .. }
+        | ScalarExpr::Reduce { body: x, .. } => accesses(x, out),
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            accesses(lhs, out);
+            accesses(rhs, out);
+        }
+        ScalarExpr::Call { args, .. } => args.iter().for_each(|a| accesses(a, out)),
+        ScalarExpr::Const(_) | ScalarExpr::Index(_) => {}
+    }
+}
+
+/// One `linalg.generic` computing `body` over the output variables and
+/// `reduced` (with `reduce`, accumulating into an output filled with its
+/// identity). Returns the SSA value of the result.
+#[allow(clippy::too_many_arguments)]
+fn generic(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    reduced: &[usize],
+    reduce: Option<ReduceOp>,
+    body: &ScalarExpr,
+    elem: &'static str,
+    out_type: &str,
+    temps: &[(String, String)],
+) -> Result<String, LowerError> {
+    // Dimensions: the output variables, then the reduced ones in order.
+    let mut dims: Vec<usize> = (0..op.output_rank).collect();
+    dims.extend(reduced.iter().copied());
+    let position = |v: usize| dims.iter().position(|d| *d == v);
+    let remap = |a: &Affine| -> Result<Affine, LowerError> {
+        let terms = a
+            .terms
+            .iter()
+            .map(|(v, c)| {
+                position(*v).map(|p| (p, *c)).ok_or_else(|| {
+                    LowerError::Unsupported("an index variable outside its reduction".into())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Affine {
+            terms,
+            offset: a.offset,
+        })
+    };
+    let mut reads = Vec::new();
+    accesses(body, &mut reads);
+    let mut ins = Vec::new();
+    let mut in_types = Vec::new();
+    let mut maps = Vec::new();
+    let mut arg_elems = Vec::new();
+    for (t, index) in &reads {
+        let (value, ty, e) = if *t >= wr.w.tensors.len() {
+            let k = usize::MAX - t;
+            let (v, ty) = temps.get(k).cloned().ok_or_else(|| {
+                LowerError::Unsupported("a temporary that was not computed".into())
+            })?;
+            (v, ty, elem)
+        } else {
+            let e = wr.elem(*t)?;
+            let v = wr.values[*t].clone().ok_or_else(|| {
+                LowerError::Unsupported(format!(
+                    "`{}` read before it is computed",
+                    wr.w.tensors[*t].name
+                ))
+            })?;
+            (v, tensor_type(&wr.w.tensors[*t].shape, e), e)
+        };
+        let remapped: Vec<Affine> = index.iter().map(remap).collect::<Result<_, _>>()?;
+        maps.push(affine_map(dims.len(), &remapped));
+        ins.push(value);
+        in_types.push(ty);
+        arg_elems.push(e);
+    }
+    let out_index: Vec<Affine> = (0..op.output_rank).map(Affine::var).collect();
+    maps.push(affine_map(dims.len(), &out_index));
+    // The output: empty, filled with the reduction's identity when reducing.
+    let empty = wr.fresh("empty");
+    let _ = writeln!(wr.out, "    {empty} = tensor.empty() : {out_type}");
+    let init = match reduce {
+        Some(r) => {
+            let identity = match r {
+                ReduceOp::Sum => 0.0,
+                ReduceOp::Max => f64::NEG_INFINITY,
+                ReduceOp::Min => f64::INFINITY,
+            };
+            let c = wr.fresh("cst");
+            let filled = wr.fresh("init");
+            let _ = writeln!(
+                wr.out,
+                "    {c} = arith.constant {} : {elem}",
+                float_constant(identity, elem)
+            );
+            let _ = writeln!(
+                wr.out,
+                "    {filled} = linalg.fill ins({c} : {elem}) outs({empty} : {out_type}) -> {out_type}"
+            );
+            filled
+        }
+        None => empty,
+    };
+    let iterators: Vec<&str> = (0..dims.len())
+        .map(|i| {
+            if i < op.output_rank {
+                "\"parallel\""
+            } else {
+                "\"reduction\""
+            }
+        })
+        .collect();
+    let result = wr.fresh("r");
+    let ins_clause = if ins.is_empty() {
+        String::new()
+    } else {
+        format!("ins({} : {}) ", ins.join(", "), in_types.join(", "))
+    };
+    let _ = writeln!(
+        wr.out,
+        "    {result} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}} {ins_clause}outs({init} : {out_type}) {{",
+        maps.join(", "),
+        iterators.join(", ")
+    );
+    // The region: one block argument per read, then the accumulator.
+    let mut block_args = Vec::new();
+    let mut body_values = Vec::new();
+    for e in &arg_elems {
+        let a = wr.fresh("in");
+        block_args.push(format!("{a}: {e}"));
+        body_values.push(a);
+    }
+    let acc = wr.fresh("acc");
+    block_args.push(format!("{acc}: {elem}"));
+    let _ = writeln!(wr.out, "    ^bb0({}):", block_args.join(", "));
+    let mut scalar = Scalar {
+        wr,
+        reads: &reads,
+        values: &body_values,
+        elems: &arg_elems,
+        dims: &dims,
+    };
+    let (x, x_elem) = scalar.emit(body, elem)?;
+    let x = scalar.convert(x, x_elem, elem);
+    let combined = match reduce {
+        None => x,
+        Some(r) => {
+            let c = scalar.wr.fresh("v");
+            let mnemonic = match r {
+                ReduceOp::Sum => "arith.addf",
+                ReduceOp::Max => "arith.maximumf",
+                ReduceOp::Min => "arith.minimumf",
+            };
+            let _ = writeln!(scalar.wr.out, "      {c} = {mnemonic} {acc}, {x} : {elem}");
+            c
+        }
+    };
+    let _ = writeln!(wr.out, "      linalg.yield {combined} : {elem}");
+    let _ = writeln!(wr.out, "    }} -> {out_type}");
+    Ok(result)
+}
+
+/// Emits the scalar operations of a generic's region.
+struct Scalar<'a, 'w> {
+    wr: &'a mut Writer<'w>,
+    reads: &'a [(usize, Vec<Affine>)],
+    values: &'a [String],
+    elems: &'a [&'static str],
+    dims: &'a [usize],
+}
+
+impl Scalar<'_, '_> {
+    fn line(&mut self, text: String) {
+        let _ = writeln!(self.wr.out, "      {text}");
+    }
+
+    /// `x` of type `from` as `to` (`extf` to wider floats, `truncf` to
+    /// narrower).
+    fn convert(&mut self, x: String, from: &'static str, to: &'static str) -> String {
+        if from == to {
+            return x;
+        }
+        let bits = |t: &str| match t {
+            "f64" => 64,
+            "f32" => 32,
+            _ => 16,
+        };
+        let v = self.wr.fresh("v");
+        let op = if bits(to) > bits(from) || (bits(to) == bits(from) && to == "f32") {
+            "arith.extf"
+        } else {
+            "arith.truncf"
+        };
+        if bits(to) == bits(from) {
+            // f16 <-> bf16: through f32.
+            let mid = self.wr.fresh("v");
+            self.line(format!("{mid} = arith.extf {x} : {from} to f32"));
+            self.line(format!("{v} = arith.truncf {mid} : f32 to {to}"));
+            return v;
+        }
+        self.line(format!("{v} = {op} {x} : {from} to {to}"));
+        v
+    }
+
+    /// Emits `e`, computed in `elem` where it has no type of its own;
+    /// returns the value and its type.
+    fn emit(
+        &mut self,
+        e: &ScalarExpr,
+        elem: &'static str,
+    ) -> Result<(String, &'static str), LowerError> {
+        Ok(match e {
+            ScalarExpr::Const(r) => {
+                let v = self.wr.fresh("c");
+                self.line(format!(
+                    "{v} = arith.constant {} : {elem}",
+                    float_constant(r.0, elem)
+                ));
+                (v, elem)
+            }
+            ScalarExpr::Index(var) => {
+                let dim = self.dims.iter().position(|d| d == var).ok_or_else(|| {
+                    LowerError::Unsupported("an index variable outside its op".into())
+                })?;
+                let (i, n, f) = (self.wr.fresh("i"), self.wr.fresh("n"), self.wr.fresh("v"));
+                self.line(format!("{i} = linalg.index {dim} : index"));
+                self.line(format!("{n} = arith.index_cast {i} : index to i64"));
+                self.line(format!("{f} = arith.sitofp {n} : i64 to {elem}"));
+                (f, elem)
+            }
+            ScalarExpr::Access { tensor, index } => {
+                let k = self
+                    .reads
+                    .iter()
+                    .position(|(t, i)| t == tensor && i == index)
+                    .ok_or_else(|| LowerError::Unsupported("an unlisted access".into()))?;
+                (self.values[k].clone(), self.elems[k])
+            }
+            ScalarExpr::Neg(x) => {
+                let (x, t) = self.emit(x, elem)?;
+                let v = self.wr.fresh("v");
+                self.line(format!("{v} = arith.negf {x} : {t}"));
+                (v, t)
+            }
+            ScalarExpr::Binary { op, lhs, rhs } => {
+                let (a, ta) = self.emit(lhs, elem)?;
+                let (b, tb) = self.emit(rhs, elem)?;
+                // Mixed types meet in the computation type.
+                let (a, b, t) = if ta == tb {
+                    (a, b, ta)
+                } else {
+                    let a = self.convert(a, ta, elem);
+                    let b = self.convert(b, tb, elem);
+                    (a, b, elem)
+                };
+                let v = self.wr.fresh("v");
+                let arith = |m: &str| format!("{v} = {m} {a}, {b} : {t}");
+                match op {
+                    BinOp::Add => self.line(arith("arith.addf")),
+                    BinOp::Sub => self.line(arith("arith.subf")),
+                    BinOp::Mul => self.line(arith("arith.mulf")),
+                    BinOp::Div => self.line(arith("arith.divf")),
+                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq => {
+                        let predicate = match op {
+                            BinOp::Lt => "olt",
+                            BinOp::Le => "ole",
+                            BinOp::Gt => "ogt",
+                            BinOp::Ge => "oge",
+                            _ => "oeq",
+                        };
+                        let c = self.wr.fresh("b");
+                        self.line(format!("{c} = arith.cmpf {predicate}, {a}, {b} : {t}"));
+                        self.line(format!("{v} = arith.uitofp {c} : i1 to {t}"));
+                    }
+                    BinOp::MatMul => {
+                        return Err(LowerError::Unsupported("an unexpanded `@`".into()))
+                    }
+                }
+                (v, t)
+            }
+            ScalarExpr::Call { func, args } => {
+                let mut xs = Vec::new();
+                for a in args {
+                    let (x, t) = self.emit(a, elem)?;
+                    xs.push(self.convert(x, t, elem));
+                }
+                let x = xs.first().cloned().unwrap_or_default();
+                let v = self.wr.fresh("v");
+                let unary = |m: &str| format!("{v} = {m} {x} : {elem}");
+                match func {
+                    Builtin::Exp => self.line(unary("math.exp")),
+                    Builtin::Log => self.line(unary("math.log")),
+                    Builtin::Sqrt => self.line(unary("math.sqrt")),
+                    Builtin::Tanh => self.line(unary("math.tanh")),
+                    Builtin::Abs => self.line(unary("math.absf")),
+                    Builtin::Erf => self.line(unary("math.erf")),
+                    Builtin::Sigmoid => {
+                        let (n, e, one, d) = (
+                            self.wr.fresh("v"),
+                            self.wr.fresh("v"),
+                            self.wr.fresh("c"),
+                            self.wr.fresh("v"),
+                        );
+                        self.line(format!("{n} = arith.negf {x} : {elem}"));
+                        self.line(format!("{e} = math.exp {n} : {elem}"));
+                        self.line(format!("{one} = arith.constant 1.0 : {elem}"));
+                        self.line(format!("{d} = arith.addf {one}, {e} : {elem}"));
+                        self.line(format!("{v} = arith.divf {one}, {d} : {elem}"));
+                    }
+                    Builtin::Max | Builtin::Min => {
+                        let y = xs.get(1).cloned().unwrap_or_default();
+                        let m = if *func == Builtin::Max {
+                            "arith.maximumf"
+                        } else {
+                            "arith.minimumf"
+                        };
+                        self.line(format!("{v} = {m} {x}, {y} : {elem}"));
+                    }
+                }
+                (v, elem)
+            }
+            ScalarExpr::Cast { to, value } => {
+                let target = float_type(*to)?;
+                let (x, t) = self.emit(value, target)?;
+                (self.convert(x, t, target), target)
+            }
+            ScalarExpr::Reduce { .. } => {
+                return Err(LowerError::Unsupported(
+                    "a reduction inside a reduction".into(),
+                ))
+            }
+        })
+    }
+}
