@@ -146,6 +146,20 @@ impl<'db> Diagnostic<'db> {
     }
 }
 
+/// Appends an error at `span` of `decl` to `diags` and returns it, for the
+/// caller to add labels and help (the checkers' `error`).
+pub fn push_error<'a, 'db>(
+    diags: &'a mut Vec<Diagnostic<'db>>,
+    decl: Decl<'db>,
+    code: &'static str,
+    span: Span,
+    message: impl Into<String>,
+) -> &'a mut Diagnostic<'db> {
+    diags.push(Diagnostic::error(code, Location::new(decl, span), message));
+    let last = diags.len() - 1;
+    &mut diags[last]
+}
+
 /// "a workload", "an op", "an input".
 pub fn article(word: &str) -> String {
     let vowel = word.chars().next().is_some_and(|c| "aeiou".contains(c));

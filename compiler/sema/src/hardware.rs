@@ -279,10 +279,7 @@ impl<'db> HwChecker<'db> {
         span: Span,
         message: impl Into<String>,
     ) -> &mut Diagnostic<'db> {
-        let d = Diagnostic::error(code, self.loc(span), message);
-        self.diags.push(d);
-        let i = self.diags.len() - 1;
-        &mut self.diags[i]
+        crate::diag::push_error(&mut self.diags, self.decl, code, span, message)
     }
 
     fn hardware(&mut self, hw: &Hardware) -> Option<HardwareModel> {

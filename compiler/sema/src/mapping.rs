@@ -266,13 +266,7 @@ impl<'db> MapChecker<'db> {
         span: Span,
         message: impl Into<String>,
     ) -> &mut Diagnostic<'db> {
-        self.diags.push(Diagnostic::error(
-            code,
-            Location::new(self.decl, span),
-            message,
-        ));
-        let i = self.diags.len() - 1;
-        &mut self.diags[i]
+        crate::diag::push_error(&mut self.diags, self.decl, code, span, message)
     }
 
     /// Resolves a name to a declaration of `kind`.

@@ -170,13 +170,7 @@ impl<'db> NeuronChecker<'db> {
         span: Span,
         message: impl Into<String>,
     ) -> &mut Diagnostic<'db> {
-        self.diags.push(Diagnostic::error(
-            code,
-            Location::new(self.decl, span),
-            message,
-        ));
-        let i = self.diags.len() - 1;
-        &mut self.diags[i]
+        crate::diag::push_error(&mut self.diags, self.decl, code, span, message)
     }
 
     fn check(&mut self, n: &NeuronDecl) {
