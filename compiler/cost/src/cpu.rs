@@ -57,8 +57,10 @@ pub struct CpuParams {
     pub energy_per_flop_j: f64,
     /// `(name, bandwidth B/s for the whole chip, energy J/B)`, outermost first.
     pub levels: Vec<(String, f64, f64)>,
-    /// The N:M pattern the compute unit skips zeros of.
-    pub sparse: Option<(u32, u32)>,
+    /// The fraction of an op's dense work the unit does: below 1 for a
+    /// contraction whose weight is pruned to a pattern the unit skips zeros
+    /// of (see [`CpuParams::for_op`]).
+    pub work_fraction: f64,
     /// Elements of the op's type per vector register (`None`: the rate is
     /// reached whatever the loop nest).
     pub lanes: Option<u64>,
@@ -74,10 +76,24 @@ impl CpuParams {
             flops_per_cycle_per_core: hw.for_one_core(rate),
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
             levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
-            sparse: unit.sparse,
+            work_fraction: 1.0,
             lanes: unit
                 .vector_bytes
                 .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
+        })
+    }
+
+    /// Parameters for `op`: its compute type, and the work its unit skips
+    /// when its weight is pruned.
+    pub fn for_op(hw: &HardwareModel, w: &WorkloadModel, op: &Op) -> Option<CpuParams> {
+        let dtype = w.compute_dtype(op);
+        let sparse = hw.compute_rate(dtype)?.0.sparse;
+        Some(CpuParams {
+            work_fraction: crate::sparsity::gemm_work_fraction(
+                &crate::gemm::gemm_view(w, op),
+                sparse,
+            ),
+            ..CpuParams::from_hardware(hw, dtype)?
         })
     }
 }
@@ -156,8 +172,7 @@ pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize) -> f64 
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     // A unit that skips the zeros of a pruned weight does part of the work.
-    let work = crate::sparsity::gemm_work_fraction(&crate::gemm::gemm_view(w, op), p.sparse);
-    let flops = 2.0 * macs * work;
+    let flops = 2.0 * macs * p.work_fraction;
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest
@@ -280,7 +295,7 @@ mod tests {
             flops_per_cycle_per_core: 2.0,
             energy_per_flop_j: 1e-12,
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
-            sparse: None,
+            work_fraction: 1.0,
             lanes: None,
         }
     }

@@ -69,8 +69,7 @@ pub fn evaluate(
         HwClass::Cpu => {
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let dtype = w.compute_dtype(op);
-                let params = CpuParams::from_hardware(hw, dtype).ok_or_else(|| {
+                let params = CpuParams::for_op(hw, w, op).ok_or_else(|| {
                     TuneError::Model("the cpu hardware has no compute rate".into())
                 })?;
                 let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);
@@ -201,12 +200,12 @@ pub fn evaluate(
             let swizzle = schedule.swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor);
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let (_, tile, predicted) = crate::gpu::evaluate_op(w, hw, op, &s.nest, swizzle)
-                    .ok_or_else(|| {
-                        TuneError::Model(
-                            "the gpu hardware lacks a compute rate, levels or a clock".into(),
-                        )
-                    })?;
+                let gop = crate::gpu::GpuOp::new(w, hw, op).ok_or_else(|| {
+                    TuneError::Model(
+                        "the gpu hardware lacks a compute rate, levels or a clock".into(),
+                    )
+                })?;
+                let (tile, predicted) = gop.predict(&s.nest, swizzle);
                 let mut mapping = describe(w, hw, s);
                 mapping.insert("swizzle".into(), swizzle.describe());
                 mapping.insert(

@@ -225,24 +225,45 @@ pub fn block_tile(g: &GemmView, nest: &crate::cpu::LoopNest) -> BlockTile {
     }
 }
 
-/// Predicts one op of a workload on a gpu under its loop nest: the
-/// parameters for its input type, its block tile, and the prediction.
-pub fn evaluate_op(
-    w: &arch_sema::model::WorkloadModel,
-    hw: &HardwareModel,
-    op: &arch_sema::model::Op,
-    nest: &crate::cpu::LoopNest,
-    swizzle: Swizzle,
-) -> Option<(GpuParams, BlockTile, Predicted)> {
-    let g = crate::gemm::gemm_view(w, op);
-    let in_dtype =
-        g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
-    let params = GpuParams::from_hardware(hw, in_dtype)?;
-    let tile = block_tile(&g, nest);
-    let in_bytes = in_dtype.bits() as f64 / 8.0;
-    let out_bytes = w.tensors[op.output].dtype.bits() as f64 / 8.0;
-    let predicted = evaluate(&g, in_bytes, out_bytes, &params, tile, swizzle);
-    Some((params, tile, predicted))
+/// One op of a workload on a gpu, with what its predictions need worked out
+/// once: its GEMM view, the parameters for its input type, element sizes.
+pub struct GpuOp {
+    pub g: GemmView,
+    pub params: GpuParams,
+    in_bytes: f64,
+    out_bytes: f64,
+}
+
+impl GpuOp {
+    pub fn new(
+        w: &arch_sema::model::WorkloadModel,
+        hw: &HardwareModel,
+        op: &arch_sema::model::Op,
+    ) -> Option<GpuOp> {
+        let g = crate::gemm::gemm_view(w, op);
+        let in_dtype =
+            g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
+        Some(GpuOp {
+            params: GpuParams::from_hardware(hw, in_dtype)?,
+            in_bytes: in_dtype.bits() as f64 / 8.0,
+            out_bytes: w.tensors[op.output].dtype.bits() as f64 / 8.0,
+            g,
+        })
+    }
+
+    /// The block tile of `nest` and the prediction under `swizzle`.
+    pub fn predict(&self, nest: &crate::cpu::LoopNest, swizzle: Swizzle) -> (BlockTile, Predicted) {
+        let tile = block_tile(&self.g, nest);
+        let predicted = evaluate(
+            &self.g,
+            self.in_bytes,
+            self.out_bytes,
+            &self.params,
+            tile,
+            swizzle,
+        );
+        (tile, predicted)
+    }
 }
 
 /// Occupancy: blocks resident on one SM, each holding double-buffered A and

@@ -140,7 +140,18 @@ fn role_extents(nest: &LoopNest, vars: &[usize]) -> Vec<(u64, u64)> {
 /// fold its streamed operand and each tile's stationary one; partial sums
 /// go through the accumulator once per row fold.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &NpuParams, nest: &LoopNest) -> Predicted {
-    let g = gemm_view(w, op);
+    evaluate_view(w, op, &gemm_view(w, op), p, nest)
+}
+
+/// [`evaluate`] with the op's GEMM view worked out already (the search
+/// scores many nests of one op).
+pub fn evaluate_view(
+    w: &WorkloadModel,
+    op: &Op,
+    g: &GemmView,
+    p: &NpuParams,
+    nest: &LoopNest,
+) -> Predicted {
     let (ms, ns, ks) = (
         role_extents(nest, &g.m_vars),
         role_extents(nest, &g.n_vars),

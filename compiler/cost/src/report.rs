@@ -34,22 +34,6 @@ pub struct Predicted {
     pub lower_bound_s: f64,
 }
 
-impl Predicted {
-    /// What a schedule the model cannot cost scores: never chosen.
-    pub fn infeasible() -> Predicted {
-        Predicted {
-            cycles: f64::INFINITY,
-            compute_cycles: f64::INFINITY,
-            latency_s: f64::INFINITY,
-            energy_j: f64::INFINITY,
-            bottleneck: "infeasible".into(),
-            levels: Vec::new(),
-            utilization: 0.0,
-            lower_bound_s: 0.0,
-        }
-    }
-}
-
 /// A roofline prediction: compute and every level's transfers overlap, the
 /// slowest sets the time.
 pub struct Roofline {

@@ -153,42 +153,54 @@ const GPU_MIN_BLOCK: u64 = 16;
 /// order.
 const MAX_PERMUTED_VARS: usize = 7;
 
-/// The model that scores an op's loop nest on a cpu, an npu or a gpu (under
-/// the schedule's launch order).
-enum NestModel<'h> {
+/// The model that scores one op's loop nests on a cpu, an npu or a gpu
+/// (under the schedule's launch order), with everything that does not
+/// depend on the nest worked out once.
+enum NestModel {
     Cpu(CpuParams),
-    Npu(NpuParams),
-    Gpu(&'h HardwareModel, crate::gpu::Swizzle),
+    Npu(NpuParams, crate::gemm::GemmView),
+    Gpu(crate::gpu::GpuOp, crate::gpu::Swizzle),
 }
 
-impl<'h> NestModel<'h> {
+impl NestModel {
     fn new(
         w: &WorkloadModel,
-        hw: &'h HardwareModel,
+        hw: &HardwareModel,
         op: &Op,
         swizzle: Option<crate::gpu::Swizzle>,
-    ) -> Result<NestModel<'h>, TuneError> {
+    ) -> Result<NestModel, TuneError> {
         match hw.class {
             HwClass::Npu => NpuParams::from_hardware(hw)
-                .map(NestModel::Npu)
+                .map(|p| NestModel::Npu(p, crate::gemm::gemm_view(w, op)))
                 .ok_or(TuneError::Model("the npu hardware has no array".into())),
-            HwClass::Gpu => Ok(NestModel::Gpu(
-                hw,
-                swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor),
-            )),
-            _ => CpuParams::from_hardware(hw, w.compute_dtype(op))
+            HwClass::Gpu => crate::gpu::GpuOp::new(w, hw, op)
+                .map(|g| NestModel::Gpu(g, swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor)))
+                .ok_or(TuneError::Model(
+                    "the gpu hardware lacks a compute rate, levels or a clock".into(),
+                )),
+            _ => CpuParams::for_op(hw, w, op)
                 .map(NestModel::Cpu)
                 .ok_or(TuneError::Model("no compute rate".into())),
+        }
+    }
+
+    /// Whether the nest is worth scoring: gpu blocks narrower than
+    /// GPU_MIN_BLOCK along M or N (where the op is that wide) are not.
+    fn admits(&self, nest: &LoopNest) -> bool {
+        match self {
+            NestModel::Gpu(gop, _) => {
+                let t = crate::gpu::block_tile(&gop.g, nest);
+                t.bm >= gop.g.m.min(GPU_MIN_BLOCK) && t.bn >= gop.g.n.min(GPU_MIN_BLOCK)
+            }
+            _ => true,
         }
     }
 
     fn predict(&self, w: &WorkloadModel, op: &Op, nest: &LoopNest) -> crate::report::Predicted {
         match self {
             NestModel::Cpu(p) => crate::cpu::evaluate(w, op, p, nest),
-            NestModel::Npu(p) => crate::npu::evaluate(w, op, p, nest),
-            NestModel::Gpu(hw, swizzle) => crate::gpu::evaluate_op(w, hw, op, nest, *swizzle)
-                .map(|(_, _, p)| p)
-                .unwrap_or_else(crate::report::Predicted::infeasible),
+            NestModel::Npu(p, g) => crate::npu::evaluate_view(w, op, g, p, nest),
+            NestModel::Gpu(gop, swizzle) => gop.predict(nest, *swizzle).1,
         }
     }
 }
@@ -285,13 +297,6 @@ fn nest_space(
 }
 
 fn fits(w: &WorkloadModel, hw: &HardwareModel, op: &Op, nest: &LoopNest) -> bool {
-    if hw.class == HwClass::Gpu {
-        let g = crate::gemm::gemm_view(w, op);
-        let t = crate::gpu::block_tile(&g, nest);
-        if t.bm < g.m.min(GPU_MIN_BLOCK) || t.bn < g.n.min(GPU_MIN_BLOCK) {
-            return false;
-        }
-    }
     hw.levels.iter().enumerate().skip(1).all(|(l, level)| {
         level
             .capacity_for_tile()
@@ -390,7 +395,7 @@ pub fn tune(
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
                 let scored: Vec<Option<((f64, f64), LoopNest)>> = nests
                     .into_par_iter()
-                    .map(|n| fits(w, hw, op, &n).then(|| (score(&n), n)))
+                    .map(|n| (fits(w, hw, op, &n) && model.admits(&n)).then(|| (score(&n), n)))
                     .collect();
                 let feasible = scored.iter().filter(|x| x.is_some()).count();
                 *evaluated += feasible;
