@@ -131,8 +131,7 @@ pub fn evaluate(
             {
                 let layer = spiking_layer(w, s.op, schedule);
                 // An open partition starts at the fewest cores that hold the layer.
-                let fewest = (1..=params.cores)
-                    .find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
+                let fewest = crate::neuro::fewest_cores(&layer, &params);
                 let cores = s.partition.unwrap_or(fewest.unwrap_or(params.cores));
                 if let Some(v) = crate::neuro::check_capacity(&layer, &params, cores) {
                     let name = &w.tensors[w.ops[s.op].output].name;

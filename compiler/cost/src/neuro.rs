@@ -249,6 +249,11 @@ pub fn floorline_step_time(
     (busiest + p.barrier_time_s, state)
 }
 
+/// The fewest cores a balanced split of `layer` fits on, if any.
+pub fn fewest_cores(layer: &SpikingLayer, p: &NeuroParams) -> Option<u64> {
+    (1..=p.cores).find(|c| check_capacity(layer, p, *c).is_none())
+}
+
 /// The hard limits a split must respect, smallest violation first.
 pub fn check_capacity(
     layer: &SpikingLayer,

@@ -613,10 +613,10 @@ fn partition_spiking_layers(
     // The fewest cores each open layer fits on.
     for &i in &open {
         let layer = crate::evaluate::spiking_layer(w, schedule.ops[i].op, schedule);
-        let fewest = (1..=params.cores)
-            .find(|c| crate::neuro::check_capacity(&layer, &params, *c).is_none());
         // None fits: leave it open; evaluation explains why.
-        let Some(f) = fewest else { return Ok((0, 1.0)) };
+        let Some(f) = crate::neuro::fewest_cores(&layer, &params) else {
+            return Ok((0, 1.0));
+        };
         schedule.ops[i].partition = Some(f);
     }
     let used = |schedule: &Schedule| -> u64 {
