@@ -8,3 +8,6 @@ bash scripts/setup.sh
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -p arch-driver
 ./target/release/archc check examples/quickstart.arch
+# Tune its open knobs and print the cost report (building and running the
+# code comes with `archc build`/`archc run`, not built yet).
+./target/release/archc tune examples/quickstart.arch --target host
