@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: set up, build archc, and run the main job on the quick-start
-# example. Today the main job is `archc check`; tune, build, run and report
-# arrive with the cost model and the back ends.
+# example: check it, tune it and print its cost report. Building and running
+# the tuned code arrive with the back ends (`archc build`, `archc run`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
