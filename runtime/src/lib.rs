@@ -1,5 +1,9 @@
-//! archc's runtime. Built so far: [`interp`], the reference interpreter
-//! that evaluates a workload's semantic model directly; built libraries
-//! (`archc build`/`archc run`) will be checked against it.
+//! archc's runtime: the reference interpreter ([`interp`]), tensor values
+//! as the bytes a built library reads ([`elements`], [`npy`] files), and
+//! loading, calling and timing a built library ([`native`]).
 
+pub mod compare;
+pub mod elements;
 pub mod interp;
+pub mod native;
+pub mod npy;

@@ -43,6 +43,15 @@ pub struct OpReport {
 pub struct Total {
     pub latency_s: f64,
     pub energy_j: f64,
+    /// What a run of the built code took (`archc run`), beside the prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+/// A measurement of built code: the median wall time of repeated runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measured {
+    pub latency_s: f64,
 }
 
 /// The report contract of ARCHITECTURE.md.
@@ -222,6 +231,7 @@ pub fn evaluate(
     let total = Total {
         latency_s: ops.iter().map(|o| o.predicted.latency_s).sum(),
         energy_j: ops.iter().map(|o| o.predicted.energy_j).sum(),
+        measured: None,
     };
     Ok(CostReport {
         workload: w.name.clone(),

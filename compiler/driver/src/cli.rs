@@ -18,8 +18,9 @@ Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 
 Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
 models; `--weights FILE.safetensors` measures quantization error on real
-weights, otherwise it is estimated as half an ulp). Code generation (build,
-run, calibrate) and the language server (lsp) are not part of this build yet.
+weights, otherwise it is estimated as half an ulp); build and run for cpu
+targets (float types; see `archc build --help` for what is not built yet).
+calibrate and the language server (lsp) are not part of this build yet.
 
 Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
 
@@ -62,6 +63,29 @@ on a terminal."
 Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`."
     )]
     Report(crate::cost_cmd::ReportArgs),
+    /// Build native code for a cpu target: lib<workload>.so, its C header, manifest and report.
+    #[cfg(feature = "native")]
+    #[command(
+        after_help = "Tunes the open knobs (as `archc tune` does), lowers the workload through MLIR \
+(linalg on tensors, bufferization, loops, the LLVM dialect; the verifier runs after every pass) and \
+makes code for this machine's CPU with LLVM at -O3. `--emit mlir` prints the module after every \
+stage; ARCH_DUMP_MLIR=DIR writes every stage to files. The exported C function is named after the \
+workload, takes one pointer per input, weight and output in declaration order (row-major, dense, \
+element type as declared) and returns 0. Built so far: float element types (f64, f32, f16, bf16) \
+on cpu targets, one thread, ops as MLIR loops (the schedule's tiling is not applied yet). \
+gpu, npu and neuromorphic code (--emit ptx|npu|nir) is not built yet."
+    )]
+    Build(crate::build_cmd::BuildArgs),
+    /// Build, run on this machine, check against the reference interpreter, time it.
+    #[cfg(feature = "native")]
+    #[command(
+        after_help = "Inputs are random (uniform in [-1, 1), seeded by --input-seed) or read from \
+DIR/<tensor>.npy with --inputs DIR. Every output is compared with the reference interpreter \
+(tolerance by element type); a mismatch exits 1. The time is the median of --runs runs after a \
+warm-up, printed beside the cost model's prediction and written into the report's total as \
+`measured` (--report PATH, or report.json in --build-dir)."
+    )]
+    Run(crate::build_cmd::RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +173,10 @@ pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wr
         Command::Fmt(a) => fmt(a, out, err),
         Command::Tune(a) => crate::cost_cmd::tune(a, out, err),
         Command::Report(a) => crate::cost_cmd::report(a, out, err),
+        #[cfg(feature = "native")]
+        Command::Build(a) => crate::build_cmd::build(a, out, err),
+        #[cfg(feature = "native")]
+        Command::Run(a) => crate::run_cmd::run(a, out, err),
     }
 }
 

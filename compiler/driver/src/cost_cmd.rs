@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub struct Selection {
     /// The .arch file.
     #[arg(value_name = "FILE")]
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The hardware (declared in or imported by FILE, or any of std.hw).
     #[arg(long, value_name = "HW")]
     target: String,
@@ -84,7 +84,7 @@ pub enum ReportFormat {
     Html,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -106,16 +106,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// What a cost command works on.
-struct Selected {
-    workload: WorkloadModel,
-    hardware: HardwareModel,
-    mapping: MappingModel,
+pub(crate) struct Selected {
+    pub(crate) workload: WorkloadModel,
+    pub(crate) hardware: HardwareModel,
+    pub(crate) mapping: MappingModel,
     /// Where the mapping's name is, and each knob the user constrained
     /// (none for a default mapping): what an infeasible schedule points at.
     mapping_place: Option<Place>,
     knob_places: Vec<(KnobTarget, Place)>,
-    color: bool,
-    weights: Option<std::sync::Arc<arch_cost::quantize::Weights>>,
+    pub(crate) color: bool,
+    pub(crate) weights: Option<std::sync::Arc<arch_cost::quantize::Weights>>,
 }
 
 /// The mapping declaration named `name` in `file`, resolved to places.
@@ -153,7 +153,7 @@ fn mapping_places(
 }
 
 /// Loads and checks FILE, then finds the workload, hardware and mapping.
-fn select(
+pub(crate) fn select(
     sel: &Selection,
     common: &Common,
     out: &mut dyn Write,
@@ -322,7 +322,7 @@ fn find_hardware(
 
 /// For every precision knob with an error budget: each choice's error,
 /// measured on the weights or estimated, and the type chosen (stderr).
-fn precision_notes(s: &Selected, schedule: &Schedule, err: &mut dyn Write) {
+pub(crate) fn precision_notes(s: &Selected, schedule: &Schedule, err: &mut dyn Write) {
     for k in &s.mapping.knobs {
         let (
             KnobTarget::Precision { tensor },
@@ -375,7 +375,7 @@ fn precision_notes(s: &Selected, schedule: &Schedule, err: &mut dyn Write) {
 /// An error of the search or the model. Infeasible constraints are a
 /// diagnostic (E0610) pointing at the statement that fixed them, with a help
 /// line; a default mapping has no statement, so the message stands alone.
-fn tune_error(e: TuneError, s: &Selected, err: &mut dyn Write) -> u8 {
+pub(crate) fn tune_error(e: TuneError, s: &Selected, err: &mut dyn Write) -> u8 {
     let why = match e {
         TuneError::DoesNotFit(f) => f.explain(),
         TuneError::Infeasible(i) => i,
@@ -530,7 +530,12 @@ pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
-fn write_report(r: &CostReport, format: ReportFormat, s: &Selected, out: &mut dyn Write) -> u8 {
+pub(crate) fn write_report(
+    r: &CostReport,
+    format: ReportFormat,
+    s: &Selected,
+    out: &mut dyn Write,
+) -> u8 {
     match format {
         ReportFormat::Html => {
             let _ = out.write_all(crate::html::render(&s.workload, &s.hardware, r).as_bytes());

@@ -2,11 +2,15 @@
 //! salsa database, running commands, rendering diagnostics. All IO of the
 //! compiler happens here.
 
+#[cfg(feature = "native")]
+pub mod build_cmd;
 pub mod cli;
 pub mod cost_cmd;
 pub mod html;
 pub mod load;
 pub mod render;
+#[cfg(feature = "native")]
+pub mod run_cmd;
 
 use std::io::Write;
 

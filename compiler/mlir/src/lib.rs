@@ -5,6 +5,7 @@
 //! bufferization and the lowering to LLVM come next (issue 4).
 
 pub mod linalg;
+pub mod pipeline;
 
 use melior::{
     dialect::DialectRegistry,

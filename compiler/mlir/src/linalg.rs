@@ -49,6 +49,19 @@ fn float_type(d: DType) -> Result<&'static str, LowerError> {
     }
 }
 
+/// A tensor name as an SSA name (`%x`): letters, digits, `_` and `.`.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn tensor_type(shape: &[u64], elem: &str) -> String {
     let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
     if dims.is_empty() {
@@ -112,6 +125,8 @@ struct Writer<'w> {
     next: usize,
     /// The SSA value holding each tensor once it exists.
     values: Vec<Option<String>>,
+    /// The argument an output is written into.
+    destinations: Vec<Option<String>>,
 }
 
 impl Writer<'_> {
@@ -125,31 +140,51 @@ impl Writer<'_> {
     }
 }
 
-/// Lowers every compute op of `w` into one function.
+/// The tensors the exported function takes, in declaration order: every
+/// input, weight and output (intermediates live inside it).
+pub fn abi_tensors(w: &WorkloadModel) -> Vec<usize> {
+    (0..w.tensors.len())
+        .filter(|i| w.tensors[*i].role != Role::Intermediate)
+        .collect()
+}
+
+/// Lowers every compute op of `w` into one function: it takes a memref per
+/// input, weight and output ([`abi_tensors`]; bare pointers once lowered,
+/// the C ABI), computes on tensors (`bufferization.to_tensor` of each
+/// argument), writes each output into its argument with
+/// `bufferization.materialize_in_destination` and returns an `i32` status
+/// (0). The tensor body is what bufferization later turns into in-place
+/// memref code.
 pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
     let mut wr = Writer {
         w,
         out: String::new(),
         next: 0,
         values: vec![None; w.tensors.len()],
+        destinations: vec![None; w.tensors.len()],
     };
     let mut args = Vec::new();
-    for (i, t) in w.tensors.iter().enumerate() {
-        if matches!(t.role, Role::Input | Role::Weight) {
-            let name = format!("%arg{}", args.len());
-            args.push(format!("{name}: {}", tensor_type(&t.shape, wr.elem(i)?)));
-            wr.values[i] = Some(name);
-        }
+    let mut memrefs = Vec::new();
+    for i in abi_tensors(w) {
+        let t = &w.tensors[i];
+        let arg = format!("%arg{}", args.len());
+        let tensor = tensor_type(&t.shape, wr.elem(i)?);
+        let memref = format!("memref{}", &tensor["tensor".len()..]);
+        args.push(format!("{arg}: {memref}"));
+        let value = format!("%t_{}", sanitize(&t.name));
+        let writable = if t.role == Role::Output {
+            wr.destinations[i] = Some(value.clone());
+            " writable"
+        } else {
+            wr.values[i] = Some(value.clone());
+            ""
+        };
+        let _ = writeln!(
+            wr.out,
+            "    {value} = bufferization.to_tensor {arg} restrict{writable} : {memref} to {tensor}"
+        );
+        memrefs.push((i, arg, memref, tensor));
     }
-    let outputs: Vec<usize> = (0..w.tensors.len())
-        .filter(|i| w.tensors[*i].role == Role::Output)
-        .collect();
-    let result_types: Vec<String> = outputs
-        .iter()
-        .map(|o| Ok(tensor_type(&w.tensors[*o].shape, wr.elem(*o)?)))
-        .collect::<Result<_, LowerError>>()?;
-    let mut body = String::new();
-    std::mem::swap(&mut body, &mut wr.out);
     for op in &w.ops {
         if let OpKind::Neuron { model, .. } = &op.kind {
             return Err(LowerError::Unsupported(format!(
@@ -158,33 +193,33 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
         }
         lower_op(&mut wr, op)?;
     }
-    let results: Vec<String> = outputs
-        .iter()
-        .map(|o| {
-            wr.values[*o].clone().ok_or_else(|| {
-                LowerError::Unsupported(format!(
-                    "output `{}` that no op computes",
-                    w.tensors[*o].name
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    for (i, arg, memref, tensor) in &memrefs {
+        if w.tensors[*i].role != Role::Output {
+            continue;
+        }
+        let value = wr.values[*i].clone().ok_or_else(|| {
+            LowerError::Unsupported(format!(
+                "output `{}` that no op computes",
+                w.tensors[*i].name
+            ))
+        })?;
+        let _ = writeln!(
+            wr.out,
+            "    bufferization.materialize_in_destination {value} in restrict writable {arg} : ({tensor}, {memref}) -> ()"
+        );
+    }
+    let status = wr.fresh("status");
+    let _ = writeln!(wr.out, "    {status} = arith.constant 0 : i32");
     let mut text = String::new();
     let _ = writeln!(text, "module {{");
     let _ = writeln!(
         text,
-        "  func.func @{}({}) -> ({}) {{",
+        "  func.func @{}({}) -> i32 {{",
         w.name,
         args.join(", "),
-        result_types.join(", ")
     );
     text.push_str(&wr.out);
-    let _ = writeln!(
-        text,
-        "    func.return {} : {}",
-        results.join(", "),
-        result_types.join(", ")
-    );
+    let _ = writeln!(text, "    func.return {status} : i32");
     let _ = writeln!(text, "  }}");
     let _ = writeln!(text, "}}");
     Ok(text)
@@ -202,7 +237,18 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
             vars,
             body,
         } => {
-            let value = generic(wr, op, vars, Some(*rop), body, out_elem, &out_type, &[])?;
+            let dest = wr.destinations[op.output].clone();
+            let value = generic(
+                wr,
+                op,
+                vars,
+                Some(*rop),
+                body,
+                out_elem,
+                &out_type,
+                &[],
+                dest,
+            )?;
             wr.values[op.output] = Some(value);
         }
         body => {
@@ -210,7 +256,18 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
             // output's variables.
             let mut temps: Vec<(String, String)> = Vec::new();
             let rewritten = hoist_reductions(wr, op, body, out_elem, &mut temps)?;
-            let value = generic(wr, op, &[], None, &rewritten, out_elem, &out_type, &temps)?;
+            let dest = wr.destinations[op.output].clone();
+            let value = generic(
+                wr,
+                op,
+                &[],
+                None,
+                &rewritten,
+                out_elem,
+                &out_type,
+                &temps,
+                dest,
+            )?;
             wr.values[op.output] = Some(value);
         }
     }
@@ -237,7 +294,7 @@ fn hoist_reductions(
         } => {
             let shape: Vec<u64> = op.vars[..op.output_rank].iter().map(|v| v.extent).collect();
             let ty = tensor_type(&shape, elem);
-            let value = generic(wr, op, vars, Some(*rop), body, elem, &ty, &[])?;
+            let value = generic(wr, op, vars, Some(*rop), body, elem, &ty, &[], None)?;
             temps.push((value, ty));
             // A pseudo-tensor index past the workload's tensors marks it.
             ScalarExpr::Access {
@@ -299,6 +356,7 @@ fn generic(
     elem: &'static str,
     out_type: &str,
     temps: &[(String, String)],
+    destination: Option<String>,
 ) -> Result<String, LowerError> {
     // Dimensions: the output variables, then the reduced ones in order.
     let mut dims: Vec<usize> = (0..op.output_rank).collect();
@@ -350,9 +408,16 @@ fn generic(
     }
     let out_index: Vec<Affine> = (0..op.output_rank).map(Affine::var).collect();
     maps.push(affine_map(dims.len(), &out_index));
-    // The output: empty, filled with the reduction's identity when reducing.
-    let empty = wr.fresh("empty");
-    let _ = writeln!(wr.out, "    {empty} = tensor.empty() : {out_type}");
+    // The output: its destination argument, or empty; filled with the
+    // reduction's identity when reducing.
+    let empty = match destination {
+        Some(d) => d,
+        None => {
+            let empty = wr.fresh("empty");
+            let _ = writeln!(wr.out, "    {empty} = tensor.empty() : {out_type}");
+            empty
+        }
+    };
     let init = match reduce {
         Some(r) => {
             let identity = match r {

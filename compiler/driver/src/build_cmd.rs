@@ -1,0 +1,354 @@
+//! `archc build` and `archc run`: tune the open knobs, lower the workload
+//! through MLIR to LLVM IR (every stage kept: `--emit mlir`,
+//! `ARCH_DUMP_MLIR=DIR`), make an object for this machine, link
+//! `lib<workload>.so` with its header and manifest, and for `run` load it,
+//! feed it inputs, check its outputs against the reference interpreter and
+//! time it beside the cost model's prediction.
+
+use crate::cli::Common;
+use crate::cost_cmd::{select, tune_error, Selected, Selection};
+use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use arch_codegen::{abi, HostTarget};
+use arch_cost::evaluate::{evaluate, CostReport};
+use arch_cost::schedule::Schedule;
+use arch_cost::search::{tune as search, SearchOptions};
+use arch_sema::hardware::HwClass;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How the search runs before building.
+#[derive(Args, Debug, Clone)]
+pub struct TuneKnobs {
+    /// Wall-clock limit of the search for open knobs, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = crate::cost_cmd::parse_duration)]
+    budget: Duration,
+    /// Seed of the search.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Evaluations per op at most.
+    #[arg(long, default_value_t = 20_000)]
+    max_evaluations: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Emit {
+    /// Print the MLIR module after every stage (linalg, scheduled, bufferized, loops, llvm).
+    Mlir,
+    /// Print the optimized LLVM IR.
+    Llvm,
+    /// Print the assembly for this machine.
+    Asm,
+    /// Write `<workload>.o` into DIR.
+    Obj,
+    /// Write `lib<workload>.so`, `<workload>.h`, `<workload>.manifest.json`, `report.json` into DIR.
+    Lib,
+    /// PTX for gpu targets (not built yet).
+    Ptx,
+    /// NPU program (not built yet).
+    Npu,
+    /// NIR graph for neuromorphic targets (not built yet).
+    Nir,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// The directory the artifacts go to (created if missing).
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// What to produce.
+    #[arg(long, value_enum, default_value_t = Emit::Lib)]
+    emit: Emit,
+    #[command(flatten)]
+    tune: TuneKnobs,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub(crate) selection: Selection,
+    /// Read inputs and weights from DIR/<name>.npy instead of random values.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) inputs: Option<PathBuf>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) input_seed: u64,
+    /// Timed runs (the median is reported) after one warm-up run.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) runs: usize,
+    /// Keep the built library here (default: a temporary directory, removed).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) build_dir: Option<PathBuf>,
+    /// Write the report with the measurement (JSON) here.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) report: Option<PathBuf>,
+    /// Skip the comparison with the reference interpreter.
+    #[arg(long)]
+    pub(crate) no_check: bool,
+    #[command(flatten)]
+    pub(crate) tune: TuneKnobs,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+/// The schedule a build uses: the search's, every open knob filled.
+pub(crate) fn tuned(
+    s: &Selected,
+    knobs: &TuneKnobs,
+    err: &mut dyn Write,
+) -> Result<(Schedule, CostReport), u8> {
+    let opts = SearchOptions {
+        seed: knobs.seed,
+        budget: knobs.budget,
+        max_evaluations: knobs.max_evaluations,
+        progress: None,
+        weights: s.weights.clone(),
+    };
+    let started = Instant::now();
+    let outcome =
+        search(&s.workload, &s.hardware, &s.mapping, &opts).map_err(|e| tune_error(e, s, err))?;
+    let _ = writeln!(
+        err,
+        "tuned {} on {} in {:.2} s",
+        s.workload.name,
+        s.hardware.name,
+        started.elapsed().as_secs_f64()
+    );
+    let report =
+        evaluate(&s.workload, &s.hardware, &outcome.schedule).map_err(|e| tune_error(e, s, err))?;
+    Ok((outcome.schedule, report))
+}
+
+/// The lowered module at every stage and the code made from it.
+pub(crate) struct Compiled {
+    pub(crate) stages: Vec<arch_mlir::pipeline::Stage>,
+    pub(crate) object: arch_codegen::Object,
+    pub(crate) host: HostTarget,
+    pub(crate) llvm_ir: String,
+}
+
+/// Lowers `s.workload` under `schedule` and makes an object for this
+/// machine. Errors are messages for the user (what is not supported).
+pub(crate) fn compile(s: &Selected, schedule: &Schedule) -> Result<Compiled, String> {
+    let _ = schedule;
+    let linalg = arch_mlir::linalg::lower(&s.workload).map_err(|e| e.to_string())?;
+    let lowered = arch_mlir::pipeline::run(&linalg, &arch_mlir::pipeline::cpu_stages())
+        .map_err(|e| e.to_string())?;
+    let host = HostTarget::detect();
+    let object = arch_codegen::object(&lowered.llvm_ir, &s.workload.name, &host)
+        .map_err(|e| e.to_string())?;
+    Ok(Compiled {
+        stages: lowered.stages,
+        object,
+        host,
+        llvm_ir: lowered.llvm_ir,
+    })
+}
+
+/// `ARCH_DUMP_MLIR=DIR`: every stage (and the LLVM IR) as files.
+fn dump_stages(c: &Compiled, workload: &str, err: &mut dyn Write) {
+    let Some(dir) = std::env::var_os("ARCH_DUMP_MLIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let write = |name: String, text: &str| -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(name), text)
+    };
+    let mut result = Ok(());
+    for (i, stage) in c.stages.iter().enumerate() {
+        result = result.and(write(
+            format!("{workload}.{i}.{}.mlir", stage.name),
+            &stage.text,
+        ));
+    }
+    result = result.and(write(format!("{workload}.ll"), &c.llvm_ir));
+    result = result.and(write(format!("{workload}.opt.ll"), &c.object.optimized_ir));
+    match result {
+        Ok(()) => {
+            let _ = writeln!(err, "wrote every MLIR stage to {}", dir.display());
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "warning: ARCH_DUMP_MLIR: cannot write {}: {e}",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// The artifacts of a library build.
+pub(crate) struct Library {
+    pub(crate) path: PathBuf,
+    pub(crate) manifest: abi::Manifest,
+}
+
+/// Writes the library, header, manifest and report into `dir`.
+pub(crate) fn write_library(
+    s: &Selected,
+    c: &Compiled,
+    report: &CostReport,
+    dir: &Path,
+) -> Result<Library, String> {
+    let name = &s.workload.name;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let object = dir.join(format!("{name}.o"));
+    let library = dir.join(format!("lib{name}.so"));
+    let header = dir.join(format!("{name}.h"));
+    std::fs::write(&object, &c.object.bytes)
+        .map_err(|e| format!("cannot write {}: {e}", object.display()))?;
+    arch_codegen::link_shared(&object, &library, &["m"]).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&object);
+    std::fs::write(&header, abi::header(&s.workload))
+        .map_err(|e| format!("cannot write {}: {e}", header.display()))?;
+    let manifest = abi::Manifest {
+        workload: name.clone(),
+        function: name.clone(),
+        library: format!("lib{name}.so"),
+        header: format!("{name}.h"),
+        target: s.hardware.name.clone(),
+        cpu: c.host.cpu.clone(),
+        cpu_features: c.host.features.clone(),
+        threads: 1,
+        arguments: abi::arguments(&s.workload),
+        returns: "int32_t: 0 on success",
+    };
+    let json = |v: &dyn erased::Json| v.to_pretty();
+    std::fs::write(dir.join(format!("{name}.manifest.json")), json(&manifest))
+        .map_err(|e| format!("cannot write the manifest: {e}"))?;
+    std::fs::write(dir.join("report.json"), json(report))
+        .map_err(|e| format!("cannot write report.json: {e}"))?;
+    Ok(Library {
+        path: library,
+        manifest,
+    })
+}
+
+mod erased {
+    /// Pretty JSON of any serializable value, behind one object-safe trait.
+    pub trait Json {
+        fn to_pretty(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_pretty(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+pub(crate) fn not_cpu(s: &Selected, err: &mut dyn Write) -> Option<u8> {
+    if s.hardware.class == HwClass::Cpu {
+        return None;
+    }
+    let _ = writeln!(
+        err,
+        "error: code generation for {} targets is not built yet; `{}` is one (cpu targets build: try `--target host`)",
+        s.hardware.class.name(),
+        s.hardware.name
+    );
+    Some(EXIT_DIAGNOSTICS)
+}
+
+pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let s = match select(&a.selection, &a.common, out, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if matches!(a.emit, Emit::Ptx | Emit::Npu | Emit::Nir) {
+        let _ = writeln!(
+            err,
+            "error: `--emit {}` is not built yet; cpu targets emit mlir, llvm, asm, obj and lib",
+            format!("{:?}", a.emit).to_lowercase()
+        );
+        return EXIT_DIAGNOSTICS;
+    }
+    if let Some(code) = not_cpu(&s, err) {
+        return code;
+    }
+    let needs_dir = matches!(a.emit, Emit::Obj | Emit::Lib);
+    if needs_dir && a.out_dir.is_none() {
+        let _ = writeln!(
+            err,
+            "error: `--emit {}` needs `-o DIR`",
+            format!("{:?}", a.emit).to_lowercase()
+        );
+        return EXIT_USAGE;
+    }
+    let (schedule, report) = match tuned(&s, &a.tune, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let started = Instant::now();
+    let compiled = match compile(&s, &schedule) {
+        Ok(c) => c,
+        Err(m) => {
+            let _ = writeln!(err, "error: {m}");
+            return EXIT_DIAGNOSTICS;
+        }
+    };
+    dump_stages(&compiled, &s.workload.name, err);
+    match a.emit {
+        Emit::Mlir => {
+            for stage in &compiled.stages {
+                let _ = writeln!(out, "// ----- stage: {} -----\n{}", stage.name, stage.text);
+            }
+            EXIT_OK
+        }
+        Emit::Llvm => {
+            let _ = write!(out, "{}", compiled.object.optimized_ir);
+            EXIT_OK
+        }
+        Emit::Asm => match arch_codegen::assembly(
+            &compiled.object.optimized_ir,
+            &s.workload.name,
+            &compiled.host,
+        ) {
+            Ok(asm) => {
+                let _ = write!(out, "{asm}");
+                EXIT_OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                EXIT_DIAGNOSTICS
+            }
+        },
+        Emit::Obj | Emit::Lib => {
+            let Some(dir) = a.out_dir.as_deref() else {
+                return EXIT_USAGE;
+            };
+            let result = if a.emit == Emit::Obj {
+                let path = dir.join(format!("{}.o", s.workload.name));
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&path, &compiled.object.bytes))
+                    .map(|()| path)
+                    .map_err(|e| format!("cannot write into {}: {e}", dir.display()))
+            } else {
+                write_library(&s, &compiled, &report, dir).map(|l| l.path)
+            };
+            match result {
+                Ok(path) => {
+                    let _ = writeln!(
+                        err,
+                        "built {} for {} ({}) in {:.2} s (tuning excluded)",
+                        path.display(),
+                        s.hardware.name,
+                        compiled.host.cpu,
+                        started.elapsed().as_secs_f64()
+                    );
+                    EXIT_OK
+                }
+                Err(m) => {
+                    let _ = writeln!(err, "error: {m}");
+                    EXIT_DIAGNOSTICS
+                }
+            }
+        }
+        Emit::Ptx | Emit::Npu | Emit::Nir => EXIT_DIAGNOSTICS,
+    }
+}

@@ -1,0 +1,208 @@
+//! `archc run`: build for this machine, run on random (seeded) or given
+//! inputs, check every output against the reference interpreter, and time
+//! the library (median of repeated runs after a warm-up) beside the cost
+//! model's prediction; the measurement goes into the report.
+
+use crate::build_cmd::{compile, not_cpu, tuned, write_library, RunArgs};
+use crate::cost_cmd::{select, Selected};
+use crate::{EXIT_DIAGNOSTICS, EXIT_OK};
+use arch_runtime::compare::{compare, Comparison};
+use arch_runtime::interp::{self, Values};
+use arch_runtime::native::{median, time, Buffer, Library};
+use arch_syntax::ast::Role;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Inputs and weights from DIR/<name>.npy, each checked against its shape.
+fn read_inputs(s: &Selected, dir: &Path) -> Result<Values, String> {
+    let mut values = Values::new();
+    for t in &s.workload.tensors {
+        if !matches!(t.role, Role::Input | Role::Weight) {
+            continue;
+        }
+        let path = dir.join(format!("{}.npy", t.name));
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let array =
+            arch_runtime::npy::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        if array.shape != t.shape {
+            return Err(format!(
+                "{}: shape {:?}, but `{}` is {:?}",
+                path.display(),
+                array.shape,
+                t.name,
+                t.shape
+            ));
+        }
+        values.insert(t.name.clone(), array.values);
+    }
+    Ok(values)
+}
+
+/// A directory for a build that is removed when dropped (unless kept).
+struct BuildDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn temporary_dir() -> BuildDir {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    BuildDir {
+        path: std::env::temp_dir().join(format!("archc-run-{}-{nanos}", std::process::id())),
+        keep: false,
+    }
+}
+
+pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let s = match select(&a.selection, &a.common, out, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Some(code) = not_cpu(&s, err) {
+        return code;
+    }
+    let fail = |err: &mut dyn Write, m: String| {
+        let _ = writeln!(err, "error: {m}");
+        EXIT_DIAGNOSTICS
+    };
+    let given = match &a.inputs {
+        Some(dir) => match read_inputs(&s, dir) {
+            Ok(v) => v,
+            Err(m) => return fail(err, m),
+        },
+        None => interp::random_inputs(&s.workload, a.input_seed),
+    };
+    let (schedule, mut report) = match tuned(&s, &a.tune, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let compiled = match compile(&s, &schedule) {
+        Ok(c) => c,
+        Err(m) => return fail(err, m),
+    };
+    let dir = match &a.build_dir {
+        Some(p) => BuildDir {
+            path: p.clone(),
+            keep: true,
+        },
+        None => temporary_dir(),
+    };
+    let built = match write_library(&s, &compiled, &report, &dir.path) {
+        Ok(l) => l,
+        Err(m) => return fail(err, m),
+    };
+    let library = match Library::open(
+        &built.path,
+        &built.manifest.function,
+        built.manifest.arguments.len(),
+    ) {
+        Ok(l) => l,
+        Err(e) => return fail(err, e.to_string()),
+    };
+    let abi: Vec<usize> = arch_mlir::linalg::abi_tensors(&s.workload);
+    let mut buffers: Vec<Buffer> = abi
+        .iter()
+        .map(|&t| {
+            let tensor = &s.workload.tensors[t];
+            match given.get(&tensor.name) {
+                Some(v) => Buffer::new(&arch_runtime::elements::encode(tensor.dtype, v)),
+                None => Buffer::zeroed(
+                    tensor.elements() as usize
+                        * arch_runtime::elements::element_bytes(tensor.dtype),
+                ),
+            }
+        })
+        .collect();
+    if let Err(e) = library.call(&mut buffers) {
+        return fail(err, e.to_string());
+    }
+    let mut status = EXIT_OK;
+    if !a.no_check {
+        let reference = match interp::run(&s.workload, &given) {
+            Ok(v) => v,
+            Err(e) => return fail(err, format!("reference interpreter: {e}")),
+        };
+        let comparisons: Vec<Comparison> = abi
+            .iter()
+            .zip(&buffers)
+            .filter(|(t, _)| s.workload.tensors[**t].role == Role::Output)
+            .map(|(&t, b)| {
+                let tensor = &s.workload.tensors[t];
+                let got = arch_runtime::elements::decode(tensor.dtype, b.bytes());
+                let want = reference.get(&tensor.name).cloned().unwrap_or_default();
+                compare(&tensor.name, tensor.dtype, &got, &want)
+            })
+            .collect();
+        for c in &comparisons {
+            let verdict = if c.ok() { "matches" } else { "DIFFERS from" };
+            let _ = writeln!(
+                out,
+                "{} {verdict} the reference interpreter: max abs error {:.3e}, max relative error {:.3e} (tolerance {:.1e}){}",
+                c.tensor,
+                c.max_abs_error,
+                c.max_rel_error,
+                c.tolerance,
+                c.first_bad.map(|i| format!(", first at element {i}")).unwrap_or_default()
+            );
+        }
+        if comparisons.iter().any(|c| !c.ok()) {
+            status = EXIT_DIAGNOSTICS;
+        }
+    }
+    let times = match time(&library, &mut buffers, 1, a.runs) {
+        Ok(t) => t,
+        Err(e) => return fail(err, e.to_string()),
+    };
+    let measured = median(&times).as_secs_f64();
+    let predicted = report.total.latency_s;
+    let _ = writeln!(
+        out,
+        "{} on {}: measured {} (median of {} runs), predicted {}, measured/predicted {:.2}",
+        s.workload.name,
+        s.hardware.name,
+        seconds(measured),
+        times.len(),
+        seconds(predicted),
+        if predicted > 0.0 {
+            measured / predicted
+        } else {
+            f64::NAN
+        }
+    );
+    report.total.measured = Some(arch_cost::evaluate::Measured {
+        latency_s: measured,
+    });
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    let report_path = a
+        .report
+        .clone()
+        .or_else(|| dir.keep.then(|| dir.path.join("report.json")));
+    if let Some(path) = report_path {
+        if let Err(e) = std::fs::write(&path, json) {
+            return fail(err, format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    status
+}
+
+/// `1.234 ms`.
+fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.3} us", s * 1e6)
+    }
+}

@@ -1,0 +1,175 @@
+//! From the linalg module of [`crate::linalg::lower`] to LLVM IR text, one
+//! named stage at a time, each stage's module kept so that `--emit mlir`
+//! and `ARCH_DUMP_MLIR` can show every step. The verifier runs after every
+//! pass; a failure names its stage and carries MLIR's messages.
+
+use melior::{
+    ir::{operation::OperationLike, Module},
+    pass::PassManager,
+    utility::{parse_pass_pipeline, register_all_llvm_translations, register_all_passes},
+};
+use std::{cell::RefCell, rc::Rc};
+
+/// One step of the lowering: its name and the pass pipeline that produces it
+/// from the previous stage's module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSpec {
+    pub name: &'static str,
+    pub passes: String,
+}
+
+/// A stage's name and the module text it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: &'static str,
+    pub text: String,
+}
+
+/// Every stage's module and the LLVM IR translated from the last one.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    pub stages: Vec<Stage>,
+    pub llvm_ir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineError {
+    /// The input did not parse or verify.
+    Parse(String),
+    /// A stage's passes failed (or left a module the verifier rejects).
+    Stage {
+        stage: &'static str,
+        message: String,
+    },
+    /// The LLVM dialect module did not translate to LLVM IR.
+    Translate(String),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Parse(m) => write!(f, "the lowered module does not parse: {m}"),
+            PipelineError::Stage { stage, message } => {
+                write!(f, "MLIR stage `{stage}` failed: {message}")
+            }
+            PipelineError::Translate(m) => write!(f, "translation to LLVM IR failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+/// The stages after `linalg`, for the cpu: bufferization (in place into the
+/// arguments, temporaries freed), loops, then the LLVM dialect with bare
+/// pointers for memrefs (the C ABI of `archc build`).
+pub fn cpu_stages() -> Vec<StageSpec> {
+    let stage = |name, passes: &str| StageSpec {
+        name,
+        passes: format!("builtin.module({passes})"),
+    };
+    vec![
+        stage(
+            "bufferized",
+            "one-shot-bufferize, canonicalize, cse, buffer-deallocation-pipeline, \
+             convert-bufferization-to-memref",
+        ),
+        stage("loops", "convert-linalg-to-loops, canonicalize, cse"),
+        stage(
+            "llvm",
+            "lower-affine, convert-scf-to-cf, expand-strided-metadata, finalize-memref-to-llvm, \
+             convert-math-to-llvm, convert-math-to-libm, arith-expand, convert-arith-to-llvm, \
+             convert-cf-to-llvm, convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, \
+             reconcile-unrealized-casts",
+        ),
+    ]
+}
+
+/// Runs `stages` on `linalg` (the first stage, named `linalg`) and
+/// translates the result to LLVM IR.
+pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError> {
+    if linalg.contains('\0') {
+        return Err(PipelineError::Parse(
+            "the module text holds a NUL byte".into(),
+        ));
+    }
+    register_all_passes();
+    let context = crate::context();
+    register_all_llvm_translations(&context);
+    let messages = Rc::new(RefCell::new(Vec::<String>::new()));
+    let sink = messages.clone();
+    let handler = context.attach_diagnostic_handler(move |d| {
+        sink.borrow_mut().push(d.to_string());
+        true
+    });
+    let drain = || {
+        messages
+            .borrow_mut()
+            .drain(..)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let result = (|| {
+        let mut module =
+            Module::parse(&context, linalg).ok_or_else(|| PipelineError::Parse(drain()))?;
+        if !module.as_operation().verify() {
+            return Err(PipelineError::Parse(drain()));
+        }
+        let mut out = vec![Stage {
+            name: "linalg",
+            text: module.as_operation().to_string(),
+        }];
+        for spec in stages {
+            let manager = PassManager::new(&context);
+            manager.enable_verifier(true);
+            parse_pass_pipeline(manager.as_operation_pass_manager(), &spec.passes).map_err(
+                |e| PipelineError::Stage {
+                    stage: spec.name,
+                    message: e.to_string(),
+                },
+            )?;
+            manager.run(&mut module).map_err(|e| PipelineError::Stage {
+                stage: spec.name,
+                message: {
+                    let m = drain();
+                    if m.is_empty() {
+                        e.to_string()
+                    } else {
+                        m
+                    }
+                },
+            })?;
+            out.push(Stage {
+                name: spec.name,
+                text: module.as_operation().to_string(),
+            });
+        }
+        let llvm_ir = translate(&module).ok_or_else(|| PipelineError::Translate(drain()))?;
+        Ok(Lowered {
+            stages: out,
+            llvm_ir,
+        })
+    })();
+    context.detach_diagnostic_handler(handler);
+    result
+}
+
+extern "C" {
+    fn free(ptr: *mut std::ffi::c_void);
+}
+
+/// LLVM IR text of a module in the LLVM dialect.
+#[allow(unsafe_code)]
+fn translate(module: &Module) -> Option<String> {
+    // SAFETY: the operation is a live module owned by `module`; MLIR returns
+    // a NUL-terminated string it allocated with malloc (null on failure),
+    // which is copied and then freed exactly once.
+    unsafe {
+        let raw = mlir_sys::mlirTranslateModuleToLLVMIRToString(module.as_operation().to_raw());
+        if raw.is_null() {
+            return None;
+        }
+        let text = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
+        free(raw.cast());
+        Some(text)
+    }
+}
