@@ -91,8 +91,16 @@ impl Library {
         }
         // SAFETY: loading runs the library's initializers; a library made by
         // `archc build` has none beyond the C runtime's.
-        let library = unsafe { libloading::Library::new(path) }
-            .map_err(|e| NativeError::Load(e.to_string()))?;
+        // Every symbol is bound now (RTLD_NOW), so a missing one is an
+        // error here rather than an abort in the middle of a call.
+        let library: libloading::Library = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+            )
+        }
+        .map_err(|e| NativeError::Load(e.to_string()))?
+        .into();
         let symbol = function.as_bytes().to_vec();
         // SAFETY: only looks the symbol up; it is called in `call`.
         unsafe { library.get::<unsafe extern "C" fn() -> i32>(&symbol) }

@@ -8,6 +8,7 @@
 //! object next to the library); the driver chooses every path.
 
 pub mod abi;
+pub mod cpu;
 
 use inkwell::{
     context::Context,
@@ -99,9 +100,42 @@ fn machine(host: &HostTarget) -> Result<TargetMachine, CodegenError> {
         .ok_or_else(|| CodegenError::Llvm(format!("no target machine for {}", host.triple)))
 }
 
+/// f32 to bf16, rounding to nearest even (NaN stays NaN), for the calls
+/// LLVM's x86 backend makes when it narrows to `bfloat`: older C runtimes
+/// (libgcc before GCC 13) do not define it, so each library carries its own
+/// (kept through optimization by `llvm.compiler.used`, since the calls only
+/// appear during instruction selection).
+const TRUNCSFBF2: &str = "
+@llvm.compiler.used = appending global [1 x ptr] [ptr @__truncsfbf2], section \"llvm.metadata\"
+define hidden bfloat @__truncsfbf2(float %x) {
+  %bits = bitcast float %x to i32
+  %high = lshr i32 %bits, 16
+  %lsb = and i32 %high, 1
+  %bias = add i32 %lsb, 32767
+  %sum = add i32 %bits, %bias
+  %rounded = lshr i32 %sum, 16
+  %nan = fcmp uno float %x, %x
+  %quiet = or i32 %high, 64
+  %pick = select i1 %nan, i32 %quiet, i32 %rounded
+  %short = trunc i32 %pick to i16
+  %result = bitcast i16 %short to bfloat
+  ret bfloat %result
+}
+";
+
 /// Optimizes `llvm_ir` at -O3 for `host` and emits an object file.
 pub fn object(llvm_ir: &str, name: &str, host: &HostTarget) -> Result<Object, CodegenError> {
     let context = Context::create();
+    let with_support;
+    let llvm_ir = if llvm_ir.contains("bfloat")
+        && !llvm_ir.contains("@__truncsfbf2")
+        && !llvm_ir.contains("@llvm.compiler.used")
+    {
+        with_support = format!("{llvm_ir}\n{TRUNCSFBF2}");
+        with_support.as_str()
+    } else {
+        llvm_ir
+    };
     let buffer = MemoryBuffer::create_from_memory_range_copy(llvm_ir.as_bytes(), name);
     let module = context
         .create_module_from_ir(buffer)

@@ -124,29 +124,26 @@ pub(crate) fn tuned(
     Ok((outcome.schedule, report))
 }
 
-/// The lowered module at every stage and the code made from it.
-pub(crate) struct Compiled {
-    pub(crate) stages: Vec<arch_mlir::pipeline::Stage>,
-    pub(crate) object: arch_codegen::Object,
-    pub(crate) host: HostTarget,
-    pub(crate) llvm_ir: String,
-}
+pub(crate) use arch_codegen::cpu::Compiled;
 
 /// Lowers `s.workload` under `schedule` and makes an object for this
-/// machine. Errors are messages for the user (what is not supported).
+/// machine. Errors are messages for the user (what is not supported, or
+/// what MLIR or LLVM said); with `ARCH_DUMP_MLIR` the failing input is kept.
 pub(crate) fn compile(s: &Selected, schedule: &Schedule) -> Result<Compiled, String> {
-    let _ = schedule;
-    let linalg = arch_mlir::linalg::lower(&s.workload).map_err(|e| e.to_string())?;
-    let lowered = arch_mlir::pipeline::run(&linalg, &arch_mlir::pipeline::cpu_stages())
-        .map_err(|e| e.to_string())?;
-    let host = HostTarget::detect();
-    let object = arch_codegen::object(&lowered.llvm_ir, &s.workload.name, &host)
-        .map_err(|e| e.to_string())?;
-    Ok(Compiled {
-        stages: lowered.stages,
-        object,
-        host,
-        llvm_ir: lowered.llvm_ir,
+    let w = &s.workload;
+    let mut nests = vec![None; w.ops.len()];
+    for op in &schedule.ops {
+        if let Some(slot) = nests.get_mut(op.op) {
+            *slot = Some(op.nest.clone());
+        }
+    }
+    arch_codegen::cpu::compile(w, &nests, &HostTarget::detect()).map_err(|e| {
+        if let (Some(dir), Some(input)) = (std::env::var_os("ARCH_DUMP_MLIR"), &e.input) {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join(format!("{}.input.mlir", w.name)), input));
+        }
+        e.message
     })
 }
 
@@ -160,7 +157,7 @@ fn dump_stages(c: &Compiled, workload: &str, err: &mut dyn Write) {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(name), text)
     };
-    let mut result = Ok(());
+    let mut result = write(format!("{workload}.input.mlir"), &c.input);
     for (i, stage) in c.stages.iter().enumerate() {
         result = result.and(write(
             format!("{workload}.{i}.{}.mlir", stage.name),

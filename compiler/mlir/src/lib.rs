@@ -6,6 +6,7 @@
 
 pub mod linalg;
 pub mod pipeline;
+pub mod schedule;
 
 use melior::{
     dialect::DialectRegistry,

@@ -49,6 +49,15 @@ fn float_type(d: DType) -> Result<&'static str, LowerError> {
     }
 }
 
+/// The type a reduction producing `elem` accumulates in: f32 for 16-bit
+/// floats (as hardware does), else the type itself.
+fn accumulator(elem: &'static str) -> &'static str {
+    match elem {
+        "f16" | "bf16" => "f32",
+        other => other,
+    }
+}
+
 /// A tensor name as an SSA name (`%x`): letters, digits, `_` and `.`.
 fn sanitize(name: &str) -> String {
     name.chars()
@@ -127,6 +136,33 @@ struct Writer<'w> {
     values: Vec<Option<String>>,
     /// The argument an output is written into.
     destinations: Vec<Option<String>>,
+    /// The op being lowered, and every linalg op emitted so far.
+    current_op: usize,
+    parts: Vec<Part>,
+}
+
+/// One linalg op of the lowered module, in the order emitted (the order a
+/// transform script's `structured.match` finds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The workload op (index into `WorkloadModel::ops`) it belongs to.
+    pub op: usize,
+    pub kind: PartKind,
+    /// The generic's dimensions as the op's variables (empty for a fill).
+    pub dims: Vec<usize>,
+    /// Every access indexes with plain variables (`x[i, k]`, not
+    /// `x[p + r]` or `x[2 * p]`): what masked vectorization needs.
+    pub plain_indexing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartKind {
+    /// `linalg.fill` of a reduction's identity.
+    Fill,
+    /// A reducing `linalg.generic`.
+    Reduce,
+    /// An element-wise `linalg.generic`.
+    Pointwise,
 }
 
 impl Writer<'_> {
@@ -156,12 +192,19 @@ pub fn abi_tensors(w: &WorkloadModel) -> Vec<usize> {
 /// (0). The tensor body is what bufferization later turns into in-place
 /// memref code.
 pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
+    lower_parts(w).map(|(text, _)| text)
+}
+
+/// [`lower`], and the linalg ops it emitted, in order.
+pub fn lower_parts(w: &WorkloadModel) -> Result<(String, Vec<Part>), LowerError> {
     let mut wr = Writer {
         w,
         out: String::new(),
         next: 0,
         values: vec![None; w.tensors.len()],
         destinations: vec![None; w.tensors.len()],
+        current_op: 0,
+        parts: Vec::new(),
     };
     let mut args = Vec::new();
     let mut memrefs = Vec::new();
@@ -185,12 +228,13 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
         );
         memrefs.push((i, arg, memref, tensor));
     }
-    for op in &w.ops {
+    for (i, op) in w.ops.iter().enumerate() {
         if let OpKind::Neuron { model, .. } = &op.kind {
             return Err(LowerError::Unsupported(format!(
                 "neuron models (`{model}`)"
             )));
         }
+        wr.current_op = i;
         lower_op(&mut wr, op)?;
     }
     for (i, arg, memref, tensor) in &memrefs {
@@ -222,7 +266,7 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
     let _ = writeln!(text, "    func.return {status} : i32");
     let _ = writeln!(text, "  }}");
     let _ = writeln!(text, "}}");
-    Ok(text)
+    Ok((text, wr.parts))
 }
 
 /// Where each reduction of a body lands: the reductions nested below the
@@ -232,11 +276,12 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
     let out_shape = wr.w.tensors[op.output].shape.clone();
     let out_type = tensor_type(&out_shape, out_elem);
     match &op.body {
+        // 16-bit floats accumulate in f32 (a temporary), then round once.
         ScalarExpr::Reduce {
             op: rop,
             vars,
             body,
-        } => {
+        } if accumulator(out_elem) == out_elem => {
             let dest = wr.destinations[op.output].clone();
             let value = generic(
                 wr,
@@ -254,8 +299,8 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
         body => {
             // Nested reductions first, each into a temporary over the
             // output's variables.
-            let mut temps: Vec<(String, String)> = Vec::new();
-            let rewritten = hoist_reductions(wr, op, body, out_elem, &mut temps)?;
+            let mut temps = Vec::new();
+            let rewritten = hoist_reductions(wr, op, body, accumulator(out_elem), &mut temps)?;
             let dest = wr.destinations[op.output].clone();
             let value = generic(
                 wr,
@@ -281,9 +326,9 @@ fn hoist_reductions(
     op: &Op,
     e: &ScalarExpr,
     elem: &'static str,
-    temps: &mut Vec<(String, String)>,
+    temps: &mut Vec<(String, String, &'static str)>,
 ) -> Result<ScalarExpr, LowerError> {
-    let mut rec = |x: &ScalarExpr, temps: &mut Vec<(String, String)>| {
+    let mut rec = |x: &ScalarExpr, temps: &mut Vec<(String, String, &'static str)>| {
         hoist_reductions(wr, op, x, elem, temps).map(Box::new)
     };
     Ok(match e {
@@ -295,7 +340,7 @@ fn hoist_reductions(
             let shape: Vec<u64> = op.vars[..op.output_rank].iter().map(|v| v.extent).collect();
             let ty = tensor_type(&shape, elem);
             let value = generic(wr, op, vars, Some(*rop), body, elem, &ty, &[], None)?;
-            temps.push((value, ty));
+            temps.push((value, ty, elem));
             // A pseudo-tensor index past the workload's tensors marks it.
             ScalarExpr::Access {
                 tensor: usize::MAX - (temps.len() - 1),
@@ -355,7 +400,7 @@ fn generic(
     body: &ScalarExpr,
     elem: &'static str,
     out_type: &str,
-    temps: &[(String, String)],
+    temps: &[(String, String, &'static str)],
     destination: Option<String>,
 ) -> Result<String, LowerError> {
     // Dimensions: the output variables, then the reduced ones in order.
@@ -386,10 +431,10 @@ fn generic(
     for (t, index) in &reads {
         let (value, ty, e) = if *t >= wr.w.tensors.len() {
             let k = usize::MAX - t;
-            let (v, ty) = temps.get(k).cloned().ok_or_else(|| {
+            let (v, ty, e) = temps.get(k).cloned().ok_or_else(|| {
                 LowerError::Unsupported("a temporary that was not computed".into())
             })?;
-            (v, ty, elem)
+            (v, ty, e)
         } else {
             let e = wr.elem(*t)?;
             let v = wr.values[*t].clone().ok_or_else(|| {
@@ -436,6 +481,12 @@ fn generic(
                 wr.out,
                 "    {filled} = linalg.fill ins({c} : {elem}) outs({empty} : {out_type}) -> {out_type}"
             );
+            wr.parts.push(Part {
+                op: wr.current_op,
+                kind: PartKind::Fill,
+                dims: Vec::new(),
+                plain_indexing: true,
+            });
             filled
         }
         None => empty,
@@ -450,6 +501,20 @@ fn generic(
         })
         .collect();
     let result = wr.fresh("r");
+    wr.parts.push(Part {
+        op: wr.current_op,
+        kind: if reduce.is_some() {
+            PartKind::Reduce
+        } else {
+            PartKind::Pointwise
+        },
+        dims: dims.clone(),
+        plain_indexing: reads.iter().all(|(_, index)| {
+            index
+                .iter()
+                .all(|a| a.offset == 0 && a.terms.len() == 1 && a.terms[0].1 == 1)
+        }),
+    });
     let ins_clause = if ins.is_empty() {
         String::new()
     } else {
@@ -524,6 +589,53 @@ impl Scalar<'_, '_> {
             "f32" => 32,
             _ => 16,
         };
+        if to == "bf16" {
+            // Rounded to nearest even with integer operations: LLVM would
+            // call a runtime function (`__truncsfbf2`) that not every C
+            // runtime has.
+            let x = if from == "f32" {
+                x
+            } else {
+                self.convert(x, from, "f32")
+            };
+            let (bits32, shifted, lsb, bias, rounded, high, nan, quiet, pick, short, v) = (
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("b"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+                self.wr.fresh("v"),
+            );
+            let (c1, c16, c7fff, c40) = (
+                self.wr.fresh("c"),
+                self.wr.fresh("c"),
+                self.wr.fresh("c"),
+                self.wr.fresh("c"),
+            );
+            self.line(format!("{c1} = arith.constant 1 : i32"));
+            self.line(format!("{c16} = arith.constant 16 : i32"));
+            self.line(format!("{c7fff} = arith.constant 32767 : i32"));
+            self.line(format!("{c40} = arith.constant 64 : i32"));
+            self.line(format!("{bits32} = arith.bitcast {x} : f32 to i32"));
+            self.line(format!("{shifted} = arith.shrui {bits32}, {c16} : i32"));
+            self.line(format!("{lsb} = arith.andi {shifted}, {c1} : i32"));
+            self.line(format!("{bias} = arith.addi {lsb}, {c7fff} : i32"));
+            self.line(format!("{rounded} = arith.addi {bits32}, {bias} : i32"));
+            self.line(format!("{high} = arith.shrui {rounded}, {c16} : i32"));
+            self.line(format!("{nan} = arith.cmpf uno, {x}, {x} : f32"));
+            self.line(format!("{quiet} = arith.ori {shifted}, {c40} : i32"));
+            self.line(format!(
+                "{pick} = arith.select {nan}, {quiet}, {high} : i32"
+            ));
+            self.line(format!("{short} = arith.trunci {pick} : i32 to i16"));
+            self.line(format!("{v} = arith.bitcast {short} : i16 to bf16"));
+            return v;
+        }
         let v = self.wr.fresh("v");
         let op = if bits(to) > bits(from) || (bits(to) == bits(from) && to == "f32") {
             "arith.extf"
@@ -548,6 +660,9 @@ impl Scalar<'_, '_> {
         e: &ScalarExpr,
         elem: &'static str,
     ) -> Result<(String, &'static str), LowerError> {
+        // 16-bit floats are computed in f32 (loaded, widened, rounded once
+        // when stored), as the interpreter computes in f64 and stores.
+        let elem = accumulator(elem);
         Ok(match e {
             ScalarExpr::Const(r) => {
                 let v = self.wr.fresh("c");
@@ -573,7 +688,9 @@ impl Scalar<'_, '_> {
                     .iter()
                     .position(|(t, i)| t == tensor && i == index)
                     .ok_or_else(|| LowerError::Unsupported("an unlisted access".into()))?;
-                (self.values[k].clone(), self.elems[k])
+                let (v, t) = (self.values[k].clone(), self.elems[k]);
+                let wide = accumulator(t);
+                (self.convert(v, t, wide), wide)
             }
             ScalarExpr::Neg(x) => {
                 let (x, t) = self.emit(x, elem)?;
@@ -661,7 +778,10 @@ impl Scalar<'_, '_> {
             ScalarExpr::Cast { to, value } => {
                 let target = float_type(*to)?;
                 let (x, t) = self.emit(value, target)?;
-                (self.convert(x, t, target), target)
+                let rounded = self.convert(x, t, target);
+                // A cast to a 16-bit type rounds, then computing goes on in f32.
+                let wide = accumulator(target);
+                (self.convert(rounded, target, wide), wide)
             }
             ScalarExpr::Reduce { .. } => {
                 return Err(LowerError::Unsupported(

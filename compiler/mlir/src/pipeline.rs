@@ -4,7 +4,7 @@
 //! pass; a failure names its stage and carries MLIR's messages.
 
 use melior::{
-    ir::{operation::OperationLike, Module},
+    ir::{block::BlockLike, operation::OperationLike, operation::OperationMutLike, Module},
     pass::PassManager,
     utility::{parse_pass_pipeline, register_all_llvm_translations, register_all_passes},
 };
@@ -16,6 +16,9 @@ use std::{cell::RefCell, rc::Rc};
 pub struct StageSpec {
     pub name: &'static str,
     pub passes: String,
+    /// Erase the transform script (`transform.named_sequence`) after the
+    /// passes: the stage that runs `transform-interpreter`.
+    pub strip_transform_script: bool,
 }
 
 /// A stage's name and the module text it produced.
@@ -59,29 +62,47 @@ impl std::fmt::Display for PipelineError {
 
 impl std::error::Error for PipelineError {}
 
-/// The stages after `linalg`, for the cpu: bufferization (in place into the
-/// arguments, temporaries freed), loops, then the LLVM dialect with bare
-/// pointers for memrefs (the C ABI of `archc build`).
-pub fn cpu_stages() -> Vec<StageSpec> {
+/// The stages after `linalg`, for the cpu: the schedule (when the module
+/// carries a transform script: tiling, fusion, vectorization, then the
+/// accumulators hoisted out of reduction loops), bufferization (in place
+/// into the arguments, temporaries freed), loops, then the LLVM dialect with
+/// bare pointers for memrefs (the C ABI of `archc build`).
+pub fn cpu_stages(scheduled: bool) -> Vec<StageSpec> {
     let stage = |name, passes: &str| StageSpec {
         name,
         passes: format!("builtin.module({passes})"),
+        strip_transform_script: false,
     };
-    vec![
+    let mut stages = Vec::new();
+    if scheduled {
+        stages.push(StageSpec {
+            strip_transform_script: true,
+            ..stage(
+                "scheduled",
+                "transform-interpreter, canonicalize, cse, loop-invariant-subset-hoisting, \
+                 canonicalize, cse",
+            )
+        });
+    }
+    stages.extend([
         stage(
             "bufferized",
             "one-shot-bufferize, canonicalize, cse, buffer-deallocation-pipeline, \
              convert-bufferization-to-memref",
         ),
-        stage("loops", "convert-linalg-to-loops, canonicalize, cse"),
+        stage(
+            "loops",
+            "convert-linalg-to-loops, convert-vector-to-scf, canonicalize, cse",
+        ),
         stage(
             "llvm",
-            "lower-affine, convert-scf-to-cf, expand-strided-metadata, finalize-memref-to-llvm, \
-             convert-math-to-llvm, convert-math-to-libm, arith-expand, convert-arith-to-llvm, \
-             convert-cf-to-llvm, convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, \
-             reconcile-unrealized-casts",
+            "arith-expand{include-bf16=true}, expand-strided-metadata, lower-affine, convert-scf-to-cf, convert-vector-to-llvm, \
+             finalize-memref-to-llvm, convert-math-to-llvm, convert-math-to-libm, \
+             convert-arith-to-llvm, convert-cf-to-llvm, convert-ub-to-llvm, \
+             convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, reconcile-unrealized-casts",
         ),
-    ]
+    ]);
+    stages
 }
 
 /// Runs `stages` on `linalg` (the first stage, named `linalg`) and
@@ -138,6 +159,9 @@ pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError>
                     }
                 },
             })?;
+            if spec.strip_transform_script {
+                strip_transform_script(&mut module);
+            }
             out.push(Stage {
                 name: spec.name,
                 text: module.as_operation().to_string(),
@@ -155,6 +179,32 @@ pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError>
 
 extern "C" {
     fn free(ptr: *mut std::ffi::c_void);
+}
+
+/// Removes every `transform.named_sequence` from the module's body (and the
+/// module attribute that announced them).
+#[allow(unsafe_code)]
+fn strip_transform_script(module: &mut Module) {
+    let mut scripts = Vec::new();
+    let mut op = module.body().first_operation();
+    while let Some(o) = op {
+        if o.name().as_string_ref().as_str() == Ok("transform.named_sequence") {
+            scripts.push(o.to_raw());
+        }
+        op = o.next_in_block();
+    }
+    for raw in scripts {
+        // SAFETY: `raw` is an operation of the module's body found just
+        // above; it is unlinked from its block, which gives ownership to
+        // us, and destroyed once. No handle to it outlives this loop.
+        unsafe {
+            mlir_sys::mlirOperationRemoveFromParent(raw);
+            mlir_sys::mlirOperationDestroy(raw);
+        }
+    }
+    let _ = module
+        .as_operation_mut()
+        .remove_attribute("transform.with_named_sequence");
 }
 
 /// LLVM IR text of a module in the LLVM dialect.

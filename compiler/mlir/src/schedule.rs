@@ -1,0 +1,338 @@
+//! A tuned loop nest as a transform-dialect script: MLIR's own tiling,
+//! fusion and vectorization applied to the linalg module, so the code that
+//! runs has the tiles, loop order and vector dimension the cost model
+//! predicted.
+//!
+//! For each workload op (its linalg parts, [`crate::linalg::Part`]):
+//! - a reduction nested in element-wise work (`relu(sum[k] ... + b[j])`)
+//!   is fused back: the element-wise generic is tiled over its dimensions at
+//!   the outermost level that tiles one of them, and the reduction (with its
+//!   fill) is fused into that tile loop, so bias and activation run on each
+//!   tile while it is in cache;
+//! - every reducing generic is tiled level by level (l3, l2, l1: the
+//!   nest's `tiles[1..]`; a level that keeps its parent's size adds no
+//!   loop), with the loops in the nest's order (`interchange`);
+//! - with a vector dimension, the innermost tile is cut into register tiles
+//!   of `mr` x `nr` (nr = two vector registers along the vector dimension)
+//!   with the reduction innermost, and the function is vectorized:
+//!   contractions become outer products held in registers across the
+//!   reduction loop. Without one the code stays scalar, as the cost model
+//!   assumes. Tiles with a remainder (sizes that do not divide) stay scalar
+//!   there.
+
+use crate::linalg::{Part, PartKind};
+use arch_cost::cpu::LoopNest;
+use arch_sema::model::WorkloadModel;
+use std::fmt::Write;
+
+/// What the script needs to know of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    /// Bytes of the widest vector register (32 for AVX2, 64 for AVX-512).
+    pub vector_bytes: u64,
+    /// Rows of a register tile.
+    pub register_rows: u64,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            vector_bytes: 32,
+            register_rows: 8,
+        }
+    }
+}
+
+struct Script {
+    text: String,
+    next: usize,
+}
+
+impl Script {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("%{prefix}{}", self.next)
+    }
+
+    fn line(&mut self, s: String) {
+        let _ = writeln!(self.text, "    {s}");
+    }
+
+    /// `tile_using_for` of `handle` with `sizes` (one per dim) in the loop
+    /// order `interchange`; returns the tiled op and its loops (none when
+    /// every size is 0, in which case nothing is emitted).
+    fn tile(
+        &mut self,
+        handle: &str,
+        sizes: &[u64],
+        interchange: &[usize],
+    ) -> (String, Vec<String>) {
+        let loops = sizes.iter().filter(|s| **s > 0).count();
+        if loops == 0 {
+            return (handle.to_string(), Vec::new());
+        }
+        let tiled = self.fresh("t");
+        let l = self.fresh("loops");
+        let list = |xs: Vec<String>| xs.join(", ");
+        let types = std::iter::repeat_n("!transform.any_op", loops + 1)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let binding = if loops == 1 {
+            l.clone()
+        } else {
+            format!("{l}:{loops}")
+        };
+        self.line(format!(
+            "{tiled}, {binding} = transform.structured.tile_using_for {handle} tile_sizes [{}] interchange = [{}] : (!transform.any_op) -> ({types})",
+            list(sizes.iter().map(u64::to_string).collect()),
+            list(interchange.iter().map(usize::to_string).collect()),
+        ));
+        let handles = if loops == 1 {
+            vec![l]
+        } else {
+            (0..loops).map(|i| format!("{l}#{i}")).collect()
+        };
+        (tiled, handles)
+    }
+
+    fn fuse(&mut self, producer: &str, into: &str) -> String {
+        let fused = self.fresh("fused");
+        let containing = self.fresh("into");
+        self.line(format!(
+            "{fused}, {containing} = transform.structured.fuse_into_containing_op {producer} into {into} : (!transform.any_op, !transform.any_op) -> (!transform.any_op, !transform.any_op)"
+        ));
+        fused
+    }
+}
+
+/// The loop order of a generic with `dims` (op variables): the positions
+/// of its dims in the nest's order.
+fn interchange(dims: &[usize], order: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = order
+        .iter()
+        .filter_map(|v| dims.iter().position(|d| d == v))
+        .collect();
+    for d in 0..dims.len() {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Tile sizes of `dims` going from level `l - 1` to level `l`: 0 where the
+/// level keeps the parent's size (or the dim is not in `only`).
+fn level_sizes(
+    nest: &LoopNest,
+    l: usize,
+    dims: &[usize],
+    only: &dyn Fn(usize) -> bool,
+) -> Vec<u64> {
+    dims.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (parent, tile) = (nest.tiles[l - 1][*v], nest.tiles[l][*v]);
+            if only(i) && tile < parent {
+                tile
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// The register tile of a generic: `nr` along the vector dimension, `mr`
+/// along the innermost other parallel dimension in the order, 1 along other
+/// parallel dimensions, the reductions left whole (tiled by 1 afterwards).
+/// `None` when the vector dimension is not one of its parallel dims.
+fn register_tile(
+    nest: &LoopNest,
+    dims: &[usize],
+    parallel: usize,
+    lanes: u64,
+    machine: &Machine,
+) -> Option<Vec<u64>> {
+    let vd = nest.vector?;
+    let vpos = dims[..parallel].iter().position(|d| *d == vd)?;
+    let innermost = |v: usize| nest.tiles.last().map_or(1, |t| t[v]);
+    let nr_full = (2 * lanes).min(innermost(vd));
+    let nr = if nr_full >= lanes {
+        nr_full - nr_full % lanes
+    } else {
+        nr_full
+    };
+    let mpos = nest
+        .order
+        .iter()
+        .rev()
+        .filter_map(|v| dims[..parallel].iter().position(|d| d == v))
+        .find(|p| *p != vpos);
+    let mut sizes = vec![0u64; dims.len()];
+    for (i, s) in sizes.iter_mut().enumerate().take(parallel) {
+        *s = 1;
+        if i == vpos {
+            *s = nr.max(1);
+        } else if Some(i) == mpos {
+            *s = machine.register_rows.min(innermost(dims[i])).max(1);
+        }
+    }
+    Some(sizes)
+}
+
+/// The script for `w` lowered into `parts`, each op under its nest
+/// (`nests[op]`; `None` leaves the op untiled). `elem_bytes[op]` is the
+/// byte width of the op's element type.
+pub fn transform_script(
+    w: &WorkloadModel,
+    parts: &[Part],
+    nests: &[Option<LoopNest>],
+    elem_bytes: &[u64],
+    machine: &Machine,
+) -> String {
+    let mut s = Script {
+        text: String::new(),
+        next: 0,
+    };
+    let n = parts.len();
+    s.line("%all = transform.structured.match ops{[\"linalg.fill\", \"linalg.generic\"]} in %root : (!transform.any_op) -> !transform.any_op".into());
+    let handles: Vec<String> = (0..n).map(|i| format!("%p{i}")).collect();
+    if n == 1 {
+        s.line(format!(
+            "{} = transform.merge_handles %all : !transform.any_op",
+            handles[0]
+        ));
+    } else if n > 1 {
+        s.line(format!(
+            "{} = transform.split_handle %all : (!transform.any_op) -> ({})",
+            handles.join(", "),
+            vec!["!transform.any_op"; n].join(", ")
+        ));
+    }
+    // Register tiles to vectorize: (handle, vector sizes).
+    let mut vectorize: Vec<(String, Vec<u64>)> = Vec::new();
+    for (op_index, op) in w.ops.iter().enumerate() {
+        let Some(nest) = nests.get(op_index).and_then(|x| x.as_ref()) else {
+            continue;
+        };
+        let mine: Vec<usize> = (0..n).filter(|i| parts[*i].op == op_index).collect();
+        let Some(&root) = mine.last() else { continue };
+        let lanes = machine.vector_bytes / elem_bytes.get(op_index).copied().unwrap_or(4).max(1);
+        let p = op.output_rank;
+        let levels = nest.tiles.len();
+        // Reducing parts (with the fill before each) and the pointwise root.
+        let mut reduces: Vec<(Option<usize>, usize)> = Vec::new();
+        for (k, &i) in mine.iter().enumerate() {
+            if parts[i].kind == PartKind::Reduce {
+                let fill = k
+                    .checked_sub(1)
+                    .map(|j| mine[j])
+                    .filter(|j| parts[*j].kind == PartKind::Fill);
+                reduces.push((fill, i));
+            }
+        }
+        // (fill, reduce, part, the level its output dims were tiled by a
+        // fusion loop).
+        let mut reduce_handles: Vec<(Option<String>, String, usize, Option<usize>)> = reduces
+            .iter()
+            .map(|(f, r)| (f.map(|f| handles[f].clone()), handles[*r].clone(), *r, None))
+            .collect();
+        if parts[root].kind == PartKind::Pointwise {
+            let dims = &parts[root].dims;
+            let order = interchange(dims, &nest.order);
+            // Fuse at the outermost level that tiles an output dimension.
+            let fuse_level = (1..levels).find(|l| {
+                level_sizes(nest, *l, dims, &|_| true)
+                    .iter()
+                    .any(|x| *x > 0)
+            });
+            let mut root_handle = handles[root].clone();
+            if let Some(l) = fuse_level {
+                let sizes = level_sizes(nest, l, dims, &|_| true);
+                let (tiled, loops) = s.tile(&root_handle, &sizes, &order);
+                root_handle = tiled;
+                if let Some(inner) = loops.last() {
+                    for (fill, reduce, _, fused_at) in reduce_handles.iter_mut().rev() {
+                        *reduce = s.fuse(reduce, inner);
+                        if let Some(f) = fill {
+                            *f = s.fuse(f, inner);
+                        }
+                        *fused_at = Some(l);
+                    }
+                }
+            }
+            let reg =
+                register_tile(nest, dims, p, lanes, machine).filter(|_| parts[root].plain_indexing);
+            if let Some(reg) = reg {
+                let (tiled, _) = s.tile(&root_handle, &reg, &order);
+                vectorize.push((tiled, reg));
+            }
+        }
+        for (fill, reduce, part, fused_at) in reduce_handles {
+            let dims = &parts[part].dims;
+            let order = interchange(dims, &nest.order);
+            let mut handle = reduce;
+            for l in 1..levels {
+                // Levels a fusion loop already tiled: only the reductions.
+                let sizes = match fused_at {
+                    Some(f) if l <= f => level_sizes(nest, l, dims, &|d| d >= p),
+                    _ => level_sizes(nest, l, dims, &|_| true),
+                };
+                handle = s.tile(&handle, &sizes, &order).0;
+            }
+            // Masked vectorization needs plain indexing; convolutions'
+            // sliding windows stay scalar code.
+            let reg =
+                register_tile(nest, dims, p, lanes, machine).filter(|_| parts[part].plain_indexing);
+            if let Some(reg) = reg {
+                let (tiled, _) = s.tile(&handle, &reg, &order);
+                let k: Vec<u64> = (0..dims.len()).map(|d| u64::from(d >= p)).collect();
+                let (inner, _) = s.tile(&tiled, &k, &order);
+                let sizes: Vec<u64> = reg.iter().zip(&k).map(|(r, k)| *r.max(k)).collect();
+                vectorize.push((inner, sizes));
+                if let Some(f) = fill {
+                    let fill_sizes: Vec<u64> = reg[..p].to_vec();
+                    let fill_order: Vec<usize> = (0..p).collect();
+                    let (tiled_fill, _) = s.tile(&f, &fill_sizes, &fill_order);
+                    vectorize.push((tiled_fill, fill_sizes));
+                }
+            }
+        }
+    }
+    if !vectorize.is_empty() {
+        // Only the register tiles: masked where a remainder makes a tile
+        // smaller than the vector sizes.
+        for (handle, sizes) in &vectorize {
+            let sizes: Vec<String> = sizes.iter().map(u64::to_string).collect();
+            s.line(format!(
+                "transform.structured.vectorize {handle} vector_sizes [{}] : !transform.any_op",
+                sizes.join(", ")
+            ));
+        }
+        s.line("%func = transform.structured.match ops{[\"func.func\"]} in %root : (!transform.any_op) -> !transform.any_op".into());
+        s.line("transform.apply_patterns to %func {".into());
+        s.line("  transform.apply_patterns.vector.lower_contraction lowering_strategy = \"outerproduct\"".into());
+        s.line("  transform.apply_patterns.vector.lower_outerproduct".into());
+        s.line("  transform.apply_patterns.vector.lower_masked_transfers".into());
+        s.line("  transform.apply_patterns.vector.lower_masks".into());
+        s.line("  transform.apply_patterns.canonicalization".into());
+        s.line("} : !transform.any_op".into());
+    }
+    let mut out = String::new();
+    out.push_str("  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {\n");
+    out.push_str(&s.text);
+    out.push_str("    transform.yield\n  }\n");
+    out
+}
+
+/// `module` (the text of [`crate::linalg::lower`]) with `script` attached
+/// as its transform script.
+pub fn attach(module: &str, script: &str) -> String {
+    let body = module.trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    let body = body.replacen(
+        "module {",
+        "module attributes {transform.with_named_sequence} {",
+        1,
+    );
+    format!("{body}{script}}}\n")
+}
