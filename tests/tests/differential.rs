@@ -193,11 +193,12 @@ fn run_case(
     let w = model(&text);
     let nests: Vec<Option<LoopNest>> = w.ops.iter().map(|op| Some(nest(&mut rng, op))).collect();
     let context = || format!("case {case}: {desc}\n{text}nests: {nests:?}");
-    let compiled = compile(&w, &nests, host).map_err(|e| format!("{}\n{e}", context()))?;
+    let compiled = compile(&w, &nests, host, 2).map_err(|e| format!("{}\n{e}", context()))?;
     let object = dir.join(format!("case{case}.o"));
     let library = dir.join(format!("libcase{case}.so"));
     std::fs::write(&object, &compiled.object.bytes).map_err(|e| e.to_string())?;
-    arch_codegen::link_shared(&object, &library, &["m"]).map_err(|e| e.to_string())?;
+    arch_codegen::link_shared(&object, &library, &compiled.libraries())
+        .map_err(|e| e.to_string())?;
     let abi = arch_mlir::linalg::abi_tensors(&w);
     let lib =
         Library::open(&library, &w.name, abi.len()).map_err(|e| format!("{}\n{e}", context()))?;

@@ -5,6 +5,7 @@
 
 use crate::{HostTarget, Object};
 use arch_cost::cpu::LoopNest;
+use arch_mlir::gemm::{Blocks, Gemm};
 use arch_mlir::pipeline::Stage;
 use arch_sema::model::WorkloadModel;
 
@@ -16,6 +17,19 @@ pub struct Compiled {
     pub llvm_ir: String,
     pub object: Object,
     pub host: HostTarget,
+    /// Threads the code runs on (more than one: linked against libomp).
+    pub threads: u64,
+}
+
+impl Compiled {
+    /// The libraries to link: libm, and libomp for threads.
+    pub fn libraries(&self) -> Vec<&'static str> {
+        if self.threads > 1 {
+            vec!["m", "omp"]
+        } else {
+            vec!["m"]
+        }
+    }
 }
 
 /// Why a workload did not compile: a message for the user, and the stage
@@ -32,18 +46,72 @@ impl std::fmt::Display for CompileError {
     }
 }
 
-/// Compiles `w` with `nests[op]` for each op (`None`: untiled, scalar).
+/// The packed kernel's blocks for an op under `nest`: `nc` from the l3
+/// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; threads
+/// when the nest runs a dimension over cores.
+fn kernel_blocks(nest: &LoopNest, g: &Gemm, k_var: Option<usize>, cores: u64) -> Blocks {
+    let level = |l: usize, v: usize, default: u64| {
+        nest.tiles
+            .get(l)
+            .and_then(|t| t.get(v))
+            .copied()
+            .unwrap_or(default)
+    };
+    Blocks {
+        nc: level(1, 1, g.n),
+        kc: k_var.map_or(g.k, |k| level(2, k, g.k)),
+        mc: level(2, 0, g.m),
+        threads: if nest.parallel.is_empty() {
+            1
+        } else {
+            cores.max(1)
+        },
+    }
+}
+
+/// Which ops run as packed matrix-product kernels: f32 matrix products
+/// (with element-wise epilogues) whose nest vectorizes `j`.
+pub fn kernels(
+    w: &WorkloadModel,
+    nests: &[Option<LoopNest>],
+    cores: u64,
+) -> Vec<Option<(Gemm, Blocks)>> {
+    w.ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let nest = nests.get(i)?.as_ref()?;
+            if nest.vector != Some(1) {
+                return None;
+            }
+            let g = arch_mlir::gemm::recognize(w, op)?;
+            let k_var = (op.output_rank..op.vars.len()).find(|v| op.vars[*v].extent == g.k);
+            Some((g.clone(), kernel_blocks(nest, &g, k_var, cores)))
+        })
+        .collect()
+}
+
+/// Compiles `w` with `nests[op]` for each op (`None`: untiled, scalar);
+/// `cores` threads run the ops whose nest is parallel.
 pub fn compile(
     w: &WorkloadModel,
     nests: &[Option<LoopNest>],
     host: &HostTarget,
+    cores: u64,
 ) -> Result<Compiled, CompileError> {
     let fail = |message: String, input: Option<&String>| CompileError {
         message,
         input: input.cloned(),
     };
+    let kernels = kernels(w, nests, cores);
+    let threads = kernels
+        .iter()
+        .flatten()
+        .map(|(_, b)| b.threads)
+        .max()
+        .unwrap_or(1);
     let (linalg, parts) =
-        arch_mlir::linalg::lower_parts(w).map_err(|e| fail(e.to_string(), None))?;
+        arch_mlir::linalg::lower_parts(w, &kernels).map_err(|e| fail(e.to_string(), None))?;
     let elem_bytes: Vec<u64> = w
         .ops
         .iter()
@@ -55,7 +123,7 @@ pub fn compile(
     };
     let script = arch_mlir::schedule::transform_script(w, &parts, nests, &elem_bytes, &machine);
     let input = arch_mlir::schedule::attach(&linalg, &script);
-    let lowered = arch_mlir::pipeline::run(&input, &arch_mlir::pipeline::cpu_stages(true))
+    let lowered = arch_mlir::pipeline::run(&input, &arch_mlir::pipeline::cpu_stages(true, threads))
         .map_err(|e| fail(e.to_string(), Some(&input)))?;
     let object = crate::object(&lowered.llvm_ir, &w.name, host)
         .map_err(|e| fail(e.to_string(), Some(&input)))?;
@@ -65,5 +133,6 @@ pub fn compile(
         llvm_ir: lowered.llvm_ir,
         object,
         host: host.clone(),
+        threads,
     })
 }

@@ -181,6 +181,15 @@ pub fn link_shared(object: &Path, library: &Path, libs: &[&str]) -> Result<(), C
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let mut cmd = std::process::Command::new(&cc);
     cmd.arg("-shared").arg("-o").arg(library).arg(object);
+    // libomp lives with LLVM; the library finds it there at run time too.
+    let llvm_lib = format!(
+        "{}/lib",
+        option_env!("LLVM_SYS_221_PREFIX").unwrap_or("/usr/lib/llvm-22")
+    );
+    if libs.contains(&"omp") {
+        cmd.arg(format!("-L{llvm_lib}"))
+            .arg(format!("-Wl,-rpath,{llvm_lib}"));
+    }
     for l in libs {
         cmd.arg(format!("-l{l}"));
     }

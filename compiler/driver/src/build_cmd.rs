@@ -30,6 +30,9 @@ pub struct TuneKnobs {
     /// Evaluations per op at most.
     #[arg(long, default_value_t = 20_000)]
     max_evaluations: usize,
+    /// Threads for ops the mapping runs `over cores` (default: the target's cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) threads: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -129,7 +132,11 @@ pub(crate) use arch_codegen::cpu::Compiled;
 /// Lowers `s.workload` under `schedule` and makes an object for this
 /// machine. Errors are messages for the user (what is not supported, or
 /// what MLIR or LLVM said); with `ARCH_DUMP_MLIR` the failing input is kept.
-pub(crate) fn compile(s: &Selected, schedule: &Schedule) -> Result<Compiled, String> {
+pub(crate) fn compile(
+    s: &Selected,
+    schedule: &Schedule,
+    threads: Option<u64>,
+) -> Result<Compiled, String> {
     let w = &s.workload;
     let mut nests = vec![None; w.ops.len()];
     for op in &schedule.ops {
@@ -137,7 +144,8 @@ pub(crate) fn compile(s: &Selected, schedule: &Schedule) -> Result<Compiled, Str
             *slot = Some(op.nest.clone());
         }
     }
-    arch_codegen::cpu::compile(w, &nests, &HostTarget::detect()).map_err(|e| {
+    let cores = threads.unwrap_or(s.hardware.cores).max(1);
+    arch_codegen::cpu::compile(w, &nests, &HostTarget::detect(), cores).map_err(|e| {
         if let (Some(dir), Some(input)) = (std::env::var_os("ARCH_DUMP_MLIR"), &e.input) {
             let dir = PathBuf::from(dir);
             let _ = std::fs::create_dir_all(&dir)
@@ -200,7 +208,7 @@ pub(crate) fn write_library(
     let header = dir.join(format!("{name}.h"));
     std::fs::write(&object, &c.object.bytes)
         .map_err(|e| format!("cannot write {}: {e}", object.display()))?;
-    arch_codegen::link_shared(&object, &library, &["m"]).map_err(|e| e.to_string())?;
+    arch_codegen::link_shared(&object, &library, &c.libraries()).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&object);
     std::fs::write(&header, abi::header(&s.workload))
         .map_err(|e| format!("cannot write {}: {e}", header.display()))?;
@@ -212,7 +220,7 @@ pub(crate) fn write_library(
         target: s.hardware.name.clone(),
         cpu: c.host.cpu.clone(),
         cpu_features: c.host.features.clone(),
-        threads: 1,
+        threads: c.threads,
         arguments: abi::arguments(&s.workload),
         returns: "int32_t: 0 on success",
     };
@@ -282,7 +290,7 @@ pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let compiled = match compile(&s, &schedule) {
+    let compiled = match compile(&s, &schedule, a.tune.threads) {
         Ok(c) => c,
         Err(m) => {
             let _ = writeln!(err, "error: {m}");

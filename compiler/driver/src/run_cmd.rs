@@ -87,7 +87,7 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let compiled = match compile(&s, &schedule) {
+    let compiled = match compile(&s, &schedule, a.tune.threads) {
         Ok(c) => c,
         Err(m) => return fail(err, m),
     };

@@ -134,8 +134,15 @@ struct Writer<'w> {
     next: usize,
     /// The SSA value holding each tensor once it exists.
     values: Vec<Option<String>>,
-    /// The argument an output is written into.
-    destinations: Vec<Option<String>>,
+    /// The argument an output is written into: its tensor value and the
+    /// line that makes it, emitted where an op first writes it.
+    destinations: Vec<Option<(String, String)>>,
+    /// Outputs a kernel wrote straight into their argument.
+    in_place: Vec<bool>,
+    /// Memref arguments by tensor.
+    arguments: Vec<Option<String>>,
+    /// Kernel functions to add to the module.
+    kernels: Vec<String>,
     /// The op being lowered, and every linalg op emitted so far.
     current_op: usize,
     parts: Vec<Part>,
@@ -166,6 +173,13 @@ pub enum PartKind {
 }
 
 impl Writer<'_> {
+    /// The tensor an op writes output `t` through (made here, once).
+    fn destination(&mut self, t: usize) -> Option<String> {
+        let (value, line) = self.destinations[t].take()?;
+        let _ = writeln!(self.out, "{line}");
+        Some(value)
+    }
+
     fn fresh(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("%{prefix}{}", self.next)
@@ -192,17 +206,25 @@ pub fn abi_tensors(w: &WorkloadModel) -> Vec<usize> {
 /// (0). The tensor body is what bufferization later turns into in-place
 /// memref code.
 pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
-    lower_parts(w).map(|(text, _)| text)
+    lower_parts(w, &[]).map(|(text, _)| text)
 }
 
-/// [`lower`], and the linalg ops it emitted, in order.
-pub fn lower_parts(w: &WorkloadModel) -> Result<(String, Vec<Part>), LowerError> {
+/// [`lower`], with the ops in `kernels` (by op index) computed by a packed
+/// matrix-product kernel ([`crate::gemm`]) instead of linalg, and the
+/// linalg ops it emitted, in order.
+pub fn lower_parts(
+    w: &WorkloadModel,
+    kernels: &[Option<(crate::gemm::Gemm, crate::gemm::Blocks)>],
+) -> Result<(String, Vec<Part>), LowerError> {
     let mut wr = Writer {
         w,
         out: String::new(),
         next: 0,
         values: vec![None; w.tensors.len()],
         destinations: vec![None; w.tensors.len()],
+        in_place: vec![false; w.tensors.len()],
+        arguments: vec![None; w.tensors.len()],
+        kernels: Vec::new(),
         current_op: 0,
         parts: Vec::new(),
     };
@@ -215,17 +237,19 @@ pub fn lower_parts(w: &WorkloadModel) -> Result<(String, Vec<Part>), LowerError>
         let memref = format!("memref{}", &tensor["tensor".len()..]);
         args.push(format!("{arg}: {memref}"));
         let value = format!("%t_{}", sanitize(&t.name));
-        let writable = if t.role == Role::Output {
-            wr.destinations[i] = Some(value.clone());
-            " writable"
+        wr.arguments[i] = Some(arg.clone());
+        if t.role == Role::Output {
+            let line = format!(
+                "    {value} = bufferization.to_tensor {arg} restrict writable : {memref} to {tensor}"
+            );
+            wr.destinations[i] = Some((value, line));
         } else {
             wr.values[i] = Some(value.clone());
-            ""
-        };
-        let _ = writeln!(
-            wr.out,
-            "    {value} = bufferization.to_tensor {arg} restrict{writable} : {memref} to {tensor}"
-        );
+            let _ = writeln!(
+                wr.out,
+                "    {value} = bufferization.to_tensor {arg} restrict : {memref} to {tensor}"
+            );
+        }
         memrefs.push((i, arg, memref, tensor));
     }
     for (i, op) in w.ops.iter().enumerate() {
@@ -235,10 +259,13 @@ pub fn lower_parts(w: &WorkloadModel) -> Result<(String, Vec<Part>), LowerError>
             )));
         }
         wr.current_op = i;
-        lower_op(&mut wr, op)?;
+        match kernels.get(i).and_then(|k| k.as_ref()) {
+            Some((g, blocks)) => lower_kernel(&mut wr, op, g, *blocks)?,
+            None => lower_op(&mut wr, op)?,
+        }
     }
     for (i, arg, memref, tensor) in &memrefs {
-        if w.tensors[*i].role != Role::Output {
+        if w.tensors[*i].role != Role::Output || wr.in_place[*i] {
             continue;
         }
         let value = wr.values[*i].clone().ok_or_else(|| {
@@ -265,8 +292,96 @@ pub fn lower_parts(w: &WorkloadModel) -> Result<(String, Vec<Part>), LowerError>
     text.push_str(&wr.out);
     let _ = writeln!(text, "    func.return {status} : i32");
     let _ = writeln!(text, "  }}");
+    for k in &wr.kernels {
+        text.push_str(k);
+    }
     let _ = writeln!(text, "}}");
     Ok((text, wr.parts))
+}
+
+/// `op` as a call of a packed matrix-product kernel: operands as read-only
+/// buffers, the result written straight into its argument when it is an
+/// output (else into a new buffer), then seen as a tensor again.
+fn lower_kernel(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    g: &crate::gemm::Gemm,
+    blocks: crate::gemm::Blocks,
+) -> Result<(), LowerError> {
+    let name = format!("{}_kernel{}", wr.w.name, wr.current_op);
+    let mut operands = Vec::new();
+    let mut types = Vec::new();
+    for t in [g.a, g.b]
+        .into_iter()
+        .chain(std::iter::once(usize::MAX))
+        .chain(g.epilogue_reads.iter().copied())
+    {
+        if t == usize::MAX {
+            operands.push(String::new());
+            types.push(String::new());
+            continue;
+        }
+        let shape = wr.w.tensors[t].shape.clone();
+        let tensor = tensor_type(&shape, "f32");
+        let memref = format!("memref{}", &tensor["tensor".len()..]);
+        let value = wr.values[t].clone().ok_or_else(|| {
+            LowerError::Unsupported(format!(
+                "`{}` read before it is computed",
+                wr.w.tensors[t].name
+            ))
+        })?;
+        let buffer = wr.fresh("buf");
+        let _ = writeln!(
+            wr.out,
+            "    {buffer} = bufferization.to_buffer {value} read_only : {tensor} to {memref}"
+        );
+        operands.push(buffer);
+        types.push(memref);
+    }
+    let out_shape = wr.w.tensors[op.output].shape.clone();
+    let out_tensor = tensor_type(&out_shape, "f32");
+    let out_memref = format!("memref{}", &out_tensor["tensor".len()..]);
+    let in_place = wr.w.tensors[op.output].role == Role::Output;
+    let target = match (&wr.arguments[op.output], in_place) {
+        (Some(arg), true) => {
+            wr.destinations[op.output] = None;
+            arg.clone()
+        }
+        _ => {
+            let b = wr.fresh("buf");
+            let _ = writeln!(
+                wr.out,
+                "    {b} = memref.alloc() {{alignment = 64 : i64}} : {out_memref}"
+            );
+            b
+        }
+    };
+    operands[2] = target.clone();
+    types[2] = out_memref.clone();
+    for ty in crate::gemm::scratch_types(g, blocks) {
+        let b = wr.fresh("scratch");
+        let _ = writeln!(
+            wr.out,
+            "    {b} = memref.alloc() {{alignment = 64 : i64}} : {ty}"
+        );
+        operands.push(b);
+        types.push(ty);
+    }
+    let _ = writeln!(
+        wr.out,
+        "    func.call @{name}({}) : ({}) -> ()",
+        operands.join(", "),
+        types.join(", ")
+    );
+    let value = wr.fresh("t");
+    let _ = writeln!(
+        wr.out,
+        "    {value} = bufferization.to_tensor {target} restrict : {out_memref} to {out_tensor}"
+    );
+    wr.values[op.output] = Some(value);
+    wr.in_place[op.output] = in_place;
+    wr.kernels.push(crate::gemm::kernel(wr.w, g, &name, blocks));
+    Ok(())
 }
 
 /// Where each reduction of a body lands: the reductions nested below the
@@ -282,7 +397,7 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
             vars,
             body,
         } if accumulator(out_elem) == out_elem => {
-            let dest = wr.destinations[op.output].clone();
+            let dest = wr.destination(op.output);
             let value = generic(
                 wr,
                 op,
@@ -301,7 +416,7 @@ fn lower_op(wr: &mut Writer<'_>, op: &Op) -> Result<(), LowerError> {
             // output's variables.
             let mut temps = Vec::new();
             let rewritten = hoist_reductions(wr, op, body, accumulator(out_elem), &mut temps)?;
-            let dest = wr.destinations[op.output].clone();
+            let dest = wr.destination(op.output);
             let value = generic(
                 wr,
                 op,

@@ -67,7 +67,10 @@ impl std::error::Error for PipelineError {}
 /// accumulators hoisted out of reduction loops), bufferization (in place
 /// into the arguments, temporaries freed), loops, then the LLVM dialect with
 /// bare pointers for memrefs (the C ABI of `archc build`).
-pub fn cpu_stages(scheduled: bool) -> Vec<StageSpec> {
+///
+/// With `threads > 1`, `scf.parallel` loops run on that many OpenMP
+/// threads (the library then links against libomp).
+pub fn cpu_stages(scheduled: bool, threads: u64) -> Vec<StageSpec> {
     let stage = |name, passes: &str| StageSpec {
         name,
         passes: format!("builtin.module({passes})"),
@@ -92,14 +95,22 @@ pub fn cpu_stages(scheduled: bool) -> Vec<StageSpec> {
         ),
         stage(
             "loops",
-            "convert-linalg-to-loops, convert-vector-to-scf, canonicalize, cse",
+            &if threads > 1 {
+                format!(
+                    "convert-linalg-to-loops, convert-vector-to-scf, \
+                     convert-scf-to-openmp{{num-threads={threads}}}, canonicalize, cse"
+                )
+            } else {
+                "convert-linalg-to-loops, convert-vector-to-scf, canonicalize, cse".to_string()
+            },
         ),
         stage(
             "llvm",
             "arith-expand{include-bf16=true}, expand-strided-metadata, lower-affine, convert-scf-to-cf, convert-vector-to-llvm, \
              finalize-memref-to-llvm, convert-math-to-llvm, convert-math-to-libm, \
              convert-arith-to-llvm, convert-cf-to-llvm, convert-ub-to-llvm, \
-             convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, reconcile-unrealized-casts",
+             convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, convert-openmp-to-llvm, \
+             reconcile-unrealized-casts",
         ),
     ]);
     stages

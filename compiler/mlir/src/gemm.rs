@@ -1,0 +1,779 @@
+//! f32 contractions shaped like a matrix product (`c[i, j] = sum[k] a[i, k]
+//! * b[k, j]`, with or without an element-wise epilogue such as bias and
+//! ReLU) lowered to a packed, register-blocked kernel in the BLIS style,
+//! written directly in `scf`, `memref` and `vector`:
+//!
+//! - `jc` over column blocks of `nc`, `pc` over depth blocks of `kc`: the
+//!   `kc x nc` block of `b` is packed into 16-column micro-panels (zero
+//!   padded), in parallel over panels;
+//! - the rows are split over threads (`scf.parallel`, OpenMP when
+//!   `threads > 1`); each thread walks row blocks of `mc`, packs its
+//!   `mc x kc` block of `a` into 6-row micro-panels;
+//! - the micro-kernel keeps a 6 x 16 tile of `c` in twelve 8-lane vector
+//!   registers across the `kc` loop (one broadcast of `a`, two loads of `b`,
+//!   twelve FMAs per step), then adds it into `c`; after the last depth
+//!   block it applies the epilogue before storing. Edge tiles go through a
+//!   small scratch tile with scalar loops.
+//!
+//! The blocks come from the tuned schedule (`nc`: the l3 tile of `j`,
+//! `kc`: the l2 tile of `k`, `mc`: the l2 tile of `i`), rounded to the
+//! micro-tile.
+
+use arch_sema::dtype::DType;
+use arch_sema::model::{Affine, Builtin, Op, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::{BinOp, ReduceOp};
+use std::fmt::Write;
+
+/// Rows of the register tile.
+pub const MR: u64 = 6;
+/// Columns of the register tile (two 8-lane f32 vectors).
+pub const NR: u64 = 16;
+const LANES: u64 = 8;
+
+/// A matrix-product op: its operands and epilogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemm {
+    pub a: usize,
+    pub b: usize,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// The op's body with the contraction replaced by [`ScalarExpr::Index`]
+    /// of a variable past the op's (`ACC`); `None` when the op is the bare
+    /// contraction.
+    pub epilogue: Option<ScalarExpr>,
+    /// Tensors the epilogue reads, in argument order.
+    pub epilogue_reads: Vec<usize>,
+}
+
+/// The variable standing for the contraction's value in an epilogue.
+const ACC: usize = usize::MAX;
+
+fn is_var(a: &Affine, v: usize) -> bool {
+    a.offset == 0 && a.terms.as_slice() == [(v, 1)]
+}
+
+/// `sum[k] a[i, k] * b[k, j]` with `i`, `j` the op's first two variables.
+fn contraction(w: &WorkloadModel, e: &ScalarExpr) -> Option<(usize, usize, usize)> {
+    let ScalarExpr::Reduce {
+        op: ReduceOp::Sum,
+        vars,
+        body,
+    } = e
+    else {
+        return None;
+    };
+    let [kv] = vars.as_slice() else { return None };
+    let ScalarExpr::Binary {
+        op: BinOp::Mul,
+        lhs,
+        rhs,
+    } = body.as_ref()
+    else {
+        return None;
+    };
+    let access = |x: &ScalarExpr| match x {
+        ScalarExpr::Access { tensor, index } => Some((*tensor, index.clone())),
+        _ => None,
+    };
+    let (l, r) = (access(lhs)?, access(rhs)?);
+    let is_a = |(t, ix): &(usize, Vec<Affine>)| {
+        ix.len() == 2 && is_var(&ix[0], 0) && is_var(&ix[1], *kv) && w.tensors[*t].shape.len() == 2
+    };
+    let is_b = |(t, ix): &(usize, Vec<Affine>)| {
+        ix.len() == 2 && is_var(&ix[0], *kv) && is_var(&ix[1], 1) && w.tensors[*t].shape.len() == 2
+    };
+    if is_a(&l) && is_b(&r) {
+        Some((l.0, r.0, *kv))
+    } else if is_a(&r) && is_b(&l) {
+        Some((r.0, l.0, *kv))
+    } else {
+        None
+    }
+}
+
+/// Replaces the one contraction in `e` by the `ACC` marker; checks that
+/// everything else is element-wise over `(i, j)`.
+fn epilogue_of(
+    w: &WorkloadModel,
+    op: &Op,
+    e: &ScalarExpr,
+    found: &mut Option<(usize, usize, usize)>,
+    reads: &mut Vec<usize>,
+) -> Option<ScalarExpr> {
+    let rec = |x: &ScalarExpr, found: &mut Option<_>, reads: &mut Vec<usize>| {
+        epilogue_of(w, op, x, found, reads).map(Box::new)
+    };
+    Some(match e {
+        ScalarExpr::Reduce { .. } => {
+            if found.is_some() {
+                return None;
+            }
+            *found = Some(contraction(w, e)?);
+            ScalarExpr::Index(ACC)
+        }
+        ScalarExpr::Const(_) => e.clone(),
+        ScalarExpr::Access { tensor, index } => {
+            let plain = match index.as_slice() {
+                [x, y] => is_var(x, 0) && is_var(y, 1),
+                [x] => is_var(x, 0) || is_var(x, 1),
+                _ => false,
+            };
+            if !plain || w.tensors[*tensor].dtype != DType::F32 {
+                return None;
+            }
+            if !reads.contains(tensor) {
+                reads.push(*tensor);
+            }
+            e.clone()
+        }
+        ScalarExpr::Neg(x) => ScalarExpr::Neg(rec(x, found, reads)?),
+        ScalarExpr::Binary { op: b, lhs, rhs } if *b != BinOp::MatMul => ScalarExpr::Binary {
+            op: *b,
+            lhs: rec(lhs, found, reads)?,
+            rhs: rec(rhs, found, reads)?,
+        },
+        ScalarExpr::Call { func, args } => ScalarExpr::Call {
+            func: *func,
+            args: args
+                .iter()
+                .map(|a| epilogue_of(w, op, a, found, reads))
+                .collect::<Option<_>>()?,
+        },
+        ScalarExpr::Cast {
+            to: DType::F32,
+            value,
+        } => return epilogue_of(w, op, value, found, reads),
+        _ => return None,
+    })
+}
+
+/// The matrix product `op` computes, if it is one this kernel handles:
+/// every tensor f32, the output `[M, N]` indexed `[i, j]`.
+pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
+    let out = &w.tensors[op.output];
+    if out.dtype != DType::F32 || out.shape.len() != 2 || op.output_rank != 2 {
+        return None;
+    }
+    let mut found = None;
+    let mut reads = Vec::new();
+    let body = epilogue_of(w, op, &op.body, &mut found, &mut reads)?;
+    let (a, b, kv) = found?;
+    if w.tensors[a].dtype != DType::F32 || w.tensors[b].dtype != DType::F32 {
+        return None;
+    }
+    let epilogue = (!matches!(body, ScalarExpr::Index(ACC))).then_some(body);
+    Some(Gemm {
+        a,
+        b,
+        m: op.vars[0].extent,
+        n: op.vars[1].extent,
+        k: op.vars[kv].extent,
+        epilogue,
+        epilogue_reads: reads,
+    })
+}
+
+/// Cache blocks and threads of one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    pub mc: u64,
+    pub kc: u64,
+    pub nc: u64,
+    pub threads: u64,
+}
+
+impl Blocks {
+    /// BLIS's defaults for Zen-class cores (mc 144, kc 256, nc 4080).
+    pub const DEFAULT: Blocks = Blocks {
+        mc: 144,
+        kc: 256,
+        nc: 4080,
+        threads: 1,
+    };
+
+    /// Rounded to the register tile and clamped to the problem.
+    fn fitted(self, g: &Gemm) -> Blocks {
+        let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
+        Blocks {
+            mc: round_up(self.mc.max(1), MR).min(round_up(g.m, MR)),
+            kc: self.kc.clamp(1, g.k.max(1)),
+            nc: round_up(self.nc.max(1), NR).min(round_up(g.n, NR)),
+            threads: self.threads.clamp(1, 64),
+        }
+    }
+}
+
+/// Writes MLIR text with fresh SSA names.
+struct Emitter {
+    out: String,
+    indent: usize,
+    next: usize,
+}
+
+impl Emitter {
+    fn line(&mut self, s: impl AsRef<str>) {
+        for _ in 0..self.indent {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(s.as_ref());
+        self.out.push('\n');
+    }
+    fn open(&mut self, s: impl AsRef<str>) {
+        self.line(s);
+        self.indent += 1;
+    }
+    fn close(&mut self, s: &str) {
+        self.indent -= 1;
+        self.line(s);
+    }
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("%{prefix}{}", self.next)
+    }
+    fn index_op(&mut self, op: &str, a: &str, b: &str) -> String {
+        let r = self.fresh("i");
+        self.line(format!("{r} = arith.{op} {a}, {b} : index"));
+        r
+    }
+    fn cmp(&mut self, pred: &str, a: &str, b: &str) -> String {
+        let r = self.fresh("p");
+        self.line(format!("{r} = arith.cmpi {pred}, {a}, {b} : index"));
+        r
+    }
+}
+
+/// Element type of epilogue values: one f32, or a vector of 8.
+#[derive(Clone, Copy)]
+enum Lane {
+    Scalar,
+    Vector,
+}
+
+impl Lane {
+    fn ty(self) -> &'static str {
+        match self {
+            Lane::Scalar => "f32",
+            Lane::Vector => "vector<8xf32>",
+        }
+    }
+}
+
+/// The memref argument names and types of the epilogue's tensors.
+struct EpilogueArgs<'a> {
+    w: &'a WorkloadModel,
+    reads: &'a [usize],
+}
+
+impl EpilogueArgs<'_> {
+    fn name(&self, t: usize) -> String {
+        let k = self.reads.iter().position(|r| *r == t).unwrap_or(0);
+        format!("%E{k}")
+    }
+    fn ty(&self, t: usize) -> String {
+        memref_type(&self.w.tensors[t].shape)
+    }
+}
+
+fn memref_type(shape: &[u64]) -> String {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    format!("memref<{}xf32>", dims.join("x"))
+}
+
+fn f32_literal(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.9e}", x as f32)
+    } else if x > 0.0 {
+        "0x7F800000".into()
+    } else if x < 0.0 {
+        "0xFF800000".into()
+    } else {
+        "0x7FC00000".into()
+    }
+}
+
+/// Emits the epilogue `e` at row `i`, column `j` (the first of 8 lanes for
+/// vectors) with the contraction's value `acc`; returns its value.
+fn emit_epilogue(
+    em: &mut Emitter,
+    e: &ScalarExpr,
+    acc: &str,
+    lane: Lane,
+    i: &str,
+    j: &str,
+    args: &EpilogueArgs<'_>,
+) -> String {
+    let ty = lane.ty();
+    let rec = |em: &mut Emitter, x: &ScalarExpr| emit_epilogue(em, x, acc, lane, i, j, args);
+    match e {
+        ScalarExpr::Index(ACC) => acc.to_string(),
+        ScalarExpr::Const(r) => {
+            let v = em.fresh("e");
+            match lane {
+                Lane::Scalar => em.line(format!("{v} = arith.constant {} : f32", f32_literal(r.0))),
+                Lane::Vector => em.line(format!(
+                    "{v} = arith.constant dense<{}> : vector<8xf32>",
+                    f32_literal(r.0)
+                )),
+            }
+            v
+        }
+        ScalarExpr::Access { tensor, index } => {
+            let (name, mty) = (args.name(*tensor), args.ty(*tensor));
+            let along_j = index.len() == 2 || is_var(&index[0], 1);
+            let at = if index.len() == 2 {
+                format!("{i}, {j}")
+            } else if along_j {
+                j.to_string()
+            } else {
+                i.to_string()
+            };
+            let v = em.fresh("e");
+            match (lane, along_j) {
+                (Lane::Vector, true) => em.line(format!(
+                    "{v} = vector.load {name}[{at}] : {mty}, vector<8xf32>"
+                )),
+                (Lane::Vector, false) => {
+                    let s = em.fresh("e");
+                    em.line(format!("{s} = memref.load {name}[{at}] : {mty}"));
+                    em.line(format!("{v} = vector.broadcast {s} : f32 to vector<8xf32>"));
+                }
+                (Lane::Scalar, _) => em.line(format!("{v} = memref.load {name}[{at}] : {mty}")),
+            }
+            v
+        }
+        ScalarExpr::Neg(x) => {
+            let x = rec(em, x);
+            let v = em.fresh("e");
+            em.line(format!("{v} = arith.negf {x} : {ty}"));
+            v
+        }
+        ScalarExpr::Binary { op, lhs, rhs } => {
+            let (a, b) = (rec(em, lhs), rec(em, rhs));
+            let v = em.fresh("e");
+            let arith = match op {
+                BinOp::Add => Some("arith.addf"),
+                BinOp::Sub => Some("arith.subf"),
+                BinOp::Mul => Some("arith.mulf"),
+                BinOp::Div => Some("arith.divf"),
+                _ => None,
+            };
+            if let Some(m) = arith {
+                em.line(format!("{v} = {m} {a}, {b} : {ty}"));
+            } else {
+                let pred = match op {
+                    BinOp::Lt => "olt",
+                    BinOp::Le => "ole",
+                    BinOp::Gt => "ogt",
+                    BinOp::Ge => "oge",
+                    _ => "oeq",
+                };
+                let c = em.fresh("e");
+                em.line(format!("{c} = arith.cmpf {pred}, {a}, {b} : {ty}"));
+                let bool_ty = match lane {
+                    Lane::Scalar => "i1",
+                    Lane::Vector => "vector<8xi1>",
+                };
+                em.line(format!("{v} = arith.uitofp {c} : {bool_ty} to {ty}"));
+            }
+            v
+        }
+        ScalarExpr::Call { func, args: xs } => {
+            let xs: Vec<String> = xs.iter().map(|x| rec(em, x)).collect();
+            let x = xs.first().cloned().unwrap_or_default();
+            let v = em.fresh("e");
+            let unary = |m: &str| format!("{v} = {m} {x} : {ty}");
+            match func {
+                Builtin::Exp => em.line(unary("math.exp")),
+                Builtin::Log => em.line(unary("math.log")),
+                Builtin::Sqrt => em.line(unary("math.sqrt")),
+                Builtin::Tanh => em.line(unary("math.tanh")),
+                Builtin::Abs => em.line(unary("math.absf")),
+                Builtin::Erf => em.line(unary("math.erf")),
+                Builtin::Sigmoid => {
+                    let (n, ex, one, d) =
+                        (em.fresh("e"), em.fresh("e"), em.fresh("e"), em.fresh("e"));
+                    em.line(format!("{n} = arith.negf {x} : {ty}"));
+                    em.line(format!("{ex} = math.exp {n} : {ty}"));
+                    match lane {
+                        Lane::Scalar => em.line(format!("{one} = arith.constant 1.0 : f32")),
+                        Lane::Vector => {
+                            em.line(format!("{one} = arith.constant dense<1.0> : vector<8xf32>"))
+                        }
+                    }
+                    em.line(format!("{d} = arith.addf {one}, {ex} : {ty}"));
+                    em.line(format!("{v} = arith.divf {one}, {d} : {ty}"));
+                }
+                Builtin::Max | Builtin::Min => {
+                    let y = xs.get(1).cloned().unwrap_or_default();
+                    let m = if *func == Builtin::Max {
+                        "arith.maximumf"
+                    } else {
+                        "arith.minimumf"
+                    };
+                    em.line(format!("{v} = {m} {x}, {y} : {ty}"));
+                }
+            }
+            v
+        }
+        // `recognize` admits nothing else.
+        _ => acc.to_string(),
+    }
+}
+
+/// The packing buffers a kernel takes from its caller (who allocates and
+/// frees them): packed `a`, packed `b`, the edge tile.
+pub fn scratch_types(g: &Gemm, blocks: Blocks) -> [String; 3] {
+    let Blocks {
+        mc,
+        kc,
+        nc,
+        threads,
+    } = blocks.fitted(g);
+    [
+        format!("memref<{threads}x{}x{kc}x{MR}xf32>", mc / MR),
+        format!("memref<{}x{kc}x{NR}xf32>", nc / NR),
+        format!("memref<{threads}x{MR}x{NR}xf32>"),
+    ]
+}
+
+/// The kernel for `g` as a private function `@name(%A, %B, %C, %E0, ...,
+/// %Ap, %Bp, %Tb)` over memrefs (`%E*`: the epilogue's tensors in
+/// `g.epilogue_reads` order; the last three: [`scratch_types`]).
+pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String {
+    let Blocks {
+        mc,
+        kc,
+        nc,
+        threads,
+    } = blocks.fitted(g);
+    let (m, n, k) = (g.m, g.n, g.k);
+    let lanes_per_tile = NR / LANES;
+    let rows_per_thread = m.div_ceil(MR * threads) * MR;
+    let ta = format!("memref<{m}x{k}xf32>");
+    let tb = format!("memref<{k}x{n}xf32>");
+    let tc = format!("memref<{m}x{n}xf32>");
+    let [tap, tbp, tt] = scratch_types(g, blocks);
+    let v8 = "vector<8xf32>";
+    let args = EpilogueArgs {
+        w,
+        reads: &g.epilogue_reads,
+    };
+    let mut em = Emitter {
+        out: String::new(),
+        indent: 1,
+        next: 0,
+    };
+    let extra: Vec<String> = g
+        .epilogue_reads
+        .iter()
+        .map(|t| format!(", {}: {}", args.name(*t), args.ty(*t)))
+        .collect();
+    em.open(format!(
+        "func.func private @{name}(%A: {ta}, %B: {tb}, %C: {tc}{}, %Ap: {tap}, %Bp: {tbp}, %Tb: {tt}) {{",
+        extra.concat()
+    ));
+    let mut constants: Vec<u64> = vec![
+        0,
+        1,
+        MR - 1,
+        MR,
+        NR - 1,
+        NR,
+        m,
+        n,
+        k,
+        mc,
+        kc,
+        nc,
+        threads,
+        rows_per_thread,
+    ];
+    constants.extend(0..MR);
+    constants.extend((0..lanes_per_tile).map(|v| v * LANES));
+    constants.sort_unstable();
+    constants.dedup();
+    for c in &constants {
+        em.line(format!("%c{c} = arith.constant {c} : index"));
+    }
+    let c = |x: u64| format!("%c{x}");
+    em.line("%zero = arith.constant 0.0 : f32");
+    em.line(format!("%vzero = arith.constant dense<0.0> : {v8}"));
+
+    em.open(format!("scf.for %jc = %c0 to {} step {} {{", c(n), c(nc)));
+    let n_left = em.index_op("subi", &c(n), "%jc");
+    let ncur = em.index_op("minsi", &c(nc), &n_left);
+    let ncur_up = em.index_op("addi", &ncur, &c(NR - 1));
+    let panels = em.index_op("divui", &ncur_up, &c(NR));
+    em.open(format!("scf.for %pc = %c0 to {} step {} {{", c(k), c(kc)));
+    let k_left = em.index_op("subi", &c(k), "%pc");
+    let kcur = em.index_op("minsi", &c(kc), &k_left);
+    let first = em.cmp("eq", "%pc", "%c0");
+    let k_end = em.index_op("addi", "%pc", &kcur);
+    let last = em.cmp("eq", &k_end, &c(k));
+
+    // Pack the kc x nc block of B into 16-column micro-panels.
+    em.open(format!(
+        "scf.parallel (%jp) = (%c0) to ({panels}) step (%c1) {{"
+    ));
+    let jp16 = em.index_op("muli", "%jp", &c(NR));
+    let j0 = em.index_op("addi", "%jc", &jp16);
+    let j_left = em.index_op("subi", &c(n), &j0);
+    let ncols = em.index_op("minsi", &c(NR), &j_left);
+    let full_b = em.cmp("eq", &ncols, &c(NR));
+    em.open(format!("scf.if {full_b} {{"));
+    em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
+    let kk = em.index_op("addi", "%pc", "%pb");
+    for v in 0..lanes_per_tile {
+        let jj = em.index_op("addi", &j0, &c(v * LANES));
+        let x = em.fresh("x");
+        em.line(format!("{x} = vector.load %B[{kk}, {jj}] : {tb}, {v8}"));
+        em.line(format!(
+            "vector.store {x}, %Bp[%jp, %pb, {}] : {tbp}, {v8}",
+            c(v * LANES)
+        ));
+    }
+    em.close("}");
+    em.close("} else {");
+    em.indent += 1;
+    em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
+    let kk = em.index_op("addi", "%pc", "%pb");
+    em.open(format!("scf.for %cb = %c0 to {} step %c1 {{", c(NR)));
+    let inside = em.cmp("slt", "%cb", &ncols);
+    let val = em.fresh("x");
+    em.open(format!("{val} = scf.if {inside} -> (f32) {{"));
+    let jj = em.index_op("addi", &j0, "%cb");
+    let x = em.fresh("x");
+    em.line(format!("{x} = memref.load %B[{kk}, {jj}] : {tb}"));
+    em.line(format!("scf.yield {x} : f32"));
+    em.close("} else {");
+    em.indent += 1;
+    em.line("scf.yield %zero : f32");
+    em.close("}");
+    em.line(format!("memref.store {val}, %Bp[%jp, %pb, %cb] : {tbp}"));
+    em.close("}");
+    em.close("}");
+    em.close("}");
+    em.line("scf.reduce");
+    em.close("}");
+
+    // Rows split over threads.
+    em.open(format!(
+        "scf.parallel (%t) = (%c0) to ({}) step (%c1) {{",
+        c(threads)
+    ));
+    let row0 = em.index_op("muli", "%t", &c(rows_per_thread));
+    let row_end_raw = em.index_op("addi", &row0, &c(rows_per_thread));
+    let row_end = em.index_op("minsi", &c(m), &row_end_raw);
+    em.open(format!(
+        "scf.for %ic = {row0} to {row_end} step {} {{",
+        c(mc)
+    ));
+    let rows_left = em.index_op("subi", &row_end, "%ic");
+    let mcur = em.index_op("minsi", &c(mc), &rows_left);
+    let mcur_up = em.index_op("addi", &mcur, &c(MR - 1));
+    let row_panels = em.index_op("divui", &mcur_up, &c(MR));
+    // Pack the mc x kc block of A into 6-row micro-panels.
+    em.open(format!("scf.for %ia = %c0 to {row_panels} step %c1 {{"));
+    let ia6 = em.index_op("muli", "%ia", &c(MR));
+    let i0 = em.index_op("addi", "%ic", &ia6);
+    let i_left = em.index_op("subi", &c(m), &i0);
+    let nrows = em.index_op("minsi", &c(MR), &i_left);
+    let full_a = em.cmp("eq", &nrows, &c(MR));
+    em.open(format!("scf.if {full_a} {{"));
+    em.open(format!("scf.for %pa = %c0 to {kcur} step %c1 {{"));
+    let kk = em.index_op("addi", "%pc", "%pa");
+    for r in 0..MR {
+        let ii = em.index_op("addi", &i0, &c(r));
+        let x = em.fresh("x");
+        em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
+        em.line(format!(
+            "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
+            c(r)
+        ));
+    }
+    em.close("}");
+    em.close("} else {");
+    em.indent += 1;
+    em.open(format!("scf.for %pa = %c0 to {kcur} step %c1 {{"));
+    let kk = em.index_op("addi", "%pc", "%pa");
+    em.open(format!("scf.for %ra = %c0 to {} step %c1 {{", c(MR)));
+    let inside = em.cmp("slt", "%ra", &nrows);
+    let val = em.fresh("x");
+    em.open(format!("{val} = scf.if {inside} -> (f32) {{"));
+    let ii = em.index_op("addi", &i0, "%ra");
+    let x = em.fresh("x");
+    em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
+    em.line(format!("scf.yield {x} : f32"));
+    em.close("} else {");
+    em.indent += 1;
+    em.line("scf.yield %zero : f32");
+    em.close("}");
+    em.line(format!(
+        "memref.store {val}, %Ap[%t, %ia, %pa, %ra] : {tap}"
+    ));
+    em.close("}");
+    em.close("}");
+    em.close("}");
+    em.close("}");
+
+    // The macro-kernel: every 6 x 16 tile of the block.
+    em.open(format!("scf.for %jr = %c0 to {panels} step %c1 {{"));
+    em.open(format!("scf.for %ir = %c0 to {row_panels} step %c1 {{"));
+    let ir6 = em.index_op("muli", "%ir", &c(MR));
+    let ci = em.index_op("addi", "%ic", &ir6);
+    let jr16 = em.index_op("muli", "%jr", &c(NR));
+    let cj = em.index_op("addi", "%jc", &jr16);
+    let ci_left = em.index_op("subi", &c(m), &ci);
+    let tile_rows = em.index_op("minsi", &c(MR), &ci_left);
+    let cj_left = em.index_op("subi", &c(n), &cj);
+    let tile_cols = em.index_op("minsi", &c(NR), &cj_left);
+    let rows_full = em.cmp("eq", &tile_rows, &c(MR));
+    let cols_full = em.cmp("eq", &tile_cols, &c(NR));
+    let full = em.fresh("p");
+    em.line(format!("{full} = arith.andi {rows_full}, {cols_full} : i1"));
+    // Prefetch the tile of C it will write.
+    em.open(format!("scf.if {full} {{"));
+    for r in 0..MR {
+        let ii = em.index_op("addi", &ci, &c(r));
+        em.line(format!(
+            "memref.prefetch %C[{ii}, {cj}], write, locality<3>, data : {tc}"
+        ));
+    }
+    em.close("}");
+    let accs: Vec<String> = (0..MR * lanes_per_tile)
+        .map(|x| format!("%acc{x}"))
+        .collect();
+    let acc_types = vec![v8; accs.len()].join(", ");
+    let result = em.fresh("r");
+    em.open(format!(
+        "{result}:{} = scf.for %p = %c0 to {kcur} step %c1 iter_args({}) -> ({acc_types}) {{",
+        accs.len(),
+        accs.iter()
+            .map(|a| format!("{a} = %vzero"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut bv = Vec::new();
+    for v in 0..lanes_per_tile {
+        let x = em.fresh("b");
+        em.line(format!(
+            "{x} = vector.load %Bp[%jr, %p, {}] : {tbp}, {v8}",
+            c(v * LANES)
+        ));
+        bv.push(x);
+    }
+    let mut next = Vec::new();
+    for r in 0..MR {
+        let s = em.fresh("a");
+        em.line(format!(
+            "{s} = memref.load %Ap[%t, %ir, %p, {}] : {tap}",
+            c(r)
+        ));
+        let sv = em.fresh("av");
+        em.line(format!("{sv} = vector.broadcast {s} : f32 to {v8}"));
+        for (v, b) in bv.iter().enumerate() {
+            let y = em.fresh("y");
+            let acc = &accs[r as usize * lanes_per_tile as usize + v];
+            em.line(format!("{y} = vector.fma {sv}, {b}, {acc} : {v8}"));
+            next.push(y);
+        }
+    }
+    em.line(format!("scf.yield {} : {acc_types}", next.join(", ")));
+    em.close("}");
+    // Write back: add into C (unless first), the epilogue after the last block.
+    em.open(format!("scf.if {full} {{"));
+    for r in 0..MR {
+        let ii = em.index_op("addi", &ci, &c(r));
+        for v in 0..lanes_per_tile {
+            let jj = em.index_op("addi", &cj, &c(v * LANES));
+            let acc = format!("{result}#{}", r * lanes_per_tile + v);
+            let sum = em.fresh("s");
+            em.open(format!("{sum} = scf.if {first} -> ({v8}) {{"));
+            em.line(format!("scf.yield {acc} : {v8}"));
+            em.close("} else {");
+            em.indent += 1;
+            let old = em.fresh("o");
+            em.line(format!("{old} = vector.load %C[{ii}, {jj}] : {tc}, {v8}"));
+            let added = em.fresh("s");
+            em.line(format!("{added} = arith.addf {old}, {acc} : {v8}"));
+            em.line(format!("scf.yield {added} : {v8}"));
+            em.close("}");
+            let stored = match &g.epilogue {
+                None => sum,
+                Some(e) => {
+                    let out = em.fresh("s");
+                    em.open(format!("{out} = scf.if {last} -> ({v8}) {{"));
+                    let y = emit_epilogue(&mut em, e, &sum, Lane::Vector, &ii, &jj, &args);
+                    em.line(format!("scf.yield {y} : {v8}"));
+                    em.close("} else {");
+                    em.indent += 1;
+                    em.line(format!("scf.yield {sum} : {v8}"));
+                    em.close("}");
+                    out
+                }
+            };
+            em.line(format!(
+                "vector.store {stored}, %C[{ii}, {jj}] : {tc}, {v8}"
+            ));
+        }
+    }
+    em.close("} else {");
+    em.indent += 1;
+    for r in 0..MR {
+        for v in 0..lanes_per_tile {
+            let acc = format!("{result}#{}", r * lanes_per_tile + v);
+            em.line(format!(
+                "vector.store {acc}, %Tb[%t, {}, {}] : {tt}, {v8}",
+                c(r),
+                c(v * LANES)
+            ));
+        }
+    }
+    em.open(format!("scf.for %re = %c0 to {tile_rows} step %c1 {{"));
+    em.open(format!("scf.for %ce = %c0 to {tile_cols} step %c1 {{"));
+    let ii = em.index_op("addi", &ci, "%re");
+    let jj = em.index_op("addi", &cj, "%ce");
+    let part = em.fresh("x");
+    em.line(format!("{part} = memref.load %Tb[%t, %re, %ce] : {tt}"));
+    let sum = em.fresh("x");
+    em.open(format!("{sum} = scf.if {first} -> (f32) {{"));
+    em.line(format!("scf.yield {part} : f32"));
+    em.close("} else {");
+    em.indent += 1;
+    let old = em.fresh("x");
+    em.line(format!("{old} = memref.load %C[{ii}, {jj}] : {tc}"));
+    let added = em.fresh("x");
+    em.line(format!("{added} = arith.addf {old}, {part} : f32"));
+    em.line(format!("scf.yield {added} : f32"));
+    em.close("}");
+    let stored = match &g.epilogue {
+        None => sum,
+        Some(e) => {
+            let out = em.fresh("x");
+            em.open(format!("{out} = scf.if {last} -> (f32) {{"));
+            let y = emit_epilogue(&mut em, e, &sum, Lane::Scalar, &ii, &jj, &args);
+            em.line(format!("scf.yield {y} : f32"));
+            em.close("} else {");
+            em.indent += 1;
+            em.line(format!("scf.yield {sum} : f32"));
+            em.close("}");
+            out
+        }
+    };
+    em.line(format!("memref.store {stored}, %C[{ii}, {jj}] : {tc}"));
+    em.close("}");
+    em.close("}");
+    em.close("}");
+    em.close("}"); // ir
+    em.close("}"); // jr
+    em.close("}"); // ic
+    em.line("scf.reduce");
+    em.close("}"); // threads
+    em.close("}"); // pc
+    em.close("}"); // jc
+    em.line("func.return");
+    em.close("}");
+    let _ = write!(em.out, "");
+    em.out
+}
