@@ -211,3 +211,77 @@ pub fn median(sorted: &[Duration]) -> Duration {
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
     }
 }
+
+/// A loaded library of microbenchmarks (`archc calibrate`): functions of
+/// one count, or of one buffer and a count.
+pub struct Bench {
+    library: libloading::Library,
+}
+
+impl Bench {
+    #[allow(unsafe_code)]
+    pub fn open(path: &Path) -> Result<Bench, NativeError> {
+        // SAFETY: as in `Library::open`.
+        let library: libloading::Library = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+            )
+        }
+        .map_err(|e| NativeError::Load(e.to_string()))?
+        .into();
+        Ok(Bench { library })
+    }
+
+    /// Calls `name(count) -> f32` (f64 results when `wide`); returns the
+    /// result and the wall time.
+    #[allow(unsafe_code)]
+    pub fn count(
+        &self,
+        name: &str,
+        count: i64,
+        wide: bool,
+    ) -> Result<(f64, Duration), NativeError> {
+        let start = Instant::now();
+        // SAFETY: the calibration module defines `name` with exactly this
+        // signature (`calibrate.rs` in arch-codegen).
+        let value = unsafe {
+            if wide {
+                let f = self
+                    .library
+                    .get::<unsafe extern "C" fn(i64) -> f64>(name.as_bytes())
+                    .map_err(|e| NativeError::Load(e.to_string()))?;
+                f(count)
+            } else {
+                let f = self
+                    .library
+                    .get::<unsafe extern "C" fn(i64) -> f32>(name.as_bytes())
+                    .map_err(|e| NativeError::Load(e.to_string()))?;
+                f64::from(f(count))
+            }
+        };
+        Ok((value, start.elapsed()))
+    }
+
+    /// Calls `name(buffer, count) -> f32`; the buffer must be the size the
+    /// function was made for.
+    #[allow(unsafe_code)]
+    pub fn read(
+        &self,
+        name: &str,
+        buffer: &mut Buffer,
+        count: i64,
+    ) -> Result<(f64, Duration), NativeError> {
+        let start = Instant::now();
+        // SAFETY: as above; the buffer outlives the call and has the size
+        // the function reads.
+        let value = unsafe {
+            let f = self
+                .library
+                .get::<unsafe extern "C" fn(Ptr, i64) -> f32>(name.as_bytes())
+                .map_err(|e| NativeError::Load(e.to_string()))?;
+            f(buffer.ptr(), count)
+        };
+        Ok((f64::from(value), start.elapsed()))
+    }
+}

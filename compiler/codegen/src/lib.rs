@@ -8,6 +8,7 @@
 //! object next to the library); the driver chooses every path.
 
 pub mod abi;
+pub mod calibrate;
 pub mod cpu;
 
 use inkwell::{

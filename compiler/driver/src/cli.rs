@@ -20,7 +20,8 @@ Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
 models; `--weights FILE.safetensors` measures quantization error on real
 weights, otherwise it is estimated as half an ulp); build and run for cpu
 targets (float types; see `archc build --help` for what is not built yet).
-calibrate and the language server (lsp) are not part of this build yet.
+`calibrate` measures this machine for the cpu model. The language server
+(lsp) is not part of this build yet.
 
 Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
 
@@ -86,6 +87,16 @@ warm-up, printed beside the cost model's prediction and written into the report'
 `measured` (--report PATH, or report.json in --build-dir)."
     )]
     Run(crate::build_cmd::RunArgs),
+    /// Measure this machine and write a calibrated hardware description.
+    #[cfg(feature = "native")]
+    #[command(
+        after_help = "Builds microbenchmarks the way `archc build` builds workloads and runs them on \
+one core: FMA throughput per element type (f32, f64) and the read bandwidth of working sets sized \
+to each cache level (from Linux's sysfs) and to memory. Writes a hardware description with the \
+measured numbers (energies stay estimates); use it with `--hardware FILE --target NAME` on tune, \
+report, build and run. Takes about 10 s (--quick: about 2 s)."
+    )]
+    Calibrate(crate::calibrate_cmd::CalibrateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -177,6 +188,8 @@ pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wr
         Command::Build(a) => crate::build_cmd::build(a, out, err),
         #[cfg(feature = "native")]
         Command::Run(a) => crate::run_cmd::run(a, out, err),
+        #[cfg(feature = "native")]
+        Command::Calibrate(a) => crate::calibrate_cmd::calibrate(a, out, err),
     }
 }
 

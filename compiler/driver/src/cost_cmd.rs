@@ -26,9 +26,13 @@ pub struct Selection {
     /// The .arch file.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
-    /// The hardware (declared in or imported by FILE, or any of std.hw).
+    /// The hardware (declared in or imported by FILE, in a --hardware file, or any of std.hw).
     #[arg(long, value_name = "HW")]
     target: String,
+    /// More hardware descriptions to pick --target from, such as the one
+    /// `archc calibrate` writes (repeatable).
+    #[arg(long = "hardware", value_name = "FILE.arch")]
+    hardware_files: Vec<PathBuf>,
     /// The workload, when FILE has several.
     #[arg(long, value_name = "NAME")]
     workload: Option<String>,
@@ -161,7 +165,9 @@ pub(crate) fn select(
 ) -> Result<Selected, u8> {
     let (file, target, workload) = (&sel.file, sel.target.as_str(), sel.workload.as_deref());
     let color = color_enabled(common.color);
-    let (db, loaded, roots, mut diags) = load(std::slice::from_ref(file), common, err)?;
+    let mut files = vec![file.clone()];
+    files.extend(sel.hardware_files.iter().cloned());
+    let (db, loaded, roots, mut diags) = load(&files, common, err)?;
     diags.extend(unknown_overrides(&db, &roots, &loaded, common));
     diags.extend(diagnostics(&db, &loaded, &roots));
     if !diags.is_empty() {
@@ -175,7 +181,11 @@ pub(crate) fn select(
     let Some(root) = roots.first().and_then(|r| db.file_by_path(r)) else {
         return Err(usage(err, format!("cannot read {}", file.display())));
     };
-    let hardware = find_hardware(&db, root, target).map_err(|m| usage(err, m))?;
+    let extra: Vec<arch_sema::SourceFile> = roots[1..]
+        .iter()
+        .filter_map(|r| db.file_by_path(r))
+        .collect();
+    let hardware = find_hardware(&db, root, &extra, target).map_err(|m| usage(err, m))?;
     let decls = file_decls(&db, root);
     let mappings: Vec<MappingModel> = decls
         .iter()
@@ -281,13 +291,23 @@ pub(crate) fn select(
 fn find_hardware(
     db: &RootDatabase,
     root: arch_sema::SourceFile,
+    extra: &[arch_sema::SourceFile],
     target: &str,
 ) -> Result<HardwareModel, String> {
     let scope = arch_sema::scope::file_scope(db, root);
     let std_hw = db.file_by_path("<std>/hw.arch");
+    let in_extra = || {
+        extra.iter().find_map(|f| {
+            file_decls(db, *f)
+                .iter()
+                .copied()
+                .find(|d| d.name(db) == target && d.kind(db) == "hardware")
+        })
+    };
     let decl = scope
         .get(target)
         .filter(|d| d.kind(db) == "hardware")
+        .or_else(in_extra)
         .or_else(|| {
             std_hw.and_then(|f| {
                 file_decls(db, f)
@@ -301,8 +321,13 @@ fn find_hardware(
             .names_of_kind(db, "hardware")
             .map(String::from)
             .collect();
-        if let Some(f) = std_hw {
-            known.extend(file_decls(db, f).iter().map(|d| d.name(db).clone()));
+        for f in std_hw.iter().chain(extra) {
+            known.extend(
+                file_decls(db, *f)
+                    .iter()
+                    .filter(|d| d.kind(db) == "hardware")
+                    .map(|d| d.name(db).clone()),
+            );
         }
         known.sort();
         known.dedup();

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "native")]
 pub mod build_cmd;
+#[cfg(feature = "native")]
+pub mod calibrate_cmd;
 pub mod cli;
 pub mod cost_cmd;
 pub mod html;

@@ -96,13 +96,12 @@ fn contraction(w: &WorkloadModel, e: &ScalarExpr) -> Option<(usize, usize, usize
 /// everything else is element-wise over `(i, j)`.
 fn epilogue_of(
     w: &WorkloadModel,
-    op: &Op,
     e: &ScalarExpr,
     found: &mut Option<(usize, usize, usize)>,
     reads: &mut Vec<usize>,
 ) -> Option<ScalarExpr> {
     let rec = |x: &ScalarExpr, found: &mut Option<_>, reads: &mut Vec<usize>| {
-        epilogue_of(w, op, x, found, reads).map(Box::new)
+        epilogue_of(w, x, found, reads).map(Box::new)
     };
     Some(match e {
         ScalarExpr::Reduce { .. } => {
@@ -137,13 +136,13 @@ fn epilogue_of(
             func: *func,
             args: args
                 .iter()
-                .map(|a| epilogue_of(w, op, a, found, reads))
+                .map(|a| epilogue_of(w, a, found, reads))
                 .collect::<Option<_>>()?,
         },
         ScalarExpr::Cast {
             to: DType::F32,
             value,
-        } => return epilogue_of(w, op, value, found, reads),
+        } => return epilogue_of(w, value, found, reads),
         _ => return None,
     })
 }
@@ -157,7 +156,7 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
     }
     let mut found = None;
     let mut reads = Vec::new();
-    let body = epilogue_of(w, op, &op.body, &mut found, &mut reads)?;
+    let body = epilogue_of(w, &op.body, &mut found, &mut reads)?;
     let (a, b, kv) = found?;
     if w.tensors[a].dtype != DType::F32 || w.tensors[b].dtype != DType::F32 {
         return None;

@@ -1,0 +1,304 @@
+//! `archc calibrate --target host`: measures this machine (FMA throughput
+//! per element type on one core, read bandwidth of working sets sized to
+//! each cache level and to memory) with kernels built by archc itself, and
+//! writes a hardware description with those numbers that `--hardware FILE
+//! --target <name>` then uses.
+
+use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
+use arch_codegen::calibrate::{module, FMA_CHAINS, FMA_TYPES};
+use arch_codegen::HostTarget;
+use arch_runtime::native::{Bench, Buffer};
+use clap::Args;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The hardware to calibrate: `host`, the machine archc runs on.
+    #[arg(long, value_name = "HW", default_value = "host")]
+    target: String,
+    /// Where to write the calibrated description.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FILE.arch",
+        default_value = "host_calibrated.arch"
+    )]
+    output: PathBuf,
+    /// The name of the hardware declared in it.
+    #[arg(long, default_value = "host_calibrated")]
+    name: String,
+    /// Shorter measurements (less stable numbers).
+    #[arg(long)]
+    quick: bool,
+}
+
+/// A cache level as Linux describes it.
+struct Cache {
+    level: u32,
+    bytes: u64,
+    shared: bool,
+}
+
+fn caches() -> Vec<Cache> {
+    let mut out = Vec::new();
+    let base = Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).unwrap_or_default();
+        let kind = read("type");
+        if kind.trim() == "Instruction" {
+            continue;
+        }
+        let level: u32 = read("level").trim().parse().unwrap_or(0);
+        let size = read("size");
+        let size = size.trim();
+        let bytes = match size.strip_suffix('K') {
+            Some(k) => k.parse::<u64>().unwrap_or(0) << 10,
+            None => match size.strip_suffix('M') {
+                Some(m) => m.parse::<u64>().unwrap_or(0) << 20,
+                None => size.parse().unwrap_or(0),
+            },
+        };
+        let shared_list = read("shared_cpu_list");
+        let shared = shared_list.contains(',') || shared_list.contains('-');
+        if level > 0 && bytes > 0 {
+            out.push(Cache {
+                level,
+                bytes,
+                shared,
+            });
+        }
+    }
+    out.sort_by_key(|c| c.level);
+    out
+}
+
+fn cpu_field(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Runs `f(count)` with counts growing until one call takes `target`,
+/// then returns the median rate (work per second) of `runs` calls.
+fn measure(
+    mut f: impl FnMut(i64) -> Result<Duration, String>,
+    work_per_count: f64,
+    target: Duration,
+    runs: usize,
+) -> Result<f64, String> {
+    let mut count: i64 = 1;
+    loop {
+        let t = f(count)?;
+        if t >= target / 4 || count > (1 << 40) {
+            let scale = (target.as_secs_f64() / t.as_secs_f64().max(1e-9)).clamp(1.0, 1e6);
+            count = ((count as f64) * scale).ceil() as i64;
+            break;
+        }
+        count *= 4;
+    }
+    let mut rates: Vec<f64> = (0..runs.max(1))
+        .map(|_| f(count).map(|t| work_per_count * count as f64 / t.as_secs_f64().max(1e-12)))
+        .collect::<Result<_, _>>()?;
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
+}
+
+pub fn calibrate(a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    if a.target != "host" {
+        let _ = writeln!(
+            err,
+            "error: only `host` (the machine archc runs on) can be calibrated; got `{}`",
+            a.target
+        );
+        return EXIT_USAGE;
+    }
+    if !a
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || a.name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        let _ = writeln!(err, "error: `{}` is not a name for hardware", a.name);
+        return EXIT_USAGE;
+    }
+    match run(&a, err) {
+        Ok(text) => match std::fs::write(&a.output, &text) {
+            Ok(()) => {
+                let _ = write!(out, "{text}");
+                let _ = writeln!(
+                    err,
+                    "wrote {}; use it with `--hardware {} --target {}`",
+                    a.output.display(),
+                    a.output.display(),
+                    a.name
+                );
+                EXIT_OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot write {}: {e}", a.output.display());
+                EXIT_USAGE
+            }
+        },
+        Err(m) => {
+            let _ = writeln!(err, "error: {m}");
+            EXIT_DIAGNOSTICS
+        }
+    }
+}
+
+fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
+    let host = HostTarget::detect();
+    let vector_bytes = host.vector_bytes();
+    let caches = caches();
+    let cache_bytes = |level: u32, default: u64| {
+        caches
+            .iter()
+            .find(|c| c.level == level)
+            .map_or(default, |c| c.bytes)
+    };
+    let (l1, l2, l3) = (
+        cache_bytes(1, 32 << 10),
+        cache_bytes(2, 512 << 10),
+        cache_bytes(3, 8 << 20),
+    );
+    let l3_shared = caches.iter().any(|c| c.level == 3 && c.shared);
+    // Working sets well inside each level (and far beyond the last).
+    let round = |x: u64| (x / 4096).max(1) * 4096;
+    let sets = [
+        ("l1", round(l1 / 2)),
+        ("l2", round(l2 / 2)),
+        ("l3", round((l3 / 4).min(16 << 20))),
+        ("dram", round((l3 * 8).max(256 << 20))),
+    ];
+    let sizes: Vec<u64> = sets.iter().map(|s| s.1).collect();
+    let text = module(vector_bytes, &sizes);
+    let lowered = arch_mlir::pipeline::run(&text, &arch_mlir::pipeline::cpu_stages(false, 1))
+        .map_err(|e| e.to_string())?;
+    let object =
+        arch_codegen::object(&lowered.llvm_ir, "calibrate", &host).map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("archc-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (obj, lib) = (dir.join("calibrate.o"), dir.join("libcalibrate.so"));
+    type Measured<'a> = (Vec<(&'a str, f64)>, Vec<(&'a str, f64)>);
+    let result = (|| -> Result<Measured, String> {
+        std::fs::write(&obj, &object.bytes).map_err(|e| e.to_string())?;
+        arch_codegen::link_shared(&obj, &lib, &["m"]).map_err(|e| e.to_string())?;
+        let bench = Bench::open(&lib).map_err(|e| e.to_string())?;
+        let (target, runs) = if a.quick {
+            (Duration::from_millis(20), 3)
+        } else {
+            (Duration::from_millis(150), 7)
+        };
+        let mut flops = Vec::new();
+        for (t, bytes) in FMA_TYPES {
+            let lanes = (vector_bytes / bytes) as f64;
+            let name = format!("fma_{t}");
+            let rate = measure(
+                |n| {
+                    bench
+                        .count(&name, n, *t == "f64")
+                        .map(|x| x.1)
+                        .map_err(|e| e.to_string())
+                },
+                FMA_CHAINS as f64 * lanes * 2.0,
+                target,
+                runs,
+            )?;
+            let _ = writeln!(err, "fma {t}: {:.1} GFLOP/s on one core", rate / 1e9);
+            flops.push((*t, rate));
+        }
+        let mut bandwidth = Vec::new();
+        for (level, bytes) in sets {
+            let mut buffer = Buffer::new(&vec![1u8; bytes as usize]);
+            let name = format!("read_{bytes}");
+            let rate = measure(
+                |n| {
+                    bench
+                        .read(&name, &mut buffer, n)
+                        .map(|x| x.1)
+                        .map_err(|e| e.to_string())
+                },
+                bytes as f64,
+                target,
+                runs,
+            )?;
+            let _ = writeln!(
+                err,
+                "{level}: {:.1} GB/s reading {} KiB on one core",
+                rate / 1e9,
+                bytes >> 10
+            );
+            bandwidth.push((level, rate));
+        }
+        Ok((flops, bandwidth))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (flops, bandwidth) = result?;
+    let ghz = cpu_field("cpu MHz")
+        .and_then(|m| m.parse::<f64>().ok())
+        .map_or(2.0, |m| m / 1000.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = cpu_field("model name").unwrap_or_else(|| host.cpu.clone());
+    let per_cycle = |rate: f64| rate / (ghz * 1e9);
+    let bw = |level: &str| {
+        bandwidth
+            .iter()
+            .find(|b| b.0 == level)
+            .map_or(0.0, |b| b.1 / 1e9)
+    };
+    let flop = |t: &str| flops.iter().find(|f| f.0 == t).map_or(0.0, |f| f.1);
+    let mut s = String::new();
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    s.push_str(&format!(
+        "// Measured by `archc calibrate` on {model} ({}, {} B vectors), at unix time {when}.\n",
+        host.cpu, vector_bytes
+    ));
+    s.push_str("// Rates are one core's: FMA chains in registers, and reads of a working set\n");
+    s.push_str("// half the size of each cache (an eighth of L3; 8x L3 for dram). Energies\n");
+    s.push_str("// are not measured: they are std.hw.host's estimates.\n");
+    s.push_str(&format!("hardware {} : cpu {{\n", a.name));
+    s.push_str(&format!("  vendor \"{}\"\n", model.replace('"', "'")));
+    s.push_str("  description \"this machine, calibrated by archc calibrate\"\n");
+    s.push_str(&format!(
+        "  clock {ghz:.3} GHz                      // /proc/cpuinfo `cpu MHz` while calibrating\n"
+    ));
+    s.push_str(&format!(
+        "  cores {cores}                            // available parallelism\n"
+    ));
+    s.push_str(&format!(
+        "\n  level dram {{\n    bandwidth {:.2} GB/s                 // measured, one core streaming\n    energy 160 pJ/B                     // estimate (std.hw.host)\n  }}\n",
+        bw("dram")
+    ));
+    let l3_scope = if l3_shared { "" } else { " per core" };
+    s.push_str(&format!(
+        "  level l3 {{\n    size {} KiB{l3_scope}                    // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 25 pJ/B                      // estimate (std.hw.host)\n  }}\n",
+        l3 >> 10,
+        bw("l3")
+    ));
+    s.push_str(&format!(
+        "  level l2 {{\n    size {} KiB per core                // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 12 pJ/B                      // estimate (std.hw.host)\n  }}\n",
+        l2 >> 10,
+        bw("l2")
+    ));
+    s.push_str(&format!(
+        "  level l1 {{\n    size {} KiB per core                 // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 2.5 pJ/B                     // estimate (std.hw.host)\n  }}\n",
+        l1 >> 10,
+        bw("l1")
+    ));
+    s.push_str(&format!(
+        "  compute fma {{\n    f32: {:.2} flop/cycle per core       // measured\n    f64: {:.2} flop/cycle per core       // measured\n    bf16: {:.2} flop/cycle per core      // archc computes 16-bit floats in f32: the f32 rate\n    vector {vector_bytes} B                         // widest vector register LLVM targets here\n    energy 2 pJ/flop                    // estimate (std.hw.host)\n  }}\n}}\n",
+        per_cycle(flop("f32")),
+        per_cycle(flop("f64")),
+        per_cycle(flop("f32")),
+    ));
+    Ok(s)
+}
