@@ -1,6 +1,7 @@
 //! The differential suite: generated workloads (std.nn ops, odd sizes,
 //! tiles that do not divide them, every float type the cpu path builds,
-//! fused and unfused epilogues, random loop orders and vector dimensions)
+//! fused and unfused epilogues, random loop orders, vector dimensions and
+//! threads; f32 matrix products vectorized along `j` take the packed kernel)
 //! are built into native libraries and run; every output must match the
 //! reference interpreter within its type's tolerance.
 //!
@@ -171,10 +172,17 @@ fn nest(rng: &mut Rng, op: &arch_sema::model::Op) -> LoopNest {
         order.swap(i, j);
     }
     let vector = (rng.below(5) > 0).then(|| rng.below(op.output_rank.max(1) as u64) as usize);
+    // A third of the nests run their first dimension over two cores
+    // (OpenMP threads in the packed kernel).
+    let parallel = if rng.below(3) == 0 {
+        vec![0]
+    } else {
+        Vec::new()
+    };
     LoopNest {
         tiles,
         order,
-        parallel: Vec::new(),
+        parallel,
         vector,
     }
 }

@@ -185,7 +185,13 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     // The peak needs full vector registers: the vector dimension's innermost
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
     // code uses one lane.
+    // Lanes run along memory only when the vector dimension is the output's
+    // innermost (contiguous) index: archc's code generator vectorizes the
+    // register tile along it; any other dimension means strided lanes,
+    // which cost as much as scalar code.
+    let contiguous = |v: usize| op.output_rank > 0 && v == op.output_rank - 1;
     let lane_use = match (p.lanes, nest.vector) {
+        (Some(lanes), Some(v)) if !contiguous(v) => 1.0 / lanes as f64,
         (Some(lanes), Some(v)) => {
             let t = nest.tiles[last][v].max(1);
             t as f64 / (t.div_ceil(lanes) * lanes) as f64

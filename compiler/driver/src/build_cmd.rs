@@ -132,11 +132,7 @@ pub(crate) use arch_codegen::cpu::Compiled;
 /// Lowers `s.workload` under `schedule` and makes an object for this
 /// machine. Errors are messages for the user (what is not supported, or
 /// what MLIR or LLVM said); with `ARCH_DUMP_MLIR` the failing input is kept.
-pub(crate) fn compile(
-    s: &Selected,
-    schedule: &Schedule,
-    threads: Option<u64>,
-) -> Result<Compiled, String> {
+pub(crate) fn compile(s: &Selected, schedule: &Schedule) -> Result<Compiled, String> {
     let w = &s.workload;
     let mut nests = vec![None; w.ops.len()];
     for op in &schedule.ops {
@@ -144,7 +140,7 @@ pub(crate) fn compile(
             *slot = Some(op.nest.clone());
         }
     }
-    let cores = threads.unwrap_or(s.hardware.cores).max(1);
+    let cores = s.hardware.cores.max(1);
     arch_codegen::cpu::compile(w, &nests, &HostTarget::detect(), cores).map_err(|e| {
         if let (Some(dir), Some(input)) = (std::env::var_os("ARCH_DUMP_MLIR"), &e.input) {
             let dir = PathBuf::from(dir);
@@ -247,6 +243,14 @@ mod erased {
     }
 }
 
+/// `--threads N`: the cost model and the code use N cores.
+pub(crate) fn with_threads(mut s: Selected, threads: Option<u64>) -> Selected {
+    if let Some(t) = threads {
+        s.hardware.cores = t;
+    }
+    s
+}
+
 pub(crate) fn not_cpu(s: &Selected, err: &mut dyn Write) -> Option<u8> {
     if s.hardware.class == HwClass::Cpu {
         return None;
@@ -262,7 +266,7 @@ pub(crate) fn not_cpu(s: &Selected, err: &mut dyn Write) -> Option<u8> {
 
 pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let s = match select(&a.selection, &a.common, out, err) {
-        Ok(s) => s,
+        Ok(s) => with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
     if matches!(a.emit, Emit::Ptx | Emit::Npu | Emit::Nir) {
@@ -290,7 +294,7 @@ pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Err(code) => return code,
     };
     let started = Instant::now();
-    let compiled = match compile(&s, &schedule, a.tune.threads) {
+    let compiled = match compile(&s, &schedule) {
         Ok(c) => c,
         Err(m) => {
             let _ = writeln!(err, "error: {m}");

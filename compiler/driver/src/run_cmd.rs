@@ -66,7 +66,7 @@ fn temporary_dir() -> BuildDir {
 
 pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let s = match select(&a.selection, &a.common, out, err) {
-        Ok(s) => s,
+        Ok(s) => crate::build_cmd::with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
     if let Some(code) = not_cpu(&s, err) {
@@ -87,7 +87,7 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let compiled = match compile(&s, &schedule, a.tune.threads) {
+    let compiled = match compile(&s, &schedule) {
         Ok(c) => c,
         Err(m) => return fail(err, m),
     };
