@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up like the quick start, then runs every test: unit, property, ui
-# snapshots, incrementality, CLI, examples and formatting.
+# snapshots, incrementality, CLI, examples, formatting, codegen CHECK tests
+# and the differential suite (200 generated workloads built and run against
+# the reference interpreter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,3 +24,10 @@ echo "validation: archc's npu model against SCALE-Sim (13 layers, weight station
 echo "validation: archc's tuner against ZigZag's mapper (ResNet-18, npu16)"
 cargo build --locked --release -p arch-driver
 .venv/bin/python tests/validation/zigzag_compare.py target/release/archc --check
+
+# The quick start's main job on the release build: calibrate this machine,
+# build, run and check the quick-start example on it.
+echo "native code: calibrate, build and run examples/quickstart.arch"
+./target/release/archc calibrate --quick -o target/host_calibrated.arch >/dev/null
+./target/release/archc run examples/quickstart.arch --hardware target/host_calibrated.arch --target host_calibrated
+./target/release/archc run examples/mlp.arch --target host --set K=256 --runs 3

@@ -1,0 +1,228 @@
+//! The native commands' contracts (`archc build`, `run`, `calibrate`):
+//! the files a build writes, the C interface they describe, run's check and
+//! measurement, inputs from `.npy` files, and clear errors for what is not
+//! built.
+
+use arch_tests::{archc, root};
+use std::path::PathBuf;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("archc-native-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+const MLP: &str = "import std.hw.host\nimport std.nn.relu\nworkload mlp(B = 7, K = 33, N = 20) {\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[B, N]\n  y[i, j] = relu(sum[k] x[i, k] * w[k, j] + b[j])\n}\n";
+
+#[test]
+fn build_writes_library_header_manifest_and_report() {
+    let dir = temp("build");
+    let src = dir.join("mlp.arch");
+    std::fs::write(&src, MLP).expect("write");
+    let out = dir.join("out");
+    let r = archc(&[
+        "build",
+        src.to_str().unwrap_or_default(),
+        "--target",
+        "host",
+        "-o",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in ["libmlp.so", "mlp.h", "mlp.manifest.json", "report.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let header = std::fs::read_to_string(out.join("mlp.h")).unwrap_or_default();
+    assert!(
+        header.contains("int32_t mlp(const float *x, const float *w, const float *b, float *y);"),
+        "{header}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("mlp.manifest.json")).unwrap_or_default(),
+    )
+    .expect("manifest is JSON");
+    let args = manifest["arguments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = args.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["x", "w", "b", "y"]);
+    assert_eq!(args[0]["role"], "input");
+    assert_eq!(args[3]["role"], "output");
+    assert_eq!(args[1]["shape"], serde_json::json!([33, 20]));
+    assert_eq!(args[2]["dtype"], "f32");
+    assert_eq!(manifest["function"], "mlp");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap_or_default())
+            .expect("report is JSON");
+    assert!(report["total"]["latency_s"].as_f64().unwrap_or(0.0) > 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_writes_the_measurement_into_the_report() {
+    let dir = temp("run");
+    let src = dir.join("mlp.arch");
+    std::fs::write(&src, MLP).expect("write");
+    let report = dir.join("r.json");
+    let r = archc(&[
+        "run",
+        src.to_str().unwrap_or_default(),
+        "--target",
+        "host",
+        "--runs",
+        "3",
+        "--report",
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("y matches the reference interpreter"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("measured/predicted"), "{}", r.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).expect("JSON");
+    let measured = json["total"]["measured"]["latency_s"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(measured > 0.0 && measured < 1.0, "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_reads_npy_inputs_and_checks_their_shapes() {
+    let dir = temp("npy");
+    let src = dir.join("mlp.arch");
+    std::fs::write(&src, MLP).expect("write");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).expect("dir");
+    let write = |name: &str, shape: &[u64]| {
+        let n: u64 = shape.iter().product();
+        let values: Vec<f64> = (0..n).map(|i| ((i % 7) as f64 - 3.0) / 4.0).collect();
+        std::fs::write(
+            inputs.join(format!("{name}.npy")),
+            arch_runtime::npy::write(shape, &values, true),
+        )
+        .expect("npy");
+    };
+    write("x", &[7, 33]);
+    write("w", &[33, 20]);
+    write("b", &[20]);
+    let args = |extra: &str| {
+        vec![
+            "run".to_string(),
+            src.display().to_string(),
+            "--target".into(),
+            "host".into(),
+            "--runs".into(),
+            "1".into(),
+            "--inputs".into(),
+            extra.to_string(),
+        ]
+    };
+    let a = args(&inputs.display().to_string());
+    let r = archc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("matches"), "{}", r.stdout);
+    write("b", &[21]);
+    let r = archc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("shape [21], but `b` is [20]"),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn what_is_not_built_says_so() {
+    let root = root();
+    let gemm = root.join("examples/gemm.arch").display().to_string();
+    let r = archc(&["build", &gemm, "--target", "h100", "-o", "/tmp/archc-never"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("code generation for gpu targets is not built yet"),
+        "{}",
+        r.stderr
+    );
+    let r = archc(&["build", &gemm, "--target", "host", "--emit", "ptx"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`--emit ptx` is not built yet"),
+        "{}",
+        r.stderr
+    );
+    let r = archc(&[
+        "build",
+        &gemm,
+        "--target",
+        "host",
+        "--threads",
+        "0",
+        "-o",
+        "/tmp/x",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = archc(&["build", &gemm, "--target", "host", "--emit", "lib"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("needs `-o DIR`"), "{}", r.stderr);
+    let dir = temp("int8");
+    let src = dir.join("q.arch");
+    std::fs::write(
+        &src,
+        "workload q(N = 8) {\n  input a: int8[N]\n  output b: int8[N]\n  b[i] = a[i] * 2\n}\n",
+    )
+    .expect("write");
+    let r = archc(&["run", src.to_str().unwrap_or_default(), "--target", "host"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("lowering does not handle `int8`"),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn calibrate_writes_hardware_that_the_cost_commands_take() {
+    let dir = temp("calibrate");
+    let file = dir.join("hc.arch");
+    let r = archc(&[
+        "calibrate",
+        "--quick",
+        "-o",
+        file.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(text.contains("hardware host_calibrated : cpu {"), "{text}");
+    assert!(text.contains("// measured"), "{text}");
+    let r = archc(&["check", file.to_str().unwrap_or_default()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gemm = root()
+        .join("examples/quickstart.arch")
+        .display()
+        .to_string();
+    let r = archc(&[
+        "report",
+        &gemm,
+        "--hardware",
+        file.to_str().unwrap_or_default(),
+        "--target",
+        "host_calibrated",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("quickstart on host_calibrated"),
+        "{}",
+        r.stdout
+    );
+    let r = archc(&["calibrate", "--target", "h100"]);
+    assert_eq!(r.code, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
