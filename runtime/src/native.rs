@@ -75,6 +75,22 @@ impl Buffer {
 
 type Ptr = *mut c_void;
 
+/// Loads a library built by archc, binding every symbol now (RTLD_NOW), so
+/// that a missing one is an error here rather than an abort mid-call.
+#[allow(unsafe_code)]
+fn load(path: &Path) -> Result<libloading::Library, NativeError> {
+    // SAFETY: loading runs the library's initializers; a library made by
+    // archc has none beyond the C runtime's.
+    let library = unsafe {
+        libloading::os::unix::Library::open(
+            Some(path),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
+    }
+    .map_err(|e| NativeError::Load(e.to_string()))?;
+    Ok(library.into())
+}
+
 /// A loaded library and its exported workload function.
 pub struct Library {
     library: libloading::Library,
@@ -89,18 +105,7 @@ impl Library {
         if arity > MAX_ARGS {
             return Err(NativeError::Arity(arity));
         }
-        // SAFETY: loading runs the library's initializers; a library made by
-        // `archc build` has none beyond the C runtime's.
-        // Every symbol is bound now (RTLD_NOW), so a missing one is an
-        // error here rather than an abort in the middle of a call.
-        let library: libloading::Library = unsafe {
-            libloading::os::unix::Library::open(
-                Some(path),
-                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
-            )
-        }
-        .map_err(|e| NativeError::Load(e.to_string()))?
-        .into();
+        let library = load(path)?;
         let symbol = function.as_bytes().to_vec();
         // SAFETY: only looks the symbol up; it is called in `call`.
         unsafe { library.get::<unsafe extern "C" fn() -> i32>(&symbol) }
@@ -221,16 +226,9 @@ pub struct Bench {
 impl Bench {
     #[allow(unsafe_code)]
     pub fn open(path: &Path) -> Result<Bench, NativeError> {
-        // SAFETY: as in `Library::open`.
-        let library: libloading::Library = unsafe {
-            libloading::os::unix::Library::open(
-                Some(path),
-                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
-            )
-        }
-        .map_err(|e| NativeError::Load(e.to_string()))?
-        .into();
-        Ok(Bench { library })
+        Ok(Bench {
+            library: load(path)?,
+        })
     }
 
     /// Calls `name(count) -> f32` (f64 results when `wide`); returns the

@@ -286,21 +286,18 @@ fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
         bw("dram")
     ));
     let l3_scope = if l3_shared { "" } else { " per core" };
-    s.push_str(&format!(
-        "  level l3 {{\n    size {} KiB{l3_scope}                    // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 25 pJ/B                      // estimate (std.hw.host)\n  }}\n",
-        l3 >> 10,
-        bw("l3")
-    ));
-    s.push_str(&format!(
-        "  level l2 {{\n    size {} KiB per core                // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 12 pJ/B                      // estimate (std.hw.host)\n  }}\n",
-        l2 >> 10,
-        bw("l2")
-    ));
-    s.push_str(&format!(
-        "  level l1 {{\n    size {} KiB per core                 // sysfs cache size\n    bandwidth {:.2} GB/s per core        // measured\n    energy 2.5 pJ/B                     // estimate (std.hw.host)\n  }}\n",
-        l1 >> 10,
-        bw("l1")
-    ));
+    // (level, size in bytes, size scope, energy pJ/B: std.hw.host's estimates)
+    for (level, bytes, scope, energy) in [
+        ("l3", l3, l3_scope, 25.0),
+        ("l2", l2, " per core", 12.0),
+        ("l1", l1, " per core", 2.5),
+    ] {
+        s.push_str(&format!(
+            "  level {level} {{\n    size {} KiB{scope}    // sysfs cache size\n    bandwidth {:.2} GB/s per core    // measured\n    energy {energy} pJ/B    // estimate (std.hw.host)\n  }}\n",
+            bytes >> 10,
+            bw(level)
+        ));
+    }
     s.push_str(&format!(
         "  compute fma {{\n    f32: {:.2} flop/cycle per core       // measured: archc's packed f32 matrix product, one core (FMA peak {:.2})\n    f64: {:.2} flop/cycle per core       // measured\n    bf16: {:.2} flop/cycle per core      // archc computes 16-bit floats in f32: the f32 rate\n    vector {vector_bytes} B                         // widest vector register LLVM targets here\n    energy 2 pJ/flop                    // estimate (std.hw.host)\n  }}\n}}\n",
         per_cycle(gemm),

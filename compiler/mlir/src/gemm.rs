@@ -20,7 +20,7 @@
 //! micro-tile.
 
 use arch_sema::dtype::DType;
-use arch_sema::model::{Affine, Builtin, Op, ScalarExpr, WorkloadModel};
+use arch_sema::model::{Affine, Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::{BinOp, ReduceOp};
 use std::fmt::Write;
 
@@ -379,45 +379,81 @@ fn emit_epilogue(
         }
         ScalarExpr::Call { func, args: xs } => {
             let xs: Vec<String> = xs.iter().map(|x| rec(em, x)).collect();
-            let x = xs.first().cloned().unwrap_or_default();
             let v = em.fresh("e");
-            let unary = |m: &str| format!("{v} = {m} {x} : {ty}");
-            match func {
-                Builtin::Exp => em.line(unary("math.exp")),
-                Builtin::Log => em.line(unary("math.log")),
-                Builtin::Sqrt => em.line(unary("math.sqrt")),
-                Builtin::Tanh => em.line(unary("math.tanh")),
-                Builtin::Abs => em.line(unary("math.absf")),
-                Builtin::Erf => em.line(unary("math.erf")),
-                Builtin::Sigmoid => {
-                    let (n, ex, one, d) =
-                        (em.fresh("e"), em.fresh("e"), em.fresh("e"), em.fresh("e"));
-                    em.line(format!("{n} = arith.negf {x} : {ty}"));
-                    em.line(format!("{ex} = math.exp {n} : {ty}"));
-                    match lane {
-                        Lane::Scalar => em.line(format!("{one} = arith.constant 1.0 : f32")),
-                        Lane::Vector => {
-                            em.line(format!("{one} = arith.constant dense<1.0> : vector<8xf32>"))
-                        }
-                    }
-                    em.line(format!("{d} = arith.addf {one}, {ex} : {ty}"));
-                    em.line(format!("{v} = arith.divf {one}, {d} : {ty}"));
-                }
-                Builtin::Max | Builtin::Min => {
-                    let y = xs.get(1).cloned().unwrap_or_default();
-                    let m = if *func == Builtin::Max {
-                        "arith.maximumf"
-                    } else {
-                        "arith.minimumf"
-                    };
-                    em.line(format!("{v} = {m} {x}, {y} : {ty}"));
-                }
+            let one = match lane {
+                Lane::Scalar => "1.0 : f32".to_string(),
+                Lane::Vector => "dense<1.0> : vector<8xf32>".to_string(),
+            };
+            let lines = crate::linalg::builtin_call(*func, &v, &xs, ty, &one, &mut |p| em.fresh(p));
+            for line in lines {
+                em.line(line);
             }
             v
         }
         // `recognize` admits nothing else.
         _ => acc.to_string(),
     }
+}
+
+/// Where a result goes: `c[i, j]`, and the conditions of the depth block.
+struct Store<'a> {
+    i: &'a str,
+    j: &'a str,
+    /// The first depth block: `c` is written, not added to.
+    first: &'a str,
+    /// The last depth block: the epilogue applies.
+    last: &'a str,
+    c_type: &'a str,
+}
+
+/// Stores `value` (one f32, or 8 lanes) into `c` at `at`: added to what is
+/// there unless this is the first depth block, through the epilogue after
+/// the last one.
+fn write_back(
+    em: &mut Emitter,
+    g: &Gemm,
+    args: &EpilogueArgs<'_>,
+    lane: Lane,
+    value: &str,
+    at: &Store<'_>,
+) {
+    let (ty, tc, i, j) = (lane.ty(), at.c_type, at.i, at.j);
+    let (load, store) = match lane {
+        Lane::Scalar => (
+            format!("memref.load %C[{i}, {j}] : {tc}"),
+            format!("memref.store {{}}, %C[{i}, {j}] : {tc}"),
+        ),
+        Lane::Vector => (
+            format!("vector.load %C[{i}, {j}] : {tc}, {ty}"),
+            format!("vector.store {{}}, %C[{i}, {j}] : {tc}, {ty}"),
+        ),
+    };
+    let sum = em.fresh("s");
+    em.open(format!("{sum} = scf.if {} -> ({ty}) {{", at.first));
+    em.line(format!("scf.yield {value} : {ty}"));
+    em.close("} else {");
+    em.indent += 1;
+    let old = em.fresh("o");
+    em.line(format!("{old} = {load}"));
+    let added = em.fresh("s");
+    em.line(format!("{added} = arith.addf {old}, {value} : {ty}"));
+    em.line(format!("scf.yield {added} : {ty}"));
+    em.close("}");
+    let stored = match &g.epilogue {
+        None => sum,
+        Some(e) => {
+            let out = em.fresh("s");
+            em.open(format!("{out} = scf.if {} -> ({ty}) {{", at.last));
+            let y = emit_epilogue(em, e, &sum, lane, i, j, args);
+            em.line(format!("scf.yield {y} : {ty}"));
+            em.close("} else {");
+            em.indent += 1;
+            em.line(format!("scf.yield {sum} : {ty}"));
+            em.close("}");
+            out
+        }
+    };
+    em.line(store.replacen("{}", &stored, 1));
 }
 
 /// The packing buffers a kernel takes from its caller (who allocates and
@@ -687,34 +723,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         for v in 0..lanes_per_tile {
             let jj = em.index_op("addi", &cj, &c(v * LANES));
             let acc = format!("{result}#{}", r * lanes_per_tile + v);
-            let sum = em.fresh("s");
-            em.open(format!("{sum} = scf.if {first} -> ({v8}) {{"));
-            em.line(format!("scf.yield {acc} : {v8}"));
-            em.close("} else {");
-            em.indent += 1;
-            let old = em.fresh("o");
-            em.line(format!("{old} = vector.load %C[{ii}, {jj}] : {tc}, {v8}"));
-            let added = em.fresh("s");
-            em.line(format!("{added} = arith.addf {old}, {acc} : {v8}"));
-            em.line(format!("scf.yield {added} : {v8}"));
-            em.close("}");
-            let stored = match &g.epilogue {
-                None => sum,
-                Some(e) => {
-                    let out = em.fresh("s");
-                    em.open(format!("{out} = scf.if {last} -> ({v8}) {{"));
-                    let y = emit_epilogue(&mut em, e, &sum, Lane::Vector, &ii, &jj, &args);
-                    em.line(format!("scf.yield {y} : {v8}"));
-                    em.close("} else {");
-                    em.indent += 1;
-                    em.line(format!("scf.yield {sum} : {v8}"));
-                    em.close("}");
-                    out
-                }
+            let at = Store {
+                i: &ii,
+                j: &jj,
+                first: &first,
+                last: &last,
+                c_type: &tc,
             };
-            em.line(format!(
-                "vector.store {stored}, %C[{ii}, {jj}] : {tc}, {v8}"
-            ));
+            write_back(&mut em, g, &args, Lane::Vector, &acc, &at);
         }
     }
     em.close("} else {");
@@ -735,32 +751,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let jj = em.index_op("addi", &cj, "%ce");
     let part = em.fresh("x");
     em.line(format!("{part} = memref.load %Tb[%t, %re, %ce] : {tt}"));
-    let sum = em.fresh("x");
-    em.open(format!("{sum} = scf.if {first} -> (f32) {{"));
-    em.line(format!("scf.yield {part} : f32"));
-    em.close("} else {");
-    em.indent += 1;
-    let old = em.fresh("x");
-    em.line(format!("{old} = memref.load %C[{ii}, {jj}] : {tc}"));
-    let added = em.fresh("x");
-    em.line(format!("{added} = arith.addf {old}, {part} : f32"));
-    em.line(format!("scf.yield {added} : f32"));
-    em.close("}");
-    let stored = match &g.epilogue {
-        None => sum,
-        Some(e) => {
-            let out = em.fresh("x");
-            em.open(format!("{out} = scf.if {last} -> (f32) {{"));
-            let y = emit_epilogue(&mut em, e, &sum, Lane::Scalar, &ii, &jj, &args);
-            em.line(format!("scf.yield {y} : f32"));
-            em.close("} else {");
-            em.indent += 1;
-            em.line(format!("scf.yield {sum} : f32"));
-            em.close("}");
-            out
-        }
+    let at = Store {
+        i: &ii,
+        j: &jj,
+        first: &first,
+        last: &last,
+        c_type: &tc,
     };
-    em.line(format!("memref.store {stored}, %C[{ii}, {jj}] : {tc}"));
+    write_back(&mut em, g, &args, Lane::Scalar, &part, &at);
     em.close("}");
     em.close("}");
     em.close("}");

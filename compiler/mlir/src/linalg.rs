@@ -49,6 +49,48 @@ fn float_type(d: DType) -> Result<&'static str, LowerError> {
     }
 }
 
+/// The lines computing builtin `func` of `xs` into `result`, on values of
+/// type `ty` (a float, or a vector of floats); `one` is the constant 1 with
+/// its type (`1.0 : f32`, `dense<1.0> : vector<8xf32>`).
+pub(crate) fn builtin_call(
+    func: Builtin,
+    result: &str,
+    xs: &[String],
+    ty: &str,
+    one: &str,
+    fresh: &mut dyn FnMut(&str) -> String,
+) -> Vec<String> {
+    let x = xs.first().cloned().unwrap_or_default();
+    let unary = |m: &str| vec![format!("{result} = {m} {x} : {ty}")];
+    match func {
+        Builtin::Exp => unary("math.exp"),
+        Builtin::Log => unary("math.log"),
+        Builtin::Sqrt => unary("math.sqrt"),
+        Builtin::Tanh => unary("math.tanh"),
+        Builtin::Abs => unary("math.absf"),
+        Builtin::Erf => unary("math.erf"),
+        Builtin::Sigmoid => {
+            let (n, e, c1, d) = (fresh("v"), fresh("v"), fresh("c"), fresh("v"));
+            vec![
+                format!("{n} = arith.negf {x} : {ty}"),
+                format!("{e} = math.exp {n} : {ty}"),
+                format!("{c1} = arith.constant {one}"),
+                format!("{d} = arith.addf {c1}, {e} : {ty}"),
+                format!("{result} = arith.divf {c1}, {d} : {ty}"),
+            ]
+        }
+        Builtin::Max | Builtin::Min => {
+            let y = xs.get(1).cloned().unwrap_or_default();
+            let m = if func == Builtin::Max {
+                "arith.maximumf"
+            } else {
+                "arith.minimumf"
+            };
+            vec![format!("{result} = {m} {x}, {y} : {ty}")]
+        }
+    }
+}
+
 /// The type a reduction producing `elem` accumulates in: f32 for 16-bit
 /// floats (as hardware does), else the type itself.
 fn accumulator(elem: &'static str) -> &'static str {
@@ -855,38 +897,11 @@ impl Scalar<'_, '_> {
                     let (x, t) = self.emit(a, elem)?;
                     xs.push(self.convert(x, t, elem));
                 }
-                let x = xs.first().cloned().unwrap_or_default();
                 let v = self.wr.fresh("v");
-                let unary = |m: &str| format!("{v} = {m} {x} : {elem}");
-                match func {
-                    Builtin::Exp => self.line(unary("math.exp")),
-                    Builtin::Log => self.line(unary("math.log")),
-                    Builtin::Sqrt => self.line(unary("math.sqrt")),
-                    Builtin::Tanh => self.line(unary("math.tanh")),
-                    Builtin::Abs => self.line(unary("math.absf")),
-                    Builtin::Erf => self.line(unary("math.erf")),
-                    Builtin::Sigmoid => {
-                        let (n, e, one, d) = (
-                            self.wr.fresh("v"),
-                            self.wr.fresh("v"),
-                            self.wr.fresh("c"),
-                            self.wr.fresh("v"),
-                        );
-                        self.line(format!("{n} = arith.negf {x} : {elem}"));
-                        self.line(format!("{e} = math.exp {n} : {elem}"));
-                        self.line(format!("{one} = arith.constant 1.0 : {elem}"));
-                        self.line(format!("{d} = arith.addf {one}, {e} : {elem}"));
-                        self.line(format!("{v} = arith.divf {one}, {d} : {elem}"));
-                    }
-                    Builtin::Max | Builtin::Min => {
-                        let y = xs.get(1).cloned().unwrap_or_default();
-                        let m = if *func == Builtin::Max {
-                            "arith.maximumf"
-                        } else {
-                            "arith.minimumf"
-                        };
-                        self.line(format!("{v} = {m} {x}, {y} : {elem}"));
-                    }
+                let one = format!("1.0 : {elem}");
+                let wr = &mut *self.wr;
+                for line in builtin_call(*func, &v, &xs, elem, &one, &mut |p| wr.fresh(p)) {
+                    self.line(line);
                 }
                 (v, elem)
             }
