@@ -104,10 +104,20 @@ pub fn compile(
         input: input.cloned(),
     };
     let kernels = kernels(w, nests, cores);
+    // Threads: the kernels', and the cores for any other op whose nest is
+    // parallel.
+    let transform_threads = w
+        .ops
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| kernels.get(*i).is_none_or(|k| k.is_none()))
+        .filter_map(|(i, _)| nests.get(i)?.as_ref())
+        .any(|n| !n.parallel.is_empty());
     let threads = kernels
         .iter()
         .flatten()
         .map(|(_, b)| b.threads)
+        .chain(transform_threads.then_some(cores.max(1)))
         .max()
         .unwrap_or(1);
     let (linalg, parts) =
@@ -119,6 +129,7 @@ pub fn compile(
         .collect();
     let machine = arch_mlir::schedule::Machine {
         vector_bytes: host.vector_bytes(),
+        threads: cores.max(1),
         ..Default::default()
     };
     let script = arch_mlir::schedule::transform_script(w, &parts, nests, &elem_bytes, &machine);

@@ -96,9 +96,13 @@ pub fn cpu_stages(scheduled: bool, threads: u64) -> Vec<StageSpec> {
         stage(
             "loops",
             &if threads > 1 {
+                // OpenMP before the vector and linalg loops: the parallel
+                // body must hold no `memref.alloca` yet (masked transfers
+                // lower to stack buffers), or its `alloca_scope` survives
+                // into a region that control flow splits.
                 format!(
-                    "convert-linalg-to-loops, convert-vector-to-scf, \
-                     convert-scf-to-openmp{{num-threads={threads}}}, canonicalize, cse"
+                    "scf-forall-to-parallel, convert-scf-to-openmp{{num-threads={threads}}}, \
+                     canonicalize, convert-linalg-to-loops, convert-vector-to-scf, canonicalize, cse"
                 )
             } else {
                 "convert-linalg-to-loops, convert-vector-to-scf, canonicalize, cse".to_string()

@@ -32,6 +32,8 @@ pub struct Machine {
     pub vector_bytes: u64,
     /// Rows of a register tile.
     pub register_rows: u64,
+    /// Threads for ops whose nest runs a dimension over cores.
+    pub threads: u64,
 }
 
 impl Default for Machine {
@@ -39,6 +41,7 @@ impl Default for Machine {
         Machine {
             vector_bytes: 32,
             register_rows: 8,
+            threads: 1,
         }
     }
 }
@@ -93,6 +96,19 @@ impl Script {
             (0..loops).map(|i| format!("{l}#{i}")).collect()
         };
         (tiled, handles)
+    }
+
+    /// `tile_using_forall` of `handle` with `sizes`: the chunks run in
+    /// parallel. Returns the tiled op and the `scf.forall`.
+    fn forall(&mut self, handle: &str, sizes: &[u64]) -> (String, String) {
+        let tiled = self.fresh("t");
+        let forall = self.fresh("forall");
+        let list: Vec<String> = sizes.iter().map(u64::to_string).collect();
+        self.line(format!(
+            "{tiled}, {forall} = transform.structured.tile_using_forall {handle} tile_sizes [{}] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)",
+            list.join(", ")
+        ));
+        (tiled, forall)
     }
 
     fn fuse(&mut self, producer: &str, into: &str) -> String {
@@ -236,6 +252,36 @@ pub fn transform_script(
             .iter()
             .map(|(f, r)| (f.map(|f| handles[f].clone()), handles[*r].clone(), *r, None))
             .collect();
+        // Threads: the first parallel output dimension split into one chunk
+        // per thread (`scf.forall`, OpenMP once lowered), every part of the
+        // op fused into it; the levels then tile each chunk.
+        let mut root_handle = handles[root].clone();
+        let split = nest.parallel.iter().copied().find(|v| *v < p);
+        if let (Some(v), true) = (split, machine.threads > 1) {
+            let dims = &parts[root].dims;
+            let sizes: Vec<u64> = dims
+                .iter()
+                .map(|d| {
+                    if *d == v {
+                        op.vars[v].extent.div_ceil(machine.threads).max(1)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let (tiled, forall) = s.forall(&root_handle, &sizes);
+            root_handle = tiled;
+            for (fill, reduce, part, _) in reduce_handles.iter_mut().rev() {
+                if *part == root {
+                    *reduce = root_handle.clone();
+                } else {
+                    *reduce = s.fuse(reduce, &forall);
+                }
+                if let Some(f) = fill {
+                    *f = s.fuse(f, &forall);
+                }
+            }
+        }
         if parts[root].kind == PartKind::Pointwise {
             let dims = &parts[root].dims;
             let order = interchange(dims, &nest.order);
@@ -245,7 +291,6 @@ pub fn transform_script(
                     .iter()
                     .any(|x| *x > 0)
             });
-            let mut root_handle = handles[root].clone();
             if let Some(l) = fuse_level {
                 let sizes = level_sizes(nest, l, dims, &|_| true);
                 let (tiled, loops) = s.tile(&root_handle, &sizes, &order);
