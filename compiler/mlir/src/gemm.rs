@@ -395,6 +395,40 @@ fn emit_epilogue(
     }
 }
 
+/// The zero-padded edge of a packed panel: for each of `kcur` depth steps
+/// (`%pc + p` in the source) and each of `width` slots, the source element
+/// when the slot is below `valid`, else 0. `load(em, k, slot)` is the load
+/// of the source element (its index arithmetic emitted first), `store(value,
+/// p, slot)` the store into the panel.
+fn pack_padded(
+    em: &mut Emitter,
+    kcur: &str,
+    width: &str,
+    valid: &str,
+    load: &dyn Fn(&mut Emitter, &str, &str) -> String,
+    store: &dyn Fn(&str, &str, &str) -> String,
+) {
+    let p = em.fresh("p");
+    em.open(format!("scf.for {p} = %c0 to {kcur} step %c1 {{"));
+    let k = em.index_op("addi", "%pc", &p);
+    let slot = em.fresh("slot");
+    em.open(format!("scf.for {slot} = %c0 to {width} step %c1 {{"));
+    let inside = em.cmp("slt", &slot, valid);
+    let val = em.fresh("x");
+    em.open(format!("{val} = scf.if {inside} -> (f32) {{"));
+    let x = em.fresh("x");
+    let source = load(em, &k, &slot);
+    em.line(format!("{x} = {source}"));
+    em.line(format!("scf.yield {x} : f32"));
+    em.close("} else {");
+    em.indent += 1;
+    em.line("scf.yield %zero : f32");
+    em.close("}");
+    em.line(store(&val, &p, &slot));
+    em.close("}");
+    em.close("}");
+}
+
 /// Where a result goes: `c[i, j]`, and the conditions of the depth block.
 struct Store<'a> {
     i: &'a str,
@@ -571,23 +605,17 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     em.close("}");
     em.close("} else {");
     em.indent += 1;
-    em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
-    let kk = em.index_op("addi", "%pc", "%pb");
-    em.open(format!("scf.for %cb = %c0 to {} step %c1 {{", c(NR)));
-    let inside = em.cmp("slt", "%cb", &ncols);
-    let val = em.fresh("x");
-    em.open(format!("{val} = scf.if {inside} -> (f32) {{"));
-    let jj = em.index_op("addi", &j0, "%cb");
-    let x = em.fresh("x");
-    em.line(format!("{x} = memref.load %B[{kk}, {jj}] : {tb}"));
-    em.line(format!("scf.yield {x} : f32"));
-    em.close("} else {");
-    em.indent += 1;
-    em.line("scf.yield %zero : f32");
-    em.close("}");
-    em.line(format!("memref.store {val}, %Bp[%jp, %pb, %cb] : {tbp}"));
-    em.close("}");
-    em.close("}");
+    pack_padded(
+        &mut em,
+        &kcur,
+        &c(NR),
+        &ncols,
+        &|em, k, slot| {
+            let jj = em.index_op("addi", &j0, slot);
+            format!("memref.load %B[{k}, {jj}] : {tb}")
+        },
+        &|val, k, slot| format!("memref.store {val}, %Bp[%jp, {k}, {slot}] : {tbp}"),
+    );
     em.close("}");
     em.line("scf.reduce");
     em.close("}");
@@ -630,25 +658,17 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     em.close("}");
     em.close("} else {");
     em.indent += 1;
-    em.open(format!("scf.for %pa = %c0 to {kcur} step %c1 {{"));
-    let kk = em.index_op("addi", "%pc", "%pa");
-    em.open(format!("scf.for %ra = %c0 to {} step %c1 {{", c(MR)));
-    let inside = em.cmp("slt", "%ra", &nrows);
-    let val = em.fresh("x");
-    em.open(format!("{val} = scf.if {inside} -> (f32) {{"));
-    let ii = em.index_op("addi", &i0, "%ra");
-    let x = em.fresh("x");
-    em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
-    em.line(format!("scf.yield {x} : f32"));
-    em.close("} else {");
-    em.indent += 1;
-    em.line("scf.yield %zero : f32");
-    em.close("}");
-    em.line(format!(
-        "memref.store {val}, %Ap[%t, %ia, %pa, %ra] : {tap}"
-    ));
-    em.close("}");
-    em.close("}");
+    pack_padded(
+        &mut em,
+        &kcur,
+        &c(MR),
+        &nrows,
+        &|em, k, slot| {
+            let ii = em.index_op("addi", &i0, slot);
+            format!("memref.load %A[{ii}, {k}] : {ta}")
+        },
+        &|val, k, slot| format!("memref.store {val}, %Ap[%t, %ia, {k}, {slot}] : {tap}"),
+    );
     em.close("}");
     em.close("}");
 
