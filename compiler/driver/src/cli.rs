@@ -72,9 +72,13 @@ Use `archc tune` to search the open knobs first, or pin them with `tune --emit-m
 makes code for this machine's CPU with LLVM at -O3. `--emit mlir` prints the module after every \
 stage; ARCH_DUMP_MLIR=DIR writes every stage to files. The exported C function is named after the \
 workload, takes one pointer per input, weight and output in declaration order (row-major, dense, \
-element type as declared) and returns 0. Built so far: float element types (f64, f32, f16, bf16) \
-on cpu targets, one thread, ops as MLIR loops (the schedule's tiling is not applied yet). \
-gpu, npu and neuromorphic code (--emit ptx|npu|nir) is not built yet."
+element type as declared) and returns 0. The tuned schedule is applied: tiles per level in its loop \
+order, element-wise epilogues fused into contractions, the vector dimension, `parallel ... over \
+cores` on OpenMP threads (--threads N overrides the target's cores, for the model too); f32 matrix \
+products vectorized along their contiguous dimension run as a packed kernel. Not built yet: \
+integer, fp8 and spike tensors and neuron models (an error says so), `precision` and `sparsity` \
+choices in the generated code (it computes in the declared types), and gpu, npu and neuromorphic \
+code (--emit ptx|npu|nir)."
     )]
     Build(crate::build_cmd::BuildArgs),
     /// Build, run on this machine, check against the reference interpreter, time it.
