@@ -41,6 +41,13 @@ impl LoopNest {
         }
     }
 
+    /// Every level's tile divides its parent's: no remainder tiles.
+    pub fn divides_evenly(&self) -> bool {
+        self.tiles
+            .windows(2)
+            .all(|w| w[0].iter().zip(&w[1]).all(|(p, t)| *t > 0 && p % t == 0))
+    }
+
     /// Trip count of variable `v` at the boundary into level `l` (l >= 1).
     pub fn trips(&self, l: usize, v: usize) -> u64 {
         self.tiles[l - 1][v].div_ceil(self.tiles[l][v].max(1))
@@ -168,6 +175,13 @@ pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize) -> f64 
         .sum()
 }
 
+/// Strided vector code (a vector dimension other than the output's
+/// contiguous one) against scalar code, with static register tiles, on the
+/// code archc generates (measured; see `evaluate`).
+pub const STRIDED_STATIC_VS_SCALAR: f64 = 3.0;
+/// The same when tile remainders make the register tiles masked.
+pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
+
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
@@ -186,12 +200,21 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
     // code uses one lane.
     // Lanes run along memory only when the vector dimension is the output's
-    // innermost (contiguous) index: archc's code generator vectorizes the
-    // register tile along it; any other dimension means strided lanes,
-    // which cost as much as scalar code.
+    // innermost (contiguous) index. Another dimension gives archc's
+    // transform-dialect path strided register tiles: measured at about 3x
+    // scalar code when every tile divides its parent (static shapes), and
+    // about a third of scalar code when remainders make every tile masked
+    // (`bench/cost_truth.py --seed 2`, BENCHMARKS.md "Cost-model truth").
     let contiguous = |v: usize| op.output_rank > 0 && v == op.output_rank - 1;
     let lane_use = match (p.lanes, nest.vector) {
-        (Some(lanes), Some(v)) if !contiguous(v) => 1.0 / lanes as f64,
+        (Some(lanes), Some(v)) if !contiguous(v) => {
+            let factor = if nest.divides_evenly() {
+                STRIDED_STATIC_VS_SCALAR
+            } else {
+                STRIDED_MASKED_VS_SCALAR
+            };
+            factor / lanes as f64
+        }
         (Some(lanes), Some(v)) => {
             let t = nest.tiles[last][v].max(1);
             t as f64 / (t.div_ceil(lanes) * lanes) as f64
@@ -383,6 +406,31 @@ mod tests {
         assert_eq!(evaluate(&w, &op, &m, &nest(None)).compute_cycles, 512.0);
         m.lanes = Some(4);
         assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
+    }
+
+    #[test]
+    fn strided_vector_dimensions_cost_by_whether_tiles_divide() {
+        let (w, op) = gemm4();
+        let mut m = machine();
+        m.lanes = Some(8);
+        // Vectorizing i (not the output's contiguous j): 128 flops at 2
+        // flop/cycle with 3/8 of the lanes' worth when the tiles divide:
+        // 64 / (3/8) cycles; a third of scalar (8 x 64 x 3) when they do not.
+        let even = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![2, 4, 4]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+            vector: Some(0),
+        };
+        let ragged = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![3, 4, 4]],
+            ..even.clone()
+        };
+        assert!(even.divides_evenly() && !ragged.divides_evenly());
+        let cycles = |n: &LoopNest| evaluate(&w, &op, &m, n).compute_cycles;
+        // (cycles are whole: rounded up)
+        assert_eq!(cycles(&even), (64.0f64 * 8.0 / 3.0).ceil());
+        assert_eq!(cycles(&ragged), 64.0 * 8.0 * 3.0);
     }
 
     #[test]
