@@ -23,9 +23,26 @@ impl Comparison {
     }
 }
 
+/// The tolerance for output `output` of `w`: its type's, or a wider one when
+/// an intermediate is stored in a narrower type (both sides round it, and
+/// summing in another order can round an element the other way: one unit
+/// of that type, carried into the output).
+pub fn output_tolerance(w: &arch_sema::model::WorkloadModel, output: usize) -> f64 {
+    w.tensors
+        .iter()
+        .filter(|t| t.role == arch_syntax::ast::Role::Intermediate)
+        .map(|t| crate::interp::tolerance(t.dtype))
+        .fold(crate::interp::tolerance(w.tensors[output].dtype), f64::max)
+}
+
 /// Compares `got` with `want` (both as f64) for a tensor of type `d`.
 pub fn compare(tensor: &str, d: DType, got: &[f64], want: &[f64]) -> Comparison {
-    let tolerance = crate::interp::tolerance(d);
+    compare_within(tensor, crate::interp::tolerance(d), got, want)
+}
+
+/// Compares `got` with `want` within `tolerance` (relative, see
+/// [`Comparison::max_rel_error`]).
+pub fn compare_within(tensor: &str, tolerance: f64, got: &[f64], want: &[f64]) -> Comparison {
     let rms = if want.is_empty() {
         0.0
     } else {
@@ -82,5 +99,7 @@ mod tests {
         assert!(compare("y", DType::F32, &[1.0, 2e-9], &tiny).ok());
         assert!(!compare("y", DType::F32, &[1.0], &tiny).ok());
         assert!(!compare("y", DType::I8, &[1.0, 2.0], &[1.0, 3.0]).ok());
+        assert!(compare_within("y", 1e-2, &[1.001], &[1.0]).ok());
+        assert!(!compare_within("y", 1e-4, &[1.001], &[1.0]).ok());
     }
 }

@@ -10,7 +10,7 @@
 
 use arch_codegen::{cpu::compile, HostTarget};
 use arch_cost::cpu::LoopNest;
-use arch_runtime::compare::compare;
+use arch_runtime::compare::{compare_within, output_tolerance};
 use arch_runtime::elements::{decode, element_bytes, encode};
 use arch_runtime::interp;
 use arch_runtime::native::{Buffer, Library};
@@ -237,7 +237,12 @@ fn run_case(
             tensor.elements() as usize * element_bytes(tensor.dtype)
         );
         let got = decode(tensor.dtype, b.bytes());
-        let c = compare(&tensor.name, tensor.dtype, &got, &want[&tensor.name]);
+        let c = compare_within(
+            &tensor.name,
+            output_tolerance(&w, t),
+            &got,
+            &want[&tensor.name],
+        );
         if !c.ok() {
             return Err(format!(
                 "{}\n{}: max relative error {:.3e} > {:.1e} (first at {:?}: got {}, want {})",

@@ -226,3 +226,28 @@ fn calibrate_writes_hardware_that_the_cost_commands_take() {
     assert_eq!(r.code, 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_narrow_intermediate_widens_the_output_tolerance() {
+    // h is stored in bf16 by both the library and the interpreter; summing
+    // in another order can round an element of h the other way, which the
+    // f32 output carries: run must judge y by bf16's tolerance, not f32's.
+    let dir = temp("mixed");
+    let src = dir.join("mixed.arch");
+    std::fs::write(
+        &src,
+        "import std.nn.{gelu, matmul}\nworkload mixed(B = 16, D = 256, F = 512) {\n  input x: bf16[B, D]\n  weight w1: bf16[D, F]\n  weight w2: bf16[F, D]\n  output y: f32[B, D]\n  h = gelu(matmul(x, w1))\n  y = h @ w2\n}\n",
+    )
+    .expect("write");
+    let r = archc(&[
+        "run",
+        src.to_str().unwrap_or_default(),
+        "--target",
+        "host",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("(tolerance 1.6e-2)"), "{}", r.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

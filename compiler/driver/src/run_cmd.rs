@@ -6,7 +6,7 @@
 use crate::build_cmd::{compile, not_cpu, tuned, write_library, RunArgs};
 use crate::cost_cmd::{select, Selected};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK};
-use arch_runtime::compare::{compare, Comparison};
+use arch_runtime::compare::{compare_within, output_tolerance, Comparison};
 use arch_runtime::interp::{self, Values};
 use arch_runtime::native::{median, time, Buffer, Library};
 use arch_syntax::ast::Role;
@@ -141,7 +141,8 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 let tensor = &s.workload.tensors[t];
                 let got = arch_runtime::elements::decode(tensor.dtype, b.bytes());
                 let want = reference.get(&tensor.name).cloned().unwrap_or_default();
-                compare(&tensor.name, tensor.dtype, &got, &want)
+                let tolerance = output_tolerance(&s.workload, t);
+                compare_within(&tensor.name, tolerance, &got, &want)
             })
             .collect();
         for c in &comparisons {
