@@ -49,7 +49,7 @@ impl std::fmt::Display for CompileError {
 /// The packed kernel's blocks for an op under `nest`: `nc` from the l3
 /// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; threads
 /// when the nest runs a dimension over cores.
-fn kernel_blocks(nest: &LoopNest, g: &Gemm, k_var: Option<usize>, cores: u64) -> Blocks {
+fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
     let level = |l: usize, v: usize, default: u64| {
         nest.tiles
             .get(l)
@@ -59,7 +59,7 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, k_var: Option<usize>, cores: u64) ->
     };
     Blocks {
         nc: level(1, 1, g.n),
-        kc: k_var.map_or(g.k, |k| level(2, k, g.k)),
+        kc: level(2, g.k_var, g.k),
         mc: level(2, 0, g.m),
         threads: if nest.parallel.is_empty() {
             1
@@ -85,8 +85,8 @@ pub fn kernels(
                 return None;
             }
             let g = arch_mlir::gemm::recognize(w, op)?;
-            let k_var = (op.output_rank..op.vars.len()).find(|v| op.vars[*v].extent == g.k);
-            Some((g.clone(), kernel_blocks(nest, &g, k_var, cores)))
+            let blocks = kernel_blocks(nest, &g, cores);
+            Some((g, blocks))
         })
         .collect()
 }

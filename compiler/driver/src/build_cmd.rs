@@ -9,7 +9,7 @@ use crate::cli::Common;
 use crate::cost_cmd::{select, tune_error, Selected, Selection};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use arch_codegen::{abi, HostTarget};
-use arch_cost::evaluate::{evaluate, CostReport};
+use arch_cost::evaluate::CostReport;
 use arch_cost::schedule::Schedule;
 use arch_cost::search::{tune as search, SearchOptions};
 use arch_sema::hardware::HwClass;
@@ -122,9 +122,7 @@ pub(crate) fn tuned(
         s.hardware.name,
         started.elapsed().as_secs_f64()
     );
-    let report =
-        evaluate(&s.workload, &s.hardware, &outcome.schedule).map_err(|e| tune_error(e, s, err))?;
-    Ok((outcome.schedule, report))
+    Ok((outcome.schedule, outcome.report))
 }
 
 pub(crate) use arch_codegen::cpu::Compiled;

@@ -38,6 +38,8 @@ pub struct Gemm {
     pub m: u64,
     pub n: u64,
     pub k: u64,
+    /// The reduced variable (position in the op's variables).
+    pub k_var: usize,
     /// The op's body with the contraction replaced by [`ScalarExpr::Index`]
     /// of a variable past the op's (`ACC`); `None` when the op is the bare
     /// contraction.
@@ -168,6 +170,7 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
         m: op.vars[0].extent,
         n: op.vars[1].extent,
         k: op.vars[kv].extent,
+        k_var: kv,
         epilogue,
         epilogue_reads: reads,
     })
@@ -270,13 +273,8 @@ impl EpilogueArgs<'_> {
         format!("%E{k}")
     }
     fn ty(&self, t: usize) -> String {
-        memref_type(&self.w.tensors[t].shape)
+        crate::linalg::memref_type(&self.w.tensors[t].shape, "f32")
     }
-}
-
-fn memref_type(shape: &[u64]) -> String {
-    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-    format!("memref<{}xf32>", dims.join("x"))
 }
 
 fn f32_literal(x: f64) -> String {

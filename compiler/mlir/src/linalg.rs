@@ -113,6 +113,11 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
+/// `memref<AxBxT>`: the buffer of a tensor of `shape` and `elem`.
+pub(crate) fn memref_type(shape: &[u64], elem: &str) -> String {
+    format!("memref{}", &tensor_type(shape, elem)["tensor".len()..])
+}
+
 fn tensor_type(shape: &[u64], elem: &str) -> String {
     let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
     if dims.is_empty() {
@@ -276,7 +281,7 @@ pub fn lower_parts(
         let t = &w.tensors[i];
         let arg = format!("%arg{}", args.len());
         let tensor = tensor_type(&t.shape, wr.elem(i)?);
-        let memref = format!("memref{}", &tensor["tensor".len()..]);
+        let memref = memref_type(&t.shape, wr.elem(i)?);
         args.push(format!("{arg}: {memref}"));
         let value = format!("%t_{}", sanitize(&t.name));
         wr.arguments[i] = Some(arg.clone());
@@ -341,6 +346,16 @@ pub fn lower_parts(
     Ok((text, wr.parts))
 }
 
+/// A new 64-byte aligned buffer of memref type `ty`.
+fn alloc(wr: &mut Writer<'_>, prefix: &str, ty: &str) -> String {
+    let b = wr.fresh(prefix);
+    let _ = writeln!(
+        wr.out,
+        "    {b} = memref.alloc() {{alignment = 64 : i64}} : {ty}"
+    );
+    b
+}
+
 /// `op` as a call of a packed matrix-product kernel: operands as read-only
 /// buffers, the result written straight into its argument when it is an
 /// output (else into a new buffer), then seen as a tensor again.
@@ -365,7 +380,7 @@ fn lower_kernel(
         }
         let shape = wr.w.tensors[t].shape.clone();
         let tensor = tensor_type(&shape, "f32");
-        let memref = format!("memref{}", &tensor["tensor".len()..]);
+        let memref = memref_type(&shape, "f32");
         let value = wr.values[t].clone().ok_or_else(|| {
             LowerError::Unsupported(format!(
                 "`{}` read before it is computed",
@@ -382,31 +397,19 @@ fn lower_kernel(
     }
     let out_shape = wr.w.tensors[op.output].shape.clone();
     let out_tensor = tensor_type(&out_shape, "f32");
-    let out_memref = format!("memref{}", &out_tensor["tensor".len()..]);
+    let out_memref = memref_type(&out_shape, "f32");
     let in_place = wr.w.tensors[op.output].role == Role::Output;
     let target = match (&wr.arguments[op.output], in_place) {
         (Some(arg), true) => {
             wr.destinations[op.output] = None;
             arg.clone()
         }
-        _ => {
-            let b = wr.fresh("buf");
-            let _ = writeln!(
-                wr.out,
-                "    {b} = memref.alloc() {{alignment = 64 : i64}} : {out_memref}"
-            );
-            b
-        }
+        _ => alloc(wr, "buf", &out_memref),
     };
     operands[2] = target.clone();
     types[2] = out_memref.clone();
     for ty in crate::gemm::scratch_types(g, blocks) {
-        let b = wr.fresh("scratch");
-        let _ = writeln!(
-            wr.out,
-            "    {b} = memref.alloc() {{alignment = 64 : i64}} : {ty}"
-        );
-        operands.push(b);
+        operands.push(alloc(wr, "scratch", &ty));
         types.push(ty);
     }
     let _ = writeln!(
@@ -527,22 +530,11 @@ fn hoist_reductions(
 
 /// Every distinct access `(tensor, index)` of `e`, in order.
 fn accesses(e: &ScalarExpr, out: &mut Vec<(usize, Vec<Affine>)>) {
-    match e {
-        ScalarExpr::Access { tensor, index } => {
-            if !out.iter().any(|(t, i)| t == tensor && i == index) {
-                out.push((*tensor, index.clone()));
-            }
+    arch_sema::model::collect_accesses(e, &mut |tensor, index| {
+        if !out.iter().any(|(t, i)| *t == tensor && i == index) {
+            out.push((tensor, index.to_vec()));
         }
-        ScalarExpr::Neg(x)
-        | ScalarExpr::Cast { value: x, .. }
-        | ScalarExpr::Reduce { body: x, .. } => accesses(x, out),
-        ScalarExpr::Binary { lhs, rhs, .. } => {
-            accesses(lhs, out);
-            accesses(rhs, out);
-        }
-        ScalarExpr::Call { args, .. } => args.iter().for_each(|a| accesses(a, out)),
-        ScalarExpr::Const(_) | ScalarExpr::Index(_) => {}
-    }
+    });
 }
 
 /// One `linalg.generic` computing `body` over the output variables and
