@@ -172,10 +172,10 @@ fn nest(rng: &mut Rng, op: &arch_sema::model::Op) -> LoopNest {
         order.swap(i, j);
     }
     let vector = (rng.below(5) > 0).then(|| rng.below(op.output_rank.max(1) as u64) as usize);
-    // A third of the nests run their first dimension over two cores
-    // (OpenMP threads in the packed kernel).
+    // A third of the nests run their first or second output dimension over
+    // two cores (OpenMP threads; the packed kernel splits rows or columns).
     let parallel = if rng.below(3) == 0 {
-        vec![0]
+        vec![rng.below(op.output_rank.clamp(1, 2) as u64) as usize]
     } else {
         Vec::new()
     };

@@ -48,7 +48,8 @@ impl std::fmt::Display for CompileError {
 
 /// The packed kernel's blocks for an op under `nest`: `nc` from the l3
 /// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; threads
-/// when the nest runs a dimension over cores.
+/// when the nest runs a dimension over cores, taking column spans when that
+/// dimension is `j` (and not `i`), else row spans.
 fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
     let level = |l: usize, v: usize, default: u64| {
         nest.tiles
@@ -66,6 +67,7 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
         } else {
             cores.max(1)
         },
+        split_cols: nest.parallel.contains(&1) && !nest.parallel.contains(&0),
     }
 }
 

@@ -3,12 +3,17 @@
 //! ReLU) lowered to a packed, register-blocked kernel in the BLIS style,
 //! written directly in `scf`, `memref` and `vector`:
 //!
-//! - `jc` over column blocks of `nc`, `pc` over depth blocks of `kc`: the
-//!   `kc x nc` block of `b` is packed into 16-column micro-panels (zero
-//!   padded), in parallel over panels;
-//! - the rows are split over threads (`scf.parallel`, OpenMP when
-//!   `threads > 1`); each thread walks row blocks of `mc`, packs its
-//!   `mc x kc` block of `a` into 6-row micro-panels;
+//! - rows split over several threads (the schedule runs `i` over cores):
+//!   BLIS's loops, `jc` over column blocks of `nc`, `pc` over depth blocks
+//!   of `kc`; all threads pack the `kc x nc` block of `b` together into
+//!   16-column micro-panels (zero padded, `scf.parallel`), then each takes
+//!   its rows, walking row blocks of `mc` and packing each `mc x kc` block
+//!   of `a` into 6-row micro-panels;
+//! - columns split (`j` over cores), or one thread: one parallel region,
+//!   each thread packs what it uses into its own buffers, no barrier; when
+//!   a thread's rows fit one row block (short, wide products such as an MLP
+//!   layer), `a` is packed once per depth block and each panel of `b` just
+//!   before the row panels use it, into one slot that stays in cache;
 //! - the micro-kernel keeps a 6 x 16 tile of `c` in twelve 8-lane vector
 //!   registers across the `kc` loop (one broadcast of `a`, two loads of `b`,
 //!   twelve FMAs per step), then adds it into `c`; after the last depth
@@ -183,6 +188,9 @@ pub struct Blocks {
     pub kc: u64,
     pub nc: u64,
     pub threads: u64,
+    /// Threads take column ranges (`j` runs over cores) instead of row
+    /// ranges (`i`).
+    pub split_cols: bool,
 }
 
 impl Blocks {
@@ -192,16 +200,42 @@ impl Blocks {
         kc: 256,
         nc: 4080,
         threads: 1,
+        split_cols: false,
     };
 
-    /// Rounded to the register tile and clamped to the problem.
+    /// Rows and columns each thread owns, whole register tiles.
+    fn spans(self, g: &Gemm) -> (u64, u64) {
+        let t = self.threads.clamp(1, 64);
+        if self.split_cols {
+            (g.m, g.n.div_ceil(NR * t).max(1) * NR)
+        } else {
+            (g.m.div_ceil(MR * t).max(1) * MR, g.n)
+        }
+    }
+
+    /// Rows split over several threads: B is packed once, by all of them,
+    /// into one shared buffer (see [`kernel`]).
+    fn shared_b(self) -> bool {
+        !self.split_cols && self.threads > 1
+    }
+
+    /// Each thread packs its own B, and its rows fit one row block: A is
+    /// packed once per depth block, each panel of B just before its use.
+    fn a_once(self, g: &Gemm) -> bool {
+        let f = self.fitted(g);
+        !self.shared_b() && f.mc >= f.spans(g).0.div_ceil(MR) * MR
+    }
+
+    /// Rounded to the register tile and clamped to one thread's span.
     fn fitted(self, g: &Gemm) -> Blocks {
         let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
+        let (rows, cols) = self.spans(g);
         Blocks {
-            mc: round_up(self.mc.max(1), MR).min(round_up(g.m, MR)),
+            mc: round_up(self.mc.max(1), MR).min(round_up(rows, MR)),
             kc: self.kc.clamp(1, g.k.max(1)),
-            nc: round_up(self.nc.max(1), NR).min(round_up(g.n, NR)),
+            nc: round_up(self.nc.max(1), NR).min(round_up(cols, NR)),
             threads: self.threads.clamp(1, 64),
+            split_cols: self.split_cols,
         }
     }
 }
@@ -489,17 +523,20 @@ fn write_back(
 }
 
 /// The packing buffers a kernel takes from its caller (who allocates and
-/// frees them): packed `a`, packed `b`, the edge tile.
+/// frees them), one slice per thread: packed `a`, packed `b`, the edge tile.
 pub fn scratch_types(g: &Gemm, blocks: Blocks) -> [String; 3] {
     let Blocks {
         mc,
         kc,
         nc,
         threads,
+        ..
     } = blocks.fitted(g);
+    let b_panels = if blocks.a_once(g) { 1 } else { nc / NR };
+    let b_slices = if blocks.shared_b() { 1 } else { threads };
     [
         format!("memref<{threads}x{}x{kc}x{MR}xf32>", mc / MR),
-        format!("memref<{}x{kc}x{NR}xf32>", nc / NR),
+        format!("memref<{b_slices}x{b_panels}x{kc}x{NR}xf32>"),
         format!("memref<{threads}x{MR}x{NR}xf32>"),
     ]
 }
@@ -508,15 +545,17 @@ pub fn scratch_types(g: &Gemm, blocks: Blocks) -> [String; 3] {
 /// %Ap, %Bp, %Tb)` over memrefs (`%E*`: the epilogue's tensors in
 /// `g.epilogue_reads` order; the last three: [`scratch_types`]).
 pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String {
+    let fitted = blocks.fitted(g);
     let Blocks {
         mc,
         kc,
         nc,
         threads,
-    } = blocks.fitted(g);
+        split_cols,
+    } = fitted;
     let (m, n, k) = (g.m, g.n, g.k);
     let lanes_per_tile = NR / LANES;
-    let rows_per_thread = m.div_ceil(MR * threads) * MR;
+    let (rows_per_thread, cols_per_thread) = fitted.spans(g);
     let ta = format!("memref<{m}x{k}xf32>");
     let tb = format!("memref<{k}x{n}xf32>");
     let tc = format!("memref<{m}x{n}xf32>");
@@ -555,6 +594,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         nc,
         threads,
         rows_per_thread,
+        cols_per_thread,
     ];
     constants.extend(0..MR);
     constants.extend((0..lanes_per_tile).map(|v| v * LANES));
@@ -567,119 +607,188 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     em.line("%zero = arith.constant 0.0 : f32");
     em.line(format!("%vzero = arith.constant dense<0.0> : {v8}"));
 
-    em.open(format!("scf.for %jc = %c0 to {} step {} {{", c(n), c(nc)));
-    let n_left = em.index_op("subi", &c(n), "%jc");
-    let ncur = em.index_op("minsi", &c(nc), &n_left);
-    let ncur_up = em.index_op("addi", &ncur, &c(NR - 1));
-    let panels = em.index_op("divui", &ncur_up, &c(NR));
-    em.open(format!("scf.for %pc = %c0 to {} step {} {{", c(k), c(kc)));
-    let k_left = em.index_op("subi", &c(k), "%pc");
-    let kcur = em.index_op("minsi", &c(kc), &k_left);
-    let first = em.cmp("eq", "%pc", "%c0");
-    let k_end = em.index_op("addi", "%pc", &kcur);
-    let last = em.cmp("eq", &k_end, &c(k));
-
-    // Pack the kc x nc block of B into 16-column micro-panels.
-    em.open(format!(
-        "scf.parallel (%jp) = (%c0) to ({panels}) step (%c1) {{"
-    ));
-    let jp16 = em.index_op("muli", "%jp", &c(NR));
-    let j0 = em.index_op("addi", "%jc", &jp16);
-    let j_left = em.index_op("subi", &c(n), &j0);
-    let ncols = em.index_op("minsi", &c(NR), &j_left);
-    let full_b = em.cmp("eq", &ncols, &c(NR));
-    em.open(format!("scf.if {full_b} {{"));
-    em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
-    let kk = em.index_op("addi", "%pc", "%pb");
-    for v in 0..lanes_per_tile {
-        let jj = em.index_op("addi", &j0, &c(v * LANES));
-        let x = em.fresh("x");
-        em.line(format!("{x} = vector.load %B[{kk}, {jj}] : {tb}, {v8}"));
+    // Two shapes of the loops around the macro-kernel.
+    // - Shared B (rows split over several threads): BLIS's order; every
+    //   `kc x nc` block of B is packed once by all threads together, then
+    //   each thread takes its rows (`jc`, `pc`, pack B | `t`, `ic`).
+    // - Private (columns split, or one thread): one parallel region, each
+    //   thread packs what it uses (`t`, `jc`, `pc`, pack B, `ic`); when a
+    //   thread's rows fit one row block, A is packed once per depth block
+    //   and each panel of B just before the row panels use it, in one slot
+    //   that stays in cache (`t`, `pc`, `ic`, `jc`, `jr`: pack B).
+    let shared_b = blocks.shared_b();
+    let a_once = blocks.a_once(g);
+    let span = |em: &mut Emitter, name: &str, per: u64, end: u64| {
+        em.line(format!("%{name}0 = arith.muli %t, {} : index", c(per)));
         em.line(format!(
-            "vector.store {x}, %Bp[%jp, %pb, {}] : {tbp}, {v8}",
-            c(v * LANES)
+            "%{name}_hi = arith.addi %{name}0, {} : index",
+            c(per)
         ));
-    }
-    em.close("}");
-    em.close("} else {");
-    em.indent += 1;
-    pack_padded(
-        &mut em,
-        &kcur,
-        &c(NR),
-        &ncols,
-        &|em, k, slot| {
-            let jj = em.index_op("addi", &j0, slot);
-            format!("memref.load %B[{k}, {jj}] : {tb}")
-        },
-        &|val, k, slot| format!("memref.store {val}, %Bp[%jp, {k}, {slot}] : {tbp}"),
-    );
-    em.close("}");
-    em.line("scf.reduce");
-    em.close("}");
-
-    // Rows split over threads.
-    em.open(format!(
-        "scf.parallel (%t) = (%c0) to ({}) step (%c1) {{",
-        c(threads)
-    ));
-    let row0 = em.index_op("muli", "%t", &c(rows_per_thread));
-    let row_end_raw = em.index_op("addi", &row0, &c(rows_per_thread));
-    let row_end = em.index_op("minsi", &c(m), &row_end_raw);
-    em.open(format!(
-        "scf.for %ic = {row0} to {row_end} step {} {{",
-        c(mc)
-    ));
-    let rows_left = em.index_op("subi", &row_end, "%ic");
-    let mcur = em.index_op("minsi", &c(mc), &rows_left);
-    let mcur_up = em.index_op("addi", &mcur, &c(MR - 1));
-    let row_panels = em.index_op("divui", &mcur_up, &c(MR));
-    // Pack the mc x kc block of A into 6-row micro-panels.
-    em.open(format!("scf.for %ia = %c0 to {row_panels} step %c1 {{"));
-    let ia6 = em.index_op("muli", "%ia", &c(MR));
-    let i0 = em.index_op("addi", "%ic", &ia6);
-    let i_left = em.index_op("subi", &c(m), &i0);
-    let nrows = em.index_op("minsi", &c(MR), &i_left);
-    let full_a = em.cmp("eq", &nrows, &c(MR));
-    em.open(format!("scf.if {full_a} {{"));
-    em.open(format!("scf.for %pa = %c0 to {kcur} step %c1 {{"));
-    let kk = em.index_op("addi", "%pc", "%pa");
-    for r in 0..MR {
-        let ii = em.index_op("addi", &i0, &c(r));
-        let x = em.fresh("x");
-        em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
         em.line(format!(
-            "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
-            c(r)
+            "%{name}_end = arith.minsi {}, %{name}_hi : index",
+            c(end)
         ));
-    }
-    em.close("}");
-    em.close("} else {");
-    em.indent += 1;
-    pack_padded(
-        &mut em,
-        &kcur,
-        &c(MR),
-        &nrows,
-        &|em, k, slot| {
-            let ii = em.index_op("addi", &i0, slot);
-            format!("memref.load %A[{ii}, {k}] : {ta}")
-        },
-        &|val, k, slot| format!("memref.store {val}, %Ap[%t, %ia, {k}, {slot}] : {tap}"),
-    );
-    em.close("}");
-    em.close("}");
-
+    };
+    let (row0, row_end, col0, col_end) = match (shared_b, split_cols) {
+        (false, true) => (c(0), c(m), "%col0".into(), "%col_end".into()),
+        _ => ("%row0".into(), "%row_end".into(), c(0), c(n)),
+    };
+    let open_threads = |em: &mut Emitter| {
+        em.open(format!(
+            "scf.parallel (%t) = (%c0) to ({}) step (%c1) {{",
+            c(threads)
+        ));
+        if split_cols {
+            span(em, "col", cols_per_thread, n);
+        } else {
+            span(em, "row", rows_per_thread, m);
+        }
+    };
+    // The thread's slice of the packed B.
+    let tb_slice = if shared_b { c(0) } else { "%t".to_string() };
+    let open_jc = |em: &mut Emitter| {
+        em.open(format!(
+            "scf.for %jc = {col0} to {col_end} step {} {{",
+            c(nc)
+        ));
+        let n_left = em.index_op("subi", &col_end, "%jc");
+        let ncur = em.index_op("minsi", &c(nc), &n_left);
+        let ncur_up = em.index_op("addi", &ncur, &c(NR - 1));
+        em.index_op("divui", &ncur_up, &c(NR))
+    };
+    let open_pc = |em: &mut Emitter| {
+        em.open(format!("scf.for %pc = %c0 to {} step {} {{", c(k), c(kc)));
+        let k_left = em.index_op("subi", &c(k), "%pc");
+        let kcur = em.index_op("minsi", &c(kc), &k_left);
+        let first = em.cmp("eq", "%pc", "%c0");
+        let k_end = em.index_op("addi", "%pc", &kcur);
+        let last = em.cmp("eq", &k_end, &c(k));
+        (kcur, first, last)
+    };
+    // Packs panel `jp` of the kc x nc block of B (16 columns, zero padded)
+    // into slot `slot` of the thread's buffer.
+    let pack_b = |em: &mut Emitter, kcur: &str, jp: &str, slot: &str| {
+        let jp16 = em.index_op("muli", jp, &c(NR));
+        let j0 = em.index_op("addi", "%jc", &jp16);
+        let j_left = em.index_op("subi", &col_end, &j0);
+        let ncols = em.index_op("minsi", &c(NR), &j_left);
+        let full_b = em.cmp("eq", &ncols, &c(NR));
+        em.open(format!("scf.if {full_b} {{"));
+        em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
+        let kk = em.index_op("addi", "%pc", "%pb");
+        for v in 0..lanes_per_tile {
+            let jj = em.index_op("addi", &j0, &c(v * LANES));
+            let x = em.fresh("x");
+            em.line(format!("{x} = vector.load %B[{kk}, {jj}] : {tb}, {v8}"));
+            em.line(format!(
+                "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                c(v * LANES)
+            ));
+        }
+        em.close("}");
+        em.close("} else {");
+        em.indent += 1;
+        pack_padded(
+            em,
+            kcur,
+            &c(NR),
+            &ncols,
+            &|em, k, s| {
+                let jj = em.index_op("addi", &j0, s);
+                format!("memref.load %B[{k}, {jj}] : {tb}")
+            },
+            &|val, k, s| format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}"),
+        );
+        em.close("}");
+    };
+    let open_ic = |em: &mut Emitter, kcur: &str| {
+        em.open(format!(
+            "scf.for %ic = {row0} to {row_end} step {} {{",
+            c(mc)
+        ));
+        let rows_left = em.index_op("subi", &row_end, "%ic");
+        let mcur = em.index_op("minsi", &c(mc), &rows_left);
+        let mcur_up = em.index_op("addi", &mcur, &c(MR - 1));
+        let row_panels = em.index_op("divui", &mcur_up, &c(MR));
+        // Pack the mc x kc block of A into 6-row micro-panels.
+        em.open(format!("scf.for %ia = %c0 to {row_panels} step %c1 {{"));
+        let ia6 = em.index_op("muli", "%ia", &c(MR));
+        let i0 = em.index_op("addi", "%ic", &ia6);
+        let i_left = em.index_op("subi", &row_end, &i0);
+        let nrows = em.index_op("minsi", &c(MR), &i_left);
+        let full_a = em.cmp("eq", &nrows, &c(MR));
+        em.open(format!("scf.if {full_a} {{"));
+        em.open(format!("scf.for %pa = %c0 to {kcur} step %c1 {{"));
+        let kk = em.index_op("addi", "%pc", "%pa");
+        for r in 0..MR {
+            let ii = em.index_op("addi", &i0, &c(r));
+            let x = em.fresh("x");
+            em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
+            em.line(format!(
+                "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
+                c(r)
+            ));
+        }
+        em.close("}");
+        em.close("} else {");
+        em.indent += 1;
+        pack_padded(
+            em,
+            kcur,
+            &c(MR),
+            &nrows,
+            &|em, k, slot| {
+                let ii = em.index_op("addi", &i0, slot);
+                format!("memref.load %A[{ii}, {k}] : {ta}")
+            },
+            &|val, k, slot| format!("memref.store {val}, %Ap[%t, %ia, {k}, {slot}] : {tap}"),
+        );
+        em.close("}");
+        em.close("}");
+        row_panels
+    };
+    let (panels, (kcur, first, last), row_panels) = if shared_b {
+        let panels = open_jc(&mut em);
+        let depth = open_pc(&mut em);
+        em.open(format!(
+            "scf.parallel (%jp) = (%c0) to ({panels}) step (%c1) {{"
+        ));
+        pack_b(&mut em, &depth.0, "%jp", "%jp");
+        em.line("scf.reduce");
+        em.close("}");
+        open_threads(&mut em);
+        let row_panels = open_ic(&mut em, &depth.0);
+        (panels, depth, row_panels)
+    } else if a_once {
+        open_threads(&mut em);
+        let depth = open_pc(&mut em);
+        let row_panels = open_ic(&mut em, &depth.0);
+        let panels = open_jc(&mut em);
+        (panels, depth, row_panels)
+    } else {
+        open_threads(&mut em);
+        let panels = open_jc(&mut em);
+        let depth = open_pc(&mut em);
+        em.open(format!("scf.for %jp = %c0 to {panels} step %c1 {{"));
+        pack_b(&mut em, &depth.0, "%jp", "%jp");
+        em.close("}");
+        let row_panels = open_ic(&mut em, &depth.0);
+        (panels, depth, row_panels)
+    };
+    let b_slot = if a_once { c(0) } else { "%jr".to_string() };
     // The macro-kernel: every 6 x 16 tile of the block.
     em.open(format!("scf.for %jr = %c0 to {panels} step %c1 {{"));
+    if a_once {
+        pack_b(&mut em, &kcur, "%jr", &b_slot);
+    }
     em.open(format!("scf.for %ir = %c0 to {row_panels} step %c1 {{"));
     let ir6 = em.index_op("muli", "%ir", &c(MR));
     let ci = em.index_op("addi", "%ic", &ir6);
     let jr16 = em.index_op("muli", "%jr", &c(NR));
     let cj = em.index_op("addi", "%jc", &jr16);
-    let ci_left = em.index_op("subi", &c(m), &ci);
+    let ci_left = em.index_op("subi", &row_end, &ci);
     let tile_rows = em.index_op("minsi", &c(MR), &ci_left);
-    let cj_left = em.index_op("subi", &c(n), &cj);
+    let cj_left = em.index_op("subi", &col_end, &cj);
     let tile_cols = em.index_op("minsi", &c(NR), &cj_left);
     let rows_full = em.cmp("eq", &tile_rows, &c(MR));
     let cols_full = em.cmp("eq", &tile_cols, &c(NR));
@@ -711,7 +820,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     for v in 0..lanes_per_tile {
         let x = em.fresh("b");
         em.line(format!(
-            "{x} = vector.load %Bp[%jr, %p, {}] : {tbp}, {v8}",
+            "{x} = vector.load %Bp[{tb_slice}, {b_slot}, %p, {}] : {tbp}, {v8}",
             c(v * LANES)
         ));
         bv.push(x);
@@ -783,10 +892,17 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     em.close("}"); // ir
     em.close("}"); // jr
     em.close("}"); // ic
-    em.line("scf.reduce");
-    em.close("}"); // threads
-    em.close("}"); // pc
-    em.close("}"); // jc
+    if shared_b {
+        em.line("scf.reduce");
+        em.close("}"); // threads
+        em.close("}"); // pc
+        em.close("}"); // jc
+    } else {
+        em.close("}"); // jc or pc
+        em.close("}"); // pc or jc
+        em.line("scf.reduce");
+        em.close("}"); // threads
+    }
     em.line("func.return");
     em.close("}");
     let _ = write!(em.out, "");
