@@ -484,3 +484,94 @@ pub fn describe(w: &WorkloadModel, hw: &HardwareModel, s: &OpSchedule) -> BTreeM
     }
     out
 }
+
+fn quoted(name: &str) -> String {
+    if name.contains('.') {
+        format!("\"{name}\"")
+    } else {
+        name.to_string()
+    }
+}
+
+/// `schedule` as a mapping declaration named `name` with every knob pinned
+/// (what `archc tune --emit-mapping` writes and the language server's "pin"
+/// action inserts).
+pub fn pinned_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Schedule) -> String {
+    let mut text = String::new();
+    text.push_str(&format!(
+        "mapping {name} for {} on {} {{\n",
+        w.name, hw.name
+    ));
+    for os in &s.ops {
+        let op = &w.ops[os.op];
+        let tensor = &quoted(&w.tensors[op.output].name);
+        match (&op.kind, hw.class) {
+            (OpKind::Neuron { .. }, HwClass::Neuromorphic) => {
+                if let Some(p) = os.partition {
+                    text.push_str(&format!("  partition {tensor}: {p}\n"));
+                }
+            }
+            (_, HwClass::Neuromorphic) => {}
+            _ => {
+                for (l, level) in hw.levels.iter().enumerate().skip(1) {
+                    let entries: Vec<String> = op
+                        .vars
+                        .iter()
+                        .enumerate()
+                        .map(|(v, var)| format!("{}: {}", var.name, os.nest.tiles[l][v]))
+                        .collect();
+                    text.push_str(&format!(
+                        "  tile {tensor} at {} {{ {} }}\n",
+                        level.name,
+                        entries.join(", ")
+                    ));
+                }
+                // Each op's own loop order, parallel and vector dimensions
+                // (`order y: ...`): ops may share dimension names. The gpu
+                // model does not read them.
+                if hw.class != HwClass::Gpu {
+                    let names = |vars: &[usize]| {
+                        vars.iter()
+                            .map(|v| op.vars[*v].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    text.push_str(&format!("  order {tensor}: {}\n", names(&os.nest.order)));
+                    if !os.nest.parallel.is_empty() {
+                        text.push_str(&format!(
+                            "  parallel {tensor}: {} over cores\n",
+                            names(&os.nest.parallel)
+                        ));
+                    }
+                    if let Some(v) = os.nest.vector {
+                        text.push_str(&format!("  vectorize {tensor}: {}\n", op.vars[v].name));
+                    }
+                }
+            }
+        }
+    }
+    for (t, d) in &s.precision {
+        text.push_str(&format!(
+            "  precision {}: {}\n",
+            quoted(&w.tensors[*t].name),
+            d.name()
+        ));
+    }
+    for (t, pattern) in &s.sparsity {
+        let value = pattern.map_or("dense".to_string(), |(n, m)| format!("{n}:{m}"));
+        text.push_str(&format!(
+            "  sparsity {}: {value}\n",
+            quoted(&w.tensors[*t].name)
+        ));
+    }
+    if hw.class == HwClass::Gpu {
+        if let Some(sw) = s.swizzle {
+            text.push_str(&format!("  swizzle {}\n", sw.describe()));
+        }
+    }
+    if let Some(t) = s.timestep_s {
+        text.push_str(&format!("  timestep {} ms\n", t * 1e3));
+    }
+    text.push_str("}\n");
+    text
+}

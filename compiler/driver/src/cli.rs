@@ -20,8 +20,7 @@ Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
 models; `--weights FILE.safetensors` measures quantization error on real
 weights, otherwise it is estimated as half an ulp); build and run for cpu
 targets (float types; see `archc build --help` for what is not built yet).
-`calibrate` measures this machine for the cpu model. The language server
-(lsp) is not part of this build yet.
+`calibrate` measures this machine for the cpu model; `lsp` serves editors.
 
 Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
 
@@ -101,6 +100,16 @@ measured numbers (energies stay estimates); use it with `--hardware FILE --targe
 report, build and run. Takes about 10 s (--quick: about 2 s)."
     )]
     Calibrate(crate::calibrate_cmd::CalibrateArgs),
+    /// Serve the language server on stdin/stdout (for editors).
+    #[command(
+        after_help = "Speaks the Language Server Protocol on stdin and stdout; editors start it \
+(lsp/editors/vscode has a VS Code extension). Diagnostics on every change (the codes and messages \
+of `archc check`), hover (tensors, units, hardware levels, a mapping's predicted cost), go to \
+definition and references across imports and the standard library, completion, document symbols, \
+semantic tokens, formatting (`archc fmt`), inlay hints with each op's predicted latency and \
+bottleneck, and a code action that pins a mapping's `auto` knobs to tuned values. Logs go to stderr."
+    )]
+    Lsp,
 }
 
 #[derive(Args, Debug)]
@@ -194,6 +203,13 @@ pub fn main(args: Vec<std::ffi::OsString>, out: &mut dyn Write, err: &mut dyn Wr
         Command::Run(a) => crate::run_cmd::run(a, out, err),
         #[cfg(feature = "native")]
         Command::Calibrate(a) => crate::calibrate_cmd::calibrate(a, out, err),
+        Command::Lsp => match arch_lsp::serve_stdio() {
+            Ok(()) => crate::EXIT_OK,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot start the language server: {e}");
+                crate::EXIT_USAGE
+            }
+        },
     }
 }
 

@@ -240,7 +240,7 @@ struct HwChecker<'db> {
     seen: Vec<(String, String, String, Span)>,
 }
 
-const LEVEL_KEYS: &[(&str, Dim)] = &[
+pub const LEVEL_KEYS: &[(&str, Dim)] = &[
     ("size", Dim::BYTES),
     ("bandwidth", Dim::BANDWIDTH),
     ("energy", Dim::ENERGY_PER_BYTE),
@@ -263,8 +263,8 @@ const COST_KEYS: &[(&str, Dim)] = &[
     ("barrier_time", Dim::TIME),
     ("spike_energy", Dim::ENERGY),
 ];
-const FIELDS: &[&str] = &["clock", "cores", "vendor", "description", "weight_bits"];
-const BLOCKS: &[&str] = &[
+pub const FIELDS: &[&str] = &["clock", "cores", "vendor", "description", "weight_bits"];
+pub const BLOCKS: &[&str] = &[
     "level", "compute", "array", "core", "noc", "cost", "topology",
 ];
 

@@ -1,0 +1,694 @@
+//! The protocol side: document state, the salsa database, snapshots.
+//!
+//! Edits are applied to the one database under a short lock, before any
+//! `.await`, so they take effect in arrival order. Every request and every
+//! diagnostics pass runs on a snapshot (a clone of the database) on a
+//! blocking thread; an edit cancels the snapshots in flight (salsa unwinds
+//! them with `Cancelled`, and the request answers "content modified" or the
+//! pass is dropped). The search behind the "pin" action runs on owned models,
+//! never on a snapshot, so no edit waits for it.
+
+use crate::analysis::{self, ItemKind, Spot};
+use crate::text::{apply_change, LineIndex};
+use arch_sema::db::{file_decls, RootDatabase, SourceFile};
+use arch_syntax::ast::Item;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+/// How long the "pin" code action lets the search run.
+const PIN_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+struct Doc {
+    uri: Uri,
+    version: i32,
+    text: String,
+    index: Arc<LineIndex>,
+}
+
+#[derive(Default)]
+struct State {
+    db: RootDatabase,
+    /// Open documents by database path.
+    docs: HashMap<String, Doc>,
+}
+
+pub struct Backend {
+    client: Client,
+    state: Arc<Mutex<State>>,
+}
+
+/// The database path of a document: its file path, or the URI itself for
+/// documents that are not files (unsaved buffers).
+fn path_of(uri: &Uri) -> String {
+    if uri.scheme().as_str() == "file" {
+        if let Some(p) = uri.to_file_path() {
+            return p.to_string_lossy().replace('\\', "/");
+        }
+    }
+    uri.as_str().to_string()
+}
+
+/// The URI of a database path; standard library modules are written once
+/// to a directory under the system's temporary directory so that editors
+/// can open them.
+fn uri_of(path: &str) -> Option<Uri> {
+    if let Some(rest) = path.strip_prefix("<std>/") {
+        let (_, _, text) = arch_sema::stdlib::MODULES
+            .iter()
+            .find(|(_, p, _)| *p == path)?;
+        let dir = std::env::temp_dir().join(format!("archc-std-{}", env!("CARGO_PKG_VERSION")));
+        let file = dir.join(rest);
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(*text) {
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::write(&file, text).ok()?;
+        }
+        return Uri::from_file_path(file);
+    }
+    if path.starts_with('/') {
+        return Uri::from_file_path(path);
+    }
+    path.parse().ok()
+}
+
+fn content_modified() -> Error {
+    Error {
+        code: ErrorCode::ServerError(-32801),
+        message: "content modified".into(),
+        data: None,
+    }
+}
+
+impl Backend {
+    /// Runs `f` on a snapshot on a blocking thread. `None` when an edit
+    /// cancelled it (or it failed: the server stays up either way).
+    async fn on_snapshot<T, F>(&self, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RootDatabase) -> T + Send + 'static,
+    {
+        let db = self.lock().db.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = salsa::Cancelled::catch(std::panic::AssertUnwindSafe(|| f(&db)));
+            drop(db);
+            r.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file and line index of an open document.
+    fn doc(&self, uri: &Uri) -> Option<(String, Arc<LineIndex>, String)> {
+        let st = self.lock();
+        let path = path_of(uri);
+        let d = st.docs.get(&path)?;
+        Some((path, d.index.clone(), d.text.clone()))
+    }
+
+    /// Reads the sibling files that open documents import and the database
+    /// lacks (transitively), so names resolve as `archc check` resolves them.
+    fn load_imports(st: &mut State, path: &str) {
+        let mut queue = vec![path.to_string()];
+        let mut steps = 0;
+        while let Some(p) = queue.pop() {
+            steps += 1;
+            if steps > 1000 {
+                break;
+            }
+            let Some(f) = st.db.file_by_path(&p) else {
+                continue;
+            };
+            let mut wanted = Vec::new();
+            for d in file_decls(&st.db, f) {
+                if d.kind(&st.db) != "import" {
+                    continue;
+                }
+                if let Some(Item::Import(i)) = arch_sema::db::clean_item(&st.db, *d) {
+                    let module: Vec<&str> = i.module.iter().map(|n| n.text.as_str()).collect();
+                    if module.first().is_some_and(|m| *m != "std") {
+                        wanted.push(arch_sema::stdlib::module_path(&p, &module));
+                    }
+                }
+            }
+            for w in wanted {
+                if st.db.file_by_path(&w).is_some() {
+                    continue;
+                }
+                let Ok(bytes) = std::fs::read(&w) else {
+                    continue;
+                };
+                if bytes.len() > arch_sema::db::MAX_FILE_BYTES {
+                    continue;
+                }
+                if let Ok(text) = String::from_utf8(bytes) {
+                    st.db.set_file(&w, text);
+                    queue.push(w);
+                }
+            }
+        }
+    }
+
+    /// Computes and publishes the diagnostics of every open document.
+    async fn publish(&self) {
+        let docs: Vec<(String, Uri, i32)> = {
+            let st = self.lock();
+            st.docs
+                .iter()
+                .map(|(p, d)| (p.clone(), d.uri.clone(), d.version))
+                .collect()
+        };
+        let paths: Vec<String> = docs.iter().map(|(p, _, _)| p.clone()).collect();
+        let Some(all) = self
+            .on_snapshot(move |db| {
+                paths
+                    .iter()
+                    .map(|p| diagnostics_of(db, p))
+                    .collect::<Vec<_>>()
+            })
+            .await
+        else {
+            return; // a newer edit cancelled this pass; its own pass follows
+        };
+        for ((path, uri, version), diags) in docs.into_iter().zip(all) {
+            // Only if the document has not changed since.
+            let current = self.lock().docs.get(&path).map(|d| d.version);
+            if current == Some(version) {
+                self.client
+                    .publish_diagnostics(uri, diags, Some(version))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The diagnostics of the file at `path`, as `archc check` reports them:
+/// same codes, same messages; labels become related information.
+fn diagnostics_of(db: &RootDatabase, path: &str) -> Vec<Diagnostic> {
+    let Some(file) = db.file_by_path(path) else {
+        return Vec::new();
+    };
+    let text = file.text(db);
+    if text.len() > arch_sema::db::MAX_FILE_BYTES {
+        return vec![Diagnostic {
+            range: Range::default(),
+            severity: Some(DiagnosticSeverity::ERROR),
+            code: Some(NumberOrString::String("E0008".into())),
+            source: Some("archc".into()),
+            message: format!(
+                "this file has {} bytes; archc reads files up to {} bytes",
+                text.len(),
+                arch_sema::db::MAX_FILE_BYTES
+            ),
+            ..Default::default()
+        }];
+    }
+    let index = LineIndex::new(text);
+    let mut indexes: HashMap<String, (LineIndex, String)> = HashMap::new();
+    let mut place = |loc: &arch_sema::Location<'_>| -> Option<Location> {
+        let (f, span) = loc.resolve(db);
+        let p = f.path(db);
+        let t = f.text(db);
+        let (ix, _) = indexes
+            .entry(p.clone())
+            .or_insert_with(|| (LineIndex::new(t), p.clone()));
+        Some(Location::new(
+            uri_of(p)?,
+            ix.range(t, span.start as usize, span.end as usize),
+        ))
+    };
+    arch_sema::file_diagnostics(db, file)
+        .iter()
+        .map(|d| {
+            let (_, span) = d.location.resolve(db);
+            let mut related = Vec::new();
+            if !d.primary_label.is_empty() {
+                if let Some(l) = place(&d.location) {
+                    related.push(DiagnosticRelatedInformation {
+                        location: l,
+                        message: d.primary_label.clone(),
+                    });
+                }
+            }
+            for l in &d.labels {
+                if let Some(loc) = place(&l.location) {
+                    related.push(DiagnosticRelatedInformation {
+                        location: loc,
+                        message: l.message.clone(),
+                    });
+                }
+            }
+            if let Some(h) = &d.help {
+                if let Some(l) = place(&d.location) {
+                    related.push(DiagnosticRelatedInformation {
+                        location: l,
+                        message: format!("help: {h}"),
+                    });
+                }
+            }
+            Diagnostic {
+                range: index.range(text, span.start as usize, span.end as usize),
+                severity: Some(DiagnosticSeverity::ERROR),
+                code: Some(NumberOrString::String(d.code.to_string())),
+                source: Some("archc".into()),
+                message: d.message.clone(),
+                related_information: (!related.is_empty()).then_some(related),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn location_of(db: &RootDatabase, s: &Spot) -> Option<Location> {
+    let f = db.file_by_path(&s.path)?;
+    let t = f.text(db);
+    let ix = LineIndex::new(t);
+    Some(Location::new(uri_of(&s.path)?, ix.range(t, s.start, s.end)))
+}
+
+fn symbol_kind(kind: &str) -> SymbolKind {
+    match kind {
+        "workload" => SymbolKind::FUNCTION,
+        "hardware" => SymbolKind::CLASS,
+        "mapping" => SymbolKind::NAMESPACE,
+        "op" | "neuron" => SymbolKind::OPERATOR,
+        "tensor" => SymbolKind::VARIABLE,
+        _ => SymbolKind::FIELD,
+    }
+}
+
+#[allow(deprecated)] // `DocumentSymbol::deprecated` must still be written
+fn document_symbol(text: &str, ix: &LineIndex, s: analysis::Symbol) -> DocumentSymbol {
+    DocumentSymbol {
+        name: s.name,
+        detail: (!s.detail.is_empty()).then_some(s.detail),
+        kind: symbol_kind(s.kind),
+        tags: None,
+        deprecated: None,
+        range: ix.range(text, s.start, s.end),
+        selection_range: ix.range(text, s.name_start, s.name_end),
+        children: Some(
+            s.children
+                .into_iter()
+                .map(|c| document_symbol(text, ix, c))
+                .collect(),
+        ),
+    }
+}
+
+fn capabilities() -> ServerCapabilities {
+    ServerCapabilities {
+        text_document_sync: Some(TextDocumentSyncCapability::Options(
+            TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                ..Default::default()
+            },
+        )),
+        hover_provider: Some(HoverProviderCapability::Simple(true)),
+        definition_provider: Some(OneOf::Left(true)),
+        references_provider: Some(OneOf::Left(true)),
+        completion_provider: Some(CompletionOptions {
+            trigger_characters: Some(vec![".".into(), " ".into(), "{".into()]),
+            ..Default::default()
+        }),
+        document_symbol_provider: Some(OneOf::Left(true)),
+        document_formatting_provider: Some(OneOf::Left(true)),
+        inlay_hint_provider: Some(OneOf::Left(true)),
+        code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+        semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
+            SemanticTokensOptions {
+                legend: SemanticTokensLegend {
+                    token_types: analysis::TOKEN_TYPES
+                        .iter()
+                        .map(|t| SemanticTokenType::new(t))
+                        .collect(),
+                    token_modifiers: Vec::new(),
+                },
+                full: Some(SemanticTokensFullOptions::Bool(true)),
+                range: None,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, _: InitializeParams) -> Result<InitializeResult> {
+        Ok(InitializeResult {
+            capabilities: capabilities(),
+            server_info: Some(ServerInfo {
+                name: "archc".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, p: DidOpenTextDocumentParams) {
+        let path = path_of(&p.text_document.uri);
+        {
+            let mut st = self.lock();
+            let text = p.text_document.text;
+            st.db.set_file(&path, text.clone());
+            let index = Arc::new(LineIndex::new(&text));
+            st.docs.insert(
+                path.clone(),
+                Doc {
+                    uri: p.text_document.uri,
+                    version: p.text_document.version,
+                    text,
+                    index,
+                },
+            );
+            Self::load_imports(&mut st, &path);
+        }
+        self.publish().await;
+    }
+
+    async fn did_change(&self, p: DidChangeTextDocumentParams) {
+        let path = path_of(&p.text_document.uri);
+        {
+            let mut st = self.lock();
+            let Some(doc) = st.docs.get_mut(&path) else {
+                return;
+            };
+            let mut index = (*doc.index).clone();
+            for c in p.content_changes {
+                index = apply_change(&mut doc.text, &index, c.range, &c.text);
+            }
+            doc.index = Arc::new(index);
+            doc.version = p.text_document.version;
+            let text = doc.text.clone();
+            // Cancels the snapshots in flight.
+            st.db.set_file(&path, text);
+            Self::load_imports(&mut st, &path);
+        }
+        self.publish().await;
+    }
+
+    async fn did_close(&self, p: DidCloseTextDocumentParams) {
+        let path = path_of(&p.text_document.uri);
+        self.lock().docs.remove(&path);
+        self.client
+            .publish_diagnostics(p.text_document.uri, Vec::new(), None)
+            .await;
+    }
+
+    async fn hover(&self, p: HoverParams) -> Result<Option<Hover>> {
+        let pos = p.text_document_position_params;
+        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
+            return Ok(None);
+        };
+        let offset = ix.offset(&text, pos.position);
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                analysis::hover(db, f, offset)
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r.map(|md| Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: md,
+            }),
+            range: None,
+        }))
+    }
+
+    async fn goto_definition(
+        &self,
+        p: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let pos = p.text_document_position_params;
+        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
+            return Ok(None);
+        };
+        let offset = ix.offset(&text, pos.position);
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                let spot = analysis::definition(db, f, offset)?;
+                location_of(db, &spot)
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r.map(GotoDefinitionResponse::Scalar))
+    }
+
+    async fn references(&self, p: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let pos = p.text_document_position;
+        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
+            return Ok(None);
+        };
+        let offset = ix.offset(&text, pos.position);
+        let open: Vec<String> = self.lock().docs.keys().cloned().collect();
+        let include = p.context.include_declaration;
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                let mut files: Vec<SourceFile> = Vec::new();
+                for o in &open {
+                    if let Some(of) = db.file_by_path(o) {
+                        files.extend(analysis::imported_files(db, of));
+                    }
+                }
+                let spots = analysis::references(db, f, offset, &files, include);
+                Some(
+                    spots
+                        .iter()
+                        .filter_map(|s| location_of(db, s))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r)
+    }
+
+    async fn completion(&self, p: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let pos = p.text_document_position;
+        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
+            return Ok(None);
+        };
+        let offset = ix.offset(&text, pos.position);
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                Some(analysis::completion(db, f, offset))
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r.map(|items| {
+            CompletionResponse::Array(
+                items
+                    .into_iter()
+                    .map(|c| CompletionItem {
+                        kind: Some(match c.kind {
+                            ItemKind::Keyword => CompletionItemKind::KEYWORD,
+                            ItemKind::Declaration("hardware") => CompletionItemKind::CLASS,
+                            ItemKind::Declaration("mapping") => CompletionItemKind::MODULE,
+                            ItemKind::Declaration(_) => CompletionItemKind::FUNCTION,
+                            ItemKind::Tensor => CompletionItemKind::VARIABLE,
+                            ItemKind::Field => CompletionItemKind::FIELD,
+                            ItemKind::Knob => CompletionItemKind::PROPERTY,
+                            ItemKind::Value => CompletionItemKind::VALUE,
+                            ItemKind::Unit => CompletionItemKind::UNIT,
+                            ItemKind::Type => CompletionItemKind::TYPE_PARAMETER,
+                        }),
+                        detail: (!c.detail.is_empty()).then_some(c.detail),
+                        label: c.label,
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+        }))
+    }
+
+    async fn document_symbol(
+        &self,
+        p: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
+            return Ok(None);
+        };
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                Some(
+                    analysis::symbols(db, f)
+                        .into_iter()
+                        .map(|s| document_symbol(&text, &ix, s))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r.map(DocumentSymbolResponse::Nested))
+    }
+
+    async fn semantic_tokens_full(
+        &self,
+        p: SemanticTokensParams,
+    ) -> Result<Option<SemanticTokensResult>> {
+        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
+            return Ok(None);
+        };
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                Some(encode_tokens(&text, &ix, &analysis::tokens(db, f)))
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r.map(|data| {
+            SemanticTokensResult::Tokens(SemanticTokens {
+                result_id: None,
+                data,
+            })
+        }))
+    }
+
+    async fn formatting(&self, p: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let Some((_, ix, text)) = self.doc(&p.text_document.uri) else {
+            return Ok(None);
+        };
+        // The formatter leaves files with syntax errors as they are.
+        let Some(new) = arch_syntax::format::format(&text) else {
+            return Ok(None);
+        };
+        if new == text {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(Some(vec![TextEdit {
+            range: ix.range(&text, 0, text.len()),
+            new_text: new,
+        }]))
+    }
+
+    async fn inlay_hint(&self, p: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
+        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
+            return Ok(None);
+        };
+        let r = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                Some(
+                    analysis::inlay_hints(db, f)
+                        .into_iter()
+                        .map(|h| InlayHint {
+                            position: ix.position(&text, h.at),
+                            label: InlayHintLabel::String(h.label),
+                            kind: None,
+                            text_edits: None,
+                            tooltip: None,
+                            padding_left: Some(true),
+                            padding_right: None,
+                            data: None,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        Ok(r)
+    }
+
+    async fn code_action(&self, p: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let uri = p.text_document.uri;
+        let Some((path, ix, text)) = self.doc(&uri) else {
+            return Ok(None);
+        };
+        let offset = ix.offset(&text, p.range.start);
+        let req = self
+            .on_snapshot(move |db| {
+                let f = db.file_by_path(&path)?;
+                analysis::pin_request(db, f, offset)
+            })
+            .await
+            .ok_or_else(content_modified)?;
+        let Some(req) = req else {
+            return Ok(Some(Vec::new()));
+        };
+        // The search runs on owned models: edits never wait for it.
+        let (range, name) = (ix.range(&text, req.start, req.end), req.name.clone());
+        let pinned = tokio::task::spawn_blocking(move || analysis::pinned_text(&req, PIN_BUDGET))
+            .await
+            .map_err(|_| Error::internal_error())?;
+        let Ok(new_text) = pinned else {
+            return Ok(Some(Vec::new()));
+        };
+        let edit = WorkspaceEdit {
+            changes: Some(HashMap::from([(uri, vec![TextEdit { range, new_text }])])),
+            ..Default::default()
+        };
+        Ok(Some(vec![CodeActionOrCommand::CodeAction(CodeAction {
+            title: format!("Pin every `auto` knob of `{name}` to its tuned value"),
+            kind: Some(CodeActionKind::REFACTOR_REWRITE),
+            edit: Some(edit),
+            ..Default::default()
+        })]))
+    }
+}
+
+/// LSP's relative encoding of `(start, end, type)` tokens; tokens that
+/// span lines (block comments) are split per line.
+fn encode_tokens(text: &str, ix: &LineIndex, toks: &[(usize, usize, u32)]) -> Vec<SemanticToken> {
+    let mut out = Vec::with_capacity(toks.len());
+    let (mut prev_line, mut prev_col) = (0u32, 0u32);
+    for &(start, end, ty) in toks {
+        let mut s = start;
+        while s < end {
+            let line_end = text[s..end].find('\n').map_or(end, |i| s + i);
+            let a = ix.position(text, s);
+            let b = ix.position(text, line_end);
+            if b.character > a.character {
+                let delta_line = a.line - prev_line;
+                let delta_start = if delta_line == 0 {
+                    a.character - prev_col
+                } else {
+                    a.character
+                };
+                out.push(SemanticToken {
+                    delta_line,
+                    delta_start,
+                    length: b.character - a.character,
+                    token_type: ty,
+                    token_modifiers_bitset: 0,
+                });
+                prev_line = a.line;
+                prev_col = a.character;
+            }
+            s = line_end + 1;
+        }
+    }
+    out
+}
+
+/// Serves the language server on stdin/stdout until the client exits.
+pub fn serve_stdio() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+        let (service, socket) = LspService::new(|client| Backend {
+            client,
+            state: Arc::new(Mutex::new(State::default())),
+        });
+        Server::new(stdin, stdout, socket).serve(service).await;
+    });
+    Ok(())
+}
