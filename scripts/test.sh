@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up like the quick start, then runs every test: unit, property, ui
 # snapshots, incrementality, CLI, examples, formatting, codegen CHECK tests
-# and the differential suite (200 generated workloads built and run against
-# the reference interpreter).
+# the differential suite (200 generated workloads built and run against
+# the reference interpreter) and the language server's protocol tests (the
+# real `archc lsp` over stdio, 10,000 random edits); then the validations,
+# native runs and the VS Code extension's build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -31,3 +33,9 @@ echo "native code: calibrate, build and run examples/quickstart.arch"
 ./target/release/archc calibrate --quick -o target/host_calibrated.arch >/dev/null
 ./target/release/archc run examples/quickstart.arch --hardware target/host_calibrated.arch --target host_calibrated
 ./target/release/archc run examples/mlp.arch --target host --set K=256 --runs 3
+
+# The VS Code extension builds from the npm registry (manifest and grammar
+# checks, then `vsce package`); the language server's protocol tests ran
+# with the workspace's tests above.
+echo "editor: build the VS Code extension"
+bash scripts/vscode.sh
