@@ -909,3 +909,63 @@ pub fn imported_files(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "import std.hw.host\n\nworkload w(N = 64) {\n  input a: f32[N, N]\n  output c: f32[N, N]\n  c[i, j] = a[i, j] * 2.0\n}\n\nmapping m for w on host {\n  tile c at l1 { i: auto, j: auto }\n}\n";
+
+    /// A snapshot answering queries is cancelled by an edit to the database
+    /// it was cloned from: the edit does not wait for it to finish its work.
+    #[test]
+    fn an_edit_cancels_the_snapshots_in_flight() {
+        let mut db = RootDatabase::default();
+        let file = db.set_file("/t/a.arch", SRC.to_string());
+        let snapshot = db.clone();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let r = salsa::Cancelled::catch(std::panic::AssertUnwindSafe(|| {
+                let mut rounds = 0u64;
+                loop {
+                    let _ = arch_sema::file_diagnostics(&snapshot, file);
+                    let _ = hover(&snapshot, file, SRC.find("a[i").unwrap_or(0));
+                    rounds += 1;
+                    if rounds == 1 {
+                        let _ = started_tx.send(());
+                    }
+                }
+            }));
+            drop(snapshot);
+            r.is_err()
+        });
+        started.recv().ok();
+        // Blocks until the snapshot is dropped, which cancellation brings.
+        db.set_file("/t/a.arch", SRC.replace("2.0", "3.0"));
+        assert!(worker.join().unwrap_or(false), "the snapshot was cancelled");
+        assert!(arch_sema::file_diagnostics(&db, file).is_empty());
+    }
+
+    #[test]
+    fn hover_and_definition_on_a_small_program() {
+        let mut db = RootDatabase::default();
+        let file = db.set_file("/t/a.arch", SRC.to_string());
+        let at = SRC.find("a[i, j] *").unwrap_or(0);
+        let h = hover(&db, file, at).unwrap_or_default();
+        assert!(h.contains("input a: f32[64, 64]"), "{h}");
+        let d = definition(&db, file, at).expect("a definition");
+        assert_eq!(&SRC[d.start..d.end], "a");
+        assert_eq!(d.start, SRC.find("a: f32").unwrap_or(0));
+        let host = definition(&db, file, SRC.find("on host").unwrap_or(0) + 3).expect("std");
+        assert_eq!(host.path, "<std>/hw.arch");
+        assert!(inlay_hints(&db, file)
+            .iter()
+            .any(|h| h.label.starts_with("m: ")));
+        let pin = pin_request(&db, file, SRC.find("mapping").unwrap_or(0)).expect("autos left");
+        let text = pinned_text(&pin, std::time::Duration::from_secs(2)).expect("tuned");
+        assert!(
+            text.starts_with("mapping m for w on host {") && !text.contains("auto"),
+            "{text}"
+        );
+    }
+}

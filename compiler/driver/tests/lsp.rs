@@ -151,7 +151,7 @@ fn hover_shows_tensors_levels_units_and_predicted_cost() {
     // A unit in a hardware declaration: its value in base units.
     let mut c = Client::start();
     let uri = "file:///tmp/archc-lsp-test/hw.arch";
-    let hw = "hardware tiny : cpu {\n  clock: 1.5 GHz\n  cores: 1\n  level dram { size: 1 GiB, bandwidth: 10 GB/s }\n}\n";
+    let hw = "hardware tiny : cpu {\n  clock 1.5 GHz\n  cores 1\n  level dram {\n    size 1 GiB\n    bandwidth 10 GB/s\n  }\n}\n";
     c.open(uri, hw);
     c.diagnostics(uri, 0);
     let (l, ch) = find(hw, "1 GiB");
@@ -198,6 +198,46 @@ fn definition_and_references_cross_into_the_standard_library() {
     let refs = r["result"].as_array().cloned().unwrap_or_default();
     assert_eq!(refs.len(), 3, "{r}");
     c.shutdown();
+}
+
+#[test]
+fn definition_follows_an_import_to_a_sibling_file_on_disk() {
+    let dir = std::env::temp_dir().join(format!("archc-lsp-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let lib = "/// A small machine.\nhardware tiny : cpu {\n  clock 1 GHz\n  cores 1\n  level dram {\n    bandwidth 10 GB/s\n    energy 20 pJ/B\n  }\n  level l1 {\n    size 32 KiB\n    bandwidth 100 GB/s\n    energy 1 pJ/B\n  }\n  compute fma {\n    f32: 16 flop/cycle\n    vector 32 B\n    energy 1 pJ/flop\n  }\n}\n";
+    std::fs::write(dir.join("machines.arch"), lib).expect("write");
+    let main = "import machines.tiny\n\nworkload w(N = 64) {\n  input a: f32[N, N]\n  output c: f32[N, N]\n  c[i, j] = a[i, j] * 2.0\n}\n\nmapping m for w on tiny {\n  tile c at l1 { i: auto, j: auto }\n}\n";
+    let main_path = dir.join("main.arch");
+    std::fs::write(&main_path, main).expect("write");
+    let uri = file_uri(&main_path);
+    let mut c = Client::start();
+    // The sibling is not open: the server reads it from disk.
+    c.open(&uri, main);
+    assert_eq!(c.diagnostics(&uri, 0), Vec::<Value>::new());
+    let (l, ch) = find(main, "on tiny");
+    let r = c.at("definition", &uri, l, ch + 4);
+    assert_eq!(
+        r["result"]["uri"],
+        json!(file_uri(&dir.join("machines.arch"))),
+        "{r}"
+    );
+    assert_eq!(
+        r["result"]["range"]["start"],
+        json!({ "line": 1, "character": 9 })
+    );
+    let h = c.at("hover", &uri, l, ch + 4);
+    let text = h["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("A small machine.") && text.contains("| `l1` |"),
+        "{text}"
+    );
+    // References of `tiny` from the importing file: the import, the use and the declaration.
+    let r = c.at("references", &uri, l, ch + 4);
+    assert_eq!(r["result"].as_array().map(Vec::len), Some(3), "{r}");
+    c.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

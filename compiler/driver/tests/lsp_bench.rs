@@ -60,7 +60,10 @@ fn latency_on_a_5000_line_file() {
     // One-character edits in the middle of the file: type a letter into a
     // tensor name, then take it out again (an error appears, then goes).
     let mut edit_times = Vec::new();
-    let anchors: Vec<usize> = text.match_indices("  h[i, j] = sum").map(|(i, _)| i + 2).collect();
+    let anchors: Vec<usize> = text
+        .match_indices("  h[i, j] = sum")
+        .map(|(i, _)| i + 2)
+        .collect();
     let mut version = 0;
     for r in 0..rounds {
         let at = anchors[(r * 7919) % anchors.len()];
@@ -85,7 +88,10 @@ fn latency_on_a_5000_line_file() {
     let mut hovers = Vec::new();
     let mut cost_hovers = Vec::new();
     let mut completions = Vec::new();
-    let mappings: Vec<usize> = text.match_indices("_host for").map(|(i, _)| i - 3).collect();
+    let mappings: Vec<usize> = text
+        .match_indices("_host for")
+        .map(|(i, _)| i - 3)
+        .collect();
     let tensors: Vec<usize> = text.match_indices("x[i, k]").map(|(i, _)| i).collect();
     let bodies: Vec<usize> = text.match_indices("  output y").map(|(i, _)| i).collect();
     for r in 0..rounds {
@@ -93,17 +99,32 @@ fn latency_on_a_5000_line_file() {
         let t = Instant::now();
         let h = c.at("hover", uri, l, ch);
         hovers.push(t.elapsed());
-        assert!(h["result"]["contents"]["value"].as_str().unwrap_or("").contains("f32[64, 256]"), "{h}");
+        assert!(
+            h["result"]["contents"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .contains("f32[64, 256]"),
+            "{h}"
+        );
         let (l, ch) = position(&text, mappings[(r * 7919) % mappings.len()]);
         let t = Instant::now();
         let h = c.at("hover", uri, l, ch);
         cost_hovers.push(t.elapsed());
-        assert!(h["result"]["contents"]["value"].as_str().unwrap_or("").contains("predicted"), "{h}");
+        assert!(
+            h["result"]["contents"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .contains("predicted"),
+            "{h}"
+        );
         let (l, ch) = position(&text, bodies[(r * 104729) % bodies.len()]);
         let t = Instant::now();
         let items = c.at("completion", uri, l, ch);
         completions.push(t.elapsed());
-        assert!(items["result"].as_array().is_some_and(|a| a.len() > 10), "{items}");
+        assert!(
+            items["result"].as_array().is_some_and(|a| a.len() > 10),
+            "{items}"
+        );
     }
     stats("diagnostics after a one-character edit", edit_times);
     stats("hover (tensor)", hovers);
