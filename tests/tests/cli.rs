@@ -27,10 +27,13 @@ fn help_for_every_command() {
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
         assert!(out.stdout.contains("Usage"), "{args:?}: {}", out.stdout);
     }
+    let help = archc(&["--help"]).stdout;
     assert!(
-        archc(&["--help"]).stdout.contains("not part"),
+        help.contains("not built yet"),
         "help says what is not built yet"
     );
+    assert!(help.contains("lsp"), "help lists the language server");
+    assert_eq!(archc(&["lsp", "--help"]).code, 0);
 }
 
 #[test]
