@@ -100,6 +100,25 @@ impl Backend {
         .flatten()
     }
 
+    /// Runs `f` on a snapshot with the open document `uri`: its file, text
+    /// and line index. `Ok(None)` when the document is not open (or `f` has
+    /// no answer), "content modified" when an edit cancelled the snapshot.
+    async fn on_document<T, F>(&self, uri: &Uri, f: F) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RootDatabase, SourceFile, &str, &LineIndex) -> Option<T> + Send + 'static,
+    {
+        let Some((path, ix, text)) = self.doc(uri) else {
+            return Ok(None);
+        };
+        self.on_snapshot(move |db| {
+            let file = db.file_by_path(&path)?;
+            f(db, file, &text, &ix)
+        })
+        .await
+        .ok_or_else(content_modified)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -408,17 +427,11 @@ impl LanguageServer for Backend {
 
     async fn hover(&self, p: HoverParams) -> Result<Option<Hover>> {
         let pos = p.text_document_position_params;
-        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
-            return Ok(None);
-        };
-        let offset = ix.offset(&text, pos.position);
         let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                analysis::hover(db, f, offset)
+            .on_document(&pos.text_document.uri, move |db, f, text, ix| {
+                analysis::hover(db, f, ix.offset(text, pos.position))
             })
-            .await
-            .ok_or_else(content_modified)?;
+            .await?;
         Ok(r.map(|md| Hover {
             contents: HoverContents::Markup(MarkupContent {
                 kind: MarkupKind::Markdown,
@@ -433,64 +446,40 @@ impl LanguageServer for Backend {
         p: GotoDefinitionParams,
     ) -> Result<Option<GotoDefinitionResponse>> {
         let pos = p.text_document_position_params;
-        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
-            return Ok(None);
-        };
-        let offset = ix.offset(&text, pos.position);
         let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                let spot = analysis::definition(db, f, offset)?;
+            .on_document(&pos.text_document.uri, move |db, f, text, ix| {
+                let spot = analysis::definition(db, f, ix.offset(text, pos.position))?;
                 location_of(db, &spot)
             })
-            .await
-            .ok_or_else(content_modified)?;
+            .await?;
         Ok(r.map(GotoDefinitionResponse::Scalar))
     }
 
     async fn references(&self, p: ReferenceParams) -> Result<Option<Vec<Location>>> {
         let pos = p.text_document_position;
-        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
-            return Ok(None);
-        };
-        let offset = ix.offset(&text, pos.position);
         let open: Vec<String> = self.lock().docs.keys().cloned().collect();
         let include = p.context.include_declaration;
-        let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                let mut files: Vec<SourceFile> = Vec::new();
-                for o in &open {
-                    if let Some(of) = db.file_by_path(o) {
-                        files.extend(analysis::imported_files(db, of));
-                    }
+        self.on_document(&pos.text_document.uri, move |db, f, text, ix| {
+            let mut files: Vec<SourceFile> = Vec::new();
+            for o in &open {
+                if let Some(of) = db.file_by_path(o) {
+                    files.extend(analysis::imported_files(db, of));
                 }
-                let spots = analysis::references(db, f, offset, &files, include);
-                Some(
-                    spots
-                        .iter()
-                        .filter_map(|s| location_of(db, s))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .await
-            .ok_or_else(content_modified)?;
-        Ok(r)
+            }
+            let offset = ix.offset(text, pos.position);
+            let spots = analysis::references(db, f, offset, &files, include);
+            Some(spots.iter().filter_map(|s| location_of(db, s)).collect())
+        })
+        .await
     }
 
     async fn completion(&self, p: CompletionParams) -> Result<Option<CompletionResponse>> {
         let pos = p.text_document_position;
-        let Some((path, ix, text)) = self.doc(&pos.text_document.uri) else {
-            return Ok(None);
-        };
-        let offset = ix.offset(&text, pos.position);
         let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                Some(analysis::completion(db, f, offset))
+            .on_document(&pos.text_document.uri, move |db, f, text, ix| {
+                Some(analysis::completion(db, f, ix.offset(text, pos.position)))
             })
-            .await
-            .ok_or_else(content_modified)?;
+            .await?;
         Ok(r.map(|items| {
             CompletionResponse::Array(
                 items
@@ -521,21 +510,16 @@ impl LanguageServer for Backend {
         &self,
         p: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
-        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
-            return Ok(None);
-        };
         let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
+            .on_document(&p.text_document.uri, |db, f, text, ix| {
                 Some(
                     analysis::symbols(db, f)
                         .into_iter()
-                        .map(|s| document_symbol(&text, &ix, s))
+                        .map(|s| document_symbol(text, ix, s))
                         .collect::<Vec<_>>(),
                 )
             })
-            .await
-            .ok_or_else(content_modified)?;
+            .await?;
         Ok(r.map(DocumentSymbolResponse::Nested))
     }
 
@@ -543,16 +527,11 @@ impl LanguageServer for Backend {
         &self,
         p: SemanticTokensParams,
     ) -> Result<Option<SemanticTokensResult>> {
-        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
-            return Ok(None);
-        };
         let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                Some(encode_tokens(&text, &ix, &analysis::tokens(db, f)))
+            .on_document(&p.text_document.uri, |db, f, text, ix| {
+                Some(encode_tokens(text, ix, &analysis::tokens(db, f)))
             })
-            .await
-            .ok_or_else(content_modified)?;
+            .await?;
         Ok(r.map(|data| {
             SemanticTokensResult::Tokens(SemanticTokens {
                 result_id: None,
@@ -579,51 +558,40 @@ impl LanguageServer for Backend {
     }
 
     async fn inlay_hint(&self, p: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
-        let Some((path, ix, text)) = self.doc(&p.text_document.uri) else {
-            return Ok(None);
-        };
-        let r = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                Some(
-                    analysis::inlay_hints(db, f)
-                        .into_iter()
-                        .map(|h| InlayHint {
-                            position: ix.position(&text, h.at),
-                            label: InlayHintLabel::String(h.label),
-                            kind: None,
-                            text_edits: None,
-                            tooltip: None,
-                            padding_left: Some(true),
-                            padding_right: None,
-                            data: None,
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .await
-            .ok_or_else(content_modified)?;
-        Ok(r)
+        self.on_document(&p.text_document.uri, |db, f, text, ix| {
+            Some(
+                analysis::inlay_hints(db, f)
+                    .into_iter()
+                    .map(|h| InlayHint {
+                        position: ix.position(text, h.at),
+                        label: InlayHintLabel::String(h.label),
+                        kind: None,
+                        text_edits: None,
+                        tooltip: None,
+                        padding_left: Some(true),
+                        padding_right: None,
+                        data: None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
     }
 
     async fn code_action(&self, p: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let uri = p.text_document.uri;
-        let Some((path, ix, text)) = self.doc(&uri) else {
-            return Ok(None);
-        };
-        let offset = ix.offset(&text, p.range.start);
-        let req = self
-            .on_snapshot(move |db| {
-                let f = db.file_by_path(&path)?;
-                analysis::pin_request(db, f, offset)
+        let start = p.range.start;
+        let found = self
+            .on_document(&uri, move |db, f, text, ix| {
+                let req = analysis::pin_request(db, f, ix.offset(text, start))?;
+                Some((ix.range(text, req.start, req.end), req))
             })
-            .await
-            .ok_or_else(content_modified)?;
-        let Some(req) = req else {
+            .await?;
+        let Some((range, req)) = found else {
             return Ok(Some(Vec::new()));
         };
         // The search runs on owned models: edits never wait for it.
-        let (range, name) = (ix.range(&text, req.start, req.end), req.name.clone());
+        let name = req.name.clone();
         let pinned = tokio::task::spawn_blocking(move || analysis::pinned_text(&req, PIN_BUDGET))
             .await
             .map_err(|_| Error::internal_error())?;
