@@ -824,6 +824,9 @@ pub struct PinRequest {
     pub start: usize,
     pub end: usize,
     pub name: String,
+    /// The open knob under the cursor, if any: what it decides and the
+    /// byte range of its value (`auto in 16..256 pow2`).
+    pub knob: Option<(OpenKnob, usize, usize)>,
     pub workload: WorkloadModel,
     pub hardware: HardwareModel,
     pub mapping: MappingModel,
@@ -846,12 +849,51 @@ pub fn pin_request(db: &RootDatabase, file: SourceFile, offset: usize) -> Option
     let (_, workload) = workload_of(db, d)?;
     let (_, hardware) = hardware_of(db, d)?;
     let start = d.offset(db) as usize;
+    let local = offset.saturating_sub(start);
+    let inside = |sp: Span| (sp.start as usize..=sp.end as usize).contains(&local);
+    let knob = m.body.iter().find_map(|st| match st {
+        MapStmt::Block {
+            knob,
+            target,
+            level: Some(level),
+            entries,
+            ..
+        } if knob.text == "tile" => entries.iter().find_map(|e| {
+            (inside(e.span) && is_auto(&e.value.kind)).then(|| {
+                let k = OpenKnob::Tile {
+                    tensor: target.text.clone(),
+                    level: level.text.clone(),
+                    dim: e.dim.text.clone(),
+                };
+                (
+                    k,
+                    start + e.value.span.start as usize,
+                    start + e.value.span.end as usize,
+                )
+            })
+        }),
+        MapStmt::Keyed {
+            knob,
+            target,
+            value,
+            span,
+            ..
+        } if knob.text == "precision" && inside(*span) && is_auto(&value.kind) => Some((
+            OpenKnob::Precision {
+                tensor: target.text.clone(),
+            },
+            start + value.span.start as usize,
+            start + value.span.end as usize,
+        )),
+        _ => None,
+    });
     // Keep the doc comment and the text's trailing blank lines.
     let body_start = d.text(db).find("mapping").unwrap_or(0);
     Some(PinRequest {
         start: start + body_start,
         end: start + d.text(db).trim_end().len(),
         name: m.name.text.clone(),
+        knob,
         workload,
         hardware,
         mapping,
@@ -868,9 +910,28 @@ fn is_auto(k: &KnobKind) -> bool {
     )
 }
 
-/// Tunes `req` (bounded by `budget`) and returns the mapping text with every
-/// knob pinned, or why not.
-pub fn pinned_text(req: &PinRequest, budget: std::time::Duration) -> Result<String, String> {
+/// An open knob the "pin" action can fix on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenKnob {
+    /// One size of `tile <tensor> at <level> { <dim>: auto ... }`.
+    Tile {
+        tensor: String,
+        level: String,
+        dim: String,
+    },
+    /// `precision <tensor>: auto in {...}`.
+    Precision { tensor: String },
+}
+
+/// What the search chose: the whole mapping with every knob pinned, and the
+/// value of the knob under the cursor (if it asked about one).
+pub struct Pinned {
+    pub mapping: String,
+    pub knob: Option<String>,
+}
+
+/// Tunes `req` (bounded by `budget`), or says why it could not.
+pub fn pinned_text(req: &PinRequest, budget: std::time::Duration) -> Result<Pinned, String> {
     let opts = arch_cost::search::SearchOptions {
         seed: 1,
         budget,
@@ -878,15 +939,29 @@ pub fn pinned_text(req: &PinRequest, budget: std::time::Duration) -> Result<Stri
         progress: None,
         weights: None,
     };
-    let outcome = arch_cost::search::tune(&req.workload, &req.hardware, &req.mapping, &opts)
-        .map_err(|e| format!("{e:?}"))?;
-    let text = arch_cost::schedule::pinned_mapping(
-        &req.workload,
-        &req.hardware,
-        &req.name,
-        &outcome.schedule,
-    );
-    Ok(text.trim_end().to_string())
+    let (w, hw) = (&req.workload, &req.hardware);
+    let outcome =
+        arch_cost::search::tune(w, hw, &req.mapping, &opts).map_err(|e| format!("{e:?}"))?;
+    let s = &outcome.schedule;
+    let mapping = arch_cost::schedule::pinned_mapping(w, hw, &req.name, s);
+    let knob = req.knob.as_ref().and_then(|(k, _, _)| match k {
+        OpenKnob::Tile { tensor, level, dim } => {
+            let t = w.tensor(tensor)?;
+            let os = s.ops.iter().find(|os| w.ops[os.op].output == t)?;
+            let l = hw.levels.iter().position(|x| x.name == *level)?;
+            let v = w.ops[os.op].vars.iter().position(|x| x.name == *dim)?;
+            os.nest.tiles.get(l)?.get(v).map(u64::to_string)
+        }
+        OpenKnob::Precision { tensor } => {
+            let t = w.tensor(tensor)?;
+            let chosen = s.precision.iter().find(|(x, _)| *x == t).map(|(_, d)| *d);
+            Some(chosen.unwrap_or(w.tensors[t].dtype).name().to_string())
+        }
+    });
+    Ok(Pinned {
+        mapping: mapping.trim_end().to_string(),
+        knob,
+    })
 }
 
 /// The files a request may need: `file` and those it imports, transitively.
@@ -962,10 +1037,33 @@ mod tests {
             .iter()
             .any(|h| h.label.starts_with("m: ")));
         let pin = pin_request(&db, file, SRC.find("mapping").unwrap_or(0)).expect("autos left");
-        let text = pinned_text(&pin, std::time::Duration::from_secs(2)).expect("tuned");
+        assert!(pin.knob.is_none(), "no knob under the mapping's keyword");
+        let text = pinned_text(&pin, std::time::Duration::from_secs(2))
+            .expect("tuned")
+            .mapping;
         assert!(
             text.starts_with("mapping m for w on host {") && !text.contains("auto"),
             "{text}"
+        );
+        // On one knob: its value alone.
+        let pin = pin_request(&db, file, SRC.find("j: auto").unwrap_or(0)).expect("autos left");
+        let (k, a, b) = pin.knob.clone().expect("the knob under the cursor");
+        let want = OpenKnob::Tile {
+            tensor: "c".into(),
+            level: "l1".into(),
+            dim: "j".into(),
+        };
+        assert_eq!(k, want);
+        assert_eq!(&SRC[a..b], "auto");
+        let value = pinned_text(&pin, std::time::Duration::from_secs(2))
+            .expect("tuned")
+            .knob;
+        assert!(
+            value
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| (1..=64).contains(&n)),
+            "{value:?}"
         );
     }
 }

@@ -584,30 +584,56 @@ impl LanguageServer for Backend {
         let found = self
             .on_document(&uri, move |db, f, text, ix| {
                 let req = analysis::pin_request(db, f, ix.offset(text, start))?;
-                Some((ix.range(text, req.start, req.end), req))
+                let knob = req.knob.as_ref().map(|(_, a, b)| ix.range(text, *a, *b));
+                Some((ix.range(text, req.start, req.end), knob, req))
             })
             .await?;
-        let Some((range, req)) = found else {
+        let Some((range, knob_range, req)) = found else {
             return Ok(Some(Vec::new()));
         };
         // The search runs on owned models: edits never wait for it.
         let name = req.name.clone();
+        let knob = req.knob.clone();
         let pinned = tokio::task::spawn_blocking(move || analysis::pinned_text(&req, PIN_BUDGET))
             .await
             .map_err(|_| Error::internal_error())?;
-        let Ok(new_text) = pinned else {
+        let Ok(pinned) = pinned else {
             return Ok(Some(Vec::new()));
         };
-        let edit = WorkspaceEdit {
-            changes: Some(HashMap::from([(uri, vec![TextEdit { range, new_text }])])),
-            ..Default::default()
+        let action = |title: String, range: Range, new_text: String| {
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title,
+                kind: Some(CodeActionKind::REFACTOR_REWRITE),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(HashMap::from([(
+                        uri.clone(),
+                        vec![TextEdit { range, new_text }],
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
         };
-        Ok(Some(vec![CodeActionOrCommand::CodeAction(CodeAction {
-            title: format!("Pin every `auto` knob of `{name}` to its tuned value"),
-            kind: Some(CodeActionKind::REFACTOR_REWRITE),
-            edit: Some(edit),
-            ..Default::default()
-        })]))
+        let mut actions = Vec::new();
+        if let (Some((k, _, _)), Some(value), Some(r)) = (knob, pinned.knob, knob_range) {
+            let what = match k {
+                analysis::OpenKnob::Tile { tensor, level, dim } => {
+                    format!("the tile of `{dim}` of `{tensor}` at `{level}`")
+                }
+                analysis::OpenKnob::Precision { tensor } => format!("the precision of `{tensor}`"),
+            };
+            actions.push(action(
+                format!("Pin {what} to its tuned value {value}"),
+                r,
+                value,
+            ));
+        }
+        actions.push(action(
+            format!("Pin every `auto` knob of `{name}` to its tuned value"),
+            range,
+            pinned.mapping,
+        ));
+        Ok(Some(actions))
     }
 }
 

@@ -107,7 +107,8 @@ report, build and run. Takes about 10 s (--quick: about 2 s)."
 of `archc check`), hover (tensors, units, hardware levels, a mapping's predicted cost), go to \
 definition and references across imports and the standard library, completion, document symbols, \
 semantic tokens, formatting (`archc fmt`), inlay hints with each op's predicted latency and \
-bottleneck, and a code action that pins a mapping's `auto` knobs to tuned values. Logs go to stderr."
+bottleneck, and code actions that pin an `auto` knob (or all of a mapping's) to the tuned value. Logs go to \
+stderr."
     )]
     Lsp,
 }

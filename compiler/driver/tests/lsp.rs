@@ -400,6 +400,29 @@ fn formatting_symbols_tokens_hints_and_the_pin_action() {
         check_json(&pinned).is_empty(),
         "the pinned program checks: {pinned}"
     );
+    // On one open knob: an action that pins it alone, first.
+    let (l, ch) = find(&text, "k: auto in 256..1024 pow2");
+    let r = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": l, "character": ch + 4 }, "end": { "line": l, "character": ch + 4 } }, "context": { "diagnostics": [] } }),
+    );
+    let actions = r["result"].as_array().cloned().unwrap_or_default();
+    assert_eq!(actions.len(), 2, "{r}");
+    let title = actions[0]["title"].as_str().unwrap_or_default();
+    assert!(title.contains("the tile of `k` of `y` at `l2`"), "{title}");
+    let edit = &actions[0]["edit"]["changes"][uri.as_str()][0];
+    let value = edit["newText"].as_str().unwrap_or_default();
+    let k: u64 = value.parse().expect("a tile size");
+    assert!([256, 512, 1024].contains(&k), "{value}");
+    let mut one = text.clone();
+    apply(
+        &mut one,
+        p(&edit["range"]["start"]),
+        p(&edit["range"]["end"]),
+        value,
+    );
+    assert!(one.contains(&format!("k: {k} }}")), "{one}");
+    assert!(check_json(&one).is_empty(), "{one}");
     c.shutdown();
 }
 
