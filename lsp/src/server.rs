@@ -10,8 +10,7 @@
 
 use crate::analysis::{self, ItemKind, Spot};
 use crate::text::{apply_change, LineIndex};
-use arch_sema::db::{file_decls, RootDatabase, SourceFile};
-use arch_syntax::ast::Item;
+use arch_sema::db::{RootDatabase, SourceFile};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
@@ -134,32 +133,14 @@ impl Backend {
     /// Reads the sibling files that open documents import and the database
     /// lacks (transitively), so names resolve as `archc check` resolves them.
     fn load_imports(st: &mut State, path: &str) {
-        let mut queue = vec![path.to_string()];
+        let mut queue: Vec<SourceFile> = st.db.file_by_path(path).into_iter().collect();
         let mut steps = 0;
-        while let Some(p) = queue.pop() {
+        while let Some(f) = queue.pop() {
             steps += 1;
             if steps > 1000 {
                 break;
             }
-            let Some(f) = st.db.file_by_path(&p) else {
-                continue;
-            };
-            let mut wanted = Vec::new();
-            for d in file_decls(&st.db, f) {
-                if d.kind(&st.db) != "import" {
-                    continue;
-                }
-                if let Some(Item::Import(i)) = arch_sema::db::clean_item(&st.db, *d) {
-                    let module: Vec<&str> = i.module.iter().map(|n| n.text.as_str()).collect();
-                    if module.first().is_some_and(|m| *m != "std") {
-                        wanted.push(arch_sema::stdlib::module_path(&p, &module));
-                    }
-                }
-            }
-            for w in wanted {
-                if st.db.file_by_path(&w).is_some() {
-                    continue;
-                }
+            for w in arch_sema::scope::missing_imports(&st.db, f) {
                 let Ok(bytes) = std::fs::read(&w) else {
                     continue;
                 };
@@ -167,8 +148,7 @@ impl Backend {
                     continue;
                 }
                 if let Ok(text) = String::from_utf8(bytes) {
-                    st.db.set_file(&w, text);
-                    queue.push(w);
+                    queue.push(st.db.set_file(&w, text));
                 }
             }
         }
@@ -207,72 +187,92 @@ impl Backend {
     }
 }
 
+/// LSP locations of database ranges, one line index per file.
+struct Locator<'a> {
+    db: &'a RootDatabase,
+    indexes: HashMap<String, LineIndex>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(db: &'a RootDatabase) -> Self {
+        Locator {
+            db,
+            indexes: HashMap::new(),
+        }
+    }
+
+    fn range(&mut self, file: SourceFile, start: usize, end: usize) -> Range {
+        let (p, t) = (file.path(self.db), file.text(self.db));
+        let ix = self
+            .indexes
+            .entry(p.clone())
+            .or_insert_with(|| LineIndex::new(t));
+        ix.range(t, start, end)
+    }
+
+    fn location(&mut self, file: SourceFile, start: usize, end: usize) -> Option<Location> {
+        let uri = uri_of(file.path(self.db))?;
+        Some(Location::new(uri, self.range(file, start, end)))
+    }
+
+    fn spot(&mut self, s: &Spot) -> Option<Location> {
+        let f = self.db.file_by_path(&s.path)?;
+        self.location(f, s.start, s.end)
+    }
+
+    fn sema(&mut self, loc: &arch_sema::Location<'_>) -> Option<Location> {
+        let (f, span) = loc.resolve(self.db);
+        self.location(f, span.start as usize, span.end as usize)
+    }
+}
+
 /// The diagnostics of the file at `path`, as `archc check` reports them:
-/// same codes, same messages; labels become related information.
+/// same codes, same messages; labels and help become related information.
 fn diagnostics_of(db: &RootDatabase, path: &str) -> Vec<Diagnostic> {
     let Some(file) = db.file_by_path(path) else {
         return Vec::new();
     };
     let text = file.text(db);
     if text.len() > arch_sema::db::MAX_FILE_BYTES {
+        let (message, help) = arch_sema::db::too_large(path, text.len() as u64);
+        let related = uri_of(path).map(|uri| {
+            vec![DiagnosticRelatedInformation {
+                location: Location::new(uri, Range::default()),
+                message: format!("help: {help}"),
+            }]
+        });
         return vec![Diagnostic {
             range: Range::default(),
             severity: Some(DiagnosticSeverity::ERROR),
             code: Some(NumberOrString::String("E0008".into())),
             source: Some("archc".into()),
-            message: format!(
-                "this file has {} bytes; archc reads files up to {} bytes",
-                text.len(),
-                arch_sema::db::MAX_FILE_BYTES
-            ),
+            message,
+            related_information: related,
             ..Default::default()
         }];
     }
-    let index = LineIndex::new(text);
-    let mut indexes: HashMap<String, (LineIndex, String)> = HashMap::new();
-    let mut place = |loc: &arch_sema::Location<'_>| -> Option<Location> {
-        let (f, span) = loc.resolve(db);
-        let p = f.path(db);
-        let t = f.text(db);
-        let (ix, _) = indexes
-            .entry(p.clone())
-            .or_insert_with(|| (LineIndex::new(t), p.clone()));
-        Some(Location::new(
-            uri_of(p)?,
-            ix.range(t, span.start as usize, span.end as usize),
-        ))
-    };
+    let mut at = Locator::new(db);
     arch_sema::file_diagnostics(db, file)
         .iter()
         .map(|d| {
-            let (_, span) = d.location.resolve(db);
             let mut related = Vec::new();
-            if !d.primary_label.is_empty() {
-                if let Some(l) = place(&d.location) {
-                    related.push(DiagnosticRelatedInformation {
-                        location: l,
-                        message: d.primary_label.clone(),
-                    });
+            let mut relate = |loc: Option<Location>, message: String| {
+                if let Some(location) = loc {
+                    related.push(DiagnosticRelatedInformation { location, message });
                 }
+            };
+            if !d.primary_label.is_empty() {
+                relate(at.sema(&d.location), d.primary_label.clone());
             }
             for l in &d.labels {
-                if let Some(loc) = place(&l.location) {
-                    related.push(DiagnosticRelatedInformation {
-                        location: loc,
-                        message: l.message.clone(),
-                    });
-                }
+                relate(at.sema(&l.location), l.message.clone());
             }
             if let Some(h) = &d.help {
-                if let Some(l) = place(&d.location) {
-                    related.push(DiagnosticRelatedInformation {
-                        location: l,
-                        message: format!("help: {h}"),
-                    });
-                }
+                relate(at.sema(&d.location), format!("help: {h}"));
             }
+            let (_, span) = d.location.resolve(db);
             Diagnostic {
-                range: index.range(text, span.start as usize, span.end as usize),
+                range: at.range(file, span.start as usize, span.end as usize),
                 severity: Some(DiagnosticSeverity::ERROR),
                 code: Some(NumberOrString::String(d.code.to_string())),
                 source: Some("archc".into()),
@@ -282,13 +282,6 @@ fn diagnostics_of(db: &RootDatabase, path: &str) -> Vec<Diagnostic> {
             }
         })
         .collect()
-}
-
-fn location_of(db: &RootDatabase, s: &Spot) -> Option<Location> {
-    let f = db.file_by_path(&s.path)?;
-    let t = f.text(db);
-    let ix = LineIndex::new(t);
-    Some(Location::new(uri_of(&s.path)?, ix.range(t, s.start, s.end)))
 }
 
 fn symbol_kind(kind: &str) -> SymbolKind {
@@ -449,7 +442,7 @@ impl LanguageServer for Backend {
         let r = self
             .on_document(&pos.text_document.uri, move |db, f, text, ix| {
                 let spot = analysis::definition(db, f, ix.offset(text, pos.position))?;
-                location_of(db, &spot)
+                Locator::new(db).spot(&spot)
             })
             .await?;
         Ok(r.map(GotoDefinitionResponse::Scalar))
@@ -468,7 +461,8 @@ impl LanguageServer for Backend {
             }
             let offset = ix.offset(text, pos.position);
             let spots = analysis::references(db, f, offset, &files, include);
-            Some(spots.iter().filter_map(|s| location_of(db, s)).collect())
+            let mut at = Locator::new(db);
+            Some(spots.iter().filter_map(|s| at.spot(s)).collect())
         })
         .await
     }

@@ -13,17 +13,23 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes `text` to `dir/file` and returns that path as a string.
+fn program(dir: &std::path::Path, file: &str, text: &str) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
 const MLP: &str = "import std.hw.host\nimport std.nn.relu\nworkload mlp(B = 7, K = 33, N = 20) {\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[B, N]\n  y[i, j] = relu(sum[k] x[i, k] * w[k, j] + b[j])\n}\n";
 
 #[test]
 fn build_writes_library_header_manifest_and_report() {
     let dir = temp("build");
-    let src = dir.join("mlp.arch");
-    std::fs::write(&src, MLP).expect("write");
+    let src = program(&dir, "mlp.arch", MLP);
     let out = dir.join("out");
     let r = archc(&[
         "build",
-        src.to_str().unwrap_or_default(),
+        &src,
         "--target",
         "host",
         "-o",
@@ -63,12 +69,11 @@ fn build_writes_library_header_manifest_and_report() {
 #[test]
 fn run_writes_the_measurement_into_the_report() {
     let dir = temp("run");
-    let src = dir.join("mlp.arch");
-    std::fs::write(&src, MLP).expect("write");
+    let src = program(&dir, "mlp.arch", MLP);
     let report = dir.join("r.json");
     let r = archc(&[
         "run",
-        src.to_str().unwrap_or_default(),
+        &src,
         "--target",
         "host",
         "--runs",
@@ -95,8 +100,7 @@ fn run_writes_the_measurement_into_the_report() {
 #[test]
 fn run_reads_npy_inputs_and_checks_their_shapes() {
     let dir = temp("npy");
-    let src = dir.join("mlp.arch");
-    std::fs::write(&src, MLP).expect("write");
+    let src = program(&dir, "mlp.arch", MLP);
     let inputs = dir.join("in");
     std::fs::create_dir_all(&inputs).expect("dir");
     let write = |name: &str, shape: &[u64]| {
@@ -114,7 +118,7 @@ fn run_reads_npy_inputs_and_checks_their_shapes() {
     let args = |extra: &str| {
         vec![
             "run".to_string(),
-            src.display().to_string(),
+            src.clone(),
             "--target".into(),
             "host".into(),
             "--runs".into(),
@@ -172,13 +176,12 @@ fn what_is_not_built_says_so() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("needs `-o DIR`"), "{}", r.stderr);
     let dir = temp("int8");
-    let src = dir.join("q.arch");
-    std::fs::write(
-        &src,
+    let src = program(
+        &dir,
+        "q.arch",
         "workload q(N = 8) {\n  input a: int8[N]\n  output b: int8[N]\n  b[i] = a[i] * 2\n}\n",
-    )
-    .expect("write");
-    let r = archc(&["run", src.to_str().unwrap_or_default(), "--target", "host"]);
+    );
+    let r = archc(&["run", &src, "--target", "host"]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("lowering does not handle `int8`"),
@@ -233,20 +236,12 @@ fn a_narrow_intermediate_widens_the_output_tolerance() {
     // in another order can round an element of h the other way, which the
     // f32 output carries: run must judge y by bf16's tolerance, not f32's.
     let dir = temp("mixed");
-    let src = dir.join("mixed.arch");
-    std::fs::write(
-        &src,
+    let src = program(
+        &dir,
+        "mixed.arch",
         "import std.nn.{gelu, matmul}\nworkload mixed(B = 16, D = 256, F = 512) {\n  input x: bf16[B, D]\n  weight w1: bf16[D, F]\n  weight w2: bf16[F, D]\n  output y: f32[B, D]\n  h = gelu(matmul(x, w1))\n  y = h @ w2\n}\n",
-    )
-    .expect("write");
-    let r = archc(&[
-        "run",
-        src.to_str().unwrap_or_default(),
-        "--target",
-        "host",
-        "--runs",
-        "1",
-    ]);
+    );
+    let r = archc(&["run", &src, "--target", "host", "--runs", "1"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("(tolerance 1.6e-2)"), "{}", r.stdout);
     let _ = std::fs::remove_dir_all(&dir);

@@ -250,18 +250,17 @@ pub(crate) fn load(
                 let _ = writeln!(err, "error: {message}");
                 return Err(EXIT_USAGE);
             }
-            Err(LoadProblem::TooLarge { bytes }) => problems.push(Rendered {
-                code: "E0008",
-                message: format!(
-                    "{shown} is {:.1} MiB; archc reads files up to {} MiB",
-                    bytes as f64 / 1048576.0,
-                    arch_sema::db::MAX_FILE_BYTES >> 20
-                ),
-                place: None,
-                primary_label: String::new(),
-                labels: Vec::new(),
-                help: Some("split the program into files and import them".into()),
-            }),
+            Err(LoadProblem::TooLarge { bytes }) => {
+                let (message, help) = arch_sema::db::too_large(&shown, bytes);
+                problems.push(Rendered {
+                    code: "E0008",
+                    message,
+                    place: None,
+                    primary_label: String::new(),
+                    labels: Vec::new(),
+                    help: Some(help.into()),
+                })
+            }
             Err(LoadProblem::InvalidUtf8 { valid_up_to, lossy }) => {
                 let end = lossy[valid_up_to..]
                     .chars()

@@ -1,8 +1,6 @@
 //! Reading files into the database, with the imports they need.
 
-use arch_sema::db::{file_decls, parse_decl, RootDatabase, SourceFile, MAX_FILE_BYTES};
-use arch_sema::stdlib::module_path;
-use arch_syntax::ast::Item;
+use arch_sema::db::{RootDatabase, SourceFile, MAX_FILE_BYTES};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -76,24 +74,7 @@ pub fn load_imports(db: &mut RootDatabase, file: SourceFile, loaded: &mut Loaded
         if seen > 10_000 {
             break;
         }
-        let from = f.path(db).clone();
-        let mut wanted = Vec::new();
-        for decl in file_decls(db, f) {
-            if decl.kind(db) != "import" {
-                continue;
-            }
-            if let Item::Import(import) = &parse_decl(db, *decl).item {
-                let module: Vec<&str> = import.module.iter().map(|n| n.text.as_str()).collect();
-                if module.is_empty() || module[0] == "std" {
-                    continue;
-                }
-                wanted.push(module_path(&from, &module));
-            }
-        }
-        for path in wanted {
-            if db.file_by_path(&path).is_some() {
-                continue;
-            }
+        for path in arch_sema::scope::missing_imports(db, f) {
             if let Ok(text) = read_text(Path::new(&path)) {
                 let display = pathdiff(&path);
                 loaded.display.insert(path.clone(), display);

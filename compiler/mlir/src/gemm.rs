@@ -629,9 +629,11 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             c(end)
         ));
     };
-    let (row0, row_end, col0, col_end) = match (shared_b, split_cols) {
-        (false, true) => (c(0), c(m), "%col0".into(), "%col_end".into()),
-        _ => ("%row0".into(), "%row_end".into(), c(0), c(n)),
+    // The thread's span (see `open_threads`), or the whole dimension.
+    let (row0, row_end, col0, col_end) = if split_cols {
+        (c(0), c(m), "%col0".into(), "%col_end".into())
+    } else {
+        ("%row0".into(), "%row_end".into(), c(0), c(n))
     };
     let open_threads = |em: &mut Emitter| {
         em.open(format!(

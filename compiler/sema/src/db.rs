@@ -7,6 +7,18 @@ use std::sync::{Arc, Mutex};
 /// Files larger than this are refused with E0008 before they are parsed.
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 
+/// E0008's message for the file shown as `name`, `bytes` long, and its help.
+pub fn too_large(name: &str, bytes: u64) -> (String, &'static str) {
+    (
+        format!(
+            "{name} is {:.1} MiB; archc reads files up to {} MiB",
+            bytes as f64 / 1048576.0,
+            MAX_FILE_BYTES >> 20
+        ),
+        "split the program into files and import them",
+    )
+}
+
 /// One `.arch` file. `path` is how imports find it: the driver and the
 /// language server give absolute paths; stdlib modules are `<std>/hw.arch`.
 #[salsa::input(debug)]

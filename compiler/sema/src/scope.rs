@@ -43,6 +43,32 @@ pub fn find_module(db: &dyn Db, from: SourceFile, module: &[&str]) -> Option<Sou
         .find(|f| f.path(db) == &path)
 }
 
+/// The files that `file` imports from the project (not `std`) and the
+/// project does not hold yet, each once: what a loader reads from disk next
+/// (the driver for `archc check`, the language server for open documents).
+pub fn missing_imports(db: &dyn Db, file: SourceFile) -> Vec<String> {
+    let from = file.path(db);
+    let mut out: Vec<String> = Vec::new();
+    for decl in file_decls(db, file) {
+        if decl.kind(db) != "import" {
+            continue;
+        }
+        let Item::Import(import) = &parse_decl(db, *decl).item else {
+            continue;
+        };
+        let module: Vec<&str> = import.module.iter().map(|n| n.text.as_str()).collect();
+        if module.is_empty() || module[0] == "std" {
+            continue;
+        }
+        let path = module_path(from, &module);
+        let known = db.project().files(db).iter().any(|f| f.path(db) == &path);
+        if !known && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The names visible in `file`. Reads only the declarations' identities and
 /// the imports' trees, so editing the body of a workload does not change it.
 #[salsa::tracked(returns(ref))]
