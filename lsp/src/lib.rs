@@ -4,6 +4,7 @@
 //! snapshot; `text` maps LSP positions to byte offsets.
 
 pub mod analysis;
+pub mod framing;
 mod server;
 pub mod text;
 

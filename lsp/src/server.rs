@@ -671,12 +671,30 @@ pub fn serve_stdio() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+        // Frames pass through the guard (crate::framing), which answers
+        // malformed messages itself so that the server keeps serving.
+        let (server_in, guard_out) = tokio::io::duplex(1 << 16);
+        let (server_out, merged_in) = tokio::io::duplex(1 << 16);
+        let (outgoing, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(crate::framing::guard_input(
+            tokio::io::stdin(),
+            guard_out,
+            outgoing.clone(),
+        ));
+        let reader = tokio::spawn(crate::framing::server_output(merged_in, outgoing));
+        let writer = tokio::spawn(crate::framing::write_output(tokio::io::stdout(), queue));
         let (service, socket) = LspService::new(|client| Backend {
             client,
             state: Arc::new(Mutex::new(State::default())),
         });
-        Server::new(stdin, stdout, socket).serve(service).await;
+        Server::new(server_in, server_out, socket)
+            .serve(service)
+            .await;
+        let _ = reader.await;
+        let _ = writer.await;
     });
+    // The task reading stdin may still wait for input the client never
+    // sends after `exit`: do not wait for it.
+    runtime.shutdown_background();
     Ok(())
 }

@@ -96,6 +96,29 @@ fn set_overrides_sizes() {
 }
 
 #[test]
+fn auto_ranges_past_a_dimension_take_the_whole_dimension() {
+    // `k: auto in 2048..4096 pow2` with K = 1024 (or after `--set`): every
+    // size the range allows covers k, so the tile is all of k.
+    let path = temp_file(
+        "range.arch",
+        b"import std.hw.host\nworkload gemm(M = 64, N = 64, K = 1024) {\n  input a: f32[M, K]\n  input b: f32[K, N]\n  output c: f32[M, N]\n  c[m, n] = sum[k] a[m, k] * b[k, n]\n}\nmapping g for gemm on host {\n  tile c at l2 { m: auto, n: auto in {16, 128}, k: auto in 2048..4096 pow2 }\n}\n",
+    );
+    assert_eq!(archc(&["check", &path]).code, 0);
+    for (set, k) in [("K=1024", "1024"), ("K=7", "7")] {
+        let out = archc(&[
+            "report", &path, "--target", "host", "--format", "json", "--set", set,
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        let tiles = v["ops"][0]["mapping"].to_string();
+        assert!(
+            tiles.contains(&format!("k: {k}")) || tiles.contains(&format!("k={k}")),
+            "{set}: {tiles}"
+        );
+    }
+}
+
+#[test]
 fn fmt_formats_in_place_and_checks() {
     let path = temp_file(
         "fmt.arch",

@@ -246,3 +246,53 @@ fn a_narrow_intermediate_widens_the_output_tolerance() {
     assert!(r.stdout.contains("(tolerance 1.6e-2)"), "{}", r.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One attention head (both products and a softmax) on one thread: its
+/// vector code once took fresh stack on every loop iteration and overflowed.
+#[test]
+fn attention_head_runs_on_one_thread_without_growing_the_stack() {
+    let dir = temp("attention-stack");
+    let src = program(
+        &dir,
+        "att.arch",
+        "import std.hw.host\nimport std.nn.softmax\nworkload att(S = 512, D = 64) {\n  input q: f32[S, D]\n  input k: f32[S, D]\n  input v: f32[S, D]\n  output o: f32[S, D]\n  s[i, j] = sum[d] q[i, d] * k[j, d] / sqrt(D)\n  p = softmax(s)\n  o[i, d] = sum[j] p[i, j] * v[j, d]\n}\n",
+    );
+    let r = archc(&[
+        "run",
+        &src,
+        "--target",
+        "host",
+        "--threads",
+        "1",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("matches the reference"), "{}", r.stderr);
+}
+
+/// A temporary of 70.6 MB (4200 x 4200 f32) from inputs of 33.6 KB: it
+/// lives on the heap, and the run matches the interpreter on 1 and 2 threads.
+#[test]
+fn temporaries_over_64_mib_live_on_the_heap() {
+    let dir = temp("big-temporary");
+    let src = program(
+        &dir,
+        "outer.arch",
+        "import std.hw.host\nworkload outer(N = 4200) {\n  input x: f32[N]\n  input y: f32[N]\n  output m: f32[N]\n  t[i, j] = x[i] * y[j] + 1.0\n  m[i] = max[j] t[i, j]\n}\n",
+    );
+    for threads in ["1", "2"] {
+        let r = archc(&[
+            "run",
+            &src,
+            "--target",
+            "host",
+            "--threads",
+            threads,
+            "--runs",
+            "1",
+        ]);
+        assert_eq!(r.code, 0, "{threads} threads: {}", r.stderr);
+        assert!(r.stderr.contains("matches the reference"), "{}", r.stderr);
+    }
+}

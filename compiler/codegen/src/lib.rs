@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod calibrate;
 pub mod cpu;
+pub mod stack;
 
 use inkwell::{
     context::Context,
@@ -147,6 +148,7 @@ pub fn object(llvm_ir: &str, name: &str, host: &HostTarget) -> Result<Object, Co
     let tm = machine(host)?;
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
+    stack::hoist_static_allocas(&module, &tm.get_target_data()).map_err(CodegenError::Llvm)?;
     module
         .run_passes("default<O3>", &tm, PassBuilderOptions::create())
         .map_err(|e| CodegenError::Llvm(e.to_string()))?;

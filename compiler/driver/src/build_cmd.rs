@@ -6,34 +6,16 @@
 //! time it beside the cost model's prediction.
 
 use crate::cli::Common;
-use crate::cost_cmd::{select, tune_error, Selected, Selection};
+use crate::cost_cmd::{select, tuned, with_threads, Selected, Selection, TuneKnobs};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK, EXIT_USAGE};
 use arch_codegen::{abi, HostTarget};
 use arch_cost::evaluate::CostReport;
 use arch_cost::schedule::Schedule;
-use arch_cost::search::{tune as search, SearchOptions};
 use arch_sema::hardware::HwClass;
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// How the search runs before building.
-#[derive(Args, Debug, Clone)]
-pub struct TuneKnobs {
-    /// Wall-clock limit of the search for open knobs, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = crate::cost_cmd::parse_duration)]
-    budget: Duration,
-    /// Seed of the search.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Evaluations per op at most.
-    #[arg(long, default_value_t = 20_000)]
-    max_evaluations: usize,
-    /// Threads for ops the mapping runs `over cores` (default: the target's cores).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub(crate) threads: Option<u64>,
-}
+use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum Emit {
@@ -97,32 +79,6 @@ pub struct RunArgs {
     pub(crate) tune: TuneKnobs,
     #[command(flatten)]
     pub(crate) common: Common,
-}
-
-/// The schedule a build uses: the search's, every open knob filled.
-pub(crate) fn tuned(
-    s: &Selected,
-    knobs: &TuneKnobs,
-    err: &mut dyn Write,
-) -> Result<(Schedule, CostReport), u8> {
-    let opts = SearchOptions {
-        seed: knobs.seed,
-        budget: knobs.budget,
-        max_evaluations: knobs.max_evaluations,
-        progress: None,
-        weights: s.weights.clone(),
-    };
-    let started = Instant::now();
-    let outcome =
-        search(&s.workload, &s.hardware, &s.mapping, &opts).map_err(|e| tune_error(e, s, err))?;
-    let _ = writeln!(
-        err,
-        "tuned {} on {} in {:.2} s",
-        s.workload.name,
-        s.hardware.name,
-        started.elapsed().as_secs_f64()
-    );
-    Ok((outcome.schedule, outcome.report))
 }
 
 pub(crate) use arch_codegen::cpu::Compiled;
@@ -239,14 +195,6 @@ mod erased {
             serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
         }
     }
-}
-
-/// `--threads N`: the cost model and the code use N cores.
-pub(crate) fn with_threads(mut s: Selected, threads: Option<u64>) -> Selected {
-    if let Some(t) = threads {
-        s.hardware.cores = t;
-    }
-    s
 }
 
 pub(crate) fn not_cpu(s: &Selected, err: &mut dyn Write) -> Option<u8> {

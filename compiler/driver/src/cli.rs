@@ -385,6 +385,31 @@ pub(crate) fn report(
 
 /// Diagnostics of the named files and of the sibling files they import.
 pub(crate) fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) -> Vec<Rendered> {
+    diagnostics_for(db, loaded, roots, None).0
+}
+
+/// The hardware a mapping declaration names, read from its tree (also when
+/// the declaration has errors); None for other declarations.
+fn mapping_hardware(db: &RootDatabase, decl: arch_sema::db::Decl<'_>) -> Option<String> {
+    if decl.kind(db) != "mapping" {
+        return None;
+    }
+    match &arch_sema::db::parse_decl(db, decl).item {
+        arch_syntax::ast::Item::Mapping(m) => Some(m.hardware.text.clone()),
+        _ => None,
+    }
+}
+
+/// Like [`diagnostics`], for a command that works on one target: errors in
+/// mappings for other hardware do not concern it and are left out; the
+/// second value counts them (`archc check` still reports them).
+pub(crate) fn diagnostics_for(
+    db: &RootDatabase,
+    loaded: &Loaded,
+    roots: &[String],
+    target: Option<&str>,
+) -> (Vec<Rendered>, usize) {
+    let mut skipped = 0;
     let mut out = Vec::new();
     let display = |p: &str| loaded.display_name(p);
     let mut cache = crate::render::TextCache::default();
@@ -399,10 +424,16 @@ pub(crate) fn diagnostics(db: &RootDatabase, loaded: &Loaded, roots: &[String]) 
             continue;
         };
         for d in arch_sema::file_diagnostics(db, f) {
+            if let Some(target) = target {
+                if mapping_hardware(db, d.location.decl).is_some_and(|hw| hw != target) {
+                    skipped += 1;
+                    continue;
+                }
+            }
             out.push(Rendered::from_sema_cached(db, d, &display, &mut cache));
         }
     }
-    out
+    (out, skipped)
 }
 
 fn check(a: CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {

@@ -2,7 +2,7 @@
 //! cost model (and the search), print the report, emit a pinned mapping.
 
 use crate::cli::{
-    color_enabled, diagnostics, load, report as report_diagnostics, unknown_overrides, Common,
+    color_enabled, diagnostics_for, load, report as report_diagnostics, unknown_overrides, Common,
     Format,
 };
 use crate::render::{Place, Rendered};
@@ -43,19 +43,30 @@ pub struct Selection {
     weights: Option<PathBuf>,
 }
 
+/// How the search fills open knobs; `tune`, `report`, `build` and `run`
+/// share these flags and their defaults, so the four agree on a schedule.
+#[derive(Args, Debug, Clone)]
+pub struct TuneKnobs {
+    /// Wall-clock limit of the search for open knobs, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) budget: Duration,
+    /// Seed of the search.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Evaluations per op at most.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) max_evaluations: usize,
+    /// Threads for ops the mapping runs `over cores` (default: the target's cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) threads: Option<u64>,
+}
+
 #[derive(Args, Debug)]
 pub struct TuneArgs {
     #[command(flatten)]
     selection: Selection,
-    /// Wall-clock limit of the search, e.g. `10s`, `500ms`, `2m`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    budget: Duration,
-    /// Seed of the search; the same seed gives the same result.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Evaluations per op at most.
-    #[arg(long, default_value_t = 20_000)]
-    max_evaluations: usize,
+    #[command(flatten)]
+    tune: TuneKnobs,
     /// Write the tuned mapping, every knob pinned, as .arch text.
     #[arg(long, value_name = "OUT.arch")]
     emit_mapping: Option<PathBuf>,
@@ -76,6 +87,13 @@ pub struct ReportArgs {
     /// Write the report here instead of to stdout.
     #[arg(short = 'o', long, value_name = "PATH")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    tune: TuneKnobs,
+    /// Fill open knobs with the search's first guess (each tile as large as
+    /// fits) instead of running the search: instant, as editors want, but
+    /// not the schedule `tune` and `build` use.
+    #[arg(long)]
+    first_guess: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -169,7 +187,16 @@ pub(crate) fn select(
     files.extend(sel.hardware_files.iter().cloned());
     let (db, loaded, roots, mut diags) = load(&files, common, err)?;
     diags.extend(unknown_overrides(&db, &roots, &loaded, common));
-    diags.extend(diagnostics(&db, &loaded, &roots));
+    let (target_diags, skipped) = diagnostics_for(&db, &loaded, &roots, Some(target));
+    diags.extend(target_diags);
+    if skipped > 0 && diags.is_empty() {
+        let _ = writeln!(
+            err,
+            "note: {skipped} error{} in mappings for other hardware skipped (`archc check` reports {})",
+            if skipped == 1 { "" } else { "s" },
+            if skipped == 1 { "it" } else { "them" }
+        );
+    }
     if !diags.is_empty() {
         report_diagnostics(&diags, Format::Text, color, out, err);
         return Err(EXIT_DIAGNOSTICS);
@@ -453,13 +480,14 @@ pub(crate) fn tune_error(e: TuneError, s: &Selected, err: &mut dyn Write) -> u8 
 
 pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let s = match select(&a.selection, &a.common, out, err) {
-        Ok(s) => s,
+        Ok(s) => with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
+    let max_evaluations = a.tune.max_evaluations;
     // A progress bar on a terminal only: nothing is drawn when stderr is
     // piped, and stdout carries only the report.
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let bar = indicatif::ProgressBar::new((a.max_evaluations * s.workload.ops.len()) as u64);
+        let bar = indicatif::ProgressBar::new((max_evaluations * s.workload.ops.len()) as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "tuning {msg} [{bar:30}] {pos}/{len} evaluations, {elapsed}",
@@ -472,18 +500,12 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         None
     };
     let progress: Option<arch_cost::search::Progress> = bar.clone().map(|bar| {
-        let per_op = a.max_evaluations as u64;
+        let per_op = max_evaluations as u64;
         std::sync::Arc::new(move |op: usize, done: usize| {
             bar.set_position(op as u64 * per_op + done as u64)
         }) as arch_cost::search::Progress
     });
-    let opts = SearchOptions {
-        seed: a.seed,
-        budget: a.budget,
-        max_evaluations: a.max_evaluations,
-        progress,
-        weights: s.weights.clone(),
-    };
+    let opts = search_options(&a.tune, &s, progress);
     let started = Instant::now();
     let result = search(&s.workload, &s.hardware, &s.mapping, &opts);
     if let Some(bar) = bar {
@@ -528,18 +550,29 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let s = match select(&a.selection, &a.common, out, err) {
-        Ok(s) => s,
+        Ok(s) => with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
-    let schedule =
-        match initial_schedule_with(&s.workload, &s.hardware, &s.mapping, s.weights.as_deref()) {
-            Ok(x) => x,
-            Err(e) => return tune_error(TuneError::DoesNotFit(e), &s, err),
-        };
-    precision_notes(&s, &schedule, err);
-    let report = match evaluate(&s.workload, &s.hardware, &schedule) {
-        Ok(r) => r,
-        Err(e) => return tune_error(e, &s, err),
+    let report = if a.first_guess {
+        let schedule =
+            match initial_schedule_with(&s.workload, &s.hardware, &s.mapping, s.weights.as_deref())
+            {
+                Ok(x) => x,
+                Err(e) => return tune_error(TuneError::DoesNotFit(e), &s, err),
+            };
+        precision_notes(&s, &schedule, err);
+        match evaluate(&s.workload, &s.hardware, &schedule) {
+            Ok(r) => r,
+            Err(e) => return tune_error(e, &s, err),
+        }
+    } else {
+        match tuned(&s, &a.tune, err) {
+            Ok((schedule, report)) => {
+                precision_notes(&s, &schedule, err);
+                report
+            }
+            Err(code) => return code,
+        }
     };
     match &a.output {
         Some(path) => {
@@ -638,4 +671,46 @@ fn emit_mapping(
     text.push('\n');
     text.push_str(&arch_cost::schedule::pinned_mapping(w, hw, name, s));
     text
+}
+
+/// The schedule a build uses: the search's, every open knob filled.
+pub(crate) fn tuned(
+    s: &Selected,
+    knobs: &TuneKnobs,
+    err: &mut dyn Write,
+) -> Result<(Schedule, CostReport), u8> {
+    let opts = search_options(knobs, s, None);
+    let started = Instant::now();
+    let outcome =
+        search(&s.workload, &s.hardware, &s.mapping, &opts).map_err(|e| tune_error(e, s, err))?;
+    let _ = writeln!(
+        err,
+        "tuned {} on {} in {:.2} s",
+        s.workload.name,
+        s.hardware.name,
+        started.elapsed().as_secs_f64()
+    );
+    Ok((outcome.schedule, outcome.report))
+}
+
+/// `--threads N`: the cost model and the code use N cores.
+pub(crate) fn with_threads(mut s: Selected, threads: Option<u64>) -> Selected {
+    if let Some(t) = threads {
+        s.hardware.cores = t;
+    }
+    s
+}
+
+fn search_options(
+    knobs: &TuneKnobs,
+    s: &Selected,
+    progress: Option<arch_cost::search::Progress>,
+) -> SearchOptions {
+    SearchOptions {
+        seed: knobs.seed,
+        budget: knobs.budget,
+        max_evaluations: knobs.max_evaluations,
+        progress,
+        weights: s.weights.clone(),
+    }
 }

@@ -3,7 +3,8 @@
 //! the library (median of repeated runs after a warm-up) beside the cost
 //! model's prediction; the measurement goes into the report.
 
-use crate::build_cmd::{compile, not_cpu, tuned, write_library, RunArgs};
+use crate::build_cmd::{compile, not_cpu, write_library, RunArgs};
+use crate::cost_cmd::tuned;
 use crate::cost_cmd::{select, Selected};
 use crate::{EXIT_DIAGNOSTICS, EXIT_OK};
 use arch_runtime::compare::{compare_within, output_tolerance, Comparison};
@@ -66,7 +67,7 @@ fn temporary_dir() -> BuildDir {
 
 pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let s = match select(&a.selection, &a.common, out, err) {
-        Ok(s) => crate::build_cmd::with_threads(s, a.tune.threads),
+        Ok(s) => crate::cost_cmd::with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
     if let Some(code) = not_cpu(&s, err) {

@@ -115,6 +115,46 @@ fn diagnostics_appear_with_code_and_range_then_clear_when_fixed() {
 }
 
 #[test]
+fn malformed_messages_get_protocol_errors_and_the_server_keeps_serving() {
+    let mut c = Client::start();
+    let error_code = |v: &Value| v["error"]["code"].as_i64();
+    let is_error = |v: &Value| v.get("error").is_some() && v.get("method").is_none();
+    // A body that is not JSON: parse error, id null.
+    let garbage = b"{\"jsonrpc\": \"2.0\", \"id\": 7, \"method\": ";
+    c.send_raw(format!("Content-Length: {}\r\n\r\n", garbage.len()).as_bytes());
+    c.send_raw(garbage);
+    let answer = c
+        .next_matching(is_error)
+        .expect("an answer to the bad body");
+    assert_eq!(error_code(&answer), Some(-32700), "{answer}");
+    assert_eq!(answer["id"], Value::Null);
+    // JSON that is not a message: invalid request.
+    let not_message = br#"[1, 2, 3]"#;
+    c.send_raw(format!("Content-Length: {}\r\n\r\n", not_message.len()).as_bytes());
+    c.send_raw(not_message);
+    let answer = c.next_matching(is_error).expect("an answer to the array");
+    assert_eq!(error_code(&answer), Some(-32600), "{answer}");
+    // Headers without a length, then invalid UTF-8 in a body.
+    c.send_raw(b"Content-Type: text/plain\r\n\r\n");
+    let answer = c.next_matching(is_error).expect("an answer to the headers");
+    assert_eq!(error_code(&answer), Some(-32700), "{answer}");
+    c.send_raw(b"Content-Length: 3\r\n\r\n\xff\xfe{");
+    let answer = c
+        .next_matching(is_error)
+        .expect("an answer to invalid UTF-8");
+    assert_eq!(error_code(&answer), Some(-32700), "{answer}");
+    // The server still answers requests and publishes diagnostics.
+    let uri = "file:///tmp/archc-lsp-test/after-garbage.arch";
+    c.open(uri, BROKEN);
+    let diags = c.diagnostics(uri, 0);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let (line, col) = find(BROKEN, "scale");
+    let hover = c.at("textDocument/hover", uri, line, col);
+    assert!(hover.get("result").is_some(), "{hover}");
+    c.shutdown();
+}
+
+#[test]
 fn hover_shows_tensors_levels_units_and_predicted_cost() {
     let mut c = Client::start();
     let (uri, text) = example("mlp.arch");

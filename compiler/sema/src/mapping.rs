@@ -1157,8 +1157,18 @@ impl<'db> MapChecker<'db> {
                     return None;
                 }
                 if l > extent {
-                    too_big(self, l, lo.span);
-                    return None;
+                    // Every size the range allows covers the whole
+                    // dimension (a smaller problem than the mapping was
+                    // written for, as with `--set`): the tile is the
+                    // dimension.
+                    return Some((
+                        Domain::Ints {
+                            lo: extent,
+                            hi: extent,
+                            pow2: false,
+                        },
+                        extent,
+                    ));
                 }
                 if *pow2 && (l..=h.min(extent)).all(|v| !(v as u64).is_power_of_two()) {
                     self.error(
@@ -1191,12 +1201,11 @@ impl<'db> MapChecker<'db> {
             KnobKind::AutoSet(set) => {
                 let mut vals = Vec::new();
                 for e in set {
-                    let v = value(self, e)?;
-                    if v > extent {
-                        too_big(self, v, e.span);
-                        return None;
+                    // A choice past the dimension's size is the whole dimension.
+                    let v = value(self, e)?.min(extent);
+                    if !vals.contains(&v) {
+                        vals.push(v);
                     }
-                    vals.push(v);
                 }
                 let min = vals.iter().copied().min().unwrap_or(1);
                 Some((

@@ -89,6 +89,27 @@ impl Client {
         self.stdin.flush().expect("flush");
     }
 
+    /// Writes raw bytes to the server's stdin (malformed messages).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// The next message (queued or new) that `wanted` accepts.
+    pub fn next_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(i) = self.pending.iter().position(&wanted) {
+            return self.pending.remove(i);
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let v = self.recv(deadline)?;
+            if wanted(&v) {
+                return Some(v);
+            }
+            self.pending.push_back(v);
+        }
+    }
+
     pub fn notify(&mut self, method: &str, params: Value) {
         self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
     }
