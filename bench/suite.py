@@ -603,6 +603,68 @@ def signal_name(rc):
         return f"signal {-rc}"
 
 
+# Other processes (a compiler, a test run) share this machine's cores. The
+# parent measures, around each child, the CPU time the whole machine spent
+# (/proc/stat) minus the child's own (getrusage): the cores others used
+# meanwhile. A case whose others used more than NOISY_CORES on average is
+# run again (`--retry-noisy`), after waiting for the machine to go quiet;
+# the quietest attempt is kept, and still-noisy rows are marked.
+NOISY_CORES = 0.15
+
+
+def machine_cpu_s():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wait_for_quiet(max_wait_s):
+    """Wait (up to max_wait_s) until the machine is idle for one second."""
+    if max_wait_s <= 0:
+        return
+    deadline = time.time() + max_wait_s
+    while True:
+        c0, t0 = machine_cpu_s(), time.time()
+        time.sleep(1.0)
+        if (machine_cpu_s() - c0) / (time.time() - t0) < NOISY_CORES or time.time() > deadline:
+            return
+
+
+def run_child(cfg, env, stack_mb):
+    def stack_limit():
+        if stack_mb:
+            import resource
+            n = stack_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_STACK, (n, max(n, resource.getrlimit(resource.RLIMIT_STACK)[1])))
+    res = {}
+    m0, c0, t0 = machine_cpu_s(), children_cpu_s(), time.time()
+    try:
+        c = subprocess.run([sys.executable, os.path.abspath(__file__), "-", "--child", json.dumps(cfg)],
+                           env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                           preexec_fn=stack_limit)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {CHILD_TIMEOUT_S} s"}
+    wall = time.time() - t0
+    res["others_cores"] = max(0.0, ((machine_cpu_s() - m0) - (children_cpu_s() - c0)) / wall)
+    stages = re.findall(r"stage: (\S+)", c.stderr)
+    where = stages[-1] if stages else "start"
+    if c.returncode != 0:
+        how = signal_name(c.returncode) if c.returncode < 0 else f"exit {c.returncode}"
+        err = "\n".join(l for l in c.stderr.splitlines() if not l.startswith("stage: "))
+        res["status"] = f"crash ({how}) in {where}" + (f": {last_lines(err)}" if err.strip() else "")
+        return res
+    res.update(json.loads(c.stdout.strip().splitlines()[-1]))
+    res.setdefault("status", "ok")
+    return res
+
+
 def run_case(archc, name, overrides, label, threads, a):
     spec = WORKLOADS[name]
     wname, base = defaults(name)
@@ -636,29 +698,18 @@ def run_case(archc, name, overrides, label, threads, a):
         cfg = {"name": name, "sizes": sizes, "dir": out, "threads": threads,
                "rounds": a.rounds, "idle": a.idle, "block_s": a.block, "ort_spin": a.ort_spin}
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-
-        def stack_limit():
-            if a.stack_mb:
-                import resource
-                n = a.stack_mb * 1024 * 1024
-                resource.setrlimit(resource.RLIMIT_STACK, (n, max(n, resource.getrlimit(resource.RLIMIT_STACK)[1])))
-        try:
-            c = subprocess.run([sys.executable, os.path.abspath(__file__), "-", "--child", json.dumps(cfg)],
-                               env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-                               preexec_fn=stack_limit)
-        except subprocess.TimeoutExpired as e:
-            row["status"] = f"timed out after {CHILD_TIMEOUT_S} s"
-            return row
-        stages = re.findall(r"stage: (\S+)", c.stderr)
-        where = stages[-1] if stages else "start"
-        if c.returncode != 0:
-            how = signal_name(c.returncode) if c.returncode < 0 else f"exit {c.returncode}"
-            err = "\n".join(l for l in c.stderr.splitlines() if not l.startswith("stage: "))
-            row["status"] = f"crash ({how}) in {where}" + (f": {last_lines(err)}" if err.strip() else "")
-            return row
-        res = json.loads(c.stdout.strip().splitlines()[-1])
-        row.update(res)
-        row.setdefault("status", "ok")
+        best = None
+        for attempt in range(1 + a.retry_noisy):
+            wait_for_quiet(a.quiet_wait)
+            res = run_child(cfg, env, a.stack_mb)
+            res["attempts"] = attempt + 1
+            if best is None or res.get("others_cores", 0) < best.get("others_cores", 0):
+                best = res
+            if "archc_s" not in res or res.get("others_cores", 0) <= NOISY_CORES:
+                break
+        row.update(best)
+        if best.get("others_cores", 0) > NOISY_CORES and "archc_s" in best:
+            row["noisy"] = True
         return row
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -682,6 +733,8 @@ def row_cells(r):
     else:
         cells.append("-")
     status = r["status"]
+    if r.get("noisy"):
+        status += f" (noisy: others used {r['others_cores']:.2f} cores)"
     if r.get("ort_status"):
         status += "; " + r["ort_status"]
     cells.append(status)
@@ -719,6 +772,10 @@ def main():
     ap.add_argument("--idle", type=float, default=0.25, help="seconds of idle before each timed block")
     ap.add_argument("--block", type=float, default=0.1, help="seconds per timed block (about)")
     ap.add_argument("--ort-spin", action="store_true", help="let ORT's threads spin (default: no)")
+    ap.add_argument("--retry-noisy", type=int, default=2, metavar="N",
+                    help="run a case up to N more times while other processes load the machine")
+    ap.add_argument("--quiet-wait", type=float, default=120.0, metavar="S",
+                    help="before each case, wait up to S seconds for the machine to go idle")
     ap.add_argument("--stack-mb", type=int, default=0,
                     help="raise the child's stack limit to this many MiB (default: inherit, usually 8)")
     ap.add_argument("--markdown", action="store_true")
@@ -734,6 +791,8 @@ def main():
         if x not in WORKLOADS:
             ap.error(f"unknown workload {x!r}; known: {', '.join(WORKLOADS)}")
     if a.quick:
+        a.retry_noisy = 0
+        a.quiet_wait = 0.0
         a.rounds = 1
         a.idle = 0.0
         a.block = 0.01

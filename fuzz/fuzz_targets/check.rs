@@ -7,5 +7,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    arch_tests::front_end(&String::from_utf8_lossy(data));
+    arch_driver::harness::front_end(&String::from_utf8_lossy(data));
 });

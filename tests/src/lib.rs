@@ -94,25 +94,5 @@ pub fn temp_file(folder: &str, name: &str, bytes: &[u8]) -> String {
 /// idempotent. Used by the property tests and the fuzz target: it must never
 /// panic.
 pub fn front_end(text: &str) {
-    let mut db = arch_sema::RootDatabase::default();
-    let file = db.set_file("/fuzz/input.arch", text.to_string());
-    let diags = arch_sema::file_diagnostics(&db, file).clone();
-    for d in &diags {
-        let r = arch_driver::render::Rendered::from_sema(&db, d, &|p: &str| p.to_string());
-        let mut sink = Vec::new();
-        arch_driver::render::write_text(
-            &r,
-            &arch_driver::render::TextOptions { color: false },
-            &mut sink,
-        );
-        assert!(!sink.is_empty());
-    }
-    if let Some(formatted) = arch_syntax::format::format(text) {
-        let again = arch_syntax::format::format(&formatted);
-        assert_eq!(
-            again.as_deref(),
-            Some(formatted.as_str()),
-            "fmt is not idempotent on {text:?}"
-        );
-    }
+    arch_driver::harness::front_end(text);
 }

@@ -220,11 +220,20 @@ pub fn evaluate(
                     "block".into(),
                     format!("{} x {} x {}", tile.bm, tile.bn, tile.bk),
                 );
+                mapping.insert("threads".into(), gop.block_threads(tile).to_string());
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
                     mapping,
                     predicted,
                 });
+            }
+        }
+    }
+    // cpu, npu and gpu ops are reported one per scheduled op, in order.
+    if hw.class != HwClass::Neuromorphic {
+        for (r, s) in ops.iter_mut().zip(&schedule.ops) {
+            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op]) {
+                crate::bounds::enforce(&mut r.predicted, &f);
             }
         }
     }

@@ -251,6 +251,19 @@ impl GpuOp {
         })
     }
 
+    /// Threads of one block computing tile `t`: each thread owns 8 x 8
+    /// outputs on FMA units, a warp 64 x 64 (128 per thread) on tensor cores
+    /// (types of 16 bits or fewer with a B operand); whole warps, at least one.
+    pub fn block_threads(&self, t: BlockTile) -> u64 {
+        let per_thread = if self.in_bytes <= 2.0 && self.g.b.is_some() {
+            128
+        } else {
+            64
+        };
+        let threads = t.bm.saturating_mul(t.bn).div_ceil(per_thread);
+        threads.div_ceil(32).max(1).saturating_mul(32)
+    }
+
     /// The block tile of `nest` and the prediction under `swizzle`.
     pub fn predict(&self, nest: &crate::cpu::LoopNest, swizzle: Swizzle) -> (BlockTile, Predicted) {
         let tile = block_tile(&self.g, nest);

@@ -10,6 +10,7 @@
 //! schedule, the search that fills `auto` knobs, and `archc tune`/`report`
 //! are the rest of this crate's issue.
 
+pub mod bounds;
 pub mod cpu;
 pub mod evaluate;
 pub mod gemm;

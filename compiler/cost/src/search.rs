@@ -190,7 +190,9 @@ impl NestModel {
         match self {
             NestModel::Gpu(gop, _) => {
                 let t = crate::gpu::block_tile(&gop.g, nest);
-                t.bm >= gop.g.m.min(GPU_MIN_BLOCK) && t.bn >= gop.g.n.min(GPU_MIN_BLOCK)
+                t.bm >= gop.g.m.min(GPU_MIN_BLOCK)
+                    && t.bn >= gop.g.n.min(GPU_MIN_BLOCK)
+                    && gop.block_threads(t) <= crate::bounds::GPU_MAX_BLOCK_THREADS
             }
             _ => true,
         }

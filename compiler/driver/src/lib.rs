@@ -8,6 +8,7 @@ pub mod build_cmd;
 pub mod calibrate_cmd;
 pub mod cli;
 pub mod cost_cmd;
+pub mod harness;
 pub mod html;
 pub mod load;
 pub mod render;
