@@ -54,11 +54,24 @@ pub struct Measured {
     pub latency_s: f64,
 }
 
+/// Where a hardware description's numbers came from when they were
+/// measured on this machine (`archc calibrate`) rather than published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// The calibrated description used (a file in the user's cache).
+    pub source: String,
+    /// The CPU it was measured on.
+    pub cpu: String,
+}
+
 /// The report contract of ARCHITECTURE.md.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostReport {
     pub workload: String,
     pub target: String,
+    /// Set when the target's numbers are this machine's calibration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     pub ops: Vec<OpReport>,
     pub total: Total,
 }
@@ -245,6 +258,7 @@ pub fn evaluate(
     Ok(CostReport {
         workload: w.name.clone(),
         target: hw.name.clone(),
+        calibration: None,
         ops,
         total,
     })

@@ -18,14 +18,10 @@ pub struct CalibrateArgs {
     /// The hardware to calibrate: `host`, the machine archc runs on.
     #[arg(long, value_name = "HW", default_value = "host")]
     target: String,
-    /// Where to write the calibrated description.
-    #[arg(
-        short = 'o',
-        long,
-        value_name = "FILE.arch",
-        default_value = "host_calibrated.arch"
-    )]
-    output: PathBuf,
+    /// Write the calibrated description here (declaring `--name`) instead
+    /// of replacing the cached calibration that `--target host` uses.
+    #[arg(short = 'o', long, value_name = "FILE.arch")]
+    output: Option<PathBuf>,
     /// The name of the hardware declared in it.
     #[arg(long, default_value = "host_calibrated")]
     name: String,
@@ -128,21 +124,38 @@ pub fn calibrate(a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         let _ = writeln!(err, "error: `{}` is not a name for hardware", a.name);
         return EXIT_USAGE;
     }
-    match run(&a, err) {
-        Ok(text) => match std::fs::write(&a.output, &text) {
+    let Some(output) = &a.output else {
+        return match crate::calibration::refresh(err) {
+            Ok((path, text)) => {
+                let _ = write!(out, "{text}");
+                let _ = writeln!(
+                    err,
+                    "wrote {}: `--target host` on tune, report, build and run uses it",
+                    path.display()
+                );
+                EXIT_OK
+            }
+            Err(m) => {
+                let _ = writeln!(err, "error: {m}");
+                EXIT_DIAGNOSTICS
+            }
+        };
+    };
+    match measure_host(&a.name, a.quick, err) {
+        Ok(text) => match std::fs::write(output, &text) {
             Ok(()) => {
                 let _ = write!(out, "{text}");
                 let _ = writeln!(
                     err,
                     "wrote {}; use it with `--hardware {} --target {}`",
-                    a.output.display(),
-                    a.output.display(),
+                    output.display(),
+                    output.display(),
                     a.name
                 );
                 EXIT_OK
             }
             Err(e) => {
-                let _ = writeln!(err, "error: cannot write {}: {e}", a.output.display());
+                let _ = writeln!(err, "error: cannot write {}: {e}", output.display());
                 EXIT_USAGE
             }
         },
@@ -153,7 +166,8 @@ pub fn calibrate(a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     }
 }
 
-fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
+/// Measures this machine; returns a hardware description named `name`.
+pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Result<String, String> {
     let host = HostTarget::detect();
     let vector_bytes = host.vector_bytes();
     let caches = caches();
@@ -191,7 +205,7 @@ fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
         std::fs::write(&obj, &object.bytes).map_err(|e| e.to_string())?;
         arch_codegen::link_shared(&obj, &lib, &["m"]).map_err(|e| e.to_string())?;
         let bench = Bench::open(&lib).map_err(|e| e.to_string())?;
-        let (target, runs) = if a.quick {
+        let (target, runs) = if quick {
             (Duration::from_millis(20), 3)
         } else {
             (Duration::from_millis(150), 7)
@@ -241,11 +255,11 @@ fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let (flops, bandwidth) = result?;
-    let gemm = measure_gemm(&host, if a.quick { 384 } else { 768 }, a.quick)?;
+    let gemm = measure_gemm(&host, if quick { 384 } else { 768 }, quick)?;
     let _ = writeln!(
         err,
         "f32 matrix product ({}^3, archc's packed kernel): {:.1} GFLOP/s on one core",
-        if a.quick { 384 } else { 768 },
+        if quick { 384 } else { 768 },
         gemm / 1e9
     );
     let ghz = cpu_field("cpu MHz")
@@ -272,7 +286,7 @@ fn run(a: &CalibrateArgs, err: &mut dyn Write) -> Result<String, String> {
     s.push_str("// Rates are one core's: FMA chains in registers, and reads of a working set\n");
     s.push_str("// half the size of each cache (an eighth of L3; 8x L3 for dram). Energies\n");
     s.push_str("// are not measured: they are std.hw.host's estimates.\n");
-    s.push_str(&format!("hardware {} : cpu {{\n", a.name));
+    s.push_str(&format!("hardware {name} : cpu {{\n"));
     s.push_str(&format!("  vendor \"{}\"\n", model.replace('"', "'")));
     s.push_str("  description \"this machine, calibrated by archc calibrate\"\n");
     s.push_str(&format!(

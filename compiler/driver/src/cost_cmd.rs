@@ -36,6 +36,10 @@ pub struct Selection {
     /// The workload, when FILE has several.
     #[arg(long, value_name = "NAME")]
     workload: Option<String>,
+    /// Use std.hw.host's published numbers for `--target host` instead of
+    /// this machine's calibration (also `ARCHC_CALIBRATION=off`).
+    #[arg(long)]
+    uncalibrated: bool,
     /// Real weights (.safetensors): a `precision w: auto in {...} error <= E`
     /// knob measures each choice's error on the tensor named `w` instead of
     /// estimating it.
@@ -138,6 +142,8 @@ pub(crate) struct Selected {
     knob_places: Vec<(KnobTarget, Place)>,
     pub(crate) color: bool,
     pub(crate) weights: Option<std::sync::Arc<arch_cost::quantize::Weights>>,
+    /// Set when `hardware` is this machine's calibration of std.hw.host.
+    pub(crate) calibration: Option<arch_cost::evaluate::Calibration>,
 }
 
 /// The mapping declaration named `name` in `file`, resolved to places.
@@ -213,6 +219,7 @@ pub(crate) fn select(
         .filter_map(|r| db.file_by_path(r))
         .collect();
     let hardware = find_hardware(&db, root, &extra, target).map_err(|m| usage(err, m))?;
+    let (hardware, calibration) = calibrated(&db, hardware, sel.uncalibrated, err);
     let decls = file_decls(&db, root);
     let mappings: Vec<MappingModel> = decls
         .iter()
@@ -311,7 +318,52 @@ pub(crate) fn select(
         knob_places,
         color,
         weights,
+        calibration,
     })
+}
+
+/// std.hw.host replaced by this machine's cached calibration (measured now
+/// when there is none), unless the user opted out or declared their own
+/// `host`. Without the native back end nothing can be measured.
+fn calibrated(
+    db: &RootDatabase,
+    hardware: HardwareModel,
+    opted_out: bool,
+    err: &mut dyn Write,
+) -> (HardwareModel, Option<arch_cost::evaluate::Calibration>) {
+    let std_host = db.file_by_path("<std>/hw.arch").and_then(|f| {
+        file_decls(db, f)
+            .iter()
+            .find(|d| d.kind(db) == "hardware" && d.name(db) == "host")
+            .and_then(|d| hardware_model(db, *d).model.clone())
+    });
+    if opted_out || std_host.as_ref() != Some(&hardware) {
+        return (hardware, None);
+    }
+    #[cfg(feature = "native")]
+    if crate::calibration::enabled() {
+        match crate::calibration::load_or_measure(err) {
+            Ok(c) => {
+                let mut hw = c.hardware;
+                hw.name = hardware.name.clone();
+                return (hw, Some(c.info));
+            }
+            Err(m) => {
+                let _ = writeln!(
+                    err,
+                    "warning: cannot calibrate this machine ({m}); using std.hw.host's published numbers"
+                );
+            }
+        }
+    }
+    let _ = err;
+    (hardware, None)
+}
+
+/// The report of `s`, saying which calibration it used.
+pub(crate) fn stamped(mut r: CostReport, s: &Selected) -> CostReport {
+    r.calibration = s.calibration.clone();
+    r
 }
 
 /// A hardware declaration in scope of FILE, or in std.hw.
@@ -545,7 +597,7 @@ pub fn tune(a: TuneArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return EXIT_USAGE;
         }
     }
-    write_report(&outcome.report, a.format, &s, out)
+    write_report(&stamped(outcome.report, &s), a.format, &s, out)
 }
 
 pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -562,7 +614,7 @@ pub fn report(a: ReportArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             };
         precision_notes(&s, &schedule, err);
         match evaluate(&s.workload, &s.hardware, &schedule) {
-            Ok(r) => r,
+            Ok(r) => stamped(r, &s),
             Err(e) => return tune_error(e, &s, err),
         }
     } else {
@@ -616,6 +668,13 @@ pub(crate) fn write_report(
                 q(r.total.latency_s, Dim::TIME),
                 q(r.total.energy_j, Dim::ENERGY)
             );
+            if let Some(c) = &r.calibration {
+                let _ = writeln!(
+                    out,
+                    "  calibrated on this machine ({}): {}",
+                    c.cpu, c.source
+                );
+            }
             for op in &r.ops {
                 let p = &op.predicted;
                 let _ = writeln!(
@@ -690,7 +749,8 @@ pub(crate) fn tuned(
         s.hardware.name,
         started.elapsed().as_secs_f64()
     );
-    Ok((outcome.schedule, outcome.report))
+    let report = stamped(outcome.report, s);
+    Ok((outcome.schedule, report))
 }
 
 /// `--threads N`: the cost model and the code use N cores.

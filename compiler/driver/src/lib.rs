@@ -6,6 +6,8 @@
 pub mod build_cmd;
 #[cfg(feature = "native")]
 pub mod calibrate_cmd;
+#[cfg(feature = "native")]
+pub mod calibration;
 pub mod cli;
 pub mod cost_cmd;
 pub mod harness;
