@@ -101,6 +101,7 @@ fn npu_cycles_by_hand() {
         "npu16",
         "--format",
         "json",
+        "--first-guess",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = json(&out.stdout);

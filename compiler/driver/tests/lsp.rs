@@ -149,7 +149,7 @@ fn malformed_messages_get_protocol_errors_and_the_server_keeps_serving() {
     let diags = c.diagnostics(uri, 0);
     assert_eq!(diags.len(), 1, "{diags:?}");
     let (line, col) = find(BROKEN, "scale");
-    let hover = c.at("textDocument/hover", uri, line, col);
+    let hover = c.at("hover", uri, line, col);
     assert!(hover.get("result").is_some(), "{hover}");
     c.shutdown();
 }
