@@ -88,3 +88,82 @@ fn examples_are_formatted() {
         );
     }
 }
+
+/// The workloads of a program and their size parameters, read from the
+/// `workload name(P = v, ...)` headers.
+fn workload_headers(text: &str) -> Vec<(String, Vec<String>)> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("workload "))
+        .filter_map(|rest| {
+            let (name, params) = rest.split_once('(')?;
+            let params = params.split_once(')')?.0;
+            let names = params
+                .split(',')
+                .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim().to_string()))
+                .filter(|n| !n.is_empty())
+                .collect();
+            Some((name.trim().to_string(), names))
+        })
+        .collect()
+}
+
+/// `--set` on every size of every example, to sizes the mappings were not
+/// written for (7, 12, 123), builds for host: mappings for other hardware
+/// never block, and auto tile ranges past a dimension take all of it.
+#[test]
+fn every_example_builds_for_host_with_other_sizes() {
+    let dir = std::env::temp_dir().join(format!("archc-set-builds-{}", std::process::id()));
+    let mut built = 0;
+    for f in arch_files(&root().join("examples")) {
+        let path = f.to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&f).expect("example");
+        for (workload, params) in workload_headers(&text) {
+            for value in ["7", "12", "123"] {
+                let mut args: Vec<String> = vec![
+                    "build".into(),
+                    path.clone(),
+                    "--target".into(),
+                    "host".into(),
+                    "--workload".into(),
+                    workload.clone(),
+                    "--budget".into(),
+                    "2s".into(),
+                    "--color".into(),
+                    "never".into(),
+                    "-o".into(),
+                    dir.join(&workload).to_string_lossy().to_string(),
+                ];
+                for p in &params {
+                    args.push("--set".into());
+                    args.push(format!("{p}={value}"));
+                }
+                // Sizes the workload itself rejects (a 2:4 group, a
+                // window larger than its input) are not the point here.
+                let mut check: Vec<&str> = vec!["check", &path, "--color", "never"];
+                let sets: Vec<String> = params.iter().map(|p| format!("{p}={value}")).collect();
+                for s in &sets {
+                    check.push("--set");
+                    check.push(s);
+                }
+                let checked = archc(&check);
+                let own_errors = checked.stderr.lines().any(|l| {
+                    l.contains("Error:") && !["E0604", "E0605", "E0610"].iter().any(|c| l.contains(c))
+                });
+                if checked.code != 0 && own_errors {
+                    continue;
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let out = archc(&args);
+                let unsupported = out.stderr.contains("does not handle");
+                assert!(
+                    out.code == 0 || unsupported,
+                    "{path} {workload} at {value}:\n{}",
+                    out.stderr
+                );
+                built += usize::from(out.code == 0);
+            }
+        }
+    }
+    assert!(built >= 15, "only {built} builds");
+    let _ = std::fs::remove_dir_all(&dir);
+}
