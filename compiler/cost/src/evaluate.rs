@@ -37,6 +37,9 @@ pub struct OpReport {
     /// Every knob of the op with its value.
     pub mapping: BTreeMap<String, String>,
     pub predicted: Predicted,
+    /// This op alone, built and timed (`archc run --profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +102,7 @@ pub fn evaluate(
                     name: w.tensors[op.output].name.clone(),
                     mapping: describe(w, hw, s),
                     predicted,
+                    measured: None,
                 });
             }
         }
@@ -112,6 +116,7 @@ pub fn evaluate(
                     name: w.tensors[op.output].name.clone(),
                     mapping: describe(w, hw, s),
                     predicted,
+                    measured: None,
                 });
             }
         }
@@ -214,6 +219,7 @@ pub fn evaluate(
                     name: w.tensors[op.output].name.clone(),
                     mapping,
                     predicted,
+                    measured: None,
                 });
             }
         }
@@ -238,6 +244,7 @@ pub fn evaluate(
                     name: w.tensors[op.output].name.clone(),
                     mapping,
                     predicted,
+                    measured: None,
                 });
             }
         }

@@ -75,6 +75,11 @@ pub struct RunArgs {
     /// Skip the comparison with the reference interpreter.
     #[arg(long)]
     pub(crate) no_check: bool,
+    /// Also time every op alone (each built as its own library, fed the
+    /// values the ops before it computed) and print measured beside
+    /// predicted per op; the report's ops carry `measured`.
+    #[arg(long)]
+    pub(crate) profile: bool,
     #[command(flatten)]
     pub(crate) tune: TuneKnobs,
     #[command(flatten)]

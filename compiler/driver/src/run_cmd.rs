@@ -185,6 +185,11 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     report.total.measured = Some(arch_cost::evaluate::Measured {
         latency_s: measured,
     });
+    if a.profile {
+        if let Err(m) = profile(&s, &schedule, &given, &mut report, a.runs, &dir.path, out) {
+            return fail(err, m);
+        }
+    }
     let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
     let report_path = a
         .report
@@ -207,4 +212,101 @@ fn seconds(s: f64) -> String {
     } else {
         format!("{:.3} us", s * 1e6)
     }
+}
+
+/// `--profile`: each op built alone ([`WorkloadModel::op_alone`]) with its
+/// tuned nest, fed the inputs and what the ops before it computed, timed
+/// (median of `runs`); printed beside its prediction and stored in the
+/// report's op.
+///
+/// [`WorkloadModel::op_alone`]: arch_sema::model::WorkloadModel::op_alone
+fn profile(
+    s: &Selected,
+    schedule: &arch_cost::schedule::Schedule,
+    given: &Values,
+    report: &mut arch_cost::evaluate::CostReport,
+    runs: usize,
+    dir: &Path,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let host = arch_codegen::HostTarget::detect();
+    let cores = s.hardware.cores.max(1);
+    let mut values = given.clone();
+    let _ = writeln!(
+        out,
+        "profile: every op built and timed alone (median of {runs} runs)\n  {:<16} {:>12} {:>12} {:>10}",
+        "op", "measured", "predicted", "meas/pred"
+    );
+    let (mut total_measured, mut total_predicted) = (0.0, 0.0);
+    for (at, op) in schedule.ops.iter().enumerate() {
+        let alone = s
+            .workload
+            .op_alone(op.op)
+            .ok_or_else(|| format!("op {} has no model", op.op))?;
+        let compiled =
+            arch_codegen::cpu::compile(&alone, &[Some(op.nest.clone())], &host, cores)
+                .map_err(|e| format!("profiling `{}`: {e}", alone.name))?;
+        let object = dir.join(format!("{}.o", alone.name));
+        let library = dir.join(format!("lib{}.so", alone.name));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&object, &compiled.object.bytes))
+            .map_err(|e| format!("cannot write {}: {e}", object.display()))?;
+        arch_codegen::link_shared(&object, &library, &compiled.libraries())
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&object);
+        let abi = arch_mlir::linalg::abi_tensors(&alone);
+        let loaded =
+            Library::open(&library, &alone.name, abi.len()).map_err(|e| e.to_string())?;
+        let mut buffers: Vec<Buffer> = abi
+            .iter()
+            .map(|&t| {
+                let tensor = &alone.tensors[t];
+                match values.get(&tensor.name) {
+                    Some(v) => Buffer::new(&arch_runtime::elements::encode(tensor.dtype, v)),
+                    None => Buffer::zeroed(
+                        tensor.elements() as usize
+                            * arch_runtime::elements::element_bytes(tensor.dtype),
+                    ),
+                }
+            })
+            .collect();
+        loaded.call(&mut buffers).map_err(|e| e.to_string())?;
+        for (&t, b) in abi.iter().zip(&buffers) {
+            let tensor = &alone.tensors[t];
+            if tensor.role == Role::Output {
+                values.insert(
+                    tensor.name.clone(),
+                    arch_runtime::elements::decode(tensor.dtype, b.bytes()),
+                );
+            }
+        }
+        let times = time(&loaded, &mut buffers, 1, runs).map_err(|e| e.to_string())?;
+        let measured = median(&times).as_secs_f64();
+        let Some(entry) = report.ops.get_mut(at) else {
+            continue;
+        };
+        let predicted = entry.predicted.latency_s;
+        total_measured += measured;
+        total_predicted += predicted;
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>12} {:>12} {:>10.2}",
+            entry.name,
+            seconds(measured),
+            seconds(predicted),
+            measured / predicted.max(1e-15)
+        );
+        entry.measured = Some(arch_cost::evaluate::Measured {
+            latency_s: measured,
+        });
+    }
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>12} {:>12} {:>10.2}",
+        "(sum of ops)",
+        seconds(total_measured),
+        seconds(total_predicted),
+        total_measured / total_predicted.max(1e-15)
+    );
+    Ok(())
 }

@@ -312,4 +312,62 @@ impl WorkloadModel {
     pub fn producer(&self, tensor: usize) -> Option<&Op> {
         self.ops.iter().find(|op| op.output == tensor)
     }
+
+    /// Op `i` as a workload of its own (what a per-op profile builds and
+    /// times): the tensors it reads become inputs (weights stay weights),
+    /// the one it computes the output; named `<workload>__<tensor>` with
+    /// characters a C symbol cannot hold replaced by `_`.
+    pub fn op_alone(&self, i: usize) -> Option<WorkloadModel> {
+        let op = self.ops.get(i)?;
+        let mut keep = op.inputs();
+        keep.retain(|t| *t != op.output);
+        keep.push(op.output);
+        let tensors = keep
+            .iter()
+            .map(|&t| {
+                let mut tensor = self.tensors[t].clone();
+                tensor.role = if t == op.output {
+                    Role::Output
+                } else if tensor.role == Role::Weight {
+                    Role::Weight
+                } else {
+                    Role::Input
+                };
+                tensor
+            })
+            .collect();
+        let index = |t: usize| keep.iter().position(|k| *k == t).unwrap_or(0);
+        let mut alone = op.clone();
+        alone.output = index(op.output);
+        renumber_tensors(&mut alone.body, &index);
+        let mut graph = DiGraph::new();
+        graph.add_node(0);
+        let symbol: String = self.tensors[op.output]
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        Some(WorkloadModel {
+            name: format!("{}__{symbol}", self.name),
+            params: self.params.clone(),
+            tensors,
+            ops: vec![alone],
+            graph: OpGraph(graph),
+        })
+    }
+}
+
+fn renumber_tensors(e: &mut ScalarExpr, index: &dyn Fn(usize) -> usize) {
+    match e {
+        ScalarExpr::Const(_) | ScalarExpr::Index(_) => {}
+        ScalarExpr::Access { tensor, .. } => *tensor = index(*tensor),
+        ScalarExpr::Neg(x) => renumber_tensors(x, index),
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            renumber_tensors(lhs, index);
+            renumber_tensors(rhs, index);
+        }
+        ScalarExpr::Call { args, .. } => args.iter_mut().for_each(|a| renumber_tensors(a, index)),
+        ScalarExpr::Cast { value, .. } => renumber_tensors(value, index),
+        ScalarExpr::Reduce { body, .. } => renumber_tensors(body, index),
+    }
 }
