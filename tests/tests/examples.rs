@@ -147,7 +147,8 @@ fn every_example_builds_for_host_with_other_sizes() {
                 }
                 let checked = archc(&check);
                 let own_errors = checked.stderr.lines().any(|l| {
-                    l.contains("Error:") && !["E0604", "E0605", "E0610"].iter().any(|c| l.contains(c))
+                    l.contains("Error:")
+                        && !["E0604", "E0605", "E0610"].iter().any(|c| l.contains(c))
                 });
                 if checked.code != 0 && own_errors {
                     continue;

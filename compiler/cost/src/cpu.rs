@@ -13,7 +13,7 @@
 
 use crate::report::{Predicted, Roofline};
 use arch_sema::hardware::HardwareModel;
-use arch_sema::model::{collect_accesses, Op, WorkloadModel};
+use arch_sema::model::{collect_accesses, Op, ScalarExpr, WorkloadModel};
 
 /// The concrete loop nest of one op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,11 +182,94 @@ pub const STRIDED_STATIC_VS_SCALAR: f64 = 3.0;
 /// The same when tile remainders make the register tiles masked.
 pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
+/// Vector-unit operations one builtin costs in archc's code, counted in
+/// the instructions it emits for f32 (arch_mlir's `fastmath`: exp is a
+/// range reduction, a degree-6 polynomial and the exponent bits, about 16
+/// operations; tanh and sigmoid add a division and selects; erf a second
+/// polynomial). A division or square root occupies the divider for about
+/// four FMA slots (AMD and Intel optimization manuals: latency/throughput
+/// tables). `log` is a libm call per element (about 20 scalar operations).
+pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
+    use arch_sema::model::Builtin;
+    match f {
+        Builtin::Exp => 16.0,
+        Builtin::Sigmoid => 22.0,
+        Builtin::Tanh => 30.0,
+        Builtin::Erf => 36.0,
+        Builtin::Log => 20.0,
+        Builtin::Sqrt => 4.0,
+        Builtin::Abs | Builtin::Max | Builtin::Min => 1.0,
+    }
+}
+
+/// Operations of `e` per evaluation, and those inside reductions per point
+/// of the whole iteration space: `(outside, inside)`.
+fn expr_ops(e: &ScalarExpr) -> (f64, f64) {
+    // Arithmetic on constants only (`1 / sqrt(D)`) is folded by the compiler.
+    let mut reads_data = false;
+    collect_accesses(e, &mut |_, _| reads_data = true);
+    if !reads_data && !has_index(e) {
+        return (0.0, 0.0);
+    }
+    match e {
+        ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => (0.0, 0.0),
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => {
+            let (o, i) = expr_ops(x);
+            (o + 1.0, i)
+        }
+        ScalarExpr::Binary { op, lhs, rhs } => {
+            let (lo, li) = expr_ops(lhs);
+            let (ro, ri) = expr_ops(rhs);
+            let own = if *op == arch_syntax::ast::BinOp::Div {
+                4.0
+            } else {
+                1.0
+            };
+            (lo + ro + own, li + ri)
+        }
+        ScalarExpr::Call { func, args } => args
+            .iter()
+            .map(expr_ops)
+            .fold((builtin_ops(*func), 0.0), |(o, i), (ao, ai)| {
+                (o + ao, i + ai)
+            }),
+        ScalarExpr::Reduce { body, .. } => {
+            // The body and one combining step run at every point.
+            let (o, i) = expr_ops(body);
+            (0.0, o + i + 1.0)
+        }
+    }
+}
+
+fn has_index(e: &ScalarExpr) -> bool {
+    match e {
+        ScalarExpr::Index(_) => true,
+        ScalarExpr::Const(_) | ScalarExpr::Access { .. } => false,
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => has_index(x),
+        ScalarExpr::Reduce { body, .. } => has_index(body),
+        ScalarExpr::Binary { lhs, rhs, .. } => has_index(lhs) || has_index(rhs),
+        ScalarExpr::Call { args, .. } => args.iter().any(has_index),
+    }
+}
+
+/// Scalar operations of `op` (a multiply and an add per point of a
+/// contraction; each builtin as [`builtin_ops`]): element-wise work runs
+/// once per output element, a reduction's body once per point.
+pub fn op_flops(op: &Op) -> f64 {
+    let all: f64 = op.vars.iter().map(|v| v.extent as f64).product();
+    let outputs: f64 = op.vars[..op.output_rank]
+        .iter()
+        .map(|v| v.extent as f64)
+        .product();
+    let (outside, inside) = expr_ops(&op.body);
+    // A copy still moves each element through the vector unit once.
+    (outside * outputs + inside * all).max(outputs)
+}
+
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
-    let macs: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     // A unit that skips the zeros of a pruned weight does part of the work.
-    let flops = 2.0 * macs * p.work_fraction;
+    let flops = op_flops(op) * p.work_fraction;
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest

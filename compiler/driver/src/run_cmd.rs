@@ -243,9 +243,8 @@ fn profile(
             .workload
             .op_alone(op.op)
             .ok_or_else(|| format!("op {} has no model", op.op))?;
-        let compiled =
-            arch_codegen::cpu::compile(&alone, &[Some(op.nest.clone())], &host, cores)
-                .map_err(|e| format!("profiling `{}`: {e}", alone.name))?;
+        let compiled = arch_codegen::cpu::compile(&alone, &[Some(op.nest.clone())], &host, cores)
+            .map_err(|e| format!("profiling `{}`: {e}", alone.name))?;
         let object = dir.join(format!("{}.o", alone.name));
         let library = dir.join(format!("lib{}.so", alone.name));
         std::fs::create_dir_all(dir)
@@ -255,8 +254,7 @@ fn profile(
             .map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(&object);
         let abi = arch_mlir::linalg::abi_tensors(&alone);
-        let loaded =
-            Library::open(&library, &alone.name, abi.len()).map_err(|e| e.to_string())?;
+        let loaded = Library::open(&library, &alone.name, abi.len()).map_err(|e| e.to_string())?;
         let mut buffers: Vec<Buffer> = abi
             .iter()
             .map(|&t| {

@@ -4,6 +4,7 @@
 //! runs its verifier. Scheduling (tiling, fusion, vectorization),
 //! bufferization and the lowering to LLVM come next (issue 4).
 
+pub mod fastmath;
 pub mod gemm;
 pub mod linalg;
 pub mod pipeline;

@@ -62,6 +62,17 @@ pub(crate) fn builtin_call(
 ) -> Vec<String> {
     let x = xs.first().cloned().unwrap_or_default();
     let unary = |m: &str| vec![format!("{result} = {m} {x} : {ty}")];
+    // f32 transcendental functions as arithmetic that vectorizes.
+    let expanded = match func {
+        Builtin::Exp => Some("exp"),
+        Builtin::Tanh => Some("tanh"),
+        Builtin::Erf => Some("erf"),
+        Builtin::Sigmoid => Some("sigmoid"),
+        _ => None,
+    };
+    if let Some(lines) = expanded.and_then(|f| crate::fastmath::expand(f, result, &x, ty, fresh)) {
+        return lines;
+    }
     match func {
         Builtin::Exp => unary("math.exp"),
         Builtin::Log => unary("math.log"),
