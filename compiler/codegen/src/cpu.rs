@@ -58,21 +58,38 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
             .copied()
             .unwrap_or(default)
     };
+    let group = |l: usize, vars: &[usize]| -> u64 {
+        vars.iter()
+            .map(|&v| level(l, v, g.shape.c.full.get(v).copied().unwrap_or(1)))
+            .product::<u64>()
+            .max(1)
+    };
+    let groups = &g.shape.groups;
+    let depth_extent = |l: usize| {
+        groups
+            .depth
+            .iter()
+            .map(|&v| nest.tiles.get(l).and_then(|t| t.get(v)).copied().unwrap_or(1))
+            .product::<u64>()
+            .max(1)
+    };
+    let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
     Blocks {
-        nc: level(1, 1, g.n),
-        kc: level(2, g.k_var, g.k),
-        mc: level(2, 0, g.m),
+        nc: group(1, &groups.cols),
+        kc: depth_extent(2),
+        mc: group(2, &groups.rows),
         threads: if nest.parallel.is_empty() {
             1
         } else {
             cores.max(1)
         },
-        split_cols: nest.parallel.contains(&1) && !nest.parallel.contains(&0),
+        split_cols: on(&groups.cols) && !on(&groups.rows),
     }
 }
 
-/// Which ops run as packed matrix-product kernels: f32 matrix products
-/// (with element-wise epilogues) whose nest vectorizes `j`.
+/// Which ops run as packed matrix-product kernels: f32 contractions the
+/// kernel takes (`arch_mlir::gemm_shape`, with element-wise epilogues) whose
+/// nest vectorizes the output's innermost column variable.
 pub fn kernels(
     w: &WorkloadModel,
     nests: &[Option<LoopNest>],
@@ -83,10 +100,12 @@ pub fn kernels(
         .enumerate()
         .map(|(i, op)| {
             let nest = nests.get(i)?.as_ref()?;
-            if nest.vector != Some(1) {
+            let g = arch_mlir::gemm::recognize(w, op)?;
+            // The kernel's vectors run along the output's columns: the
+            // schedule must vectorize the innermost of them.
+            if nest.vector.is_none() || nest.vector != g.shape.groups.cols.last().copied() {
                 return None;
             }
-            let g = arch_mlir::gemm::recognize(w, op)?;
             let blocks = kernel_blocks(nest, &g, cores);
             Some((g, blocks))
         })

@@ -25,8 +25,9 @@
 //! micro-tile.
 
 use arch_sema::dtype::DType;
-use arch_sema::model::{Affine, Op, ScalarExpr, WorkloadModel};
-use arch_syntax::ast::{BinOp, ReduceOp};
+use crate::gemm_shape::{Contraction, Coord, View};
+use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::BinOp;
 use std::fmt::Write;
 
 /// Rows of the register tile.
@@ -35,147 +36,135 @@ pub const MR: u64 = 6;
 pub const NR: u64 = 16;
 const LANES: u64 = 8;
 
-/// A matrix-product op: its operands and epilogue.
+/// A contraction the kernel computes ([`crate::gemm_shape`]): its operands
+/// as views, the sizes of the groups, and the epilogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gemm {
     pub a: usize,
     pub b: usize,
+    /// Rows, columns and depth: the products of their groups' extents.
     pub m: u64,
     pub n: u64,
     pub k: u64,
-    /// The reduced variable (position in the op's variables).
-    pub k_var: usize,
-    /// The op's body with the contraction replaced by [`ScalarExpr::Index`]
-    /// of a variable past the op's (`ACC`); `None` when the op is the bare
-    /// contraction.
+    /// Independent products (the product of the batch group; 1 if none).
+    pub batch: u64,
+    pub shape: Contraction,
+    /// The op's body with the contraction (times its factors) replaced by
+    /// [`ScalarExpr::Index`] of a variable past the op's (`ACC`), and each
+    /// read's `tensor` replaced by its slot in `epilogue_reads`; `None`
+    /// when the op is the bare contraction.
     pub epilogue: Option<ScalarExpr>,
-    /// Tensors the epilogue reads, in argument order.
-    pub epilogue_reads: Vec<usize>,
+    /// The tensors the epilogue reads, as the kernel sees them, in argument
+    /// order.
+    pub epilogue_reads: Vec<View>,
 }
 
 /// The variable standing for the contraction's value in an epilogue.
 const ACC: usize = usize::MAX;
 
-fn is_var(a: &Affine, v: usize) -> bool {
-    a.offset == 0 && a.terms.as_slice() == [(v, 1)]
-}
-
-/// `sum[k] a[i, k] * b[k, j]` with `i`, `j` the op's first two variables.
-fn contraction(w: &WorkloadModel, e: &ScalarExpr) -> Option<(usize, usize, usize)> {
-    let ScalarExpr::Reduce {
-        op: ReduceOp::Sum,
-        vars,
-        body,
-    } = e
-    else {
-        return None;
-    };
-    let [kv] = vars.as_slice() else { return None };
-    let ScalarExpr::Binary {
-        op: BinOp::Mul,
-        lhs,
-        rhs,
-    } = body.as_ref()
-    else {
-        return None;
-    };
-    let access = |x: &ScalarExpr| match x {
-        ScalarExpr::Access { tensor, index } => Some((*tensor, index.clone())),
+/// The one reduction of `e` (None for none or several).
+fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
+    let mut found = Vec::new();
+    fn walk<'e>(e: &'e ScalarExpr, found: &mut Vec<&'e ScalarExpr>) {
+        match e {
+            ScalarExpr::Reduce { .. } => found.push(e),
+            ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => {}
+            ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => walk(x, found),
+            ScalarExpr::Binary { lhs, rhs, .. } => {
+                walk(lhs, found);
+                walk(rhs, found);
+            }
+            ScalarExpr::Call { args, .. } => args.iter().for_each(|a| walk(a, found)),
+        }
+    }
+    walk(e, &mut found);
+    match found.as_slice() {
+        [one] => Some(one),
         _ => None,
-    };
-    let (l, r) = (access(lhs)?, access(rhs)?);
-    let is_a = |(t, ix): &(usize, Vec<Affine>)| {
-        ix.len() == 2 && is_var(&ix[0], 0) && is_var(&ix[1], *kv) && w.tensors[*t].shape.len() == 2
-    };
-    let is_b = |(t, ix): &(usize, Vec<Affine>)| {
-        ix.len() == 2 && is_var(&ix[0], *kv) && is_var(&ix[1], 1) && w.tensors[*t].shape.len() == 2
-    };
-    if is_a(&l) && is_b(&r) {
-        Some((l.0, r.0, *kv))
-    } else if is_a(&r) && is_b(&l) {
-        Some((r.0, l.0, *kv))
-    } else {
-        None
     }
 }
 
-/// Replaces the one contraction in `e` by the `ACC` marker; checks that
-/// everything else is element-wise over `(i, j)`.
+/// `e` with the contraction replaced by `ACC` times its factors and every
+/// read replaced by its slot in `reads`; None when something is not
+/// element-wise over the kernel's coordinates.
 fn epilogue_of(
     w: &WorkloadModel,
+    op: &Op,
     e: &ScalarExpr,
-    found: &mut Option<(usize, usize, usize)>,
-    reads: &mut Vec<usize>,
+    c: &Contraction,
+    reads: &mut Vec<View>,
 ) -> Option<ScalarExpr> {
-    let rec = |x: &ScalarExpr, found: &mut Option<_>, reads: &mut Vec<usize>| {
-        epilogue_of(w, x, found, reads).map(Box::new)
-    };
+    let rec = |x: &ScalarExpr, reads: &mut Vec<View>| epilogue_of(w, op, x, c, reads).map(Box::new);
     Some(match e {
         ScalarExpr::Reduce { .. } => {
-            if found.is_some() {
-                return None;
+            let mut acc = ScalarExpr::Index(ACC);
+            for (factors, how) in [(&c.scale_num, BinOp::Mul), (&c.scale_den, BinOp::Div)] {
+                for f in factors {
+                    acc = ScalarExpr::Binary {
+                        op: how,
+                        lhs: Box::new(acc),
+                        rhs: rec(f, reads)?,
+                    };
+                }
             }
-            *found = Some(contraction(w, e)?);
-            ScalarExpr::Index(ACC)
+            acc
         }
         ScalarExpr::Const(_) => e.clone(),
         ScalarExpr::Access { tensor, index } => {
-            let plain = match index.as_slice() {
-                [x, y] => is_var(x, 0) && is_var(y, 1),
-                [x] => is_var(x, 0) || is_var(x, 1),
-                _ => false,
+            let view = crate::gemm_shape::epilogue_view(w, op, *tensor, index, &c.groups)?;
+            let slot = match reads.iter().position(|r| *r == view) {
+                Some(s) => s,
+                None => {
+                    reads.push(view);
+                    reads.len() - 1
+                }
             };
-            if !plain || w.tensors[*tensor].dtype != DType::F32 {
-                return None;
+            ScalarExpr::Access {
+                tensor: slot,
+                index: Vec::new(),
             }
-            if !reads.contains(tensor) {
-                reads.push(*tensor);
-            }
-            e.clone()
         }
-        ScalarExpr::Neg(x) => ScalarExpr::Neg(rec(x, found, reads)?),
+        ScalarExpr::Neg(x) => ScalarExpr::Neg(rec(x, reads)?),
         ScalarExpr::Binary { op: b, lhs, rhs } if *b != BinOp::MatMul => ScalarExpr::Binary {
             op: *b,
-            lhs: rec(lhs, found, reads)?,
-            rhs: rec(rhs, found, reads)?,
+            lhs: rec(lhs, reads)?,
+            rhs: rec(rhs, reads)?,
         },
         ScalarExpr::Call { func, args } => ScalarExpr::Call {
             func: *func,
             args: args
                 .iter()
-                .map(|a| epilogue_of(w, a, found, reads))
+                .map(|a| epilogue_of(w, op, a, c, reads))
                 .collect::<Option<_>>()?,
         },
         ScalarExpr::Cast {
             to: DType::F32,
             value,
-        } => return epilogue_of(w, value, found, reads),
+        } => return epilogue_of(w, op, value, c, reads),
         _ => return None,
     })
 }
 
-/// The matrix product `op` computes, if it is one this kernel handles:
-/// every tensor f32, the output `[M, N]` indexed `[i, j]`.
+/// The contraction `op` computes, if it is one this kernel handles (see
+/// [`crate::gemm_shape`]): every tensor f32.
 pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
-    let out = &w.tensors[op.output];
-    if out.dtype != DType::F32 || out.shape.len() != 2 || op.output_rank != 2 {
+    if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
         return None;
     }
-    let mut found = None;
+    let reduction = the_reduction(&op.body)?;
+    let shape = crate::gemm_shape::contraction(w, op, reduction)?;
     let mut reads = Vec::new();
-    let body = epilogue_of(w, &op.body, &mut found, &mut reads)?;
-    let (a, b, kv) = found?;
-    if w.tensors[a].dtype != DType::F32 || w.tensors[b].dtype != DType::F32 {
-        return None;
-    }
+    let body = epilogue_of(w, op, &op.body, &shape, &mut reads)?;
     let epilogue = (!matches!(body, ScalarExpr::Index(ACC))).then_some(body);
+    let extent = |vars: &[usize]| vars.iter().map(|v| op.vars[*v].extent).product::<u64>();
     Some(Gemm {
-        a,
-        b,
-        m: op.vars[0].extent,
-        n: op.vars[1].extent,
-        k: op.vars[kv].extent,
-        k_var: kv,
+        a: shape.a.tensor,
+        b: shape.b.tensor,
+        m: extent(&shape.groups.rows),
+        n: extent(&shape.groups.cols),
+        k: extent(&shape.groups.depth),
+        batch: extent(&shape.groups.batch),
+        shape,
         epilogue,
         epilogue_reads: reads,
     })
@@ -295,19 +284,19 @@ impl Lane {
     }
 }
 
-/// The memref argument names and types of the epilogue's tensors.
+/// The memref argument names and types of the epilogue's tensors, and the
+/// batch index the kernel is at (empty without a batch).
 struct EpilogueArgs<'a> {
-    w: &'a WorkloadModel,
-    reads: &'a [usize],
+    reads: &'a [View],
+    h: &'a str,
 }
 
 impl EpilogueArgs<'_> {
-    fn name(&self, t: usize) -> String {
-        let k = self.reads.iter().position(|r| *r == t).unwrap_or(0);
-        format!("%E{k}")
+    fn name(&self, slot: usize) -> String {
+        format!("%E{slot}")
     }
-    fn ty(&self, t: usize) -> String {
-        crate::linalg::memref_type(&self.w.tensors[t].shape, "f32")
+    fn ty(&self, slot: usize) -> String {
+        self.reads.get(slot).map(View::memref).unwrap_or_default()
     }
 }
 
@@ -349,16 +338,14 @@ fn emit_epilogue(
             }
             v
         }
-        ScalarExpr::Access { tensor, index } => {
-            let (name, mty) = (args.name(*tensor), args.ty(*tensor));
-            let along_j = index.len() == 2 || is_var(&index[0], 1);
-            let at = if index.len() == 2 {
-                format!("{i}, {j}")
-            } else if along_j {
-                j.to_string()
-            } else {
-                i.to_string()
+        ScalarExpr::Access { tensor: slot, .. } => {
+            let (name, mty) = (args.name(*slot), args.ty(*slot));
+            let Some(view) = args.reads.get(*slot) else {
+                return acc.to_string();
             };
+            // Columns come last in an epilogue view (see `epilogue_view`).
+            let along_j = view.has(Coord::Col);
+            let at = view.at(args.h, i, j, "");
             let v = em.fresh("e");
             match (lane, along_j) {
                 (Lane::Vector, true) => em.line(format!(
@@ -484,14 +471,15 @@ fn write_back(
     at: &Store<'_>,
 ) {
     let (ty, tc, i, j) = (lane.ty(), at.c_type, at.i, at.j);
+    let ij = g.shape.c.at(args.h, i, j, "");
     let (load, store) = match lane {
         Lane::Scalar => (
-            format!("memref.load %C[{i}, {j}] : {tc}"),
-            format!("memref.store {{}}, %C[{i}, {j}] : {tc}"),
+            format!("memref.load %C[{ij}] : {tc}"),
+            format!("memref.store {{}}, %C[{ij}] : {tc}"),
         ),
         Lane::Vector => (
-            format!("vector.load %C[{i}, {j}] : {tc}, {ty}"),
-            format!("vector.store {{}}, %C[{i}, {j}] : {tc}, {ty}"),
+            format!("vector.load %C[{ij}] : {tc}, {ty}"),
+            format!("vector.store {{}}, %C[{ij}] : {tc}, {ty}"),
         ),
     };
     let sum = em.fresh("s");
@@ -556,24 +544,27 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let (m, n, k) = (g.m, g.n, g.k);
     let lanes_per_tile = NR / LANES;
     let (rows_per_thread, cols_per_thread) = fitted.spans(g);
-    let ta = format!("memref<{m}x{k}xf32>");
-    let tb = format!("memref<{k}x{n}xf32>");
-    let tc = format!("memref<{m}x{n}xf32>");
+    let _ = w;
+    let (va, vb, vc) = (&g.shape.a, &g.shape.b, &g.shape.c);
+    let (ta, tb, tc) = (va.memref(), vb.memref(), vc.memref());
     let [tap, tbp, tt] = scratch_types(g, blocks);
     let v8 = "vector<8xf32>";
+    // Independent products run one after the other, at batch index %h.
+    let batched = vc.has(Coord::Batch);
+    let h = if batched { "%h" } else { "" };
     let args = EpilogueArgs {
-        w,
         reads: &g.epilogue_reads,
+        h,
     };
+    // `b` with its columns innermost packs eight columns per load.
+    let b_rows = vb.coords.last() == Some(&Coord::Col);
     let mut em = Emitter {
         out: String::new(),
         indent: 1,
         next: 0,
     };
-    let extra: Vec<String> = g
-        .epilogue_reads
-        .iter()
-        .map(|t| format!(", {}: {}", args.name(*t), args.ty(*t)))
+    let extra: Vec<String> = (0..g.epilogue_reads.len())
+        .map(|slot| format!(", {}: {}", args.name(slot), args.ty(slot)))
         .collect();
     em.open(format!(
         "func.func private @{name}(%A: {ta}, %B: {tb}, %C: {tc}{}, %Ap: {tap}, %Bp: {tbp}, %Tb: {tt}) {{",
@@ -595,8 +586,12 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         threads,
         rows_per_thread,
         cols_per_thread,
+        g.batch,
     ];
     constants.extend(0..MR);
+    if !b_rows {
+        constants.extend(0..NR);
+    }
     constants.extend((0..lanes_per_tile).map(|v| v * LANES));
     constants.sort_unstable();
     constants.dedup();
@@ -606,6 +601,9 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let c = |x: u64| format!("%c{x}");
     em.line("%zero = arith.constant 0.0 : f32");
     em.line(format!("%vzero = arith.constant dense<0.0> : {v8}"));
+    if batched {
+        em.open(format!("scf.for %h = %c0 to {} step %c1 {{", c(g.batch)));
+    }
 
     // Two shapes of the loops around the macro-kernel.
     // - Shared B (rows split over several threads): BLIS's order; every
@@ -678,14 +676,29 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.open(format!("scf.if {full_b} {{"));
         em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
         let kk = em.index_op("addi", "%pc", "%pb");
-        for v in 0..lanes_per_tile {
-            let jj = em.index_op("addi", &j0, &c(v * LANES));
-            let x = em.fresh("x");
-            em.line(format!("{x} = vector.load %B[{kk}, {jj}] : {tb}, {v8}"));
-            em.line(format!(
-                "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
-                c(v * LANES)
-            ));
+        if b_rows {
+            for v in 0..lanes_per_tile {
+                let jj = em.index_op("addi", &j0, &c(v * LANES));
+                let x = em.fresh("x");
+                let at = vb.at(h, "", &jj, &kk);
+                em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
+                em.line(format!(
+                    "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                    c(v * LANES)
+                ));
+            }
+        } else {
+            // Columns of a transposed `b` are rows in memory: one load each.
+            for x in 0..NR {
+                let jj = em.index_op("addi", &j0, &c(x));
+                let v = em.fresh("x");
+                let at = vb.at(h, "", &jj, &kk);
+                em.line(format!("{v} = memref.load %B[{at}] : {tb}"));
+                em.line(format!(
+                    "memref.store {v}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}",
+                    c(x)
+                ));
+            }
         }
         em.close("}");
         em.close("} else {");
@@ -697,7 +710,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             &ncols,
             &|em, k, s| {
                 let jj = em.index_op("addi", &j0, s);
-                format!("memref.load %B[{k}, {jj}] : {tb}")
+                format!("memref.load %B[{}] : {tb}", vb.at(h, "", &jj, k))
             },
             &|val, k, s| format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}"),
         );
@@ -725,7 +738,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         for r in 0..MR {
             let ii = em.index_op("addi", &i0, &c(r));
             let x = em.fresh("x");
-            em.line(format!("{x} = memref.load %A[{ii}, {kk}] : {ta}"));
+            em.line(format!("{x} = memref.load %A[{}] : {ta}", va.at(h, &ii, "", &kk)));
             em.line(format!(
                 "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
                 c(r)
@@ -741,7 +754,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             &nrows,
             &|em, k, slot| {
                 let ii = em.index_op("addi", &i0, slot);
-                format!("memref.load %A[{ii}, {k}] : {ta}")
+                format!("memref.load %A[{}] : {ta}", va.at(h, &ii, "", k))
             },
             &|val, k, slot| format!("memref.store {val}, %Ap[%t, %ia, {k}, {slot}] : {tap}"),
         );
@@ -801,7 +814,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     for r in 0..MR {
         let ii = em.index_op("addi", &ci, &c(r));
         em.line(format!(
-            "memref.prefetch %C[{ii}, {cj}], write, locality<3>, data : {tc}"
+            "memref.prefetch %C[{}], write, locality<3>, data : {tc}",
+            vc.at(h, &ii, &cj, "")
         ));
     }
     em.close("}");
@@ -904,6 +918,9 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.close("}"); // pc or jc
         em.line("scf.reduce");
         em.close("}"); // threads
+    }
+    if batched {
+        em.close("}"); // h
     }
     em.line("func.return");
     em.close("}");

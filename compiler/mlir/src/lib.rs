@@ -6,6 +6,7 @@
 
 pub mod fastmath;
 pub mod gemm;
+pub mod gemm_shape;
 pub mod linalg;
 pub mod pipeline;
 pub mod schedule;

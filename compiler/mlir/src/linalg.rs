@@ -377,18 +377,39 @@ fn lower_kernel(
     blocks: crate::gemm::Blocks,
 ) -> Result<(), LowerError> {
     let name = format!("{}_kernel{}", wr.w.name, wr.current_op);
+    // Each tensor as the kernel sees it: its groups of dimensions
+    // collapsed (a view of the same buffer, no copy).
+    let view_of = |wr: &mut Writer<'_>, buffer: String, v: &crate::gemm_shape::View| {
+        if v.is_identity() {
+            return buffer;
+        }
+        let groups: Vec<String> = v
+            .reassociation
+            .iter()
+            .map(|g| {
+                let dims: Vec<String> = g.iter().map(usize::to_string).collect();
+                format!("[{}]", dims.join(", "))
+            })
+            .collect();
+        let view = wr.fresh("view");
+        let _ = writeln!(
+            wr.out,
+            "    {view} = memref.collapse_shape {buffer} [{}] : {} into {}",
+            groups.join(", "),
+            memref_type(&v.full, "f32"),
+            v.memref()
+        );
+        view
+    };
     let mut operands = Vec::new();
     let mut types = Vec::new();
-    for t in [g.a, g.b]
+    let c_slot = 2;
+    let reads: Vec<&crate::gemm_shape::View> = [&g.shape.a, &g.shape.b]
         .into_iter()
-        .chain(std::iter::once(usize::MAX))
-        .chain(g.epilogue_reads.iter().copied())
-    {
-        if t == usize::MAX {
-            operands.push(String::new());
-            types.push(String::new());
-            continue;
-        }
+        .chain(g.epilogue_reads.iter())
+        .collect();
+    for (at, v) in reads.iter().enumerate() {
+        let t = v.tensor;
         let shape = wr.w.tensors[t].shape.clone();
         let tensor = tensor_type(&shape, "f32");
         let memref = memref_type(&shape, "f32");
@@ -403,8 +424,17 @@ fn lower_kernel(
             wr.out,
             "    {buffer} = bufferization.to_buffer {value} read_only : {tensor} to {memref}"
         );
-        operands.push(buffer);
-        types.push(memref);
+        let viewed = view_of(wr, buffer, v);
+        if at == c_slot {
+            operands.push(String::new());
+            types.push(String::new());
+        }
+        operands.push(viewed);
+        types.push(v.memref());
+    }
+    if operands.len() == c_slot {
+        operands.push(String::new());
+        types.push(String::new());
     }
     let out_shape = wr.w.tensors[op.output].shape.clone();
     let out_tensor = tensor_type(&out_shape, "f32");
@@ -417,8 +447,8 @@ fn lower_kernel(
         }
         _ => alloc(wr, "buf", &out_memref),
     };
-    operands[2] = target.clone();
-    types[2] = out_memref.clone();
+    operands[c_slot] = view_of(wr, target.clone(), &g.shape.c);
+    types[c_slot] = g.shape.c.memref();
     for ty in crate::gemm::scratch_types(g, blocks) {
         operands.push(alloc(wr, "scratch", &ty));
         types.push(ty);

@@ -1,0 +1,309 @@
+//! Which contractions the packed kernel computes, and how it sees their
+//! tensors: every f32 contraction `c[batch.., rows.., cols..] = sum[k..]
+//! a * b` (times or divided by factors that do not depend on `k`, inside
+//! an element-wise epilogue), where each operand is indexed by plain
+//! variables in groups:
+//!
+//! - batch variables (in both operands and the output) lead the output,
+//!   and lead each operand that has them (an operand without them is the
+//!   same for every batch: a 1x1 convolution's weights);
+//! - rows (in `a` and the output) and columns (in `b` and the output) follow
+//!   in the output, each group contiguous;
+//! - in each operand the reduced group and its rows (or columns) group are
+//!   contiguous, in either order (a transposed operand: `q k^T`).
+//!
+//! Each tensor is then seen through a [`View`]: its groups of adjacent
+//! dimensions collapsed into one (`memref.collapse_shape`, no copy), so the
+//! kernel reads `a[batch][m][k]` (or `[k][m]`), `b[batch][k][n]` (or
+//! `[n][k]`) and writes `c[batch][m][n]`. Matrix products, batched ones,
+//! both products of attention, MLP layers and 1x1 convolutions (NCHW: rows
+//! are filters, columns pixels) qualify; windows (`p + r`) do not.
+
+use arch_sema::dtype::DType;
+use arch_sema::model::{Affine, Op, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::{BinOp, ReduceOp};
+
+/// What one collapsed dimension of a view stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coord {
+    Batch,
+    Row,
+    Col,
+    Depth,
+}
+
+/// A tensor seen by the kernel: dimensions grouped (`reassociation`, for
+/// `memref.collapse_shape`), what each group is, the collapsed shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub tensor: usize,
+    pub coords: Vec<Coord>,
+    pub reassociation: Vec<Vec<usize>>,
+    pub shape: Vec<u64>,
+    /// The tensor's own shape.
+    pub full: Vec<u64>,
+}
+
+impl View {
+    /// Whether the view is the tensor itself (nothing to collapse).
+    pub fn is_identity(&self) -> bool {
+        self.reassociation.iter().all(|g| g.len() == 1)
+    }
+
+    pub fn has(&self, c: Coord) -> bool {
+        self.coords.contains(&c)
+    }
+
+    /// `memref<...xf32>` of the view.
+    pub fn memref(&self) -> String {
+        crate::linalg::memref_type(&self.shape, "f32")
+    }
+
+    /// The indices of a load at the given coordinates, in the view's order.
+    pub fn at(&self, batch: &str, row: &str, col: &str, depth: &str) -> String {
+        self.coords
+            .iter()
+            .map(|c| match c {
+                Coord::Batch => batch,
+                Coord::Row => row,
+                Coord::Col => col,
+                Coord::Depth => depth,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Variables (positions in the op's) of each group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Groups {
+    pub batch: Vec<usize>,
+    pub rows: Vec<usize>,
+    pub cols: Vec<usize>,
+    /// In the order `a` reads them (`b` reads them in the same order).
+    pub depth: Vec<usize>,
+}
+
+fn plain_var(a: &Affine) -> Option<usize> {
+    match a.terms.as_slice() {
+        [(v, 1)] if a.offset == 0 => Some(*v),
+        _ => None,
+    }
+}
+
+fn plain_vars(index: &[Affine]) -> Option<Vec<usize>> {
+    index.iter().map(plain_var).collect()
+}
+
+/// `index` as a sequence of whole groups, each exactly as `groups` orders
+/// it; `allowed` says which groups may appear.
+pub fn view_of(
+    w: &WorkloadModel,
+    op: &Op,
+    tensor: usize,
+    index: &[usize],
+    groups: &Groups,
+    allowed: &[Coord],
+) -> Option<View> {
+    let table = [
+        (Coord::Batch, &groups.batch),
+        (Coord::Row, &groups.rows),
+        (Coord::Col, &groups.cols),
+        (Coord::Depth, &groups.depth),
+    ];
+    let mut coords = Vec::new();
+    let mut reassociation = Vec::new();
+    let mut shape = Vec::new();
+    let mut at = 0;
+    while at < index.len() {
+        let (coord, vars) = table
+            .iter()
+            .find(|(_, vars)| vars.contains(&index[at]))?;
+        if !allowed.contains(coord) || coords.contains(coord) {
+            return None;
+        }
+        let end = at + vars.len();
+        if index.get(at..end)? != vars.as_slice() {
+            return None;
+        }
+        coords.push(*coord);
+        reassociation.push((at..end).collect());
+        shape.push(vars.iter().map(|v| op.vars[*v].extent).product());
+        at = end;
+    }
+    Some(View {
+        tensor,
+        coords,
+        reassociation,
+        shape,
+        full: w.tensors[tensor].shape.clone(),
+    })
+}
+
+/// The factors of a product (`x * y / z`): `(numerators, denominators)`.
+fn factors(e: &ScalarExpr, num: &mut Vec<ScalarExpr>, den: &mut Vec<ScalarExpr>, inverted: bool) {
+    match e {
+        ScalarExpr::Binary {
+            op: BinOp::Mul,
+            lhs,
+            rhs,
+        } => {
+            factors(lhs, num, den, inverted);
+            factors(rhs, num, den, inverted);
+        }
+        ScalarExpr::Binary {
+            op: BinOp::Div,
+            lhs,
+            rhs,
+        } => {
+            factors(lhs, num, den, inverted);
+            factors(rhs, num, den, !inverted);
+        }
+        _ if inverted => den.push(e.clone()),
+        _ => num.push(e.clone()),
+    }
+}
+
+fn uses_any(e: &ScalarExpr, vars: &[usize]) -> bool {
+    let mut found = false;
+    arch_sema::model::collect_accesses(e, &mut |_, index| {
+        found |= index
+            .iter()
+            .any(|a| a.terms.iter().any(|(v, _)| vars.contains(v)));
+    });
+    found || has_index_of(e, vars)
+}
+
+fn has_index_of(e: &ScalarExpr, vars: &[usize]) -> bool {
+    match e {
+        ScalarExpr::Index(v) => vars.contains(v),
+        ScalarExpr::Const(_) | ScalarExpr::Access { .. } => false,
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => has_index_of(x, vars),
+        ScalarExpr::Reduce { body, .. } => has_index_of(body, vars),
+        ScalarExpr::Binary { lhs, rhs, .. } => has_index_of(lhs, vars) || has_index_of(rhs, vars),
+        ScalarExpr::Call { args, .. } => args.iter().any(|a| has_index_of(a, vars)),
+    }
+}
+
+/// A contraction found in an op's body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contraction {
+    pub a: View,
+    pub b: View,
+    pub c: View,
+    pub groups: Groups,
+    /// The factors that stay outside the sum, applied to its value.
+    pub scale_num: Vec<ScalarExpr>,
+    pub scale_den: Vec<ScalarExpr>,
+}
+
+/// `sum[k..] x * y (* or / factors without k)` as a kernel contraction.
+pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contraction> {
+    let ScalarExpr::Reduce {
+        op: ReduceOp::Sum,
+        vars: depth_vars,
+        body,
+    } = e
+    else {
+        return None;
+    };
+    let (mut num, mut den) = (Vec::new(), Vec::new());
+    factors(body, &mut num, &mut den, false);
+    if den.iter().any(|d| uses_any(d, depth_vars)) {
+        return None;
+    }
+    let (reading, scale_num): (Vec<ScalarExpr>, Vec<ScalarExpr>) =
+        num.into_iter().partition(|f| uses_any(f, depth_vars));
+    let [x, y] = reading.as_slice() else {
+        return None;
+    };
+    let access = |e: &ScalarExpr| match e {
+        ScalarExpr::Access { tensor, index } if w.tensors[*tensor].dtype == DType::F32 => {
+            Some((*tensor, plain_vars(index)?))
+        }
+        _ => None,
+    };
+    let (mut a, mut b) = (access(x)?, access(y)?);
+    let outputs: Vec<usize> = (0..op.output_rank).collect();
+    let in_a = |v: &usize, a: &(usize, Vec<usize>)| a.1.contains(v);
+    // The output's groups: batch, then rows (from `a`), then columns.
+    let split = |a: &(usize, Vec<usize>), b: &(usize, Vec<usize>)| -> Option<Groups> {
+        let mut g = Groups::default();
+        let mut stage = 0; // 0 batch, 1 rows, 2 cols
+        for v in &outputs {
+            let group = match (in_a(v, a), in_a(v, b)) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, true) => 2,
+                (false, false) => return None,
+            };
+            if group < stage {
+                return None;
+            }
+            stage = group;
+            match group {
+                0 => g.batch.push(*v),
+                1 => g.rows.push(*v),
+                _ => g.cols.push(*v),
+            }
+        }
+        (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
+    };
+    let mut groups = match split(&a, &b) {
+        Some(g) => g,
+        None => {
+            std::mem::swap(&mut a, &mut b);
+            split(&a, &b)?
+        }
+    };
+    // The depth group in the order `a` reads it; `b` must read it so too.
+    groups.depth = a.1.iter().copied().filter(|v| depth_vars.contains(v)).collect();
+    let b_depth: Vec<usize> = b.1.iter().copied().filter(|v| depth_vars.contains(v)).collect();
+    if groups.depth.len() != depth_vars.len() || b_depth != groups.depth {
+        return None;
+    }
+    let a_view = view_of(w, op, a.0, &a.1, &groups, &[Coord::Batch, Coord::Row, Coord::Depth])?;
+    let b_view = view_of(w, op, b.0, &b.1, &groups, &[Coord::Batch, Coord::Col, Coord::Depth])?;
+    // Batch leads; an operand has all of it or none.
+    for v in [&a_view, &b_view] {
+        if v.has(Coord::Batch) && v.coords[0] != Coord::Batch {
+            return None;
+        }
+    }
+    let c_vars: Vec<usize> = outputs.clone();
+    let c_view = view_of(
+        w,
+        op,
+        op.output,
+        &c_vars,
+        &groups,
+        &[Coord::Batch, Coord::Row, Coord::Col],
+    )?;
+    Some(Contraction {
+        a: a_view,
+        b: b_view,
+        c: c_view,
+        groups,
+        scale_num,
+        scale_den: den,
+    })
+}
+
+/// The view of an epilogue read: batch, rows and columns only, columns (if
+/// any) last so that eight lanes along them are contiguous.
+pub fn epilogue_view(
+    w: &WorkloadModel,
+    op: &Op,
+    tensor: usize,
+    index: &[Affine],
+    groups: &Groups,
+) -> Option<View> {
+    if w.tensors[tensor].dtype != DType::F32 {
+        return None;
+    }
+    let vars = plain_vars(index)?;
+    let v = view_of(w, op, tensor, &vars, groups, &[Coord::Batch, Coord::Row, Coord::Col])?;
+    let cols_last = !v.has(Coord::Col) || v.coords.last() == Some(&Coord::Col);
+    let batch_first = !v.has(Coord::Batch) || v.coords[0] == Coord::Batch;
+    (cols_last && batch_first).then_some(v)
+}
