@@ -44,7 +44,7 @@ fn program(rng: &mut Rng, case: usize) -> (String, String) {
     let t = rng.pick(DTYPES);
     let odd = [1u64, 3, 7, 16, 33, 64, 123];
     let mut s = String::from("import std.nn.{relu, gelu, matmul, conv2d, softmax, layernorm}\n");
-    let kind = case % 8;
+    let kind = case % 12;
     let desc;
     match kind {
         0 | 1 => {
@@ -115,6 +115,60 @@ fn program(rng: &mut Rng, case: usize) -> (String, String) {
                 "workload w(R = {r}, C = {c}) {{\n  input x: {t}[R, C]\n  weight g: {t}[C]\n  weight b: {t}[C]\n  output y: {t}[R, C]\n  y = layernorm(x, g, b)\n}}\n"
             );
             desc = format!("layernorm {r}x{c} {t}");
+        }
+        8 => {
+            // Both products of attention: a transposed operand, factors
+            // outside the sums (one read per row), heads as a batch.
+            let (h, q, d) = (
+                rng.pick(&[1u64, 2, 3]),
+                rng.pick(&[1u64, 7, 33, 123]),
+                rng.pick(&[1u64, 8, 33]),
+            );
+            let _ = write!(
+                s,
+                "workload w(H = {h}, S = {q}, D = {d}) {{\n  input q: {t}[H, S, D]\n  input k: {t}[H, S, D]\n  input v: {t}[H, S, D]\n  output o: {t}[H, S, D]\n  s[h, i, j] = sum[d] q[h, i, d] * k[h, j, d] / sqrt(D)\n  z[h, i] = sum[j] s[h, i, j] * s[h, i, j] + 1.0\n  o[h, i, e] = sum[j] s[h, i, j] * v[h, j, e] / z[h, i]\n}}\n"
+            );
+            desc = format!("attention products {h}x{q}x{d} {t}");
+        }
+        9 => {
+            // A 1x1 convolution (NCHW) with a bias per filter: filters are
+            // rows, pixels columns, images a batch the weights do not have.
+            let (c, hw, f) = (
+                rng.pick(&[1u64, 3, 16, 33]),
+                rng.pick(&[1u64, 5, 12]),
+                rng.pick(&[1u64, 7, 16]),
+            );
+            let _ = write!(
+                s,
+                "workload w(N = 2, C = {c}, H = {hw}, F = {f}) {{\n  input x: {t}[N, C, H, H]\n  weight k: {t}[F, C]\n  weight b: {t}[F]\n  output y: {t}[N, F, H, H]\n  y[n, f, p, r] = relu(sum[c] k[f, c] * x[n, c, p, r] + b[f])\n}}\n"
+            );
+            desc = format!("conv1x1 c{c} h{hw} f{f} {t}");
+        }
+        10 => {
+            // Transcendental functions over a wide range (the f32 ones are
+            // polynomials in the generated code).
+            let (r, c) = (rng.pick(&odd), rng.pick(&[1u64, 7, 64, 123]));
+            let _ = write!(
+                s,
+                "workload w(R = {r}, C = {c}) {{\n  input x: {t}[R, C]\n  output y: {t}[R, C]\n  y[i, j] = tanh(9.0 * x[i, j]) + sigmoid(30.0 * x[i, j]) + exp(12.0 * x[i, j]) / 1000.0 + erf(3.0 * x[i, j]) + tanh(0.001 * x[i, j]) * 100.0\n}}\n"
+            );
+            desc = format!("transcendentals {r}x{c} {t}");
+        }
+        11 => {
+            // A batch of products with a transposed operand and weights
+            // shared by the batch, through an activation and a residual.
+            let (b, m, k, n) = (
+                rng.pick(&[1u64, 2, 3]),
+                rng.pick(&odd),
+                rng.pick(&odd),
+                rng.pick(&[1u64, 16, 37, 123]),
+            );
+            let act = rng.pick(&["sigmoid", "tanh", "gelu", "relu"]);
+            let _ = write!(
+                s,
+                "workload w(B = {b}, M = {m}, K = {k}, N = {n}) {{\n  input a: {t}[B, K, M]\n  weight u: {t}[K, N]\n  input r: {t}[B, M, N]\n  output c: {t}[B, M, N]\n  c[g, i, j] = {act}(sum[k] a[g, k, i] * u[k, j]) + r[g, i, j]\n}}\n"
+            );
+            desc = format!("batched {act} {b}x{m}x{k}x{n} {t}");
         }
         _ => {
             // Attention scores: a batched contraction over heads, scaled.
@@ -271,6 +325,10 @@ fn built_libraries_match_the_reference_interpreter() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
+    // ARCH_DIFF_ONLY=N runs case N alone (to look at one failure).
+    let only: Option<usize> = std::env::var("ARCH_DIFF_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let host = HostTarget::detect();
     let dir = std::env::temp_dir().join(format!("archc-diff-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -286,6 +344,7 @@ fn built_libraries_match_the_reference_interpreter() {
                     .spawn_scoped(scope, move || {
                         (k..cases)
                             .step_by(workers)
+                            .filter(|case| only.is_none_or(|o| o == *case))
                             .filter_map(|case| {
                                 std::panic::catch_unwind(|| run_case(case, seed, host, dir))
                                     .unwrap_or_else(|p| {

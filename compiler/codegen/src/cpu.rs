@@ -69,7 +69,13 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
         groups
             .depth
             .iter()
-            .map(|&v| nest.tiles.get(l).and_then(|t| t.get(v)).copied().unwrap_or(1))
+            .map(|&v| {
+                nest.tiles
+                    .get(l)
+                    .and_then(|t| t.get(v))
+                    .copied()
+                    .unwrap_or(1)
+            })
             .product::<u64>()
             .max(1)
     };

@@ -24,8 +24,8 @@
 //! `kc`: the l2 tile of `k`, `mc`: the l2 tile of `i`), rounded to the
 //! micro-tile.
 
-use arch_sema::dtype::DType;
 use crate::gemm_shape::{Contraction, Coord, View};
+use arch_sema::dtype::DType;
 use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::BinOp;
 use std::fmt::Write;
@@ -738,7 +738,10 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         for r in 0..MR {
             let ii = em.index_op("addi", &i0, &c(r));
             let x = em.fresh("x");
-            em.line(format!("{x} = memref.load %A[{}] : {ta}", va.at(h, &ii, "", &kk)));
+            em.line(format!(
+                "{x} = memref.load %A[{}] : {ta}",
+                va.at(h, &ii, "", &kk)
+            ));
             em.line(format!(
                 "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
                 c(r)

@@ -116,9 +116,7 @@ pub fn view_of(
     let mut shape = Vec::new();
     let mut at = 0;
     while at < index.len() {
-        let (coord, vars) = table
-            .iter()
-            .find(|(_, vars)| vars.contains(&index[at]))?;
+        let (coord, vars) = table.iter().find(|(_, vars)| vars.contains(&index[at]))?;
         if !allowed.contains(coord) || coords.contains(coord) {
             return None;
         }
@@ -257,13 +255,35 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
         }
     };
     // The depth group in the order `a` reads it; `b` must read it so too.
-    groups.depth = a.1.iter().copied().filter(|v| depth_vars.contains(v)).collect();
-    let b_depth: Vec<usize> = b.1.iter().copied().filter(|v| depth_vars.contains(v)).collect();
+    groups.depth =
+        a.1.iter()
+            .copied()
+            .filter(|v| depth_vars.contains(v))
+            .collect();
+    let b_depth: Vec<usize> =
+        b.1.iter()
+            .copied()
+            .filter(|v| depth_vars.contains(v))
+            .collect();
     if groups.depth.len() != depth_vars.len() || b_depth != groups.depth {
         return None;
     }
-    let a_view = view_of(w, op, a.0, &a.1, &groups, &[Coord::Batch, Coord::Row, Coord::Depth])?;
-    let b_view = view_of(w, op, b.0, &b.1, &groups, &[Coord::Batch, Coord::Col, Coord::Depth])?;
+    let a_view = view_of(
+        w,
+        op,
+        a.0,
+        &a.1,
+        &groups,
+        &[Coord::Batch, Coord::Row, Coord::Depth],
+    )?;
+    let b_view = view_of(
+        w,
+        op,
+        b.0,
+        &b.1,
+        &groups,
+        &[Coord::Batch, Coord::Col, Coord::Depth],
+    )?;
     // Batch leads; an operand has all of it or none.
     for v in [&a_view, &b_view] {
         if v.has(Coord::Batch) && v.coords[0] != Coord::Batch {
@@ -302,7 +322,14 @@ pub fn epilogue_view(
         return None;
     }
     let vars = plain_vars(index)?;
-    let v = view_of(w, op, tensor, &vars, groups, &[Coord::Batch, Coord::Row, Coord::Col])?;
+    let v = view_of(
+        w,
+        op,
+        tensor,
+        &vars,
+        groups,
+        &[Coord::Batch, Coord::Row, Coord::Col],
+    )?;
     let cols_last = !v.has(Coord::Col) || v.coords.last() == Some(&Coord::Col);
     let batch_first = !v.has(Coord::Batch) || v.coords[0] == Coord::Batch;
     (cols_last && batch_first).then_some(v)

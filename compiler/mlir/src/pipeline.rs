@@ -4,7 +4,9 @@
 //! pass; a failure names its stage and carries MLIR's messages.
 
 use melior::{
-    ir::{block::BlockLike, operation::OperationLike, operation::OperationMutLike, Module},
+    ir::{
+        block::BlockLike, operation::OperationLike, operation::OperationMutLike, Module, RegionLike,
+    },
     pass::PassManager,
     utility::{parse_pass_pipeline, register_all_llvm_translations, register_all_passes},
 };
@@ -110,8 +112,9 @@ pub fn cpu_stages(scheduled: bool, threads: u64) -> Vec<StageSpec> {
         ),
         stage(
             "llvm",
-            "arith-expand{include-bf16=true}, expand-strided-metadata, lower-affine, convert-scf-to-cf, convert-vector-to-llvm, \
-             finalize-memref-to-llvm, convert-math-to-llvm, convert-math-to-libm, \
+            "convert-math-to-llvm, convert-math-to-libm, \
+             arith-expand{include-bf16=true}, expand-strided-metadata, lower-affine, convert-scf-to-cf, convert-vector-to-llvm, \
+             finalize-memref-to-llvm, \
              convert-arith-to-llvm, convert-cf-to-llvm, convert-ub-to-llvm, \
              convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, convert-openmp-to-llvm, \
              reconcile-unrealized-casts",
@@ -182,6 +185,17 @@ pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError>
                 text: module.as_operation().to_string(),
             });
         }
+        // Translation would crash on an op the passes left unconverted.
+        let mut left = Vec::new();
+        not_llvm(&module.as_operation(), &mut left);
+        if !left.is_empty() {
+            left.sort();
+            left.dedup();
+            return Err(PipelineError::Translate(format!(
+                "ops not lowered to the LLVM dialect: {}",
+                left.join(", ")
+            )));
+        }
         let llvm_ir = translate(&module).ok_or_else(|| PipelineError::Translate(drain()))?;
         Ok(Lowered {
             stages: out,
@@ -220,6 +234,29 @@ fn strip_transform_script(module: &mut Module) {
     let _ = module
         .as_operation_mut()
         .remove_attribute("transform.with_named_sequence");
+}
+
+/// Names of the ops under `op` that LLVM IR translation does not take (it
+/// takes the LLVM and OpenMP dialects and the module).
+fn not_llvm<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>, out: &mut Vec<String>) {
+    for region in op.regions() {
+        let mut block = region.first_block();
+        while let Some(b) = block {
+            let mut inner = b.first_operation();
+            while let Some(o) = inner {
+                let name = o.name().as_string_ref().as_str().unwrap_or("?").to_string();
+                if !(name.starts_with("llvm.")
+                    || name.starts_with("omp.")
+                    || name == "builtin.module")
+                {
+                    out.push(name);
+                }
+                not_llvm(&o, out);
+                inner = o.next_in_block();
+            }
+            block = b.next_in_region();
+        }
+    }
 }
 
 /// LLVM IR text of a module in the LLVM dialect.
