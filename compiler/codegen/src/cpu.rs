@@ -6,6 +6,7 @@
 use crate::{HostTarget, Object};
 use arch_cost::cpu::LoopNest;
 use arch_mlir::gemm::{Blocks, Gemm};
+use arch_mlir::linalg::Kernel;
 use arch_mlir::pipeline::Stage;
 use arch_sema::model::WorkloadModel;
 
@@ -93,27 +94,36 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
     }
 }
 
-/// Which ops run as packed matrix-product kernels: f32 contractions the
-/// kernel takes (`arch_mlir::gemm_shape`, with element-wise epilogues) whose
-/// nest vectorizes the output's innermost column variable.
-pub fn kernels(
-    w: &WorkloadModel,
-    nests: &[Option<LoopNest>],
-    cores: u64,
-) -> Vec<Option<(Gemm, Blocks)>> {
+/// Which ops run as kernels: f32 contractions the packed kernel takes
+/// (`arch_mlir::gemm_shape`, with element-wise epilogues) whose nest
+/// vectorizes the output's innermost column variable; row reductions
+/// (`arch_mlir::rowreduce`) whose nest vectorizes the innermost reduced
+/// variable. Either runs on `cores` threads when the nest is parallel.
+pub fn kernels(w: &WorkloadModel, nests: &[Option<LoopNest>], cores: u64) -> Vec<Option<Kernel>> {
     w.ops
         .iter()
         .enumerate()
         .map(|(i, op)| {
             let nest = nests.get(i)?.as_ref()?;
-            let g = arch_mlir::gemm::recognize(w, op)?;
-            // The kernel's vectors run along the output's columns: the
-            // schedule must vectorize the innermost of them.
-            if nest.vector.is_none() || nest.vector != g.shape.groups.cols.last().copied() {
+            nest.vector?;
+            if let Some(g) = arch_mlir::gemm::recognize(w, op) {
+                // The kernel's vectors run along the output's columns.
+                if nest.vector != g.shape.groups.cols.last().copied() {
+                    return None;
+                }
+                let blocks = kernel_blocks(nest, &g, cores);
+                return Some(Kernel::Gemm(g, blocks));
+            }
+            let r = arch_mlir::rowreduce::recognize(w, op)?;
+            if nest.vector != Some(op.vars.len() - 1) {
                 return None;
             }
-            let blocks = kernel_blocks(nest, &g, cores);
-            Some((g, blocks))
+            let threads = if nest.parallel.is_empty() {
+                1
+            } else {
+                cores.max(1)
+            };
+            Some(Kernel::RowReduce(r, threads))
         })
         .collect()
 }
@@ -143,7 +153,10 @@ pub fn compile(
     let threads = kernels
         .iter()
         .flatten()
-        .map(|(_, b)| b.threads)
+        .map(|k| match k {
+            Kernel::Gemm(_, b) => b.threads,
+            Kernel::RowReduce(_, t) => *t,
+        })
         .chain(transform_threads.then_some(cores.max(1)))
         .max()
         .unwrap_or(1);

@@ -60,10 +60,18 @@ pub struct Gemm {
 }
 
 /// The variable standing for the contraction's value in an epilogue.
-const ACC: usize = usize::MAX;
+pub(crate) const ACC: usize = usize::MAX;
+
+/// What an epilogue puts in place of the reduction: its value times `num`,
+/// divided by `den`; reads are seen through `groups`.
+pub(crate) struct Scaled<'a> {
+    pub groups: &'a crate::gemm_shape::Groups,
+    pub num: &'a [ScalarExpr],
+    pub den: &'a [ScalarExpr],
+}
 
 /// The one reduction of `e` (None for none or several).
-fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
+pub(crate) fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
     let mut found = Vec::new();
     fn walk<'e>(e: &'e ScalarExpr, found: &mut Vec<&'e ScalarExpr>) {
         match e {
@@ -87,18 +95,18 @@ fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
 /// `e` with the contraction replaced by `ACC` times its factors and every
 /// read replaced by its slot in `reads`; None when something is not
 /// element-wise over the kernel's coordinates.
-fn epilogue_of(
+pub(crate) fn epilogue_of(
     w: &WorkloadModel,
     op: &Op,
     e: &ScalarExpr,
-    c: &Contraction,
+    c: &Scaled<'_>,
     reads: &mut Vec<View>,
 ) -> Option<ScalarExpr> {
     let rec = |x: &ScalarExpr, reads: &mut Vec<View>| epilogue_of(w, op, x, c, reads).map(Box::new);
     Some(match e {
         ScalarExpr::Reduce { .. } => {
             let mut acc = ScalarExpr::Index(ACC);
-            for (factors, how) in [(&c.scale_num, BinOp::Mul), (&c.scale_den, BinOp::Div)] {
+            for (factors, how) in [(c.num, BinOp::Mul), (c.den, BinOp::Div)] {
                 for f in factors {
                     acc = ScalarExpr::Binary {
                         op: how,
@@ -111,7 +119,7 @@ fn epilogue_of(
         }
         ScalarExpr::Const(_) => e.clone(),
         ScalarExpr::Access { tensor, index } => {
-            let view = crate::gemm_shape::epilogue_view(w, op, *tensor, index, &c.groups)?;
+            let view = crate::gemm_shape::epilogue_view(w, op, *tensor, index, c.groups)?;
             let slot = match reads.iter().position(|r| *r == view) {
                 Some(s) => s,
                 None => {
@@ -154,7 +162,12 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
     let reduction = the_reduction(&op.body)?;
     let shape = crate::gemm_shape::contraction(w, op, reduction)?;
     let mut reads = Vec::new();
-    let body = epilogue_of(w, op, &op.body, &shape, &mut reads)?;
+    let scaled = Scaled {
+        groups: &shape.groups,
+        num: &shape.scale_num,
+        den: &shape.scale_den,
+    };
+    let body = epilogue_of(w, op, &op.body, &scaled, &mut reads)?;
     let epilogue = (!matches!(body, ScalarExpr::Index(ACC))).then_some(body);
     let extent = |vars: &[usize]| vars.iter().map(|v| op.vars[*v].extent).product::<u64>();
     Some(Gemm {
@@ -230,38 +243,48 @@ impl Blocks {
 }
 
 /// Writes MLIR text with fresh SSA names.
-struct Emitter {
+pub(crate) struct Emitter {
     out: String,
     indent: usize,
     next: usize,
 }
 
 impl Emitter {
-    fn line(&mut self, s: impl AsRef<str>) {
+    pub(crate) fn new() -> Emitter {
+        Emitter {
+            out: String::new(),
+            indent: 1,
+            next: 0,
+        }
+    }
+    pub(crate) fn text(self) -> String {
+        self.out
+    }
+    pub(crate) fn line(&mut self, s: impl AsRef<str>) {
         for _ in 0..self.indent {
             self.out.push_str("  ");
         }
         self.out.push_str(s.as_ref());
         self.out.push('\n');
     }
-    fn open(&mut self, s: impl AsRef<str>) {
+    pub(crate) fn open(&mut self, s: impl AsRef<str>) {
         self.line(s);
         self.indent += 1;
     }
-    fn close(&mut self, s: &str) {
+    pub(crate) fn close(&mut self, s: &str) {
         self.indent -= 1;
         self.line(s);
     }
-    fn fresh(&mut self, prefix: &str) -> String {
+    pub(crate) fn fresh(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("%{prefix}{}", self.next)
     }
-    fn index_op(&mut self, op: &str, a: &str, b: &str) -> String {
+    pub(crate) fn index_op(&mut self, op: &str, a: &str, b: &str) -> String {
         let r = self.fresh("i");
         self.line(format!("{r} = arith.{op} {a}, {b} : index"));
         r
     }
-    fn cmp(&mut self, pred: &str, a: &str, b: &str) -> String {
+    pub(crate) fn cmp(&mut self, pred: &str, a: &str, b: &str) -> String {
         let r = self.fresh("p");
         self.line(format!("{r} = arith.cmpi {pred}, {a}, {b} : index"));
         r
@@ -270,7 +293,7 @@ impl Emitter {
 
 /// Element type of epilogue values: one f32, or a vector of 8.
 #[derive(Clone, Copy)]
-enum Lane {
+pub(crate) enum Lane {
     Scalar,
     Vector,
 }
@@ -286,9 +309,9 @@ impl Lane {
 
 /// The memref argument names and types of the epilogue's tensors, and the
 /// batch index the kernel is at (empty without a batch).
-struct EpilogueArgs<'a> {
-    reads: &'a [View],
-    h: &'a str,
+pub(crate) struct EpilogueArgs<'a> {
+    pub reads: &'a [View],
+    pub h: &'a str,
 }
 
 impl EpilogueArgs<'_> {
@@ -300,7 +323,7 @@ impl EpilogueArgs<'_> {
     }
 }
 
-fn f32_literal(x: f64) -> String {
+pub(crate) fn f32_literal(x: f64) -> String {
     if x.is_finite() {
         format!("{:.9e}", x as f32)
     } else if x > 0.0 {
@@ -314,7 +337,7 @@ fn f32_literal(x: f64) -> String {
 
 /// Emits the epilogue `e` at row `i`, column `j` (the first of 8 lanes for
 /// vectors) with the contraction's value `acc`; returns its value.
-fn emit_epilogue(
+pub(crate) fn emit_epilogue(
     em: &mut Emitter,
     e: &ScalarExpr,
     acc: &str,

@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod gemm_shape;
 pub mod linalg;
 pub mod pipeline;
+pub mod rowreduce;
 pub mod schedule;
 
 use melior::{

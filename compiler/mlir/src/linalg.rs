@@ -267,12 +267,20 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
     lower_parts(w, &[]).map(|(text, _)| text)
 }
 
-/// [`lower`], with the ops in `kernels` (by op index) computed by a packed
-/// matrix-product kernel ([`crate::gemm`]) instead of linalg, and the
-/// linalg ops it emitted, in order.
+/// An op computed by a hand-written kernel instead of linalg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kernel {
+    /// The packed matrix-product kernel ([`crate::gemm`]).
+    Gemm(crate::gemm::Gemm, crate::gemm::Blocks),
+    /// The row-reduction kernel ([`crate::rowreduce`]) on this many threads.
+    RowReduce(crate::rowreduce::RowReduce, u64),
+}
+
+/// [`lower`], with the ops in `kernels` (by op index) computed by their
+/// kernel instead of linalg, and the linalg ops it emitted, in order.
 pub fn lower_parts(
     w: &WorkloadModel,
-    kernels: &[Option<(crate::gemm::Gemm, crate::gemm::Blocks)>],
+    kernels: &[Option<Kernel>],
 ) -> Result<(String, Vec<Part>), LowerError> {
     let mut wr = Writer {
         w,
@@ -318,7 +326,8 @@ pub fn lower_parts(
         }
         wr.current_op = i;
         match kernels.get(i).and_then(|k| k.as_ref()) {
-            Some((g, blocks)) => lower_kernel(&mut wr, op, g, *blocks)?,
+            Some(Kernel::Gemm(g, blocks)) => lower_kernel(&mut wr, op, g, *blocks)?,
+            Some(Kernel::RowReduce(r, threads)) => lower_row_reduce(&mut wr, op, r, *threads)?,
             None => lower_op(&mut wr, op)?,
         }
     }
@@ -367,6 +376,109 @@ fn alloc(wr: &mut Writer<'_>, prefix: &str, ty: &str) -> String {
     b
 }
 
+/// `buffer` (of `v`'s tensor) as the kernel sees it: its groups of
+/// dimensions collapsed (a view of the same buffer, no copy).
+fn collapsed(wr: &mut Writer<'_>, buffer: String, v: &crate::gemm_shape::View) -> String {
+    if v.is_identity() {
+        return buffer;
+    }
+    let groups: Vec<String> = v
+        .reassociation
+        .iter()
+        .map(|g| {
+            let dims: Vec<String> = g.iter().map(usize::to_string).collect();
+            format!("[{}]", dims.join(", "))
+        })
+        .collect();
+    let view = wr.fresh("view");
+    let _ = writeln!(
+        wr.out,
+        "    {view} = memref.collapse_shape {buffer} [{}] : {} into {}",
+        groups.join(", "),
+        memref_type(&v.full, "f32"),
+        v.memref()
+    );
+    view
+}
+
+/// The buffer holding tensor `t`'s value, read-only.
+fn read_buffer(wr: &mut Writer<'_>, t: usize) -> Result<String, LowerError> {
+    let shape = wr.w.tensors[t].shape.clone();
+    let tensor = tensor_type(&shape, "f32");
+    let memref = memref_type(&shape, "f32");
+    let value = wr.values[t].clone().ok_or_else(|| {
+        LowerError::Unsupported(format!(
+            "`{}` read before it is computed",
+            wr.w.tensors[t].name
+        ))
+    })?;
+    let buffer = wr.fresh("buf");
+    let _ = writeln!(
+        wr.out,
+        "    {buffer} = bufferization.to_buffer {value} read_only : {tensor} to {memref}"
+    );
+    Ok(buffer)
+}
+
+/// Where a kernel writes `op`'s result: the output argument itself, else
+/// a new buffer; and whether it is the argument.
+fn kernel_target(wr: &mut Writer<'_>, op: &Op) -> (String, bool) {
+    let out_shape = wr.w.tensors[op.output].shape.clone();
+    let out_memref = memref_type(&out_shape, "f32");
+    let in_place = wr.w.tensors[op.output].role == Role::Output;
+    let target = match (&wr.arguments[op.output], in_place) {
+        (Some(arg), true) => {
+            wr.destinations[op.output] = None;
+            arg.clone()
+        }
+        _ => alloc(wr, "buf", &out_memref),
+    };
+    (target, in_place)
+}
+
+/// The kernel's result seen as a tensor again.
+fn kernel_result(wr: &mut Writer<'_>, op: &Op, target: &str, in_place: bool) {
+    let out_shape = wr.w.tensors[op.output].shape.clone();
+    let out_tensor = tensor_type(&out_shape, "f32");
+    let out_memref = memref_type(&out_shape, "f32");
+    let value = wr.fresh("t");
+    let _ = writeln!(
+        wr.out,
+        "    {value} = bufferization.to_tensor {target} restrict : {out_memref} to {out_tensor}"
+    );
+    wr.values[op.output] = Some(value);
+    wr.in_place[op.output] = in_place;
+}
+
+/// `op` as a call of the row-reduction kernel.
+fn lower_row_reduce(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    r: &crate::rowreduce::RowReduce,
+    threads: u64,
+) -> Result<(), LowerError> {
+    let name = format!("{}_rows{}", wr.w.name, wr.current_op);
+    let mut operands = Vec::new();
+    let mut types = Vec::new();
+    for v in &r.reads {
+        let buffer = read_buffer(wr, v.tensor)?;
+        operands.push(collapsed(wr, buffer, v));
+        types.push(v.memref());
+    }
+    let (target, in_place) = kernel_target(wr, op);
+    operands.push(collapsed(wr, target.clone(), &r.output));
+    types.push(r.output.memref());
+    let _ = writeln!(
+        wr.out,
+        "    func.call @{name}({}) : ({}) -> ()",
+        operands.join(", "),
+        types.join(", ")
+    );
+    kernel_result(wr, op, &target, in_place);
+    wr.kernels.push(crate::rowreduce::kernel(r, &name, threads));
+    Ok(())
+}
+
 /// `op` as a call of a packed matrix-product kernel: operands as read-only
 /// buffers, the result written straight into its argument when it is an
 /// output (else into a new buffer), then seen as a tensor again.
@@ -377,30 +489,6 @@ fn lower_kernel(
     blocks: crate::gemm::Blocks,
 ) -> Result<(), LowerError> {
     let name = format!("{}_kernel{}", wr.w.name, wr.current_op);
-    // Each tensor as the kernel sees it: its groups of dimensions
-    // collapsed (a view of the same buffer, no copy).
-    let view_of = |wr: &mut Writer<'_>, buffer: String, v: &crate::gemm_shape::View| {
-        if v.is_identity() {
-            return buffer;
-        }
-        let groups: Vec<String> = v
-            .reassociation
-            .iter()
-            .map(|g| {
-                let dims: Vec<String> = g.iter().map(usize::to_string).collect();
-                format!("[{}]", dims.join(", "))
-            })
-            .collect();
-        let view = wr.fresh("view");
-        let _ = writeln!(
-            wr.out,
-            "    {view} = memref.collapse_shape {buffer} [{}] : {} into {}",
-            groups.join(", "),
-            memref_type(&v.full, "f32"),
-            v.memref()
-        );
-        view
-    };
     let mut operands = Vec::new();
     let mut types = Vec::new();
     let c_slot = 2;
@@ -409,22 +497,8 @@ fn lower_kernel(
         .chain(g.epilogue_reads.iter())
         .collect();
     for (at, v) in reads.iter().enumerate() {
-        let t = v.tensor;
-        let shape = wr.w.tensors[t].shape.clone();
-        let tensor = tensor_type(&shape, "f32");
-        let memref = memref_type(&shape, "f32");
-        let value = wr.values[t].clone().ok_or_else(|| {
-            LowerError::Unsupported(format!(
-                "`{}` read before it is computed",
-                wr.w.tensors[t].name
-            ))
-        })?;
-        let buffer = wr.fresh("buf");
-        let _ = writeln!(
-            wr.out,
-            "    {buffer} = bufferization.to_buffer {value} read_only : {tensor} to {memref}"
-        );
-        let viewed = view_of(wr, buffer, v);
+        let buffer = read_buffer(wr, v.tensor)?;
+        let viewed = collapsed(wr, buffer, v);
         if at == c_slot {
             operands.push(String::new());
             types.push(String::new());
@@ -436,18 +510,8 @@ fn lower_kernel(
         operands.push(String::new());
         types.push(String::new());
     }
-    let out_shape = wr.w.tensors[op.output].shape.clone();
-    let out_tensor = tensor_type(&out_shape, "f32");
-    let out_memref = memref_type(&out_shape, "f32");
-    let in_place = wr.w.tensors[op.output].role == Role::Output;
-    let target = match (&wr.arguments[op.output], in_place) {
-        (Some(arg), true) => {
-            wr.destinations[op.output] = None;
-            arg.clone()
-        }
-        _ => alloc(wr, "buf", &out_memref),
-    };
-    operands[c_slot] = view_of(wr, target.clone(), &g.shape.c);
+    let (target, in_place) = kernel_target(wr, op);
+    operands[c_slot] = collapsed(wr, target.clone(), &g.shape.c);
     types[c_slot] = g.shape.c.memref();
     for ty in crate::gemm::scratch_types(g, blocks) {
         operands.push(alloc(wr, "scratch", &ty));
@@ -459,13 +523,7 @@ fn lower_kernel(
         operands.join(", "),
         types.join(", ")
     );
-    let value = wr.fresh("t");
-    let _ = writeln!(
-        wr.out,
-        "    {value} = bufferization.to_tensor {target} restrict : {out_memref} to {out_tensor}"
-    );
-    wr.values[op.output] = Some(value);
-    wr.in_place[op.output] = in_place;
+    kernel_result(wr, op, &target, in_place);
     wr.kernels.push(crate::gemm::kernel(wr.w, g, &name, blocks));
     Ok(())
 }

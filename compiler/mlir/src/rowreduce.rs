@@ -1,0 +1,235 @@
+//! Reductions along rows (`m[h, i] = max[j] s[h, i, j]`, `z[i] = sum[j]
+//! exp(x[i, j] - m[i])`, `mu[i] = sum[j] x[i, j] / C`) as a vector kernel:
+//! every output element (a row) runs over its reduced, contiguous elements
+//! eight lanes at a time into four independent vector accumulators (so the
+//! adds do not wait on each other), a scalar loop takes the remainder, the
+//! lanes are combined, and the element-wise rest of the op applies once per
+//! row. Rows are split over threads. The element-wise work inside the sum
+//! (an `exp`, a subtraction of the row's maximum) runs on the same vectors,
+//! so a softmax's sum of exponentials is one pass over its row.
+//!
+//! Taken when every read inside the reduction is indexed by the output's
+//! variables then the reduced ones (`[rows.., reduced..]`, each group
+//! contiguous), or by either group alone, and every read outside it by the
+//! output's variables: [`crate::gemm_shape::view_of`] with rows and the
+//! reduced group as the kernel's row and column coordinates.
+
+use crate::gemm::{
+    emit_epilogue, epilogue_of, f32_literal, Emitter, EpilogueArgs, Lane, Scaled, ACC,
+};
+use crate::gemm_shape::{Coord, Groups, View};
+use arch_sema::dtype::DType;
+use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::ReduceOp;
+
+/// Vector accumulators per row.
+const UNROLL: u64 = 4;
+const LANES: u64 = 8;
+
+/// A row reduction the kernel computes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowReduce {
+    pub op: ReduceOp,
+    /// Rows (the output's elements) and the length of each.
+    pub rows: u64,
+    pub len: u64,
+    /// The reduction's body, reads replaced by slots of `reads`.
+    pub body: ScalarExpr,
+    /// The rest of the op around the reduction (`ACC` for its value).
+    pub outer: ScalarExpr,
+    pub reads: Vec<View>,
+    pub output: View,
+}
+
+/// The reduction `op` computes, if this kernel takes it.
+pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
+    if w.tensors[op.output].dtype != DType::F32 || op.output_rank == 0 {
+        return None;
+    }
+    let ScalarExpr::Reduce {
+        op: rop,
+        vars,
+        body,
+    } = crate::gemm::the_reduction(&op.body)?
+    else {
+        return None;
+    };
+    if !matches!(rop, ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min) {
+        return None;
+    }
+    // Reduced variables come after the output's; they must be the last.
+    let mut sorted = vars.clone();
+    sorted.sort_unstable();
+    if sorted != (op.output_rank..op.vars.len()).collect::<Vec<_>>() || sorted != *vars {
+        return None;
+    }
+    let groups = Groups {
+        batch: Vec::new(),
+        rows: (0..op.output_rank).collect(),
+        cols: vars.clone(),
+        depth: Vec::new(),
+    };
+    let none: [ScalarExpr; 0] = [];
+    let scaled = Scaled {
+        groups: &groups,
+        num: &none,
+        den: &none,
+    };
+    let mut reads = Vec::new();
+    let body = epilogue_of(w, op, body, &scaled, &mut reads)?;
+    let inner_reads = reads.len();
+    let outer = epilogue_of(w, op, &op.body, &scaled, &mut reads)?;
+    // Outside the reduction only whole rows' values can be read.
+    if reads[inner_reads..].iter().any(|v| v.has(Coord::Col)) {
+        return None;
+    }
+    let output =
+        crate::gemm_shape::view_of(w, op, op.output, &groups.rows, &groups, &[Coord::Row])?;
+    let extent = |vs: &[usize]| vs.iter().map(|v| op.vars[*v].extent).product::<u64>();
+    Some(RowReduce {
+        op: *rop,
+        rows: extent(&groups.rows),
+        len: extent(&groups.cols),
+        body,
+        outer,
+        reads,
+        output,
+    })
+}
+
+fn identity(op: ReduceOp) -> f64 {
+    match op {
+        ReduceOp::Max => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+        _ => 0.0,
+    }
+}
+
+fn combine(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Max => "arith.maximumf",
+        ReduceOp::Min => "arith.minimumf",
+        _ => "arith.addf",
+    }
+}
+
+fn horizontal(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Max => "maximumf",
+        ReduceOp::Min => "minimumf",
+        _ => "add",
+    }
+}
+
+/// The kernel `@name(%E0, ..., %C)` (reads in `r.reads` order, then the
+/// output's view), on `threads` threads.
+pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
+    let threads = threads.clamp(1, 64).min(r.rows.max(1));
+    let per_thread = r.rows.div_ceil(threads);
+    let full = r.len - r.len % (UNROLL * LANES);
+    let v8 = "vector<8xf32>";
+    let args = EpilogueArgs {
+        reads: &r.reads,
+        h: "",
+    };
+    let mut em = Emitter::new();
+    let params: Vec<String> = r
+        .reads
+        .iter()
+        .enumerate()
+        .map(|(slot, v)| format!("%E{slot}: {}", v.memref()))
+        .chain(std::iter::once(format!("%C: {}", r.output.memref())))
+        .collect();
+    em.open(format!(
+        "func.func private @{name}({}) {{",
+        params.join(", ")
+    ));
+    let mut constants = vec![
+        0,
+        1,
+        LANES,
+        UNROLL * LANES,
+        threads,
+        per_thread,
+        r.rows,
+        full,
+        r.len,
+    ];
+    constants.sort_unstable();
+    constants.dedup();
+    for c in constants {
+        em.line(format!("%k{c} = arith.constant {c} : index"));
+    }
+    let id = f32_literal(identity(r.op));
+    em.line(format!("%id = arith.constant {id} : f32"));
+    em.line(format!("%vid = arith.constant dense<{id}> : {v8}"));
+    em.open(format!(
+        "scf.parallel (%t) = (%k0) to (%k{threads}) step (%k1) {{"
+    ));
+    em.line(format!("%r0 = arith.muli %t, %k{per_thread} : index"));
+    em.line(format!("%r_hi = arith.addi %r0, %k{per_thread} : index"));
+    em.line(format!("%r_end = arith.minsi %k{}, %r_hi : index", r.rows));
+    em.open("scf.for %row = %r0 to %r_end step %k1 {");
+    // Four accumulators over whole groups of 32 elements.
+    let accs: Vec<String> = (0..UNROLL).map(|u| format!("%acc{u}")).collect();
+    let types = vec![v8; UNROLL as usize].join(", ");
+    em.open(format!(
+        "%vs:{UNROLL} = scf.for %j = %k0 to %k{full} step %k{} iter_args({}) -> ({types}) {{",
+        UNROLL * LANES,
+        accs.iter()
+            .map(|a| format!("{a} = %vid"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut next = Vec::new();
+    for (u, acc) in accs.iter().enumerate() {
+        let offset = format!("%off{u}");
+        em.line(format!(
+            "{offset} = arith.constant {} : index",
+            u as u64 * LANES
+        ));
+        let j = em.index_op("addi", "%j", &offset);
+        let x = emit_epilogue(&mut em, &r.body, "", Lane::Vector, "%row", &j, &args);
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {acc}, {x} : {v8}", combine(r.op)));
+        next.push(y);
+    }
+    em.line(format!("scf.yield {} : {types}", next.join(", ")));
+    em.close("}");
+    // The remainder, one element at a time.
+    em.open(format!(
+        "%tail = scf.for %j = %k{full} to %k{} step %k1 iter_args(%s = %id) -> (f32) {{",
+        r.len
+    ));
+    let x = emit_epilogue(&mut em, &r.body, "", Lane::Scalar, "%row", "%j", &args);
+    let y = em.fresh("y");
+    em.line(format!("{y} = {} %s, {x} : f32", combine(r.op)));
+    em.line(format!("scf.yield {y} : f32"));
+    em.close("}");
+    let mut lanes = "%vs#0".to_string();
+    for u in 1..UNROLL {
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {lanes}, %vs#{u} : {v8}", combine(r.op)));
+        lanes = y;
+    }
+    let h = em.fresh("h");
+    em.line(format!(
+        "{h} = vector.reduction <{}>, {lanes} : {v8} into f32",
+        horizontal(r.op)
+    ));
+    let total = em.fresh("total");
+    em.line(format!("{total} = {} {h}, %tail : f32", combine(r.op)));
+    let value = emit_epilogue(&mut em, &r.outer, &total, Lane::Scalar, "%row", "", &args);
+    em.line(format!(
+        "memref.store {value}, %C[{}] : {}",
+        r.output.at("", "%row", "", ""),
+        r.output.memref()
+    ));
+    em.close("}");
+    em.line("scf.reduce");
+    em.close("}");
+    em.line("func.return");
+    em.close("}");
+    let _ = ACC;
+    em.text()
+}
