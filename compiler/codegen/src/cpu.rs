@@ -95,7 +95,7 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
 }
 
 /// Which ops run as kernels: f32 contractions the packed kernel takes
-/// (`arch_mlir::gemm_shape`, with element-wise epilogues) whose nest
+/// (`arch_cost::kernel_shape`, with element-wise epilogues) whose nest
 /// vectorizes the output's innermost column variable; row reductions
 /// (`arch_mlir::rowreduce`) whose nest vectorizes the innermost reduced
 /// variable. Either runs on `cores` threads when the nest is parallel.
@@ -107,12 +107,13 @@ pub fn kernels(w: &WorkloadModel, nests: &[Option<LoopNest>], cores: u64) -> Vec
             let nest = nests.get(i)?.as_ref()?;
             nest.vector?;
             if let Some(g) = arch_mlir::gemm::recognize(w, op) {
-                // The kernel's vectors run along the output's columns.
-                if nest.vector != g.shape.groups.cols.last().copied() {
-                    return None;
+                // The kernel's vectors run along the output's columns;
+                // along the reduced ones a contraction is row reductions
+                // (dot products).
+                if nest.vector == g.shape.groups.cols.last().copied() {
+                    let blocks = kernel_blocks(nest, &g, cores);
+                    return Some(Kernel::Gemm(g, blocks));
                 }
-                let blocks = kernel_blocks(nest, &g, cores);
-                return Some(Kernel::Gemm(g, blocks));
             }
             let r = arch_mlir::rowreduce::recognize(w, op)?;
             if nest.vector != Some(op.vars.len() - 1) {

@@ -7,7 +7,9 @@
 //!   outermost level for the workload's inputs, weights and outputs, and for
 //!   intermediates that no level kept between ops can hold; an intermediate
 //!   that fits a cache that persists between ops (cpu caches, a gpu's L2)
-//!   may stay there, and crosses that level instead;
+//!   may stay there, and crosses that level instead. On a cpu, a workload
+//!   whose tensors all fit a cache live there between calls
+//!   ([`resident_level`]): its home is that cache;
 //! - a level's bytes take at least bytes / (chip-wide bandwidth);
 //! - an op takes at least its own speed-of-light bound (work over peak) and,
 //!   on a gpu, one kernel launch.
@@ -79,6 +81,33 @@ fn persistent_caches(hw: &HardwareModel) -> std::ops::Range<usize> {
     }
 }
 
+/// Bytes a level holds for data that stays there between ops or calls:
+/// three quarters of its size (caches are not perfectly LRU, and code and
+/// other data compete), one core's share of a per-core level.
+fn holds(l: &arch_sema::hardware::Level) -> Option<f64> {
+    l.size_bytes.map(|a| a.value.0 * 0.75)
+}
+
+/// Where a workload's inputs, weights and outputs live between calls of
+/// its library on a cpu (the steady state that repeated calls, a serving
+/// loop or a benchmark reach): the innermost cache that holds every tensor
+/// of the workload, else the outermost level. On other classes each call
+/// starts from the outermost level.
+pub fn resident_level(w: &WorkloadModel, hw: &HardwareModel) -> usize {
+    if hw.class != HwClass::Cpu {
+        return 0;
+    }
+    let footprint: f64 = w
+        .tensors
+        .iter()
+        .map(|t| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
+        .sum();
+    persistent_caches(hw)
+        .rev()
+        .find(|&l| holds(&hw.levels[l]).is_some_and(|c| c >= footprint))
+        .unwrap_or(0)
+}
+
 /// The floor of `op` (of the stored workload `w`) on `hw`; None for classes
 /// without memory levels (spiking chips).
 pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
@@ -87,6 +116,7 @@ pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
     }
     let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
     let caches = persistent_caches(hw);
+    let resident = resident_level(w, hw);
     let mut per_level = vec![0.0; hw.levels.len()];
     for (t, bytes) in op.tile_bytes(&w.tensors, &full) {
         let home = if w.tensors[t].role == Role::Intermediate {
@@ -96,8 +126,9 @@ pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
                 .rev()
                 .find(|&l| chip_wide(hw, hw.levels[l].size_bytes).is_some_and(|c| c >= bytes))
                 .unwrap_or(0)
+                .max(resident)
         } else {
-            0
+            resident
         };
         per_level[home] += bytes;
     }

@@ -71,6 +71,12 @@ pub struct CpuParams {
     /// Elements of the op's type per vector register (`None`: the rate is
     /// reached whatever the loop nest).
     pub lanes: Option<u64>,
+    /// Bytes caches move at a time ([`CACHE_LINE_BYTES`]).
+    pub line_bytes: f64,
+    /// The level the workload's data comes from between calls
+    /// ([`crate::bounds::resident_level`]): no traffic crosses the levels
+    /// outside it.
+    pub resident_level: usize,
 }
 
 impl CpuParams {
@@ -87,6 +93,8 @@ impl CpuParams {
             lanes: unit
                 .vector_bytes
                 .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
+            resident_level: 0,
+            line_bytes: CACHE_LINE_BYTES,
         })
     }
 
@@ -100,6 +108,7 @@ impl CpuParams {
                 &crate::gemm::gemm_view(w, op),
                 sparse,
             ),
+            resident_level: crate::bounds::resident_level(w, hw),
             ..CpuParams::from_hardware(hw, dtype)?
         })
     }
@@ -154,11 +163,52 @@ pub fn compulsory_bytes(w: &WorkloadModel, op: &Op) -> f64 {
         .sum()
 }
 
+/// Bytes a cache moves at a time: data travels in whole lines.
+pub const CACHE_LINE_BYTES: f64 = 64.0;
+
+/// [`Op::tile_bytes`] counted in whole cache lines: each tensor's tile is
+/// rows of its innermost (contiguous) index, and a row shorter than a line,
+/// or not a multiple of one, still moves whole lines.
+pub fn line_tile_bytes(
+    w: &WorkloadModel,
+    op: &Op,
+    tile: &[u64],
+    line_bytes: f64,
+) -> Vec<(usize, f64)> {
+    let mut innermost: Vec<(usize, u64)> = vec![(
+        op.output,
+        if op.output_rank > 0 {
+            tile[op.output_rank - 1]
+        } else {
+            1
+        },
+    )];
+    collect_accesses(&op.body, &mut |t, index| {
+        if !innermost.iter().any(|(seen, _)| *seen == t) {
+            innermost.push((t, index.last().map_or(1, |a| a.extent(tile))));
+        }
+    });
+    op.tile_bytes(&w.tensors, tile)
+        .into_iter()
+        .map(|(t, bytes)| {
+            let row = innermost
+                .iter()
+                .find(|(x, _)| *x == t)
+                .map_or(1, |(_, r)| *r)
+                .max(1) as f64;
+            let element = w.tensors[t].dtype.bits() as f64 / 8.0 * w.tensors[t].stored_fraction();
+            let row_bytes = row * element;
+            let lines = (row_bytes / line_bytes.max(1.0)).ceil() * line_bytes.max(1.0);
+            (t, bytes / row_bytes.max(1e-30) * lines.max(row_bytes))
+        })
+        .collect()
+}
+
 /// Bytes that cross the boundary into level `l` (`1 <= l < tiles.len()`):
 /// every tensor's tile at `l` times its fills, with the output's partial
 /// sums read back in on every visit after the first.
-pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize) -> f64 {
-    let tile_bytes = op.tile_bytes(&w.tensors, &nest.tiles[l]);
+pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize, line_bytes: f64) -> f64 {
+    let tile_bytes = line_tile_bytes(w, op, &nest.tiles[l], line_bytes);
     tile_bytes
         .iter()
         .map(|&(t, once)| {
@@ -198,13 +248,18 @@ pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
         Builtin::Erf => 36.0,
         Builtin::Log => 20.0,
         Builtin::Sqrt => 4.0,
-        Builtin::Abs | Builtin::Max | Builtin::Min => 1.0,
+        Builtin::Abs => 1.0,
+        // NaN-propagating maximum and minimum: a compare and a blend more.
+        Builtin::Max | Builtin::Min => 3.0,
     }
 }
 
-/// Operations of `e` per evaluation, and those inside reductions per point
-/// of the whole iteration space: `(outside, inside)`.
-fn expr_ops(e: &ScalarExpr) -> (f64, f64) {
+/// Vector-unit instruction slots of `e` per evaluation, and those inside
+/// reductions per point of the whole iteration space: `(outside, inside)`.
+/// A reduction that appears several times (an operand that an expanded
+/// `gelu` uses five times) is computed once; in a sum, factors that do not
+/// depend on the reduced variables (`/ C`) apply once to the total.
+fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
     // Arithmetic on constants only (`1 / sqrt(D)`) is folded by the compiler.
     let mut reads_data = false;
     collect_accesses(e, &mut |_, _| reads_data = true);
@@ -214,12 +269,12 @@ fn expr_ops(e: &ScalarExpr) -> (f64, f64) {
     match e {
         ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => (0.0, 0.0),
         ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => {
-            let (o, i) = expr_ops(x);
+            let (o, i) = expr_ops(x, seen);
             (o + 1.0, i)
         }
         ScalarExpr::Binary { op, lhs, rhs } => {
-            let (lo, li) = expr_ops(lhs);
-            let (ro, ri) = expr_ops(rhs);
+            let (lo, li) = expr_ops(lhs, seen);
+            let (ro, ri) = expr_ops(rhs, seen);
             let own = if *op == arch_syntax::ast::BinOp::Div {
                 4.0
             } else {
@@ -227,18 +282,82 @@ fn expr_ops(e: &ScalarExpr) -> (f64, f64) {
             };
             (lo + ro + own, li + ri)
         }
-        ScalarExpr::Call { func, args } => args
-            .iter()
-            .map(expr_ops)
-            .fold((builtin_ops(*func), 0.0), |(o, i), (ao, ai)| {
-                (o + ao, i + ai)
-            }),
-        ScalarExpr::Reduce { body, .. } => {
-            // The body and one combining step run at every point.
-            let (o, i) = expr_ops(body);
-            (0.0, o + i + 1.0)
+        ScalarExpr::Call { func, args } => {
+            let mut total = (builtin_ops(*func), 0.0);
+            for a in args {
+                let (o, i) = expr_ops(a, seen);
+                total = (total.0 + o, total.1 + i);
+            }
+            total
+        }
+        ScalarExpr::Reduce { op, vars, body } => {
+            if seen.contains(e) {
+                return (0.0, 0.0);
+            }
+            seen.push(e.clone());
+            // The body and one combining step run at every point; a sum of
+            // products is one fused multiply-add.
+            let (mut inner, mut outer) = (0.0, 0.0);
+            let mut reading = 0;
+            let mut factors = Vec::new();
+            if *op == arch_syntax::ast::ReduceOp::Sum {
+                split_product(body, &mut factors);
+            } else {
+                factors.push((body.as_ref(), false));
+            }
+            for (f, divides) in &factors {
+                let (o, i) = expr_ops(f, seen);
+                let own = if *divides { 4.0 } else { 1.0 };
+                if uses_vars(f, vars) {
+                    reading += 1;
+                    inner += o + i + own;
+                } else {
+                    outer += o + i + own;
+                }
+            }
+            // n factors take n - 1 multiplications, the first is free.
+            inner -= 1.0;
+            let combine = match op {
+                arch_syntax::ast::ReduceOp::Max | arch_syntax::ast::ReduceOp::Min => 3.0,
+                arch_syntax::ast::ReduceOp::Sum if reading == 2 => 0.0,
+                _ => 1.0,
+            };
+            (outer, (inner + combine).max(0.0))
         }
     }
+}
+
+/// The factors of a product (`x * y / z`), each with whether it divides.
+fn split_product<'e>(e: &'e ScalarExpr, out: &mut Vec<(&'e ScalarExpr, bool)>) {
+    match e {
+        ScalarExpr::Binary {
+            op: arch_syntax::ast::BinOp::Mul,
+            lhs,
+            rhs,
+        } => {
+            split_product(lhs, out);
+            split_product(rhs, out);
+        }
+        ScalarExpr::Binary {
+            op: arch_syntax::ast::BinOp::Div,
+            lhs,
+            rhs,
+        } => {
+            split_product(lhs, out);
+            out.push((rhs, true));
+        }
+        _ => out.push((e, false)),
+    }
+}
+
+fn uses_vars(e: &ScalarExpr, vars: &[usize]) -> bool {
+    let mut found = false;
+    collect_accesses(e, &mut |_, index| {
+        found |= index
+            .iter()
+            .any(|a| a.terms.iter().any(|(v, _)| vars.contains(v)));
+    });
+    found
 }
 
 fn has_index(e: &ScalarExpr) -> bool {
@@ -252,24 +371,103 @@ fn has_index(e: &ScalarExpr) -> bool {
     }
 }
 
-/// Scalar operations of `op` (a multiply and an add per point of a
-/// contraction; each builtin as [`builtin_ops`]): element-wise work runs
-/// once per output element, a reduction's body once per point.
+/// The work of `op` in flops of the rate a cpu declares (which counts a
+/// fused multiply-add as two): every instruction slot of the vector unit
+/// as two, a contraction's multiply-add as one slot, each builtin as
+/// [`builtin_ops`] slots. Element-wise work runs once per output element, a
+/// reduction's body once per point.
 pub fn op_flops(op: &Op) -> f64 {
     let all: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let outputs: f64 = op.vars[..op.output_rank]
         .iter()
         .map(|v| v.extent as f64)
         .product();
-    let (outside, inside) = expr_ops(&op.body);
+    let (outside, inside) = expr_ops(&op.body, &mut Vec::new());
     // A copy still moves each element through the vector unit once.
-    (outside * outputs + inside * all).max(outputs)
+    2.0 * (outside * outputs + inside * all).max(outputs)
+}
+
+/// Cycles between dependent floating-point adds (AMD's Zen 4 software
+/// optimization guide: FADD latency 3, FMA 4; Intel's cores are similar).
+pub const REDUCTION_CHAIN_CYCLES: f64 = 4.0;
+
+/// Whether archc's code generator runs `op` vectorized along `v` as one of
+/// its kernels (packed contraction, row reduction) rather than through the
+/// transform path: a contraction of two tensors vectorized along the
+/// output's innermost variable, or a reduction along rows vectorized along
+/// its innermost reduced variable.
+pub fn takes_kernel(w: &WorkloadModel, op: &Op, v: usize) -> bool {
+    if let Some(c) = crate::kernel_shape::packed_contraction(w, op) {
+        if c.groups.cols.last() == Some(&v) {
+            return true;
+        }
+    }
+    is_row_reduction(op) && v + 1 == op.vars.len() && runs_along_memory(op, v)
+}
+
+/// Whether every tensor of `op` that uses variable `v` (the output by its
+/// first `output_rank` variables) has it alone as its innermost index.
+pub fn runs_along_memory(op: &Op, v: usize) -> bool {
+    let output_ok = v >= op.output_rank || v + 1 == op.output_rank;
+    let mut ok = output_ok;
+    collect_accesses(&op.body, &mut |_, index| {
+        let uses = |a: &arch_sema::model::Affine| a.terms.iter().any(|(x, _)| *x == v);
+        if let Some(at) = index.iter().position(uses) {
+            let last = at + 1 == index.len();
+            let plain = matches!(index[at].terms.as_slice(), [(x, 1)] if *x == v);
+            ok &= last && plain && index.iter().filter(|a| uses(a)).count() == 1;
+        }
+    });
+    ok
+}
+
+/// Whether `op` is a reduction along its innermost data that archc's
+/// row-reduction kernel takes: its reduced variables are its last ones;
+/// every read that uses them is indexed by the output's variables then the
+/// reduced ones (`x[i, j]` for `s[i] = sum[j] ...`), or by the reduced ones
+/// alone (`g[j]`); every other read by output variables only.
+pub fn is_row_reduction(op: &Op) -> bool {
+    let reduced: Vec<usize> = (op.output_rank..op.vars.len()).collect();
+    if reduced.is_empty() || op.output_rank == 0 {
+        return false;
+    }
+    let all: Vec<usize> = (0..op.vars.len()).collect();
+    let mut ok = true;
+    collect_accesses(&op.body, &mut |_, index| {
+        let vars: Option<Vec<usize>> = index
+            .iter()
+            .map(|a| match a.terms.as_slice() {
+                [(v, 1)] if a.offset == 0 => Some(*v),
+                _ => None,
+            })
+            .collect();
+        let Some(vars) = vars else {
+            ok = false;
+            return;
+        };
+        if vars.iter().any(|v| reduced.contains(v)) {
+            ok &= vars == all || vars == reduced;
+        } else {
+            ok &= vars.iter().all(|v| *v < op.output_rank);
+        }
+    });
+    ok
 }
 
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
     // A unit that skips the zeros of a pruned weight does part of the work.
-    let flops = op_flops(op) * p.work_fraction;
+    // The row-reduction kernel adds, per row, the combination of its
+    // accumulators' lanes, its remainder loop and the rest of the op: about
+    // eight instruction slots.
+    let outputs: f64 = op.vars[..op.output_rank]
+        .iter()
+        .map(|v| v.extent as f64)
+        .product();
+    let row_kernel = nest
+        .vector
+        .is_some_and(|v| v >= op.output_rank && takes_kernel(w, op, v));
+    let flops = op_flops(op) * p.work_fraction + if row_kernel { 16.0 * outputs } else { 0.0 };
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest
@@ -288,8 +486,26 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     // scalar code when every tile divides its parent (static shapes), and
     // about a third of scalar code when remainders make every tile masked
     // (`bench/cost_truth.py --seed 2`, BENCHMARKS.md "Cost-model truth").
-    let contiguous = |v: usize| op.output_rank > 0 && v == op.output_rank - 1;
+    // Lanes along a variable load whole vectors only where every tensor
+    // that uses it has it innermost (a reduction along rows included:
+    // archc's row-reduction kernel runs its lanes there).
+    // The transform path vectorizes only parallel dimensions: lanes along
+    // a reduced variable are scalar code unless a kernel takes the op.
+    let contiguous =
+        |v: usize| takes_kernel(w, op, v) || (runs_along_memory(op, v) && v < op.output_rank);
+    // Scalar code whose innermost loop is a reduction waits for each add
+    // before the next: one step per FP-add latency instead of one per cycle.
+    let chained = nest.vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
     let lane_use = match (p.lanes, nest.vector) {
+        // Contiguous lanes on the transform path (no kernel) whose tiles
+        // leave remainders: every register tile is masked, as slow as
+        // strided masked code (measured: a column sum over 1000 columns
+        // in tiles of 16 ran about 12x below its vector rate).
+        (Some(lanes), Some(v))
+            if contiguous(v) && !nest.divides_evenly() && !takes_kernel(w, op, v) =>
+        {
+            STRIDED_MASKED_VS_SCALAR / lanes as f64
+        }
         (Some(lanes), Some(v)) if !contiguous(v) => {
             let factor = if nest.divides_evenly() {
                 STRIDED_STATIC_VS_SCALAR
@@ -304,15 +520,18 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         }
         (Some(lanes), None) => 1.0 / lanes as f64,
         (None, _) => 1.0,
-    };
+    } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
     let compulsory = compulsory_bytes(w, op);
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
         // Traffic across the boundary above level l (level 0: to and from
         // DRAM, counted as the fills of level 1's tiles).
-        let bytes = if l + 1 < nest.tiles.len() {
-            fill_bytes(w, op, nest, l + 1)
+        let bytes = if l < p.resident_level {
+            // The data stays in a level inside this one between calls.
+            0.0
+        } else if l + 1 < nest.tiles.len() {
+            fill_bytes(w, op, nest, l + 1, p.line_bytes)
         } else {
             // The innermost level feeds the registers: each of its tiles is
             // read once per visit (perfect reuse inside a tile; the register
@@ -330,7 +549,11 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         };
         traffic.push((name.clone(), bytes, *bw, *e));
     }
-    let dram_bw = p.levels.first().map_or(f64::INFINITY, |l| l.1);
+    // Compulsory bytes come from where the data lives between calls.
+    let dram_bw = p
+        .levels
+        .get(p.resident_level)
+        .map_or(f64::INFINITY, |l| l.1);
     let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
     Roofline {
         clock_hz: p.clock_hz,
@@ -409,6 +632,9 @@ mod tests {
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
             work_fraction: 1.0,
             lanes: None,
+            resident_level: 0,
+            // Element-granular traffic: these tests count reuse by hand.
+            line_bytes: 1.0,
         }
     }
 
@@ -431,9 +657,12 @@ mod tests {
         assert_eq!(p.levels[0].bytes, 256.0);
         // l1 feeds 4 tiles of (a 32 B + b 32 B + c 16 B).
         assert_eq!(p.levels[1].bytes, 320.0);
-        // 128 flops at 2 flop/cycle = 64 cycles = 64 ns; DRAM 256 B at 1 GB/s = 256 ns.
-        assert_eq!(p.compute_cycles, 64.0);
-        assert_eq!(p.bottleneck, "dram");
+        // 128 flops at 2 flop/cycle = 64 cycles, times 4: scalar code with
+        // the reduction innermost waits for each add (REDUCTION_CHAIN_CYCLES);
+        // DRAM 256 B at 1 GB/s = 256 ns.
+        assert_eq!(p.compute_cycles, 64.0 * REDUCTION_CHAIN_CYCLES);
+        // 256 ns of compute and 256 ns of DRAM: either bounds it.
+        assert!(["dram", "compute"].contains(&p.bottleneck.as_str()));
         assert!((p.latency_s - 256e-9).abs() < 1e-15);
         // Speed of light: 192 compulsory bytes at 1 GB/s.
         assert!((p.lower_bound_s - 192e-9).abs() < 1e-15);
@@ -484,9 +713,13 @@ mod tests {
         };
         // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. A
         // 4-wide innermost tile fills half of 8 lanes: 128 cycles; scalar
-        // code one lane of 8: 512.
+        // code one lane of 8, each add of the innermost reduction waiting
+        // for the last: 512 x 4.
         assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 128.0);
-        assert_eq!(evaluate(&w, &op, &m, &nest(None)).compute_cycles, 512.0);
+        assert_eq!(
+            evaluate(&w, &op, &m, &nest(None)).compute_cycles,
+            512.0 * REDUCTION_CHAIN_CYCLES
+        );
         m.lanes = Some(4);
         assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
     }
@@ -517,6 +750,35 @@ mod tests {
     }
 
     #[test]
+    fn traffic_moves_whole_cache_lines() {
+        let (w, op) = gemm4();
+        let mut m = machine();
+        m.line_bytes = 64.0;
+        // l1 tiles 2 x 2 x 4: rows of a are 4 floats (16 B), of b and c 2
+        // floats (8 B); each row moves one 64 B line. a: 2 rows x 2 fills,
+        // b: 4 rows x 4 fills, c: 2 rows x 4 tiles written once.
+        let nest = LoopNest {
+            tiles: vec![vec![4, 4, 4], vec![2, 2, 4]],
+            order: vec![0, 1, 2],
+            parallel: vec![],
+            vector: None,
+        };
+        let p = evaluate(&w, &op, &m, &nest);
+        assert_eq!(
+            p.levels[0].bytes,
+            64.0 * (2.0 * 2.0 + 4.0 * 4.0 + 2.0 * 4.0)
+        );
+        // Whole rows of 16 floats move exactly their bytes.
+        assert_eq!(
+            line_tile_bytes(&w, &op, &[4, 16, 4], 64.0),
+            op.tile_bytes(&w.tensors, &[4, 16, 4])
+                .into_iter()
+                .map(|(t, b)| (t, if t == 0 { 64.0 * 4.0 } else { b }))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn parallel_loops_use_more_cores() {
         let (w, op) = gemm4();
         let mut m = machine();
@@ -531,7 +793,9 @@ mod tests {
             parallel: vec![0],
             ..serial.clone()
         };
-        assert_eq!(evaluate(&w, &op, &m, &serial).compute_cycles, 64.0);
-        assert_eq!(evaluate(&w, &op, &m, &split).compute_cycles, 32.0);
+        // Scalar code with the reduction innermost: 4 cycles per add.
+        let chain = REDUCTION_CHAIN_CYCLES;
+        assert_eq!(evaluate(&w, &op, &m, &serial).compute_cycles, 64.0 * chain);
+        assert_eq!(evaluate(&w, &op, &m, &split).compute_cycles, 32.0 * chain);
     }
 }

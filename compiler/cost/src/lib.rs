@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod evaluate;
 pub mod gemm;
 pub mod gpu;
+pub mod kernel_shape;
 pub mod neuro;
 pub mod npu;
 pub mod quantize;

@@ -189,7 +189,7 @@ pub fn evaluate_view(
     }
     let compute = cycles.saturating_sub(1);
     let dram_bytes = if nest.tiles.len() > 1 {
-        fill_bytes(w, op, nest, 1)
+        fill_bytes(w, op, nest, 1, 1.0)
     } else {
         compulsory_bytes(w, op)
     };

@@ -21,7 +21,7 @@ struct Emitter<'a> {
 
 impl Emitter<'_> {
     fn constant(&mut self, v: f64) -> String {
-        let name = (self.fresh)("c");
+        let name = (self.fresh)("fmc");
         let value = format!("{v:.10e}");
         let literal = if self.ty.starts_with("vector") {
             format!("dense<{value}> : {}", self.ty)
@@ -34,7 +34,7 @@ impl Emitter<'_> {
     }
 
     fn int_constant(&mut self, v: i64) -> String {
-        let name = (self.fresh)("c");
+        let name = (self.fresh)("fmc");
         let literal = if self.ty.starts_with("vector") {
             format!("dense<{v}> : {}", self.int_ty)
         } else {
@@ -47,14 +47,14 @@ impl Emitter<'_> {
 
     /// `result = op a, b` (or `op a` for one operand) on the float type.
     fn op(&mut self, op: &str, args: &[&str]) -> String {
-        let name = (self.fresh)("v");
+        let name = (self.fresh)("fmv");
         self.lines
             .push(format!("{name} = {op} {} : {}", args.join(", "), self.ty));
         name
     }
 
     fn mul_add(&mut self, a: &str, b: &str, c: &str) -> String {
-        let name = (self.fresh)("v");
+        let name = (self.fresh)("fmv");
         self.lines
             .push(format!("{name} = math.fma {a}, {b}, {c} : {}", self.ty));
         name
@@ -72,10 +72,10 @@ impl Emitter<'_> {
 
     /// `x` where `x` is NaN, else `value`.
     fn keep_nan(&mut self, x: &str, value: &str) -> String {
-        let nan = (self.fresh)("v");
+        let nan = (self.fresh)("fmv");
         self.lines
             .push(format!("{nan} = arith.cmpf uno, {x}, {x} : {}", self.ty));
-        let name = (self.fresh)("v");
+        let name = (self.fresh)("fmv");
         self.lines.push(format!(
             "{name} = arith.select {nan}, {x}, {value} : {}, {}",
             self.ty.replace("f32", "i1"),
@@ -85,10 +85,10 @@ impl Emitter<'_> {
     }
 
     fn select_if_less(&mut self, a: &str, b: &str, then: &str, otherwise: &str) -> String {
-        let less = (self.fresh)("v");
+        let less = (self.fresh)("fmv");
         self.lines
             .push(format!("{less} = arith.cmpf olt, {a}, {b} : {}", self.ty));
-        let name = (self.fresh)("v");
+        let name = (self.fresh)("fmv");
         self.lines.push(format!(
             "{name} = arith.select {less}, {then}, {otherwise} : {}, {}",
             self.ty.replace("f32", "i1"),
@@ -97,9 +97,12 @@ impl Emitter<'_> {
         name
     }
 
-    /// e^x without the NaN check.
+    /// e^x without the NaN check. Below -86 the result is 0: e^-86 is
+    /// near the smallest normal f32, and denormal results would slow every
+    /// operation that reads them by two orders of magnitude.
     fn exp(&mut self, x: &str) -> String {
-        let (lo, hi) = (self.constant(-87.0), self.constant(88.722_83));
+        let original = x.to_string();
+        let (lo, hi) = (self.constant(-86.0), self.constant(88.722_83));
         let x = self.op("arith.maximumf", &[x, &lo]);
         let x = self.op("arith.minimumf", &[&x, &hi]);
         // n = round(x / ln 2); r = x - n ln 2 in two parts (Cephes).
@@ -126,29 +129,31 @@ impl Emitter<'_> {
         let r1 = self.op("arith.addf", &[&r, &one]);
         let y = self.mul_add(&p, &r2, &r1);
         // 2^n from the exponent bits.
-        let ni = (self.fresh)("v");
+        let ni = (self.fresh)("fmv");
         self.lines.push(format!(
             "{ni} = arith.fptosi {n} : {} to {}",
             self.ty, self.int_ty
         ));
         let bias = self.int_constant(127);
-        let biased = (self.fresh)("v");
+        let biased = (self.fresh)("fmv");
         self.lines.push(format!(
             "{biased} = arith.addi {ni}, {bias} : {}",
             self.int_ty
         ));
         let shift = self.int_constant(23);
-        let bits = (self.fresh)("v");
+        let bits = (self.fresh)("fmv");
         self.lines.push(format!(
             "{bits} = arith.shli {biased}, {shift} : {}",
             self.int_ty
         ));
-        let scale = (self.fresh)("v");
+        let scale = (self.fresh)("fmv");
         self.lines.push(format!(
             "{scale} = arith.bitcast {bits} : {} to {}",
             self.int_ty, self.ty
         ));
-        self.op("arith.mulf", &[&y, &scale])
+        let value = self.op("arith.mulf", &[&y, &scale]);
+        let zero = self.constant(0.0);
+        self.select_if_less(&original, &lo, &zero, &value)
     }
 
     fn tanh(&mut self, x: &str) -> String {

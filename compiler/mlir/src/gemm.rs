@@ -24,7 +24,7 @@
 //! `kc`: the l2 tile of `k`, `mc`: the l2 tile of `i`), rounded to the
 //! micro-tile.
 
-use crate::gemm_shape::{Contraction, Coord, View};
+use arch_cost::kernel_shape::{Contraction, Coord, View};
 use arch_sema::dtype::DType;
 use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::BinOp;
@@ -36,7 +36,7 @@ pub const MR: u64 = 6;
 pub const NR: u64 = 16;
 const LANES: u64 = 8;
 
-/// A contraction the kernel computes ([`crate::gemm_shape`]): its operands
+/// A contraction the kernel computes ([`arch_cost::kernel_shape`]): its operands
 /// as views, the sizes of the groups, and the epilogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gemm {
@@ -65,32 +65,12 @@ pub(crate) const ACC: usize = usize::MAX;
 /// What an epilogue puts in place of the reduction: its value times `num`,
 /// divided by `den`; reads are seen through `groups`.
 pub(crate) struct Scaled<'a> {
-    pub groups: &'a crate::gemm_shape::Groups,
+    pub groups: &'a arch_cost::kernel_shape::Groups,
     pub num: &'a [ScalarExpr],
     pub den: &'a [ScalarExpr],
 }
 
-/// The one reduction of `e` (None for none or several).
-pub(crate) fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
-    let mut found = Vec::new();
-    fn walk<'e>(e: &'e ScalarExpr, found: &mut Vec<&'e ScalarExpr>) {
-        match e {
-            ScalarExpr::Reduce { .. } => found.push(e),
-            ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => {}
-            ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => walk(x, found),
-            ScalarExpr::Binary { lhs, rhs, .. } => {
-                walk(lhs, found);
-                walk(rhs, found);
-            }
-            ScalarExpr::Call { args, .. } => args.iter().for_each(|a| walk(a, found)),
-        }
-    }
-    walk(e, &mut found);
-    match found.as_slice() {
-        [one] => Some(one),
-        _ => None,
-    }
-}
+pub(crate) use arch_cost::kernel_shape::the_reduction;
 
 /// `e` with the contraction replaced by `ACC` times its factors and every
 /// read replaced by its slot in `reads`; None when something is not
@@ -119,7 +99,7 @@ pub(crate) fn epilogue_of(
         }
         ScalarExpr::Const(_) => e.clone(),
         ScalarExpr::Access { tensor, index } => {
-            let view = crate::gemm_shape::epilogue_view(w, op, *tensor, index, c.groups)?;
+            let view = arch_cost::kernel_shape::epilogue_view(w, op, *tensor, index, c.groups)?;
             let slot = match reads.iter().position(|r| *r == view) {
                 Some(s) => s,
                 None => {
@@ -154,13 +134,13 @@ pub(crate) fn epilogue_of(
 }
 
 /// The contraction `op` computes, if it is one this kernel handles (see
-/// [`crate::gemm_shape`]): every tensor f32.
+/// [`arch_cost::kernel_shape`]): every tensor f32.
 pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
     if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
         return None;
     }
     let reduction = the_reduction(&op.body)?;
-    let shape = crate::gemm_shape::contraction(w, op, reduction)?;
+    let shape = arch_cost::kernel_shape::contraction(w, op, reduction)?;
     let mut reads = Vec::new();
     let scaled = Scaled {
         groups: &shape.groups,

@@ -6,7 +6,6 @@
 
 pub mod fastmath;
 pub mod gemm;
-pub mod gemm_shape;
 pub mod linalg;
 pub mod pipeline;
 pub mod rowreduce;

@@ -378,7 +378,7 @@ fn alloc(wr: &mut Writer<'_>, prefix: &str, ty: &str) -> String {
 
 /// `buffer` (of `v`'s tensor) as the kernel sees it: its groups of
 /// dimensions collapsed (a view of the same buffer, no copy).
-fn collapsed(wr: &mut Writer<'_>, buffer: String, v: &crate::gemm_shape::View) -> String {
+fn collapsed(wr: &mut Writer<'_>, buffer: String, v: &arch_cost::kernel_shape::View) -> String {
     if v.is_identity() {
         return buffer;
     }
@@ -492,7 +492,7 @@ fn lower_kernel(
     let mut operands = Vec::new();
     let mut types = Vec::new();
     let c_slot = 2;
-    let reads: Vec<&crate::gemm_shape::View> = [&g.shape.a, &g.shape.b]
+    let reads: Vec<&arch_cost::kernel_shape::View> = [&g.shape.a, &g.shape.b]
         .into_iter()
         .chain(g.epilogue_reads.iter())
         .collect();

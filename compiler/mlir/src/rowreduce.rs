@@ -11,16 +11,16 @@
 //! Taken when every read inside the reduction is indexed by the output's
 //! variables then the reduced ones (`[rows.., reduced..]`, each group
 //! contiguous), or by either group alone, and every read outside it by the
-//! output's variables: [`crate::gemm_shape::view_of`] with rows and the
+//! output's variables: [`arch_cost::kernel_shape::view_of`] with rows and the
 //! reduced group as the kernel's row and column coordinates.
 
 use crate::gemm::{
     emit_epilogue, epilogue_of, f32_literal, Emitter, EpilogueArgs, Lane, Scaled, ACC,
 };
-use crate::gemm_shape::{Coord, Groups, View};
+use arch_cost::kernel_shape::{Coord, Groups, View};
 use arch_sema::dtype::DType;
 use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
-use arch_syntax::ast::ReduceOp;
+use arch_syntax::ast::{BinOp, ReduceOp};
 
 /// Vector accumulators per row.
 const UNROLL: u64 = 4;
@@ -69,14 +69,50 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
         cols: vars.clone(),
         depth: Vec::new(),
     };
+    // A sum is linear: factors that do not depend on the reduced
+    // variables (`/ C`) apply once to the total.
+    let (mut num, mut den) = (Vec::new(), Vec::new());
+    let (mut out_num, mut out_den) = (Vec::new(), Vec::new());
+    if *rop == ReduceOp::Sum {
+        arch_cost::kernel_shape::factors(body, &mut num, &mut den, false);
+        let (keep, moved): (Vec<_>, Vec<_>) = num
+            .into_iter()
+            .partition(|f| arch_cost::kernel_shape::uses_any(f, vars));
+        num = keep;
+        out_num = moved;
+        let (keep, moved): (Vec<_>, Vec<_>) = den
+            .into_iter()
+            .partition(|f| arch_cost::kernel_shape::uses_any(f, vars));
+        den = keep;
+        out_den = moved;
+    } else {
+        num.push(body.as_ref().clone());
+    }
+    let mut inner = num
+        .pop()
+        .unwrap_or(ScalarExpr::Const(arch_sema::model::Real(1.0)));
+    for (factors, how) in [(num, BinOp::Mul), (den, BinOp::Div)] {
+        for f in factors {
+            inner = ScalarExpr::Binary {
+                op: how,
+                lhs: Box::new(inner),
+                rhs: Box::new(f),
+            };
+        }
+    }
     let none: [ScalarExpr; 0] = [];
-    let scaled = Scaled {
+    let plain = Scaled {
         groups: &groups,
         num: &none,
         den: &none,
     };
+    let scaled = Scaled {
+        groups: &groups,
+        num: &out_num,
+        den: &out_den,
+    };
     let mut reads = Vec::new();
-    let body = epilogue_of(w, op, body, &scaled, &mut reads)?;
+    let body = epilogue_of(w, op, &inner, &plain, &mut reads)?;
     let inner_reads = reads.len();
     let outer = epilogue_of(w, op, &op.body, &scaled, &mut reads)?;
     // Outside the reduction only whole rows' values can be read.
@@ -84,7 +120,7 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
         return None;
     }
     let output =
-        crate::gemm_shape::view_of(w, op, op.output, &groups.rows, &groups, &[Coord::Row])?;
+        arch_cost::kernel_shape::view_of(w, op, op.output, &groups.rows, &groups, &[Coord::Row])?;
     let extent = |vs: &[usize]| vs.iter().map(|v| op.vars[*v].extent).product::<u64>();
     Some(RowReduce {
         op: *rop,

@@ -1,4 +1,6 @@
-//! Which contractions the packed kernel computes, and how it sees their
+//! Which contractions archc's packed kernel computes (arch_mlir's `gemm`),
+//! shared by the code generator and the cpu model so that both agree on
+//! the code path an op takes, and how the kernel sees their
 //! tensors: every f32 contraction `c[batch.., rows.., cols..] = sum[k..]
 //! a * b` (times or divided by factors that do not depend on `k`, inside
 //! an element-wise epilogue), where each operand is indexed by plain
@@ -54,9 +56,14 @@ impl View {
         self.coords.contains(&c)
     }
 
-    /// `memref<...xf32>` of the view.
+    /// The MLIR type of the view's buffer: `memref<...xf32>`.
     pub fn memref(&self) -> String {
-        crate::linalg::memref_type(&self.shape, "f32")
+        let dims: Vec<String> = self.shape.iter().map(u64::to_string).collect();
+        if dims.is_empty() {
+            "memref<f32>".to_string()
+        } else {
+            format!("memref<{}xf32>", dims.join("x"))
+        }
     }
 
     /// The indices of a load at the given coordinates, in the view's order.
@@ -139,7 +146,12 @@ pub fn view_of(
 }
 
 /// The factors of a product (`x * y / z`): `(numerators, denominators)`.
-fn factors(e: &ScalarExpr, num: &mut Vec<ScalarExpr>, den: &mut Vec<ScalarExpr>, inverted: bool) {
+pub fn factors(
+    e: &ScalarExpr,
+    num: &mut Vec<ScalarExpr>,
+    den: &mut Vec<ScalarExpr>,
+    inverted: bool,
+) {
     match e {
         ScalarExpr::Binary {
             op: BinOp::Mul,
@@ -162,7 +174,7 @@ fn factors(e: &ScalarExpr, num: &mut Vec<ScalarExpr>, den: &mut Vec<ScalarExpr>,
     }
 }
 
-fn uses_any(e: &ScalarExpr, vars: &[usize]) -> bool {
+pub fn uses_any(e: &ScalarExpr, vars: &[usize]) -> bool {
     let mut found = false;
     arch_sema::model::collect_accesses(e, &mut |_, index| {
         found |= index
@@ -225,35 +237,54 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
     let outputs: Vec<usize> = (0..op.output_rank).collect();
     let in_a = |v: &usize, a: &(usize, Vec<usize>)| a.1.contains(v);
     // The output's groups: batch, then rows (from `a`), then columns.
-    let split = |a: &(usize, Vec<usize>), b: &(usize, Vec<usize>)| -> Option<Groups> {
-        let mut g = Groups::default();
-        let mut stage = 0; // 0 batch, 1 rows, 2 cols
-        for v in &outputs {
-            let group = match (in_a(v, a), in_a(v, b)) {
-                (true, true) => 0,
-                (true, false) => 1,
-                (false, true) => 2,
-                (false, false) => return None,
-            };
-            if group < stage {
-                return None;
+    // `leading`: output variables before the first that both operands or
+    // `a` alone use may be a batch that one operand does not have (the
+    // images of a 1x1 convolution, which its weights do not index).
+    let split =
+        |a: &(usize, Vec<usize>), b: &(usize, Vec<usize>), leading: usize| -> Option<Groups> {
+            let mut g = Groups::default();
+            let mut stage = 0; // 0 batch, 1 rows, 2 cols
+            for (at, v) in outputs.iter().enumerate() {
+                if at < leading {
+                    g.batch.push(*v);
+                    continue;
+                }
+                let group = match (in_a(v, a), in_a(v, b)) {
+                    (true, true) => 0,
+                    (true, false) => 1,
+                    (false, true) => 2,
+                    (false, false) => return None,
+                };
+                if group < stage {
+                    return None;
+                }
+                stage = group;
+                match group {
+                    0 => g.batch.push(*v),
+                    1 => g.rows.push(*v),
+                    _ => g.cols.push(*v),
+                }
             }
-            stage = group;
-            match group {
-                0 => g.batch.push(*v),
-                1 => g.rows.push(*v),
-                _ => g.cols.push(*v),
-            }
+            (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
+        };
+    let mut found = None;
+    for leading in 0..outputs.len() {
+        // Leading batch variables are used by one operand or both.
+        if leading > 0 && !(in_a(&outputs[leading - 1], &a) || in_a(&outputs[leading - 1], &b)) {
+            break;
         }
-        (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
-    };
-    let mut groups = match split(&a, &b) {
-        Some(g) => g,
-        None => {
-            std::mem::swap(&mut a, &mut b);
-            split(&a, &b)?
+        if let Some(g) = split(&a, &b, leading) {
+            found = Some(g);
+            break;
         }
-    };
+        std::mem::swap(&mut a, &mut b);
+        if let Some(g) = split(&a, &b, leading) {
+            found = Some(g);
+            break;
+        }
+        std::mem::swap(&mut a, &mut b);
+    }
+    let mut groups = found?;
     // The depth group in the order `a` reads it; `b` must read it so too.
     groups.depth =
         a.1.iter()
@@ -333,4 +364,37 @@ pub fn epilogue_view(
     let cols_last = !v.has(Coord::Col) || v.coords.last() == Some(&Coord::Col);
     let batch_first = !v.has(Coord::Batch) || v.coords[0] == Coord::Batch;
     (cols_last && batch_first).then_some(v)
+}
+
+/// The one reduction of `e`, however often it appears (None for none or
+/// several different ones): an operand used several times (an expanded
+/// `gelu` reads its argument five times) repeats the same reduction, which
+/// is computed once.
+pub fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
+    fn walk<'e>(e: &'e ScalarExpr, found: &mut Vec<&'e ScalarExpr>) {
+        match e {
+            ScalarExpr::Reduce { .. } => found.push(e),
+            ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => {}
+            ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => walk(x, found),
+            ScalarExpr::Binary { lhs, rhs, .. } => {
+                walk(lhs, found);
+                walk(rhs, found);
+            }
+            ScalarExpr::Call { args, .. } => args.iter().for_each(|a| walk(a, found)),
+        }
+    }
+    let mut found = Vec::new();
+    walk(e, &mut found);
+    let first = *found.first()?;
+    found.iter().all(|r| *r == first).then_some(first)
+}
+
+/// The contraction of `op` that the packed kernel takes, if it has one: an
+/// f32 output of rank two or more, one reduction that [`contraction`]
+/// accepts.
+pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
+    if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
+        return None;
+    }
+    contraction(w, op, the_reduction(&op.body)?)
 }
