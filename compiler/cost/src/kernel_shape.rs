@@ -44,12 +44,16 @@ pub struct View {
     pub shape: Vec<u64>,
     /// The tensor's own shape.
     pub full: Vec<u64>,
+    /// A tensor read through a window (`x[n, c, p + r, q + s]`): no
+    /// collapsed view exists, and each element's index is computed from the
+    /// group coordinates (`coords` is then empty and `shape` is `full`).
+    pub gather: Option<Vec<Affine>>,
 }
 
 impl View {
     /// Whether the view is the tensor itself (nothing to collapse).
     pub fn is_identity(&self) -> bool {
-        self.reassociation.iter().all(|g| g.len() == 1)
+        self.gather.is_some() || self.reassociation.iter().all(|g| g.len() == 1)
     }
 
     pub fn has(&self, c: Coord) -> bool {
@@ -81,9 +85,11 @@ impl View {
     }
 }
 
-/// Variables (positions in the op's) of each group.
+/// Variables (positions in the op's) of each group, and every variable's
+/// extent (to split a group's flat index into its variables).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Groups {
+    pub extents: Vec<u64>,
     pub batch: Vec<usize>,
     pub rows: Vec<usize>,
     pub cols: Vec<usize>,
@@ -142,6 +148,7 @@ pub fn view_of(
         reassociation,
         shape,
         full: w.tensors[tensor].shape.clone(),
+        gather: None,
     })
 }
 
@@ -227,46 +234,70 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
     let [x, y] = reading.as_slice() else {
         return None;
     };
-    let access = |e: &ScalarExpr| match e {
-        ScalarExpr::Access { tensor, index } if w.tensors[*tensor].dtype == DType::F32 => {
-            Some((*tensor, plain_vars(index)?))
+    // Each operand: its tensor, the variables it uses in index order, and
+    // its index when that is more than plain variables (a window).
+    type Operand = (usize, Vec<usize>, Option<Vec<Affine>>);
+    let access = |e: &ScalarExpr| -> Option<Operand> {
+        match e {
+            ScalarExpr::Access { tensor, index } if w.tensors[*tensor].dtype == DType::F32 => {
+                match plain_vars(index) {
+                    Some(vars) => Some((*tensor, vars, None)),
+                    None => {
+                        let mut vars: Vec<usize> = Vec::new();
+                        for a in index {
+                            // Non-negative strides and offsets only.
+                            if a.offset < 0 || a.terms.iter().any(|(_, c)| *c <= 0) {
+                                return None;
+                            }
+                            for (v, _) in &a.terms {
+                                if !vars.contains(v) {
+                                    vars.push(*v);
+                                }
+                            }
+                        }
+                        Some((*tensor, vars, Some(index.clone())))
+                    }
+                }
+            }
+            _ => None,
         }
-        _ => None,
     };
     let (mut a, mut b) = (access(x)?, access(y)?);
+    if a.2.is_some() && b.2.is_some() {
+        return None;
+    }
     let outputs: Vec<usize> = (0..op.output_rank).collect();
-    let in_a = |v: &usize, a: &(usize, Vec<usize>)| a.1.contains(v);
+    let in_a = |v: &usize, a: &Operand| a.1.contains(v);
     // The output's groups: batch, then rows (from `a`), then columns.
     // `leading`: output variables before the first that both operands or
     // `a` alone use may be a batch that one operand does not have (the
     // images of a 1x1 convolution, which its weights do not index).
-    let split =
-        |a: &(usize, Vec<usize>), b: &(usize, Vec<usize>), leading: usize| -> Option<Groups> {
-            let mut g = Groups::default();
-            let mut stage = 0; // 0 batch, 1 rows, 2 cols
-            for (at, v) in outputs.iter().enumerate() {
-                if at < leading {
-                    g.batch.push(*v);
-                    continue;
-                }
-                let group = match (in_a(v, a), in_a(v, b)) {
-                    (true, true) => 0,
-                    (true, false) => 1,
-                    (false, true) => 2,
-                    (false, false) => return None,
-                };
-                if group < stage {
-                    return None;
-                }
-                stage = group;
-                match group {
-                    0 => g.batch.push(*v),
-                    1 => g.rows.push(*v),
-                    _ => g.cols.push(*v),
-                }
+    let split = |a: &Operand, b: &Operand, leading: usize| -> Option<Groups> {
+        let mut g = Groups::default();
+        let mut stage = 0; // 0 batch, 1 rows, 2 cols
+        for (at, v) in outputs.iter().enumerate() {
+            if at < leading {
+                g.batch.push(*v);
+                continue;
             }
-            (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
-        };
+            let group = match (in_a(v, a), in_a(v, b)) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, true) => 2,
+                (false, false) => return None,
+            };
+            if group < stage {
+                return None;
+            }
+            stage = group;
+            match group {
+                0 => g.batch.push(*v),
+                1 => g.rows.push(*v),
+                _ => g.cols.push(*v),
+            }
+        }
+        (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
+    };
     let mut found = None;
     for leading in 0..outputs.len() {
         // Leading batch variables are used by one operand or both.
@@ -285,36 +316,67 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
         std::mem::swap(&mut a, &mut b);
     }
     let mut groups = found?;
-    // The depth group in the order `a` reads it; `b` must read it so too.
-    groups.depth =
-        a.1.iter()
+    groups.extents = op.vars.iter().map(|v| v.extent).collect();
+    // The depth group in the order the plain operand reads it (a gathered
+    // one computes its indices, in any order); two plain operands agree.
+    let depth_of = |x: &Operand| -> Vec<usize> {
+        x.1.iter()
             .copied()
             .filter(|v| depth_vars.contains(v))
-            .collect();
-    let b_depth: Vec<usize> =
-        b.1.iter()
-            .copied()
-            .filter(|v| depth_vars.contains(v))
-            .collect();
-    if groups.depth.len() != depth_vars.len() || b_depth != groups.depth {
+            .collect()
+    };
+    let plain = if a.2.is_none() { &a } else { &b };
+    groups.depth = depth_of(plain);
+    if groups.depth.len() != depth_vars.len()
+        || (a.2.is_none() && b.2.is_none() && depth_of(&b) != groups.depth)
+    {
         return None;
     }
-    let a_view = view_of(
-        w,
-        op,
-        a.0,
-        &a.1,
-        &groups,
-        &[Coord::Batch, Coord::Row, Coord::Depth],
-    )?;
-    let b_view = view_of(
-        w,
-        op,
-        b.0,
-        &b.1,
-        &groups,
-        &[Coord::Batch, Coord::Col, Coord::Depth],
-    )?;
+    let operand_view = |x: &Operand, allowed: &[Coord]| -> Option<View> {
+        match &x.2 {
+            None => view_of(w, op, x.0, &x.1, &groups, allowed),
+            Some(index) => {
+                // A window reads variables of the allowed groups only.
+                let group_of = |v: &usize| {
+                    [
+                        (Coord::Batch, &groups.batch),
+                        (Coord::Row, &groups.rows),
+                        (Coord::Col, &groups.cols),
+                        (Coord::Depth, &groups.depth),
+                    ]
+                    .iter()
+                    .find(|(_, vars)| vars.contains(v))
+                    .map(|(c, _)| *c)
+                };
+                if !x
+                    .1
+                    .iter()
+                    .all(|v| group_of(v).is_some_and(|c| allowed.contains(&c)))
+                {
+                    return None;
+                }
+                // The whole batch group or none of it.
+                let batch_used = groups.batch.iter().filter(|v| x.1.contains(v)).count();
+                if batch_used != 0 && batch_used != groups.batch.len() {
+                    return None;
+                }
+                Some(View {
+                    tensor: x.0,
+                    coords: if batch_used > 0 {
+                        vec![Coord::Batch]
+                    } else {
+                        Vec::new()
+                    },
+                    reassociation: Vec::new(),
+                    shape: w.tensors[x.0].shape.clone(),
+                    full: w.tensors[x.0].shape.clone(),
+                    gather: Some(index.clone()),
+                })
+            }
+        }
+    };
+    let a_view = operand_view(&a, &[Coord::Batch, Coord::Row, Coord::Depth])?;
+    let b_view = operand_view(&b, &[Coord::Batch, Coord::Col, Coord::Depth])?;
     // Batch leads; an operand has all of it or none.
     for v in [&a_view, &b_view] {
         if v.has(Coord::Batch) && v.coords[0] != Coord::Batch {

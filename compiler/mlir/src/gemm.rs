@@ -417,6 +417,85 @@ pub(crate) fn emit_epilogue(
     }
 }
 
+/// The indices of the element of `view` at flat coordinates (batch, row,
+/// column, depth: index values, empty where unused). A collapsed view takes
+/// them as they are; a window ([`View::gather`]) splits each flat
+/// coordinate into its group's variables (the last fastest) and evaluates
+/// every affine index.
+fn index_of(
+    em: &mut Emitter,
+    view: &View,
+    groups: &arch_cost::kernel_shape::Groups,
+    at: [&str; 4],
+) -> String {
+    let [h, row, col, depth] = at;
+    let Some(index) = &view.gather else {
+        return view.at(h, row, col, depth);
+    };
+    let constant = |em: &mut Emitter, v: i64| {
+        let name = em.fresh("gc");
+        em.line(format!("{name} = arith.constant {v} : index"));
+        name
+    };
+    let mut values: Vec<(usize, String)> = Vec::new();
+    for (flat, vars) in [
+        (h, &groups.batch),
+        (row, &groups.rows),
+        (col, &groups.cols),
+        (depth, &groups.depth),
+    ] {
+        if flat.is_empty() || vars.is_empty() {
+            continue;
+        }
+        let mut rest = flat.to_string();
+        for (n, v) in vars.iter().enumerate().rev() {
+            if n == 0 {
+                values.push((*v, rest.clone()));
+                break;
+            }
+            let extent = constant(em, groups.extents[*v] as i64);
+            let value = em.index_op("remui", &rest, &extent);
+            values.push((*v, value));
+            rest = em.index_op("divui", &rest, &extent);
+        }
+    }
+    let dims: Vec<String> = index
+        .iter()
+        .map(|a| {
+            let mut acc = constant(em, a.offset);
+            for (v, coefficient) in &a.terms {
+                let value = values
+                    .iter()
+                    .find(|(x, _)| x == v)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| "%c0".to_string());
+                let scaled = if *coefficient == 1 {
+                    value
+                } else {
+                    let k = constant(em, *coefficient);
+                    em.index_op("muli", &value, &k)
+                };
+                acc = em.index_op("addi", &acc, &scaled);
+            }
+            acc
+        })
+        .collect();
+    dims.join(", ")
+}
+
+/// For a window operand read along its columns: the extent of the column
+/// group's last variable when consecutive columns are consecutive elements
+/// of the tensor's last dimension (`q + s`, stride 1, in the last index
+/// only), so that a panel's columns within one such run load as vectors.
+fn contiguous_run(view: &View, groups: &arch_cost::kernel_shape::Groups) -> Option<u64> {
+    let index = view.gather.as_ref()?;
+    let q = *groups.cols.last()?;
+    let (last, others) = index.split_last()?;
+    let in_last = last.terms.iter().any(|(v, c)| *v == q && *c == 1);
+    let elsewhere = others.iter().any(|a| a.terms.iter().any(|(v, _)| *v == q));
+    (in_last && !elsewhere).then(|| groups.extents[q])
+}
+
 /// The zero-padded edge of a packed panel: for each of `kcur` depth steps
 /// (`%pc + p` in the source) and each of `width` slots, the source element
 /// when the slot is below `valid`, else 0. `load(em, k, slot)` is the load
@@ -561,6 +640,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     };
     // `b` with its columns innermost packs eight columns per load.
     let b_rows = vb.coords.last() == Some(&Coord::Col);
+    let groups = &g.shape.groups;
     let mut em = Emitter {
         out: String::new(),
         indent: 1,
@@ -592,7 +672,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         g.batch,
     ];
     constants.extend(0..MR);
-    if !b_rows {
+    if !b_rows || vb.gather.is_some() {
         constants.extend(0..NR);
     }
     constants.extend((0..lanes_per_tile).map(|v| v * LANES));
@@ -679,7 +759,54 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.open(format!("scf.if {full_b} {{"));
         em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
         let kk = em.index_op("addi", "%pc", "%pb");
-        if b_rows {
+        if vb.gather.is_some() {
+            // A window: whole vectors where the panel's columns lie in one
+            // run of the last dimension, else one load per column.
+            let scalar = |em: &mut Emitter| {
+                for x in 0..NR {
+                    let jj = em.index_op("addi", &j0, &c(x));
+                    let v = em.fresh("x");
+                    let at = index_of(em, vb, groups, [h, "", &jj, &kk]);
+                    em.line(format!("{v} = memref.load %B[{at}] : {tb}"));
+                    em.line(format!(
+                        "memref.store {v}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}",
+                        c(x)
+                    ));
+                }
+            };
+            match contiguous_run(vb, groups) {
+                Some(run) => {
+                    let run_c = em.fresh("gc");
+                    em.line(format!("{run_c} = arith.constant {run} : index"));
+                    let within = em.index_op("remui", &j0, &run_c);
+                    let end = em.index_op("addi", &within, &c(NR));
+                    let fits = em.cmp("ule", &end, &run_c);
+                    em.open(format!("scf.if {fits} {{"));
+                    let at = index_of(em, vb, groups, [h, "", &j0, &kk]);
+                    // `at` ends with the last dimension's index.
+                    let (head, last) = at.rsplit_once(", ").unwrap_or(("", at.as_str()));
+                    for v in 0..lanes_per_tile {
+                        let lane0 = em.index_op("addi", last, &c(v * LANES));
+                        let x = em.fresh("x");
+                        let idx = if head.is_empty() {
+                            lane0
+                        } else {
+                            format!("{head}, {lane0}")
+                        };
+                        em.line(format!("{x} = vector.load %B[{idx}] : {tb}, {v8}"));
+                        em.line(format!(
+                            "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                            c(v * LANES)
+                        ));
+                    }
+                    em.close("} else {");
+                    em.indent += 1;
+                    scalar(em);
+                    em.close("}");
+                }
+                None => scalar(em),
+            }
+        } else if b_rows {
             for v in 0..lanes_per_tile {
                 let jj = em.index_op("addi", &j0, &c(v * LANES));
                 let x = em.fresh("x");
@@ -713,7 +840,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             &ncols,
             &|em, k, s| {
                 let jj = em.index_op("addi", &j0, s);
-                format!("memref.load %B[{}] : {tb}", vb.at(h, "", &jj, k))
+                let at = index_of(em, vb, groups, [h, "", &jj, k]);
+                format!("memref.load %B[{at}] : {tb}")
             },
             &|val, k, s| format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}"),
         );
@@ -741,10 +869,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         for r in 0..MR {
             let ii = em.index_op("addi", &i0, &c(r));
             let x = em.fresh("x");
-            em.line(format!(
-                "{x} = memref.load %A[{}] : {ta}",
-                va.at(h, &ii, "", &kk)
-            ));
+            let at = index_of(em, va, groups, [h, &ii, "", &kk]);
+            em.line(format!("{x} = memref.load %A[{at}] : {ta}"));
             em.line(format!(
                 "memref.store {x}, %Ap[%t, %ia, %pa, {}] : {tap}",
                 c(r)
@@ -760,7 +886,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             &nrows,
             &|em, k, slot| {
                 let ii = em.index_op("addi", &i0, slot);
-                format!("memref.load %A[{}] : {ta}", va.at(h, &ii, "", k))
+                let at = index_of(em, va, groups, [h, &ii, "", k]);
+                format!("memref.load %A[{at}] : {ta}")
             },
             &|val, k, slot| format!("memref.store {val}, %Ap[%t, %ia, {k}, {slot}] : {tap}"),
         );

@@ -64,6 +64,7 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
         return None;
     }
     let groups = Groups {
+        extents: op.vars.iter().map(|v| v.extent).collect(),
         batch: Vec::new(),
         rows: (0..op.output_rank).collect(),
         cols: vars.clone(),
