@@ -34,6 +34,11 @@ echo "native code: calibrate, build and run examples/quickstart.arch"
 ./target/release/archc run examples/quickstart.arch --hardware target/host_calibrated.arch --target host_calibrated
 ./target/release/archc run examples/mlp.arch --target host --set K=256 --runs 3
 
+# Both fuzz targets build without the back ends and start: a few seconds
+# of fuzzing each (`bash scripts/fuzz.sh 600` for ten minutes).
+echo "fuzz: the front-end and cost-model targets start"
+bash scripts/fuzz.sh 5
+
 # The VS Code extension builds from the npm registry (manifest and grammar
 # checks, then `vsce package`); the language server's protocol tests ran
 # with the workspace's tests above.

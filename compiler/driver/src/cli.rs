@@ -57,10 +57,13 @@ evaluation limit give the same result. Models: cpu, gpu, npu, neuromorphic. A pr
 on a terminal."
     )]
     Tune(crate::cost_cmd::TuneArgs),
-    /// Print the predicted cost of a mapping (open knobs get the search's first guess).
+    /// Print the predicted cost of a mapping (open knobs filled by the same search as tune and build).
     #[command(
         after_help = "Formats: text, json (the schema is in spec/report.md) and html (one self-contained file). \
-Use `archc tune` to search the open knobs first, or pin them with `tune --emit-mapping`."
+Open knobs are filled by the search `archc tune` and `archc build` run (same flags, same defaults, \
+same result); --first-guess skips the search and takes each tile as large as fits (what editors \
+show). With --target host the numbers are this machine's calibration (measured once, cached; \
+--uncalibrated for std.hw.host's published ones)."
     )]
     Report(crate::cost_cmd::ReportArgs),
     /// Build native code for a cpu target: lib<workload>.so, its C header, manifest and report.
@@ -73,8 +76,11 @@ stage; ARCH_DUMP_MLIR=DIR writes every stage to files. The exported C function i
 workload, takes one pointer per input, weight and output in declaration order (row-major, dense, \
 element type as declared) and returns 0. The tuned schedule is applied: tiles per level in its loop \
 order, element-wise epilogues fused into contractions, the vector dimension, `parallel ... over \
-cores` on OpenMP threads (--threads N overrides the target's cores, for the model too); f32 matrix \
-products vectorized along their contiguous dimension run as a packed kernel. Not built yet: \
+cores` on OpenMP threads (--threads N overrides the target's cores, for the model too). f32 \
+contractions of plain or window indexing (matrix products, batched and transposed products, \
+convolutions) vectorized along the output's innermost dimension run as a packed kernel with \
+their element-wise epilogue; reductions along rows vectorized along the reduced dimension run \
+as a vector kernel; exp, tanh, erf and sigmoid on f32 are polynomials that vectorize. Not built yet: \
 integer, fp8 and spike tensors and neuron models (an error says so), `precision` and `sparsity` \
 choices in the generated code (it computes in the declared types), and gpu, npu and neuromorphic \
 code (--emit ptx|npu|nir)."
@@ -95,9 +101,12 @@ warm-up, printed beside the cost model's prediction and written into the report'
     #[command(
         after_help = "Builds microbenchmarks the way `archc build` builds workloads and runs them on \
 one core: FMA throughput per element type (f32, f64) and the read bandwidth of working sets sized \
-to each cache level (from Linux's sysfs) and to memory. Writes a hardware description with the \
-measured numbers (energies stay estimates); use it with `--hardware FILE --target NAME` on tune, \
-report, build and run. Takes about 10 s (--quick: about 2 s)."
+to each cache level (from Linux's sysfs) and to memory. Without -o it replaces this machine's \
+cached calibration (~/.cache/archc/calibration/, per CPU model and core count; $ARCHC_CACHE_DIR \
+moves it), which `--target host` uses on tune, report, build and run; the first of those commands \
+measures it when there is none. With -o FILE it writes a separate hardware description (named \
+--name) for `--hardware FILE --target NAME`. Energies stay estimates. Takes about 10 s (--quick: \
+about 2 s, -o only)."
     )]
     Calibrate(crate::calibrate_cmd::CalibrateArgs),
     /// Serve the language server on stdin/stdout (for editors).

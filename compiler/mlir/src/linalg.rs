@@ -436,6 +436,26 @@ fn kernel_target(wr: &mut Writer<'_>, op: &Op) -> (String, bool) {
     (target, in_place)
 }
 
+/// Calls kernel `name` (its text `kernel`) with `operands` of `types`, then
+/// sees its result in `target` as `op`'s tensor again.
+fn call_kernel(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    name: &str,
+    (operands, types): (&[String], &[String]),
+    (target, in_place): (&str, bool),
+    kernel: String,
+) {
+    let _ = writeln!(
+        wr.out,
+        "    func.call @{name}({}) : ({}) -> ()",
+        operands.join(", "),
+        types.join(", ")
+    );
+    kernel_result(wr, op, target, in_place);
+    wr.kernels.push(kernel);
+}
+
 /// The kernel's result seen as a tensor again.
 fn kernel_result(wr: &mut Writer<'_>, op: &Op, target: &str, in_place: bool) {
     let out_shape = wr.w.tensors[op.output].shape.clone();
@@ -468,14 +488,15 @@ fn lower_row_reduce(
     let (target, in_place) = kernel_target(wr, op);
     operands.push(collapsed(wr, target.clone(), &r.output));
     types.push(r.output.memref());
-    let _ = writeln!(
-        wr.out,
-        "    func.call @{name}({}) : ({}) -> ()",
-        operands.join(", "),
-        types.join(", ")
+    let text = crate::rowreduce::kernel(r, &name, threads);
+    call_kernel(
+        wr,
+        op,
+        &name,
+        (&operands, &types),
+        (&target, in_place),
+        text,
     );
-    kernel_result(wr, op, &target, in_place);
-    wr.kernels.push(crate::rowreduce::kernel(r, &name, threads));
     Ok(())
 }
 
@@ -517,14 +538,15 @@ fn lower_kernel(
         operands.push(alloc(wr, "scratch", &ty));
         types.push(ty);
     }
-    let _ = writeln!(
-        wr.out,
-        "    func.call @{name}({}) : ({}) -> ()",
-        operands.join(", "),
-        types.join(", ")
+    let text = crate::gemm::kernel(wr.w, g, &name, blocks);
+    call_kernel(
+        wr,
+        op,
+        &name,
+        (&operands, &types),
+        (&target, in_place),
+        text,
     );
-    kernel_result(wr, op, &target, in_place);
-    wr.kernels.push(crate::gemm::kernel(wr.w, g, &name, blocks));
     Ok(())
 }
 
