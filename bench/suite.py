@@ -745,6 +745,23 @@ HEADER = ["workload", "sizes", "threads", "archc ms", "ORT ms", "numpy ms", "ORT
           "archc rate", "measured/predicted", "status"]
 
 
+def machine():
+    """The CPU: model name, logical CPUs, vector extensions."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "model name":
+                    model = v.strip()
+                elif k.strip() == "flags":
+                    flags = set(v.split())
+    except OSError:
+        pass
+    vec = [x for x in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni") if x in flags]
+    return f"machine: {model}, {os.cpu_count()} logical CPUs, {' '.join(vec) or 'no AVX2'}"
+
+
 def failed(r):
     return r["status"] != "ok" or bool(r.get("ort_status"))
 
@@ -761,7 +778,7 @@ def geomeans(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("archc")
+    ap.add_argument("archc", nargs="?", help="the archc binary")
     ap.add_argument("--threads", default=None, help="comma-separated thread counts (default 1,2; --quick: 1)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated workload names")
@@ -780,11 +797,22 @@ def main():
                     help="raise the child's stack limit to this many MiB (default: inherit, usually 8)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", metavar="OUT", help="write every row as JSON")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="print the table of rows saved by --json (ARCHC is then ignored)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(json.loads(a.child))
         return
+    if a.render:
+        rows = []
+        for path in a.render:
+            with open(path) as f:
+                rows += json.load(f)
+        print_table(rows, a.markdown)
+        return
+    if not a.archc:
+        ap.error("give the archc binary")
     archc = os.path.abspath(a.archc)
     only = [x for x in a.only.split(",") if x]
     for x in only:
@@ -813,11 +841,14 @@ def main():
             r = run_case(archc, name, overrides, label, t, a)
             rows.append(r)
             print("  ".join(f"{h}: {c}" for h, c in zip(HEADER, row_cells(r))), file=sys.stderr, flush=True)
+            if a.json:  # after every row, so that an interrupted run keeps what it measured
+                with open(a.json, "w") as f:
+                    json.dump(rows, f, indent=1)
+    print_table(rows, a.markdown)
 
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    if a.markdown:
+
+def print_table(rows, markdown):
+    if markdown:
         print("| " + " | ".join(HEADER) + " |")
         print("|" + "---|" * len(HEADER))
         for r in rows:
@@ -830,7 +861,8 @@ def main():
     print()
     for t, (g, n) in geomeans(rows).items():
         print(f"geometric mean of ORT/archc, {t} thread{'s' if t > 1 else ''}: {g:.2f} over {n} workloads"
-              + ("  " if a.markdown else ""))
+              + ("  " if markdown else ""))
+    print(machine() + ("  " if markdown else ""))
     bad = [r for r in rows if failed(r)]
     if bad:
         print(f"\n{len(bad)} of {len(rows)} rows failed (build, crash or mismatch)")

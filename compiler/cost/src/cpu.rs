@@ -168,7 +168,8 @@ pub const CACHE_LINE_BYTES: f64 = 64.0;
 
 /// [`Op::tile_bytes`] counted in whole cache lines: each tensor's tile is
 /// rows of its innermost (contiguous) index, and a row shorter than a line,
-/// or not a multiple of one, still moves whole lines.
+/// or not a multiple of one, still moves whole lines, plus one line for
+/// starting the row's stream.
 pub fn line_tile_bytes(
     w: &WorkloadModel,
     op: &Op,
@@ -198,7 +199,12 @@ pub fn line_tile_bytes(
                 .max(1) as f64;
             let element = w.tensors[t].dtype.bits() as f64 / 8.0 * w.tensors[t].stored_fraction();
             let row_bytes = row * element;
-            let lines = (row_bytes / line_bytes.max(1.0)).ceil() * line_bytes.max(1.0);
+            // A row that starts a new stream also loses about one line
+            // to the prefetcher's restart (estimate): short rows of a
+            // strided tile cost more than their bytes.
+            let line = line_bytes.max(1.0);
+            let restart = if line > 1.0 { line } else { 0.0 };
+            let lines = (row_bytes / line).ceil() * line + restart;
             (t, bytes / row_bytes.max(1e-30) * lines.max(row_bytes))
         })
         .collect()
@@ -756,7 +762,8 @@ mod tests {
         m.line_bytes = 64.0;
         // l1 tiles 2 x 2 x 4: rows of a are 4 floats (16 B), of b and c 2
         // floats (8 B); each row moves one 64 B line. a: 2 rows x 2 fills,
-        // b: 4 rows x 4 fills, c: 2 rows x 4 tiles written once.
+        // b: 4 rows x 4 fills, c: 2 rows x 4 tiles written once; starting
+        // each row's stream costs one line more.
         let nest = LoopNest {
             tiles: vec![vec![4, 4, 4], vec![2, 2, 4]],
             order: vec![0, 1, 2],
@@ -766,14 +773,15 @@ mod tests {
         let p = evaluate(&w, &op, &m, &nest);
         assert_eq!(
             p.levels[0].bytes,
-            64.0 * (2.0 * 2.0 + 4.0 * 4.0 + 2.0 * 4.0)
+            2.0 * 64.0 * (2.0 * 2.0 + 4.0 * 4.0 + 2.0 * 4.0)
         );
-        // Whole rows of 16 floats move exactly their bytes.
+        // Whole rows of 16 floats move their bytes and one line per row (4
+        // rows each); a's rows of 4 floats move one line each and one more.
         assert_eq!(
             line_tile_bytes(&w, &op, &[4, 16, 4], 64.0),
             op.tile_bytes(&w.tensors, &[4, 16, 4])
                 .into_iter()
-                .map(|(t, b)| (t, if t == 0 { 64.0 * 4.0 } else { b }))
+                .map(|(t, b)| (t, if t == 0 { 64.0 * 4.0 } else { b } + 4.0 * 64.0))
                 .collect::<Vec<_>>()
         );
     }

@@ -366,9 +366,12 @@ pub fn tune(
             let model = NestModel::new(&stored, hw, op, schedule.swizzle)?;
             let space = nest_space(w, hw, m, op, &s.nest);
             space_size *= space.size();
+            // Latency first; among nests equally fast in the model (memory
+            // bound, say), the one with less compute (better vector code),
+            // then the one that spends less energy.
             let score = |nest: &LoopNest| {
                 let p = model.predict(&stored, op, nest);
-                (p.latency_s, p.energy_j)
+                (p.latency_s, p.compute_cycles, p.energy_j)
             };
             let mut best = (score(&s.nest), s.nest.clone());
             evaluated += 1;
@@ -395,7 +398,7 @@ pub fn tune(
             // do not fit (pruned before evaluation).
             let score_all = |batch: &[Vec<usize>], evaluated: &mut usize, pruned: &mut usize| {
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
-                let scored: Vec<Option<((f64, f64), LoopNest)>> = nests
+                let scored: Vec<Option<((f64, f64, f64), LoopNest)>> = nests
                     .into_par_iter()
                     .map(|n| (fits(w, hw, op, &n) && model.admits(&n)).then(|| (score(&n), n)))
                     .collect();
@@ -404,14 +407,14 @@ pub fn tune(
                 *pruned += batch.len() - feasible;
                 scored
             };
-            let by_score = |a: &(f64, f64), b: &(f64, f64)| {
+            let by_score = |a: &(f64, f64, f64), b: &(f64, f64, f64)| {
                 a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
             };
             // The population: the best distinct points seen, best first.
-            let mut population: Vec<((f64, f64), Vec<usize>, LoopNest)> = Vec::new();
-            let admit = |population: &mut Vec<((f64, f64), Vec<usize>, LoopNest)>,
+            let mut population: Vec<((f64, f64, f64), Vec<usize>, LoopNest)> = Vec::new();
+            let admit = |population: &mut Vec<((f64, f64, f64), Vec<usize>, LoopNest)>,
                          batch: &[Vec<usize>],
-                         scored: Vec<Option<((f64, f64), LoopNest)>>| {
+                         scored: Vec<Option<((f64, f64, f64), LoopNest)>>| {
                 for (point, found) in batch.iter().zip(scored) {
                     let Some((sc, nest)) = found else { continue };
                     // Kept sorted, best first: most points lose to the worst
@@ -483,7 +486,7 @@ pub fn tune(
             // Hill climbing from the best few: move one knob to a
             // neighbouring value while that improves.
             if large && !stopped_by_budget {
-                let starts: Vec<((f64, f64), LoopNest)> = population
+                let starts: Vec<((f64, f64, f64), LoopNest)> = population
                     .iter()
                     .take(CLIMB_STARTS)
                     .map(|(sc, _, n)| (*sc, n.clone()))

@@ -189,7 +189,15 @@ fn register_tile(
         if i == vpos {
             *s = nr.max(1);
         } else if Some(i) == mpos {
-            *s = machine.register_rows.min(innermost(dims[i])).max(1);
+            // Rows share what a reduction loads; element-wise work gains
+            // nothing from them, and long bodies (a gelu's polynomial) on
+            // many rows run out of registers.
+            let rows = if parallel == dims.len() {
+                1
+            } else {
+                machine.register_rows
+            };
+            *s = rows.min(innermost(dims[i])).max(1);
         }
     }
     Some(sizes)
