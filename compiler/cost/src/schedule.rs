@@ -537,7 +537,9 @@ pub fn pinned_mapping(w: &WorkloadModel, hw: &HardwareModel, name: &str, s: &Sch
                             .join(", ")
                     };
                     text.push_str(&format!("  order {tensor}: {}\n", names(&os.nest.order)));
-                    if !os.nest.parallel.is_empty() {
+                    if os.nest.parallel.is_empty() {
+                        text.push_str(&format!("  parallel {tensor}: none\n"));
+                    } else {
                         text.push_str(&format!(
                             "  parallel {tensor}: {} over cores\n",
                             names(&os.nest.parallel)

@@ -582,6 +582,16 @@ impl<'db> MapChecker<'db> {
                     let Some(op) = self.computed_op(target, w) else {
                         return;
                     };
+                    // `parallel T: none`: the op runs on one core (what
+                    // `tune --emit-mapping` writes to pin that choice).
+                    if knob.text == "parallel"
+                        && wanted == ["none"]
+                        && !op.vars.iter().any(|v| v.name == "none")
+                    {
+                        let (t, domain) = list_knob("parallel", target.text.clone(), Vec::new());
+                        set(knobs, t, domain, *span);
+                        return;
+                    }
                     let mut ok = true;
                     for item in items {
                         if !op.vars.iter().any(|v| v.name == item.text) {
