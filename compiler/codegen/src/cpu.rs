@@ -51,7 +51,7 @@ impl std::fmt::Display for CompileError {
 /// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; threads
 /// when the nest runs a dimension over cores, taking column spans when that
 /// dimension is `j` (and not `i`), else row spans.
-fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
+fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
     let level = |l: usize, v: usize, default: u64| {
         nest.tiles
             .get(l)
@@ -91,6 +91,7 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
             cores.max(1)
         },
         split_cols: on(&groups.cols) && !on(&groups.rows),
+        lanes,
     }
 }
 
@@ -99,7 +100,15 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64) -> Blocks {
 /// vectorizes the output's innermost column variable; row reductions
 /// (`arch_mlir::rowreduce`) whose nest vectorizes the innermost reduced
 /// variable. Either runs on `cores` threads when the nest is parallel.
-pub fn kernels(w: &WorkloadModel, nests: &[Option<LoopNest>], cores: u64) -> Vec<Option<Kernel>> {
+pub fn kernels(
+    w: &WorkloadModel,
+    nests: &[Option<LoopNest>],
+    cores: u64,
+    host: &HostTarget,
+) -> Vec<Option<Kernel>> {
+    // The packed kernel's vectors: the widest registers (16 f32 lanes with
+    // AVX-512, 8 with AVX2).
+    let lanes = (host.vector_bytes() / 4).clamp(4, 16);
     w.ops
         .iter()
         .enumerate()
@@ -111,7 +120,7 @@ pub fn kernels(w: &WorkloadModel, nests: &[Option<LoopNest>], cores: u64) -> Vec
                 // along the reduced ones a contraction is row reductions
                 // (dot products).
                 if nest.vector == g.shape.groups.cols.last().copied() {
-                    let blocks = kernel_blocks(nest, &g, cores);
+                    let blocks = kernel_blocks(nest, &g, cores, lanes);
                     return Some(Kernel::Gemm(g, blocks));
                 }
             }
@@ -141,7 +150,7 @@ pub fn compile(
         message,
         input: input.cloned(),
     };
-    let kernels = kernels(w, nests, cores);
+    let kernels = kernels(w, nests, cores, host);
     // Threads: the kernels', and the cores for any other op whose nest is
     // parallel.
     let transform_threads = w

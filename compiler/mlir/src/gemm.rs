@@ -34,7 +34,6 @@ use std::fmt::Write;
 pub const MR: u64 = 6;
 /// Columns of the register tile (two 8-lane f32 vectors).
 pub const NR: u64 = 16;
-const LANES: u64 = 8;
 
 /// A contraction the kernel computes ([`arch_cost::kernel_shape`]): its operands
 /// as views, the sizes of the groups, and the epilogue.
@@ -173,6 +172,9 @@ pub struct Blocks {
     /// Threads take column ranges (`j` runs over cores) instead of row
     /// ranges (`i`).
     pub split_cols: bool,
+    /// f32 lanes of the vector registers the kernel uses (8 for AVX2, 16
+    /// for AVX-512); its register tile is 6 x (2 x lanes).
+    pub lanes: u64,
 }
 
 impl Blocks {
@@ -183,13 +185,19 @@ impl Blocks {
         nc: 4080,
         threads: 1,
         split_cols: false,
+        lanes: 8,
     };
+
+    /// Columns of the register tile: two vectors.
+    pub fn nr(self) -> u64 {
+        2 * self.lanes.clamp(1, 16)
+    }
 
     /// Rows and columns each thread owns, whole register tiles.
     fn spans(self, g: &Gemm) -> (u64, u64) {
         let t = self.threads.clamp(1, 64);
         if self.split_cols {
-            (g.m, g.n.div_ceil(NR * t).max(1) * NR)
+            (g.m, g.n.div_ceil(self.nr() * t).max(1) * self.nr())
         } else {
             (g.m.div_ceil(MR * t).max(1) * MR, g.n)
         }
@@ -215,9 +223,10 @@ impl Blocks {
         Blocks {
             mc: round_up(self.mc.max(1), MR).min(round_up(rows, MR)),
             kc: self.kc.clamp(1, g.k.max(1)),
-            nc: round_up(self.nc.max(1), NR).min(round_up(cols, NR)),
+            nc: round_up(self.nc.max(1), self.nr()).min(round_up(cols, self.nr())),
             threads: self.threads.clamp(1, 64),
             split_cols: self.split_cols,
+            lanes: self.lanes.clamp(1, 16),
         }
     }
 }
@@ -275,14 +284,15 @@ impl Emitter {
 #[derive(Clone, Copy)]
 pub(crate) enum Lane {
     Scalar,
-    Vector,
+    /// A vector of this many f32 lanes.
+    Vector(u64),
 }
 
 impl Lane {
-    fn ty(self) -> &'static str {
+    fn ty(self) -> String {
         match self {
-            Lane::Scalar => "f32",
-            Lane::Vector => "vector<8xf32>",
+            Lane::Scalar => "f32".to_string(),
+            Lane::Vector(n) => format!("vector<{n}xf32>"),
         }
     }
 }
@@ -334,8 +344,8 @@ pub(crate) fn emit_epilogue(
             let v = em.fresh("e");
             match lane {
                 Lane::Scalar => em.line(format!("{v} = arith.constant {} : f32", f32_literal(r.0))),
-                Lane::Vector => em.line(format!(
-                    "{v} = arith.constant dense<{}> : vector<8xf32>",
+                Lane::Vector(_) => em.line(format!(
+                    "{v} = arith.constant dense<{}> : {ty}",
                     f32_literal(r.0)
                 )),
             }
@@ -351,13 +361,13 @@ pub(crate) fn emit_epilogue(
             let at = view.at(args.h, i, j, "");
             let v = em.fresh("e");
             match (lane, along_j) {
-                (Lane::Vector, true) => em.line(format!(
-                    "{v} = vector.load {name}[{at}] : {mty}, vector<8xf32>"
-                )),
-                (Lane::Vector, false) => {
+                (Lane::Vector(_), true) => {
+                    em.line(format!("{v} = vector.load {name}[{at}] : {mty}, {ty}"))
+                }
+                (Lane::Vector(_), false) => {
                     let s = em.fresh("e");
                     em.line(format!("{s} = memref.load {name}[{at}] : {mty}"));
-                    em.line(format!("{v} = vector.broadcast {s} : f32 to vector<8xf32>"));
+                    em.line(format!("{v} = vector.broadcast {s} : f32 to {ty}"));
                 }
                 (Lane::Scalar, _) => em.line(format!("{v} = memref.load {name}[{at}] : {mty}")),
             }
@@ -392,8 +402,8 @@ pub(crate) fn emit_epilogue(
                 let c = em.fresh("e");
                 em.line(format!("{c} = arith.cmpf {pred}, {a}, {b} : {ty}"));
                 let bool_ty = match lane {
-                    Lane::Scalar => "i1",
-                    Lane::Vector => "vector<8xi1>",
+                    Lane::Scalar => "i1".to_string(),
+                    Lane::Vector(n) => format!("vector<{n}xi1>"),
                 };
                 em.line(format!("{v} = arith.uitofp {c} : {bool_ty} to {ty}"));
             }
@@ -404,9 +414,10 @@ pub(crate) fn emit_epilogue(
             let v = em.fresh("e");
             let one = match lane {
                 Lane::Scalar => "1.0 : f32".to_string(),
-                Lane::Vector => "dense<1.0> : vector<8xf32>".to_string(),
+                Lane::Vector(_) => format!("dense<1.0> : {ty}"),
             };
-            let lines = crate::linalg::builtin_call(*func, &v, &xs, ty, &one, &mut |p| em.fresh(p));
+            let lines =
+                crate::linalg::builtin_call(*func, &v, &xs, &ty, &one, &mut |p| em.fresh(p));
             for line in lines {
                 em.line(line);
             }
@@ -559,7 +570,7 @@ fn write_back(
             format!("memref.load %C[{ij}] : {tc}"),
             format!("memref.store {{}}, %C[{ij}] : {tc}"),
         ),
-        Lane::Vector => (
+        Lane::Vector(_) => (
             format!("vector.load %C[{ij}] : {tc}, {ty}"),
             format!("vector.store {{}}, %C[{ij}] : {tc}, {ty}"),
         ),
@@ -602,12 +613,13 @@ pub fn scratch_types(g: &Gemm, blocks: Blocks) -> [String; 3] {
         threads,
         ..
     } = blocks.fitted(g);
-    let b_panels = if blocks.a_once(g) { 1 } else { nc / NR };
+    let nr = blocks.nr();
+    let b_panels = if blocks.a_once(g) { 1 } else { nc / nr };
     let b_slices = if blocks.shared_b() { 1 } else { threads };
     [
         format!("memref<{threads}x{}x{kc}x{MR}xf32>", mc / MR),
-        format!("memref<{b_slices}x{b_panels}x{kc}x{NR}xf32>"),
-        format!("memref<{threads}x{MR}x{NR}xf32>"),
+        format!("memref<{b_slices}x{b_panels}x{kc}x{nr}xf32>"),
+        format!("memref<{threads}x{MR}x{nr}xf32>"),
     ]
 }
 
@@ -622,15 +634,18 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         nc,
         threads,
         split_cols,
+        lanes,
     } = fitted;
+    let nr = fitted.nr();
     let (m, n, k) = (g.m, g.n, g.k);
-    let lanes_per_tile = NR / LANES;
+    let lanes_per_tile = nr / lanes;
     let (rows_per_thread, cols_per_thread) = fitted.spans(g);
     let _ = w;
     let (va, vb, vc) = (&g.shape.a, &g.shape.b, &g.shape.c);
     let (ta, tb, tc) = (va.memref(), vb.memref(), vc.memref());
     let [tap, tbp, tt] = scratch_types(g, blocks);
-    let v8 = "vector<8xf32>";
+    let v8 = format!("vector<{lanes}xf32>");
+    let v8 = v8.as_str();
     // Independent products run one after the other, at batch index %h.
     let batched = vc.has(Coord::Batch);
     let h = if batched { "%h" } else { "" };
@@ -658,8 +673,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         1,
         MR - 1,
         MR,
-        NR - 1,
-        NR,
+        nr - 1,
+        nr,
         m,
         n,
         k,
@@ -673,9 +688,9 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     ];
     constants.extend(0..MR);
     if !b_rows || vb.gather.is_some() {
-        constants.extend(0..NR);
+        constants.extend(0..nr);
     }
-    constants.extend((0..lanes_per_tile).map(|v| v * LANES));
+    constants.extend((0..lanes_per_tile).map(|v| v * lanes));
     constants.sort_unstable();
     constants.dedup();
     for c in &constants {
@@ -736,8 +751,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         ));
         let n_left = em.index_op("subi", &col_end, "%jc");
         let ncur = em.index_op("minsi", &c(nc), &n_left);
-        let ncur_up = em.index_op("addi", &ncur, &c(NR - 1));
-        em.index_op("divui", &ncur_up, &c(NR))
+        let ncur_up = em.index_op("addi", &ncur, &c(nr - 1));
+        em.index_op("divui", &ncur_up, &c(nr))
     };
     let open_pc = |em: &mut Emitter| {
         em.open(format!("scf.for %pc = %c0 to {} step {} {{", c(k), c(kc)));
@@ -751,11 +766,11 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     // Packs panel `jp` of the kc x nc block of B (16 columns, zero padded)
     // into slot `slot` of the thread's buffer.
     let pack_b = |em: &mut Emitter, kcur: &str, jp: &str, slot: &str| {
-        let jp16 = em.index_op("muli", jp, &c(NR));
+        let jp16 = em.index_op("muli", jp, &c(nr));
         let j0 = em.index_op("addi", "%jc", &jp16);
         let j_left = em.index_op("subi", &col_end, &j0);
-        let ncols = em.index_op("minsi", &c(NR), &j_left);
-        let full_b = em.cmp("eq", &ncols, &c(NR));
+        let ncols = em.index_op("minsi", &c(nr), &j_left);
+        let full_b = em.cmp("eq", &ncols, &c(nr));
         em.open(format!("scf.if {full_b} {{"));
         em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
         let kk = em.index_op("addi", "%pc", "%pb");
@@ -763,7 +778,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             // A window: whole vectors where the panel's columns lie in one
             // run of the last dimension, else one load per column.
             let scalar = |em: &mut Emitter| {
-                for x in 0..NR {
+                for x in 0..nr {
                     let jj = em.index_op("addi", &j0, &c(x));
                     let v = em.fresh("x");
                     let at = index_of(em, vb, groups, [h, "", &jj, &kk]);
@@ -779,14 +794,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                     let run_c = em.fresh("gc");
                     em.line(format!("{run_c} = arith.constant {run} : index"));
                     let within = em.index_op("remui", &j0, &run_c);
-                    let end = em.index_op("addi", &within, &c(NR));
+                    let end = em.index_op("addi", &within, &c(nr));
                     let fits = em.cmp("ule", &end, &run_c);
                     em.open(format!("scf.if {fits} {{"));
                     let at = index_of(em, vb, groups, [h, "", &j0, &kk]);
                     // `at` ends with the last dimension's index.
                     let (head, last) = at.rsplit_once(", ").unwrap_or(("", at.as_str()));
                     for v in 0..lanes_per_tile {
-                        let lane0 = em.index_op("addi", last, &c(v * LANES));
+                        let lane0 = em.index_op("addi", last, &c(v * lanes));
                         let x = em.fresh("x");
                         let idx = if head.is_empty() {
                             lane0
@@ -796,7 +811,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                         em.line(format!("{x} = vector.load %B[{idx}] : {tb}, {v8}"));
                         em.line(format!(
                             "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
-                            c(v * LANES)
+                            c(v * lanes)
                         ));
                     }
                     em.close("} else {");
@@ -808,18 +823,18 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             }
         } else if b_rows {
             for v in 0..lanes_per_tile {
-                let jj = em.index_op("addi", &j0, &c(v * LANES));
+                let jj = em.index_op("addi", &j0, &c(v * lanes));
                 let x = em.fresh("x");
                 let at = vb.at(h, "", &jj, &kk);
                 em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
                 em.line(format!(
                     "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
-                    c(v * LANES)
+                    c(v * lanes)
                 ));
             }
         } else {
             // Columns of a transposed `b` are rows in memory: one load each.
-            for x in 0..NR {
+            for x in 0..nr {
                 let jj = em.index_op("addi", &j0, &c(x));
                 let v = em.fresh("x");
                 let at = vb.at(h, "", &jj, &kk);
@@ -836,7 +851,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         pack_padded(
             em,
             kcur,
-            &c(NR),
+            &c(nr),
             &ncols,
             &|em, k, s| {
                 let jj = em.index_op("addi", &j0, s);
@@ -932,14 +947,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     em.open(format!("scf.for %ir = %c0 to {row_panels} step %c1 {{"));
     let ir6 = em.index_op("muli", "%ir", &c(MR));
     let ci = em.index_op("addi", "%ic", &ir6);
-    let jr16 = em.index_op("muli", "%jr", &c(NR));
+    let jr16 = em.index_op("muli", "%jr", &c(nr));
     let cj = em.index_op("addi", "%jc", &jr16);
     let ci_left = em.index_op("subi", &row_end, &ci);
     let tile_rows = em.index_op("minsi", &c(MR), &ci_left);
     let cj_left = em.index_op("subi", &col_end, &cj);
-    let tile_cols = em.index_op("minsi", &c(NR), &cj_left);
+    let tile_cols = em.index_op("minsi", &c(nr), &cj_left);
     let rows_full = em.cmp("eq", &tile_rows, &c(MR));
-    let cols_full = em.cmp("eq", &tile_cols, &c(NR));
+    let cols_full = em.cmp("eq", &tile_cols, &c(nr));
     let full = em.fresh("p");
     em.line(format!("{full} = arith.andi {rows_full}, {cols_full} : i1"));
     // Prefetch the tile of C it will write.
@@ -970,7 +985,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         let x = em.fresh("b");
         em.line(format!(
             "{x} = vector.load %Bp[{tb_slice}, {b_slot}, %p, {}] : {tbp}, {v8}",
-            c(v * LANES)
+            c(v * lanes)
         ));
         bv.push(x);
     }
@@ -997,7 +1012,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     for r in 0..MR {
         let ii = em.index_op("addi", &ci, &c(r));
         for v in 0..lanes_per_tile {
-            let jj = em.index_op("addi", &cj, &c(v * LANES));
+            let jj = em.index_op("addi", &cj, &c(v * lanes));
             let acc = format!("{result}#{}", r * lanes_per_tile + v);
             let at = Store {
                 i: &ii,
@@ -1006,7 +1021,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                 last: &last,
                 c_type: &tc,
             };
-            write_back(&mut em, g, &args, Lane::Vector, &acc, &at);
+            write_back(&mut em, g, &args, Lane::Vector(lanes), &acc, &at);
         }
     }
     em.close("} else {");
@@ -1017,7 +1032,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             em.line(format!(
                 "vector.store {acc}, %Tb[%t, {}, {}] : {tt}, {v8}",
                 c(r),
-                c(v * LANES)
+                c(v * lanes)
             ));
         }
     }

@@ -226,7 +226,7 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
             u as u64 * LANES
         ));
         let j = em.index_op("addi", "%j", &offset);
-        let x = emit_epilogue(&mut em, &r.body, "", Lane::Vector, "%row", &j, &args);
+        let x = emit_epilogue(&mut em, &r.body, "", Lane::Vector(LANES), "%row", &j, &args);
         let y = em.fresh("y");
         em.line(format!("{y} = {} {acc}, {x} : {v8}", combine(r.op)));
         next.push(y);
