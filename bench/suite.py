@@ -797,6 +797,8 @@ def main():
                     help="raise the child's stack limit to this many MiB (default: inherit, usually 8)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", metavar="OUT", help="write every row as JSON")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --json: keep the rows already in that file and run only the missing cases")
     ap.add_argument("--render", nargs="+", metavar="JSON",
                     help="print the table of rows saved by --json (ARCHC is then ignored)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -836,8 +838,15 @@ def main():
         cases += generate(a.generate, a.seed, only)
 
     rows = []
+    if a.resume and a.json and os.path.exists(a.json):
+        with open(a.json) as f:
+            rows = json.load(f)
+    done = {(r["case"], r["threads"], json.dumps(r["sizes"], sort_keys=True)) for r in rows}
     for t in threads:
         for name, overrides, label in cases:
+            sizes = dict(defaults(name)[1], **overrides)
+            if (label, t, json.dumps(sizes, sort_keys=True)) in done:
+                continue
             r = run_case(archc, name, overrides, label, t, a)
             rows.append(r)
             print("  ".join(f"{h}: {c}" for h, c in zip(HEADER, row_cells(r))), file=sys.stderr, flush=True)

@@ -90,9 +90,16 @@ impl CpuParams {
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
             levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
             work_fraction: 1.0,
-            lanes: unit
-                .vector_bytes
-                .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
+            // Lanes the vector unit completes per instruction slot: the
+            // register's lanes, unless the core's rate says it splits them
+            // (Zen 4 runs 512-bit vectors as two 256-bit halves): with two
+            // FMA pipes, rate / 4 lanes (f32 flops count an FMA as two).
+            lanes: unit.vector_bytes.map(|v| {
+                let register = ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1);
+                let per_slot = (hw.for_one_core(rate) / 4.0).max(1.0) as u64;
+                let per_slot = 1u64 << (63 - per_slot.max(1).leading_zeros());
+                register.min(per_slot).max(1)
+            }),
             resident_level: 0,
             line_bytes: CACHE_LINE_BYTES,
         })
