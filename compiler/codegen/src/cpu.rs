@@ -121,7 +121,7 @@ pub fn kernels(
                 // (dot products).
                 if nest.vector == g.shape.groups.cols.last().copied() {
                     let blocks = kernel_blocks(nest, &g, cores, lanes);
-                    return Some(Kernel::Gemm(g, blocks));
+                    return Some(Kernel::Gemm(Box::new(g), blocks));
                 }
             }
             let r = arch_mlir::rowreduce::recognize(w, op)?;
@@ -133,7 +133,7 @@ pub fn kernels(
             } else {
                 cores.max(1)
             };
-            Some(Kernel::RowReduce(r, threads))
+            Some(Kernel::RowReduce(Box::new(r), threads))
         })
         .collect()
 }

@@ -143,6 +143,10 @@ const CHILDREN: usize = 256;
 /// still be kept (2 %).
 const SPARSITY_SLACK: f64 = 0.02;
 
+/// How a loop nest ranks: predicted latency, then compute cycles, then
+/// energy (lower is better, compared in that order).
+type Score = (f64, f64, f64);
+
 /// Gpu block tiles narrower than this along M or N (where the op is that
 /// wide) are not tried: they waste a tensor-core fragment, and multiply the
 /// blocks the swizzle model replays.
@@ -398,7 +402,7 @@ pub fn tune(
             // do not fit (pruned before evaluation).
             let score_all = |batch: &[Vec<usize>], evaluated: &mut usize, pruned: &mut usize| {
                 let nests: Vec<LoopNest> = batch.iter().map(|p| space.nest(op, p)).collect();
-                let scored: Vec<Option<((f64, f64, f64), LoopNest)>> = nests
+                let scored: Vec<Option<(Score, LoopNest)>> = nests
                     .into_par_iter()
                     .map(|n| (fits(w, hw, op, &n) && model.admits(&n)).then(|| (score(&n), n)))
                     .collect();
@@ -407,14 +411,13 @@ pub fn tune(
                 *pruned += batch.len() - feasible;
                 scored
             };
-            let by_score = |a: &(f64, f64, f64), b: &(f64, f64, f64)| {
-                a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
-            };
+            let by_score =
+                |a: &Score, b: &Score| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
             // The population: the best distinct points seen, best first.
-            let mut population: Vec<((f64, f64, f64), Vec<usize>, LoopNest)> = Vec::new();
-            let admit = |population: &mut Vec<((f64, f64, f64), Vec<usize>, LoopNest)>,
+            let mut population: Vec<(Score, Vec<usize>, LoopNest)> = Vec::new();
+            let admit = |population: &mut Vec<(Score, Vec<usize>, LoopNest)>,
                          batch: &[Vec<usize>],
-                         scored: Vec<Option<((f64, f64, f64), LoopNest)>>| {
+                         scored: Vec<Option<(Score, LoopNest)>>| {
                 for (point, found) in batch.iter().zip(scored) {
                     let Some((sc, nest)) = found else { continue };
                     // Kept sorted, best first: most points lose to the worst
@@ -486,7 +489,7 @@ pub fn tune(
             // Hill climbing from the best few: move one knob to a
             // neighbouring value while that improves.
             if large && !stopped_by_budget {
-                let starts: Vec<((f64, f64, f64), LoopNest)> = population
+                let starts: Vec<(Score, LoopNest)> = population
                     .iter()
                     .take(CLIMB_STARTS)
                     .map(|(sc, _, n)| (*sc, n.clone()))

@@ -271,9 +271,9 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kernel {
     /// The packed matrix-product kernel ([`crate::gemm`]).
-    Gemm(crate::gemm::Gemm, crate::gemm::Blocks),
+    Gemm(Box<crate::gemm::Gemm>, crate::gemm::Blocks),
     /// The row-reduction kernel ([`crate::rowreduce`]) on this many threads.
-    RowReduce(crate::rowreduce::RowReduce, u64),
+    RowReduce(Box<crate::rowreduce::RowReduce>, u64),
 }
 
 /// [`lower`], with the ops in `kernels` (by op index) computed by their
