@@ -172,3 +172,28 @@ fn sibling_imports() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("E0104"), "{}", bad.stderr);
 }
+
+#[test]
+fn other_hardwares_mappings_do_not_block_a_target() {
+    // With M = 7 the h100 and mi300x mappings' fixed tiles do not fit:
+    // `check` reports them, `report --target host` skips them and says so.
+    let gemm = root().join("examples").join("gemm.arch");
+    let gemm = gemm.to_string_lossy();
+    let checked = archc(&["check", "--color", "never", "--set", "M=7", &gemm]);
+    assert_eq!(checked.code, 1);
+    assert!(checked.stderr.contains("E0604"), "{}", checked.stderr);
+    let reported = archc(&["report", &gemm, "--target", "host", "--set", "M=7"]);
+    assert_eq!(reported.code, 0, "{}", reported.stderr);
+    assert!(
+        reported
+            .stderr
+            .contains("in mappings for other hardware skipped"),
+        "{}",
+        reported.stderr
+    );
+    assert!(
+        reported.stdout.contains("gemm on host"),
+        "{}",
+        reported.stdout
+    );
+}

@@ -296,3 +296,49 @@ fn temporaries_over_64_mib_live_on_the_heap() {
         assert!(r.stdout.contains("matches the reference"), "{}", r.stdout);
     }
 }
+
+/// `run --profile` builds and times every op alone: a line per op with
+/// measured beside predicted, and `measured` in each op of the report.
+#[test]
+fn profile_times_every_op_and_writes_them_into_the_report() {
+    let dir = temp("profile");
+    let src = program(
+        &dir,
+        "two.arch",
+        "import std.hw.host\nimport std.nn.gelu\nworkload two(B = 33, K = 64, N = 70) {\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  output y: f32[B, N]\n  h[i, j] = sum[k] x[i, k] * w[k, j]\n  y[i, j] = gelu(h[i, j]) + 1.0\n}\n",
+    );
+    let report = dir.join("r.json");
+    let r = archc(&[
+        "run",
+        &src,
+        "--target",
+        "host",
+        "--runs",
+        "3",
+        "--profile",
+        "--report",
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("profile: every op built and timed alone"),
+        "{}",
+        r.stdout
+    );
+    for op in ["h ", "y ", "(sum of ops)"] {
+        assert!(
+            r.stdout.lines().any(|l| l.trim_start().starts_with(op)),
+            "no line for {op}:\n{}",
+            r.stdout
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).expect("JSON");
+    let ops = json["ops"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ops.len(), 2, "{json}");
+    for op in ops {
+        let m = op["measured"]["latency_s"].as_f64().unwrap_or(0.0);
+        assert!(m > 0.0 && m < 1.0, "{op}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
