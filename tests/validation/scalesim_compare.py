@@ -117,7 +117,9 @@ def arch_program(array, dataflow):
 
 def archc_cycles(archc, path, layer):
     out = subprocess.run(
-        [archc, "report", path, "--target", "validation_npu", "--workload", layer, "--format", "json"],
+        # The first guess is the untiled layer SCALE-Sim simulates (no search).
+        [archc, "report", path, "--target", "validation_npu", "--workload", layer, "--format", "json",
+         "--first-guess"],
         capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:
