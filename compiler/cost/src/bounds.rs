@@ -58,16 +58,6 @@ pub struct Floor {
     pub clock_hz: f64,
 }
 
-fn chip_wide(hw: &HardwareModel, a: Option<arch_sema::hardware::Amount>) -> Option<f64> {
-    a.map(|a| {
-        if a.per_core {
-            a.value.0 * hw.cores.max(1) as f64
-        } else {
-            a.value.0
-        }
-    })
-}
-
 /// Levels (indices into `hw.levels`) that keep data between ops, innermost
 /// last: a cpu's caches; a gpu's caches between HBM and shared memory.
 /// Scratchpads filled by explicit copies (npu scratchpads, shared memory)
@@ -124,7 +114,11 @@ pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
             caches
                 .clone()
                 .rev()
-                .find(|&l| chip_wide(hw, hw.levels[l].size_bytes).is_some_and(|c| c >= bytes))
+                .find(|&l| {
+                    hw.levels[l]
+                        .size_bytes
+                        .is_some_and(|c| hw.for_chip(c) >= bytes)
+                })
                 .unwrap_or(0)
                 .max(resident)
         } else {
@@ -136,14 +130,15 @@ pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
         .levels
         .iter()
         .zip(per_level)
-        .filter(|(_, bytes)| *bytes > 0.0)
-        .filter_map(|(l, bytes)| {
+        .enumerate()
+        .filter(|(_, (_, bytes))| *bytes > 0.0)
+        .filter_map(|(at, (l, bytes))| {
             Some(Compulsory {
                 level: l.name.clone(),
                 bytes,
-                bandwidth: chip_wide(hw, l.bandwidth_bytes_per_s)?,
+                bandwidth: hw.for_chip(l.bandwidth_bytes_per_s?),
                 energy_per_byte: l.energy_j_per_byte.map_or(0.0, |a| a.value.0),
-                outermost: std::ptr::eq(l, &hw.levels[0]),
+                outermost: at == 0,
             })
         })
         .collect();

@@ -312,16 +312,22 @@ fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
             // products is one fused multiply-add.
             let (mut inner, mut outer) = (0.0, 0.0);
             let mut reading = 0;
-            let mut factors = Vec::new();
+            // The same split into factors the kernels make
+            // (`kernel_shape::factors`): a sum's invariant ones move out.
+            let (mut num, mut den) = (Vec::new(), Vec::new());
             if *op == arch_syntax::ast::ReduceOp::Sum {
-                split_product(body, &mut factors);
+                crate::kernel_shape::factors(body, &mut num, &mut den, false);
             } else {
-                factors.push((body.as_ref(), false));
+                num.push(body.as_ref().clone());
             }
-            for (f, divides) in &factors {
+            let factors = num
+                .iter()
+                .map(|f| (f, false))
+                .chain(den.iter().map(|f| (f, true)));
+            for (f, divides) in factors {
                 let (o, i) = expr_ops(f, seen);
-                let own = if *divides { 4.0 } else { 1.0 };
-                if uses_vars(f, vars) {
+                let own = if divides { 4.0 } else { 1.0 };
+                if crate::kernel_shape::uses_any(f, vars) {
                     reading += 1;
                     inner += o + i + own;
                 } else {
@@ -338,39 +344,6 @@ fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
             (outer, (inner + combine).max(0.0))
         }
     }
-}
-
-/// The factors of a product (`x * y / z`), each with whether it divides.
-fn split_product<'e>(e: &'e ScalarExpr, out: &mut Vec<(&'e ScalarExpr, bool)>) {
-    match e {
-        ScalarExpr::Binary {
-            op: arch_syntax::ast::BinOp::Mul,
-            lhs,
-            rhs,
-        } => {
-            split_product(lhs, out);
-            split_product(rhs, out);
-        }
-        ScalarExpr::Binary {
-            op: arch_syntax::ast::BinOp::Div,
-            lhs,
-            rhs,
-        } => {
-            split_product(lhs, out);
-            out.push((rhs, true));
-        }
-        _ => out.push((e, false)),
-    }
-}
-
-fn uses_vars(e: &ScalarExpr, vars: &[usize]) -> bool {
-    let mut found = false;
-    collect_accesses(e, &mut |_, index| {
-        found |= index
-            .iter()
-            .any(|a| a.terms.iter().any(|(v, _)| vars.contains(v)));
-    });
-    found
 }
 
 fn has_index(e: &ScalarExpr) -> bool {
