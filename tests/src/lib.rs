@@ -11,13 +11,19 @@ pub struct Outcome {
 }
 
 /// Runs `archc ARGS...` in this process. Cost commands use std.hw.host's
-/// published numbers (`ARCHC_CALIBRATION=off`), so that what the tests
-/// assert does not depend on the machine they run on.
+/// published numbers (`ARCHC_CALIBRATION=off`), and commands that search
+/// get a wall-clock budget that never binds unless the test sets one (the
+/// evaluation limit then ends every search): what the tests assert does not
+/// depend on the machine they run on, nor on how fast a debug build is.
 pub fn archc(args: &[&str]) -> Outcome {
     static UNCALIBRATED: std::sync::Once = std::sync::Once::new();
     UNCALIBRATED.call_once(|| std::env::set_var("ARCHC_CALIBRATION", "off"));
     let mut argv: Vec<std::ffi::OsString> = vec!["archc".into()];
     argv.extend(args.iter().map(|a| a.into()));
+    let searches = matches!(args.first(), Some(&("tune" | "report" | "build" | "run")));
+    if searches && !args.contains(&"--budget") {
+        argv.extend(["--budget".into(), "60m".into()]);
+    }
     let mut out = Vec::new();
     let mut err = Vec::new();
     let code = arch_driver::run(argv, &mut out, &mut err);
