@@ -116,6 +116,25 @@ fn program(rng: &mut Rng, case: usize) -> (String, String) {
             );
             desc = format!("layernorm {r}x{c} {t}");
         }
+        7 => {
+            // A row chain: reductions and element-wise ops taken row by row
+            // in one kernel; a row total that is an output, a per-row op, a
+            // weight read along the columns, rows of two dimensions.
+            let (h, r, c) = (
+                rng.pick(&[1u64, 3]),
+                rng.pick(&odd),
+                rng.pick(&[2u64, 7, 64, 123, 1000]),
+            );
+            let _ = write!(
+                s,
+                "workload w(H = {h}, R = {r}, C = {c}) {{\n  input x: {t}[H, R, C]\n  weight g: {t}[C]\n  output y: {t}[H, R, C]\n  output s: {t}[H, R]\n  m[a, i] = max[j] x[a, i, j]\n  e[a, i, j] = exp(x[a, i, j] - m[a, i]) * g[j]\n  s[a, i] = sum[j] e[a, i, j]\n  n[a, i] = 1.0 / (s[a, i] * s[a, i] + 1.0)\n  y[a, i, j] = e[a, i, j] * n[a, i] + x[a, i, j]\n}}\n"
+            );
+            // The chain's ops are f32 (other types take the linalg path).
+            if t != "f32" {
+                s = s.replace(&format!(": {t}["), ": f32[");
+            }
+            desc = format!("row chain {h}x{r}x{c} f32");
+        }
         8 => {
             // Both products of attention: a transposed operand, factors
             // outside the sums (one read per row), heads as a batch.
@@ -225,7 +244,15 @@ fn nest(rng: &mut Rng, op: &arch_sema::model::Op) -> LoopNest {
         let j = rng.below(i as u64 + 1) as usize;
         order.swap(i, j);
     }
-    let vector = (rng.below(5) > 0).then(|| rng.below(op.output_rank.max(1) as u64) as usize);
+    // Mostly an output dimension; sometimes the last variable (a reduced
+    // one: the row kernels).
+    let vector = (rng.below(5) > 0).then(|| {
+        if rng.below(3) == 0 {
+            op.vars.len() - 1
+        } else {
+            rng.below(op.output_rank.max(1) as u64) as usize
+        }
+    });
     // A third of the nests run their first or second output dimension over
     // two cores (OpenMP threads; the packed kernel splits rows or columns).
     let parallel = if rng.below(3) == 0 {
@@ -253,7 +280,21 @@ fn run_case(
         | 1);
     let (text, desc) = program(&mut rng, case);
     let w = model(&text);
-    let nests: Vec<Option<LoopNest>> = w.ops.iter().map(|op| Some(nest(&mut rng, op))).collect();
+    let mut nests: Vec<Option<LoopNest>> =
+        w.ops.iter().map(|op| Some(nest(&mut rng, op))).collect();
+    // Row-wise families: half the time every op vectorizes its last
+    // variable and all run on threads or none do, as the tuner's nests
+    // usually are (the row chains of `arch_cost::fusion`).
+    let row_family = ["softmax", "layernorm", "row chain"]
+        .iter()
+        .any(|f| desc.starts_with(f));
+    if row_family && rng.below(2) == 0 {
+        let threads = rng.below(2) == 0;
+        for (op, n) in w.ops.iter().zip(nests.iter_mut().flatten()) {
+            n.vector = Some(op.vars.len() - 1);
+            n.parallel = if threads { vec![0] } else { Vec::new() };
+        }
+    }
     let context = || format!("case {case}: {desc}\n{text}nests: {nests:?}");
     let compiled = compile(&w, &nests, host, 2).map_err(|e| format!("{}\n{e}", context()))?;
     let object = dir.join(format!("case{case}.o"));
@@ -312,8 +353,14 @@ fn run_case(
     }
     let _ = std::fs::remove_file(&object);
     let _ = std::fs::remove_file(&library);
+    if compiled.input.contains("_chain") {
+        CHAINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(())
 }
+
+/// Cases whose library ran a row chain's kernel.
+static CHAINS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[test]
 fn built_libraries_match_the_reference_interpreter() {
@@ -373,6 +420,12 @@ fn built_libraries_match_the_reference_interpreter() {
             .collect()
     });
     let _ = std::fs::remove_dir_all(&dir);
+    let chains = CHAINS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{chains} cases ran a row chain");
+    assert!(
+        only.is_some() || cases < 100 || chains >= 3,
+        "only {chains} cases ran a row chain's kernel"
+    );
     assert!(
         failures.is_empty(),
         "{} of {cases} cases failed:\n\n{}",

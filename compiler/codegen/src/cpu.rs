@@ -109,10 +109,33 @@ pub fn kernels(
     // The packed kernel's vectors: the widest registers (16 f32 lanes with
     // AVX-512, 8 with AVX2).
     let lanes = (host.vector_bytes() / 4).clamp(4, 16);
+    let threads_of = |nest: Option<&LoopNest>| {
+        if nest.is_some_and(|n| !n.parallel.is_empty()) {
+            cores.max(1)
+        } else {
+            1
+        }
+    };
+    // Row chains first (the cpu model fuses the same ones).
+    let mut chosen: Vec<Option<Kernel>> = vec![None; w.ops.len()];
+    for chain in arch_cost::fusion::row_chains(w, |o| nests.get(o)?.as_ref()) {
+        let Some(k) = arch_mlir::rowchain::build(w, &chain, lanes) else {
+            continue;
+        };
+        let first = chain.stages[0].op;
+        let threads = threads_of(nests.get(first).and_then(|n| n.as_ref()));
+        for s in &chain.stages[1..] {
+            chosen[s.op] = Some(Kernel::InChain);
+        }
+        chosen[first] = Some(Kernel::RowChain(Box::new(k), threads));
+    }
     w.ops
         .iter()
         .enumerate()
         .map(|(i, op)| {
+            if chosen[i].is_some() {
+                return chosen[i].take();
+            }
             let nest = nests.get(i)?.as_ref()?;
             nest.vector?;
             if let Some(g) = arch_mlir::gemm::recognize(w, op) {
@@ -165,7 +188,8 @@ pub fn compile(
         .flatten()
         .map(|k| match k {
             Kernel::Gemm(_, b) => b.threads,
-            Kernel::RowReduce(_, t) => *t,
+            Kernel::RowReduce(_, t) | Kernel::RowChain(_, t) => *t,
+            Kernel::InChain => 1,
         })
         .chain(transform_threads.then_some(cores.max(1)))
         .max()

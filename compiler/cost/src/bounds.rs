@@ -100,7 +100,7 @@ pub fn resident_level(w: &WorkloadModel, hw: &HardwareModel) -> usize {
 
 /// The floor of `op` (of the stored workload `w`) on `hw`; None for classes
 /// without memory levels (spiking chips).
-pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
+pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op, on_chip: &[usize]) -> Option<Floor> {
     if hw.class == HwClass::Neuromorphic || hw.levels.is_empty() {
         return None;
     }
@@ -109,6 +109,9 @@ pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op) -> Option<Floor> {
     let resident = resident_level(w, hw);
     let mut per_level = vec![0.0; hw.levels.len()];
     for (t, bytes) in op.tile_bytes(&w.tensors, &full) {
+        if on_chip.contains(&t) {
+            continue;
+        }
         let home = if w.tensors[t].role == Role::Intermediate {
             // The innermost persistent cache that holds all of it.
             caches
@@ -203,17 +206,19 @@ pub fn enforce(p: &mut Predicted, floor: &Floor) {
     };
 }
 
-/// Where `report` (for the stored workload `w` on `hw`, ops in order of
-/// `ops`) breaks a bound, one line each; empty when it holds.
+/// Where `report` (for the stored workload `w` on `hw` under `schedule`)
+/// breaks a bound, one line each; empty when it holds.
 pub fn violations(
     w: &WorkloadModel,
     hw: &HardwareModel,
-    ops: &[usize],
+    schedule: &crate::schedule::Schedule,
     report: &CostReport,
 ) -> Vec<String> {
+    let fused = crate::fusion::fused_ops(w, hw, schedule);
+    let ops: Vec<usize> = schedule.ops.iter().map(|s| s.op).collect();
     let mut out = Vec::new();
     let close = |a: f64, b: f64| a >= b * (1.0 - 1e-9) - 1e-30;
-    for (r, &i) in report.ops.iter().zip(ops) {
+    for ((r, &i), fused) in report.ops.iter().zip(&ops).zip(&fused) {
         let p = &r.predicted;
         let name = &r.name;
         if !(p.latency_s.is_finite() && p.latency_s > 0.0) {
@@ -243,7 +248,9 @@ pub fn violations(
             }
         }
         let Some(op) = w.ops.get(i) else { continue };
-        let Some(f) = floor(w, hw, op) else { continue };
+        let Some(f) = floor(w, hw, op, &fused.on_chip) else {
+            continue;
+        };
         for c in &f.levels {
             let bytes = p
                 .levels

@@ -163,11 +163,16 @@ pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
 
 /// Every tensor of `op` moved once: the bytes no schedule can avoid.
 pub fn compulsory_bytes(w: &WorkloadModel, op: &Op) -> f64 {
+    compulsory_bytes_except(w, op, &[])
+}
+
+/// [`compulsory_bytes`] without the tensors in `skip`.
+pub fn compulsory_bytes_except(w: &WorkloadModel, op: &Op, skip: &[usize]) -> f64 {
     let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
     op.tile_bytes(&w.tensors, &full)
         .iter()
-        .map(|(_, b)| b)
-        .sum()
+        .filter(|(t, _)| !skip.contains(t))
+        .fold(0.0, |a, (_, b)| a + b)
 }
 
 /// Bytes a cache moves at a time: data travels in whole lines.
@@ -221,9 +226,22 @@ pub fn line_tile_bytes(
 /// every tensor's tile at `l` times its fills, with the output's partial
 /// sums read back in on every visit after the first.
 pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize, line_bytes: f64) -> f64 {
+    fill_bytes_except(w, op, nest, l, line_bytes, &[])
+}
+
+/// [`fill_bytes`] without the tensors in `skip` (kept on chip by fusion).
+fn fill_bytes_except(
+    w: &WorkloadModel,
+    op: &Op,
+    nest: &LoopNest,
+    l: usize,
+    line_bytes: f64,
+    skip: &[usize],
+) -> f64 {
     let tile_bytes = line_tile_bytes(w, op, &nest.tiles[l], line_bytes);
     tile_bytes
         .iter()
+        .filter(|(t, _)| !skip.contains(t))
         .map(|&(t, once)| {
             let count = fills(op, nest, t, l);
             if t == op.output && count > 1.0 {
@@ -235,7 +253,8 @@ pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize, line_by
                 once * count
             }
         })
-        .sum()
+        // (a sum of nothing is -0.0)
+        .fold(0.0, |a, b| a + b)
 }
 
 /// Strided vector code (a vector dimension other than the output's
@@ -440,8 +459,32 @@ pub fn is_row_reduction(op: &Op) -> bool {
     ok
 }
 
+/// How an op runs inside a fused kernel ([`crate::fusion`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fused {
+    /// The op is a stage of a row chain: vector loops along its rows with
+    /// a scalar remainder (never masked), one row at a time.
+    pub in_chain: bool,
+    /// The chain's parallel region is already open (every stage but the first).
+    pub region_open: bool,
+    /// Tensors it finds in L1 or registers (nothing moves through the
+    /// levels outside them).
+    pub on_chip: Vec<usize>,
+}
+
 /// Predicts one compute op under a loop nest.
 pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> Predicted {
+    evaluate_fused(w, op, p, nest, &Fused::default())
+}
+
+/// [`evaluate`] for an op that runs as `fused` says.
+pub fn evaluate_fused(
+    w: &WorkloadModel,
+    op: &Op,
+    p: &CpuParams,
+    nest: &LoopNest,
+    fused: &Fused,
+) -> Predicted {
     // A unit that skips the zeros of a pruned weight does part of the work.
     // The row-reduction kernel adds, per row, the combination of its
     // accumulators' lanes, its remainder loop and the rest of the op: about
@@ -452,7 +495,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         .product();
     let row_kernel = nest
         .vector
-        .is_some_and(|v| v >= op.output_rank && takes_kernel(w, op, v));
+        .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
     let flops = op_flops(op) * p.work_fraction + if row_kernel { 16.0 * outputs } else { 0.0 };
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
@@ -477,8 +520,8 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     // archc's row-reduction kernel runs its lanes there).
     // The transform path vectorizes only parallel dimensions: lanes along
     // a reduced variable are scalar code unless a kernel takes the op.
-    let contiguous =
-        |v: usize| takes_kernel(w, op, v) || (runs_along_memory(op, v) && v < op.output_rank);
+    let in_kernel = |v: usize| takes_kernel(w, op, v) || (fused.in_chain && v + 1 == op.vars.len());
+    let contiguous = |v: usize| in_kernel(v) || (runs_along_memory(op, v) && v < op.output_rank);
     // Scalar code whose innermost loop is a reduction waits for each add
     // before the next: one step per FP-add latency instead of one per cycle.
     let chained = nest.vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
@@ -487,9 +530,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         // leave remainders: every register tile is masked, as slow as
         // strided masked code (measured: a column sum over 1000 columns
         // in tiles of 16 ran about 12x below its vector rate).
-        (Some(lanes), Some(v))
-            if contiguous(v) && !nest.divides_evenly() && !takes_kernel(w, op, v) =>
-        {
+        (Some(lanes), Some(v)) if contiguous(v) && !nest.divides_evenly() && !in_kernel(v) => {
             STRIDED_MASKED_VS_SCALAR / lanes as f64
         }
         (Some(lanes), Some(v)) if !contiguous(v) => {
@@ -508,7 +549,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
         (None, _) => 1.0,
     } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
-    let compulsory = compulsory_bytes(w, op);
+    let compulsory = compulsory_bytes_except(w, op, &fused.on_chip);
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
         // Traffic across the boundary above level l (level 0: to and from
@@ -517,7 +558,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
             // The data stays in a level inside this one between calls.
             0.0
         } else if l + 1 < nest.tiles.len() {
-            fill_bytes(w, op, nest, l + 1, p.line_bytes)
+            fill_bytes_except(w, op, nest, l + 1, p.line_bytes, &fused.on_chip)
         } else {
             // The innermost level feeds the registers: each of its tiles is
             // read once per visit (perfect reuse inside a tile; the register
@@ -557,7 +598,7 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     .finish(traffic);
     // Starting and joining the threads of a parallel region (not part of
     // the speed of light: one core needs none).
-    if cores_used > 1.0 {
+    if cores_used > 1.0 && !fused.region_open {
         predicted.latency_s += PARALLEL_REGION_S;
         predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
         predicted.utilization = predicted.lower_bound_s / predicted.latency_s;

@@ -92,12 +92,13 @@ pub fn evaluate(
     let mut ops = Vec::new();
     match hw.class {
         HwClass::Cpu => {
-            for s in &schedule.ops {
+            let fused = crate::fusion::fused_ops(w, hw, schedule);
+            for (s, fused) in schedule.ops.iter().zip(&fused) {
                 let op = &w.ops[s.op];
                 let params = CpuParams::for_op(hw, w, op).ok_or_else(|| {
                     TuneError::Model("the cpu hardware has no compute rate".into())
                 })?;
-                let predicted = crate::cpu::evaluate(w, op, &params, &s.nest);
+                let predicted = crate::cpu::evaluate_fused(w, op, &params, &s.nest, fused);
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
                     mapping: describe(w, hw, s),
@@ -251,8 +252,9 @@ pub fn evaluate(
     }
     // cpu, npu and gpu ops are reported one per scheduled op, in order.
     if hw.class != HwClass::Neuromorphic {
-        for (r, s) in ops.iter_mut().zip(&schedule.ops) {
-            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op]) {
+        let fused = crate::fusion::fused_ops(w, hw, schedule);
+        for ((r, s), fused) in ops.iter_mut().zip(&schedule.ops).zip(&fused) {
+            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op], &fused.on_chip) {
                 crate::bounds::enforce(&mut r.predicted, &f);
             }
         }

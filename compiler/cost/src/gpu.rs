@@ -191,7 +191,7 @@ fn simulate_panel_loads(
         let scale = |s: u64| (s as f64 / SIMULATED_WAVES as f64 * full as f64).round() as u64;
         (scale(sa), scale(sb))
     };
-    if total % wave != 0 {
+    if !total.is_multiple_of(wave) {
         let (x, y) = one_wave(full * wave, total);
         a += x;
         b += y;

@@ -13,6 +13,7 @@
 pub mod bounds;
 pub mod cpu;
 pub mod evaluate;
+pub mod fusion;
 pub mod gemm;
 pub mod gpu;
 pub mod kernel_shape;

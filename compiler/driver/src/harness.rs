@@ -104,8 +104,7 @@ pub fn cost_models(text: &str, search: &SearchOptions) -> Vec<String> {
     for (w, hw, m) in &pairs {
         let mut check = |schedule: &Schedule, report: &arch_cost::evaluate::CostReport| {
             let adjusted = stored(w, schedule);
-            let ops: Vec<usize> = schedule.ops.iter().map(|s| s.op).collect();
-            for v in violations(&adjusted, hw, &ops, report) {
+            for v in violations(&adjusted, hw, schedule, report) {
                 found.push(format!("{} on {} ({}): {v}", w.name, hw.name, m.name));
             }
         };

@@ -302,11 +302,39 @@ impl Lane {
 pub(crate) struct EpilogueArgs<'a> {
     pub reads: &'a [View],
     pub h: &'a str,
+    /// Slots whose value is not read from `%E{slot}` (indexed by slot;
+    /// shorter than `reads` where the rest are plain reads).
+    pub locals: &'a [Local],
+}
+
+/// Where a fused kernel finds the value of a read ([`crate::rowchain`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Local {
+    /// `%E{slot}`, through the slot's view.
+    Memory,
+    /// This row's value, an SSA value of type f32.
+    Scalar(String),
+    /// This row's elements in a row buffer `name` of memref type `ty`,
+    /// indexed `[prefix, column]`.
+    Row {
+        name: String,
+        ty: String,
+        prefix: String,
+    },
+    /// Another argument, through the slot's view (an output the kernel
+    /// wrote earlier in the row).
+    Arg(String),
+    /// Exactly this value, of the lane type being emitted (computed just
+    /// before, at the same columns).
+    Value(String),
 }
 
 impl EpilogueArgs<'_> {
     fn name(&self, slot: usize) -> String {
-        format!("%E{slot}")
+        match self.locals.get(slot) {
+            Some(Local::Arg(name)) => name.clone(),
+            _ => format!("%E{slot}"),
+        }
     }
     fn ty(&self, slot: usize) -> String {
         self.reads.get(slot).map(View::memref).unwrap_or_default()
@@ -322,6 +350,25 @@ pub(crate) fn f32_literal(x: f64) -> String {
         "0xFF800000".into()
     } else {
         "0x7FC00000".into()
+    }
+}
+
+/// Whether `e` reads anything that changes along a row's columns.
+fn varies_along_columns(e: &ScalarExpr, args: &EpilogueArgs<'_>) -> bool {
+    match e {
+        ScalarExpr::Access { tensor: slot, .. } => match args.locals.get(*slot) {
+            Some(Local::Scalar(_)) => false,
+            Some(Local::Row { .. } | Local::Value(_)) => true,
+            _ => args.reads.get(*slot).is_none_or(|v| v.has(Coord::Col)),
+        },
+        ScalarExpr::Const(_) => false,
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => varies_along_columns(x, args),
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            varies_along_columns(lhs, args) || varies_along_columns(rhs, args)
+        }
+        ScalarExpr::Call { args: xs, .. } => xs.iter().any(|x| varies_along_columns(x, args)),
+        // The contraction's value and anything else: assume it does.
+        _ => true,
     }
 }
 
@@ -352,6 +399,36 @@ pub(crate) fn emit_epilogue(
             v
         }
         ScalarExpr::Access { tensor: slot, .. } => {
+            match args.locals.get(*slot) {
+                Some(Local::Scalar(x)) => {
+                    return match lane {
+                        Lane::Scalar => x.clone(),
+                        Lane::Vector(_) => {
+                            let v = em.fresh("e");
+                            em.line(format!("{v} = vector.broadcast {x} : f32 to {ty}"));
+                            v
+                        }
+                    };
+                }
+                Some(Local::Value(x)) => return x.clone(),
+                Some(Local::Row {
+                    name,
+                    ty: mty,
+                    prefix,
+                }) => {
+                    let v = em.fresh("e");
+                    match lane {
+                        Lane::Scalar => {
+                            em.line(format!("{v} = memref.load {name}[{prefix}, {j}] : {mty}"))
+                        }
+                        Lane::Vector(_) => em.line(format!(
+                            "{v} = vector.load {name}[{prefix}, {j}] : {mty}, {ty}"
+                        )),
+                    }
+                    return v;
+                }
+                _ => {}
+            }
             let (name, mty) = (args.name(*slot), args.ty(*slot));
             let Some(view) = args.reads.get(*slot) else {
                 return acc.to_string();
@@ -377,6 +454,21 @@ pub(crate) fn emit_epilogue(
             let x = rec(em, x);
             let v = em.fresh("e");
             em.line(format!("{v} = arith.negf {x} : {ty}"));
+            v
+        }
+        // A divisor the same along the row's lanes (a row's sum, a
+        // constant): one reciprocal, which the loop over columns hoists,
+        // and a multiply per vector instead of a divide.
+        ScalarExpr::Binary {
+            op: BinOp::Div,
+            lhs,
+            rhs,
+        } if matches!(lane, Lane::Vector(_)) && !varies_along_columns(rhs, args) => {
+            let (a, b) = (rec(em, lhs), rec(em, rhs));
+            let (one, r, v) = (em.fresh("e"), em.fresh("e"), em.fresh("e"));
+            em.line(format!("{one} = arith.constant dense<1.0> : {ty}"));
+            em.line(format!("{r} = arith.divf {one}, {b} : {ty}"));
+            em.line(format!("{v} = arith.mulf {a}, {r} : {ty}"));
             v
         }
         ScalarExpr::Binary { op, lhs, rhs } => {
@@ -652,6 +744,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let args = EpilogueArgs {
         reads: &g.epilogue_reads,
         h,
+        locals: &[],
     };
     // `b` with its columns innermost packs eight columns per load.
     let b_rows = vb.coords.last() == Some(&Coord::Col);

@@ -1,13 +1,16 @@
-//! Lowering to MLIR. Built so far: [`linalg`], each compute op of a
-//! workload as `linalg.generic` on tensors inside one `func.func`, and
-//! [`verify`], which parses the module with MLIR 22 (through melior) and
-//! runs its verifier. Scheduling (tiling, fusion, vectorization),
-//! bufferization and the lowering to LLVM come next (issue 4).
+//! Lowering to MLIR: [`linalg`] writes each compute op of a workload as
+//! `linalg.generic` on tensors inside one `func.func`, or as a call of a
+//! hand-written kernel ([`gemm`]: packed contractions; [`rowreduce`]: row
+//! reductions; [`rowchain`]: ops fused row by row); [`schedule`] writes the
+//! transform script that tiles, fuses and vectorizes the rest;
+//! [`pipeline`] lowers it all to LLVM IR; [`verify`] parses a module with
+//! MLIR 22 (through melior) and runs its verifier.
 
 pub mod fastmath;
 pub mod gemm;
 pub mod linalg;
 pub mod pipeline;
+pub mod rowchain;
 pub mod rowreduce;
 pub mod schedule;
 

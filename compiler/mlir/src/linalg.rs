@@ -274,6 +274,11 @@ pub enum Kernel {
     Gemm(Box<crate::gemm::Gemm>, crate::gemm::Blocks),
     /// The row-reduction kernel ([`crate::rowreduce`]) on this many threads.
     RowReduce(Box<crate::rowreduce::RowReduce>, u64),
+    /// A row chain's kernel ([`crate::rowchain`]) on this many threads, at
+    /// the chain's first op.
+    RowChain(Box<crate::rowchain::ChainKernel>, u64),
+    /// Computed by the row chain of an earlier op.
+    InChain,
 }
 
 /// [`lower`], with the ops in `kernels` (by op index) computed by their
@@ -328,6 +333,8 @@ pub fn lower_parts(
         match kernels.get(i).and_then(|k| k.as_ref()) {
             Some(Kernel::Gemm(g, blocks)) => lower_kernel(&mut wr, op, g, *blocks)?,
             Some(Kernel::RowReduce(r, threads)) => lower_row_reduce(&mut wr, op, r, *threads)?,
+            Some(Kernel::RowChain(c, threads)) => lower_row_chain(&mut wr, c, *threads)?,
+            Some(Kernel::InChain) => {}
             None => lower_op(&mut wr, op)?,
         }
     }
@@ -497,6 +504,47 @@ fn lower_row_reduce(
         (&target, in_place),
         text,
     );
+    Ok(())
+}
+
+/// A row chain as one call: every op of it at once.
+fn lower_row_chain(
+    wr: &mut Writer<'_>,
+    c: &crate::rowchain::ChainKernel,
+    threads: u64,
+) -> Result<(), LowerError> {
+    let name = format!("{}_chain{}", wr.w.name, wr.current_op);
+    let mut operands = Vec::new();
+    let mut types = Vec::new();
+    for slot in c.memory_slots() {
+        let v = &c.reads[slot];
+        let buffer = read_buffer(wr, v.tensor)?;
+        operands.push(collapsed(wr, buffer, v));
+        types.push(v.memref());
+    }
+    let mut targets = Vec::new();
+    for s in c.stages.iter().filter(|s| s.written) {
+        let op = &wr.w.ops[s.op];
+        let (target, in_place) = kernel_target(wr, op);
+        operands.push(collapsed(wr, target.clone(), &s.output));
+        types.push(s.output.memref());
+        targets.push((s.op, target, in_place));
+    }
+    for _ in c.buffered() {
+        let ty = c.buffer_type(threads);
+        operands.push(alloc(wr, "rows", &ty));
+        types.push(ty);
+    }
+    let _ = writeln!(
+        wr.out,
+        "    func.call @{name}({}) : ({}) -> ()",
+        operands.join(", "),
+        types.join(", ")
+    );
+    for (op, target, in_place) in targets {
+        kernel_result(wr, &wr.w.ops[op], &target, in_place);
+    }
+    wr.kernels.push(crate::rowchain::kernel(c, &name, threads));
     Ok(())
 }
 

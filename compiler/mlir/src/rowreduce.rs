@@ -15,7 +15,7 @@
 //! reduced group as the kernel's row and column coordinates.
 
 use crate::gemm::{
-    emit_epilogue, epilogue_of, f32_literal, Emitter, EpilogueArgs, Lane, Scaled, ACC,
+    emit_epilogue, epilogue_of, f32_literal, Emitter, EpilogueArgs, Lane, Local, Scaled, ACC,
 };
 use arch_cost::kernel_shape::{Coord, Groups, View};
 use arch_sema::dtype::DType;
@@ -49,7 +49,7 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
     let ScalarExpr::Reduce {
         op: rop,
         vars,
-        body,
+        body: _,
     } = crate::gemm::the_reduction(&op.body)?
     else {
         return None;
@@ -69,6 +69,40 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
         rows: (0..op.output_rank).collect(),
         cols: vars.clone(),
         depth: Vec::new(),
+    };
+    let mut reads = Vec::new();
+    let (_, body, outer) = reduction_parts(w, op, &groups, &mut reads)?;
+    let output =
+        arch_cost::kernel_shape::view_of(w, op, op.output, &groups.rows, &groups, &[Coord::Row])?;
+    let extent = |vs: &[usize]| vs.iter().map(|v| op.vars[*v].extent).product::<u64>();
+    Some(RowReduce {
+        op: *rop,
+        rows: extent(&groups.rows),
+        len: extent(&groups.cols),
+        body,
+        outer,
+        reads,
+        output,
+    })
+}
+
+/// The reduction of `op` over `groups` (rows: the output's variables,
+/// columns: the reduced ones): how it combines, its body (reads as slots
+/// of `reads`, added there) and the rest of the op around it (`ACC` for
+/// the reduction's value).
+pub(crate) fn reduction_parts(
+    w: &WorkloadModel,
+    op: &Op,
+    groups: &Groups,
+    reads: &mut Vec<View>,
+) -> Option<(ReduceOp, ScalarExpr, ScalarExpr)> {
+    let ScalarExpr::Reduce {
+        op: rop,
+        vars,
+        body,
+    } = crate::gemm::the_reduction(&op.body)?
+    else {
+        return None;
     };
     // A sum is linear: factors that do not depend on the reduced
     // variables (`/ C`) apply once to the total.
@@ -103,35 +137,23 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<RowReduce> {
     }
     let none: [ScalarExpr; 0] = [];
     let plain = Scaled {
-        groups: &groups,
+        groups,
         num: &none,
         den: &none,
     };
     let scaled = Scaled {
-        groups: &groups,
+        groups,
         num: &out_num,
         den: &out_den,
     };
-    let mut reads = Vec::new();
-    let body = epilogue_of(w, op, &inner, &plain, &mut reads)?;
+    let body = epilogue_of(w, op, &inner, &plain, reads)?;
     let inner_reads = reads.len();
-    let outer = epilogue_of(w, op, &op.body, &scaled, &mut reads)?;
+    let outer = epilogue_of(w, op, &op.body, &scaled, reads)?;
     // Outside the reduction only whole rows' values can be read.
     if reads[inner_reads..].iter().any(|v| v.has(Coord::Col)) {
         return None;
     }
-    let output =
-        arch_cost::kernel_shape::view_of(w, op, op.output, &groups.rows, &groups, &[Coord::Row])?;
-    let extent = |vs: &[usize]| vs.iter().map(|v| op.vars[*v].extent).product::<u64>();
-    Some(RowReduce {
-        op: *rop,
-        rows: extent(&groups.rows),
-        len: extent(&groups.cols),
-        body,
-        outer,
-        reads,
-        output,
-    })
+    Some((*rop, body, outer))
 }
 
 fn identity(op: ReduceOp) -> f64 {
@@ -158,16 +180,112 @@ fn horizontal(op: ReduceOp) -> &'static str {
     }
 }
 
+/// Emits the reduction `op` of `body` over the row `row` (`len` elements,
+/// the first `full` of them in whole groups of `UNROLL * lanes`; the index
+/// constants `%k0`, `%k1`, `%k{UNROLL * lanes}`, `%k{full}` and `%k{len}`
+/// defined by the caller); returns the total.
+/// `before`, when given, runs at each column (or vector of columns) ahead
+/// of the body and returns the reads the body then sees (an element-wise
+/// op fused into the reduction's loop).
+pub(crate) fn emit_reduction(
+    em: &mut Emitter,
+    op: ReduceOp,
+    body: &ScalarExpr,
+    (full, len, lanes): (u64, u64, u64),
+    row: &str,
+    args: &EpilogueArgs<'_>,
+    mut before: Option<Before<'_>>,
+) -> String {
+    let mut body_at = |em: &mut Emitter, lane: Lane, j: &str| match before.as_mut() {
+        Some(f) => {
+            let locals = f(em, lane, j);
+            let args = EpilogueArgs {
+                reads: args.reads,
+                h: args.h,
+                locals: &locals,
+            };
+            emit_epilogue(em, body, "", lane, row, j, &args)
+        }
+        None => emit_epilogue(em, body, "", lane, row, j, args),
+    };
+    let v8 = &format!("vector<{lanes}xf32>");
+    let (id, vid) = (em.fresh("id"), em.fresh("vid"));
+    let identity = f32_literal(identity(op));
+    em.line(format!("{id} = arith.constant {identity} : f32"));
+    em.line(format!("{vid} = arith.constant dense<{identity}> : {v8}"));
+    // Four accumulators over whole groups of 32 elements.
+    let accs: Vec<String> = (0..UNROLL).map(|_| em.fresh("acc")).collect();
+    let types = vec![v8.as_str(); UNROLL as usize].join(", ");
+    let vs = em.fresh("vs");
+    em.open(format!(
+        "{vs}:{UNROLL} = scf.for %j = %k0 to %k{full} step %k{} iter_args({}) -> ({types}) {{",
+        UNROLL * lanes,
+        accs.iter()
+            .map(|a| format!("{a} = {vid}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut next = Vec::new();
+    for (u, acc) in accs.iter().enumerate() {
+        let offset = em.fresh("off");
+        em.line(format!(
+            "{offset} = arith.constant {} : index",
+            u as u64 * lanes
+        ));
+        let j = em.index_op("addi", "%j", &offset);
+        let x = body_at(em, Lane::Vector(lanes), &j);
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {acc}, {x} : {v8}", combine(op)));
+        next.push(y);
+    }
+    em.line(format!("scf.yield {} : {types}", next.join(", ")));
+    em.close("}");
+    // The remainder, one element at a time.
+    let tail = em.fresh("tail");
+    let s = em.fresh("s");
+    em.open(format!(
+        "{tail} = scf.for %j = %k{full} to %k{len} step %k1 iter_args({s} = {id}) -> (f32) {{"
+    ));
+    let x = body_at(em, Lane::Scalar, "%j");
+    let y = em.fresh("y");
+    em.line(format!("{y} = {} {s}, {x} : f32", combine(op)));
+    em.line(format!("scf.yield {y} : f32"));
+    em.close("}");
+    let mut lanes = format!("{vs}#0");
+    for u in 1..UNROLL {
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {lanes}, {vs}#{u} : {v8}", combine(op)));
+        lanes = y;
+    }
+    let h = em.fresh("h");
+    em.line(format!(
+        "{h} = vector.reduction <{}>, {lanes} : {v8} into f32",
+        horizontal(op)
+    ));
+    let total = em.fresh("total");
+    em.line(format!("{total} = {} {h}, {tail} : f32", combine(op)));
+    total
+}
+
+/// Emits what runs ahead of a reduction's body at a column; returns the
+/// reads the body sees there ([`emit_reduction`]).
+pub(crate) type Before<'a> = &'a mut dyn FnMut(&mut Emitter, Lane, &str) -> Vec<Local>;
+
+/// The elements of a row in whole groups of `UNROLL * lanes`.
+pub(crate) fn full_groups(len: u64, lanes: u64) -> u64 {
+    len - len % (UNROLL * lanes)
+}
+
 /// The kernel `@name(%E0, ..., %C)` (reads in `r.reads` order, then the
 /// output's view), on `threads` threads.
 pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
     let threads = threads.clamp(1, 64).min(r.rows.max(1));
     let per_thread = r.rows.div_ceil(threads);
-    let full = r.len - r.len % (UNROLL * LANES);
-    let v8 = "vector<8xf32>";
+    let full = full_groups(r.len, LANES);
     let args = EpilogueArgs {
         reads: &r.reads,
         h: "",
+        locals: &[],
     };
     let mut em = Emitter::new();
     let params: Vec<String> = r
@@ -197,9 +315,6 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
     for c in constants {
         em.line(format!("%k{c} = arith.constant {c} : index"));
     }
-    let id = f32_literal(identity(r.op));
-    em.line(format!("%id = arith.constant {id} : f32"));
-    em.line(format!("%vid = arith.constant dense<{id}> : {v8}"));
     em.open(format!(
         "scf.parallel (%t) = (%k0) to (%k{threads}) step (%k1) {{"
     ));
@@ -207,55 +322,15 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
     em.line(format!("%r_hi = arith.addi %r0, %k{per_thread} : index"));
     em.line(format!("%r_end = arith.minsi %k{}, %r_hi : index", r.rows));
     em.open("scf.for %row = %r0 to %r_end step %k1 {");
-    // Four accumulators over whole groups of 32 elements.
-    let accs: Vec<String> = (0..UNROLL).map(|u| format!("%acc{u}")).collect();
-    let types = vec![v8; UNROLL as usize].join(", ");
-    em.open(format!(
-        "%vs:{UNROLL} = scf.for %j = %k0 to %k{full} step %k{} iter_args({}) -> ({types}) {{",
-        UNROLL * LANES,
-        accs.iter()
-            .map(|a| format!("{a} = %vid"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let mut next = Vec::new();
-    for (u, acc) in accs.iter().enumerate() {
-        let offset = format!("%off{u}");
-        em.line(format!(
-            "{offset} = arith.constant {} : index",
-            u as u64 * LANES
-        ));
-        let j = em.index_op("addi", "%j", &offset);
-        let x = emit_epilogue(&mut em, &r.body, "", Lane::Vector(LANES), "%row", &j, &args);
-        let y = em.fresh("y");
-        em.line(format!("{y} = {} {acc}, {x} : {v8}", combine(r.op)));
-        next.push(y);
-    }
-    em.line(format!("scf.yield {} : {types}", next.join(", ")));
-    em.close("}");
-    // The remainder, one element at a time.
-    em.open(format!(
-        "%tail = scf.for %j = %k{full} to %k{} step %k1 iter_args(%s = %id) -> (f32) {{",
-        r.len
-    ));
-    let x = emit_epilogue(&mut em, &r.body, "", Lane::Scalar, "%row", "%j", &args);
-    let y = em.fresh("y");
-    em.line(format!("{y} = {} %s, {x} : f32", combine(r.op)));
-    em.line(format!("scf.yield {y} : f32"));
-    em.close("}");
-    let mut lanes = "%vs#0".to_string();
-    for u in 1..UNROLL {
-        let y = em.fresh("y");
-        em.line(format!("{y} = {} {lanes}, %vs#{u} : {v8}", combine(r.op)));
-        lanes = y;
-    }
-    let h = em.fresh("h");
-    em.line(format!(
-        "{h} = vector.reduction <{}>, {lanes} : {v8} into f32",
-        horizontal(r.op)
-    ));
-    let total = em.fresh("total");
-    em.line(format!("{total} = {} {h}, %tail : f32", combine(r.op)));
+    let total = emit_reduction(
+        &mut em,
+        r.op,
+        &r.body,
+        (full, r.len, LANES),
+        "%row",
+        &args,
+        None,
+    );
     let value = emit_epilogue(&mut em, &r.outer, &total, Lane::Scalar, "%row", "", &args);
     em.line(format!(
         "memref.store {value}, %C[{}] : {}",
