@@ -461,7 +461,8 @@ fn pruned_weights_change_work_only_on_units_that_skip_zeros() {
     assert_eq!(sparse["ops"][0]["mapping"]["sparsity.w"], "2:4");
     // The host has no such unit: the same work, fewer bytes moved (the
     // workload fits the host's L3 between calls: every level's traffic).
-    let tiles = "tile y at l2 { i: 128, j: 128, k: 128 }";
+    // Every knob pinned: the same schedule for both.
+    let tiles = "tile y at l3 { i: 1024, j: 1024, k: 1024 }\n  tile y at l2 { i: 128, j: 128, k: 128 }\n  tile y at l1 { i: 16, j: 64, k: 128 }\n  order y: i, j, k\n  vectorize y: j\n  parallel y: none";
     let dense = report_json("c_dense.arch", &program_for("host", tiles, "dense"), "host");
     let sparse = report_json("c_sparse.arch", &program_for("host", tiles, "2:4"), "host");
     assert_eq!(

@@ -84,13 +84,25 @@ fn holds(l: &arch_sema::hardware::Level) -> Option<f64> {
 /// of the workload, else the outermost level. On other classes each call
 /// starts from the outermost level.
 pub fn resident_level(w: &WorkloadModel, hw: &HardwareModel) -> usize {
+    resident_level_except(w, hw, &[])
+}
+
+/// [`resident_level`] for a workload whose tensors in `never_stored` never
+/// reach memory (a row chain's locals, [`crate::fusion`]).
+pub fn resident_level_except(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    never_stored: &[usize],
+) -> usize {
     if hw.class != HwClass::Cpu {
         return 0;
     }
     let footprint: f64 = w
         .tensors
         .iter()
-        .map(|t| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
+        .enumerate()
+        .filter(|(i, _)| !never_stored.contains(i))
+        .map(|(_, t)| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
         .sum();
     persistent_caches(hw)
         .rev()
@@ -100,13 +112,18 @@ pub fn resident_level(w: &WorkloadModel, hw: &HardwareModel) -> usize {
 
 /// The floor of `op` (of the stored workload `w`) on `hw`; None for classes
 /// without memory levels (spiking chips).
-pub fn floor(w: &WorkloadModel, hw: &HardwareModel, op: &Op, on_chip: &[usize]) -> Option<Floor> {
+pub fn floor(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    op: &Op,
+    (on_chip, never_stored): (&[usize], &[usize]),
+) -> Option<Floor> {
     if hw.class == HwClass::Neuromorphic || hw.levels.is_empty() {
         return None;
     }
     let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
     let caches = persistent_caches(hw);
-    let resident = resident_level(w, hw);
+    let resident = resident_level_except(w, hw, never_stored);
     let mut per_level = vec![0.0; hw.levels.len()];
     for (t, bytes) in op.tile_bytes(&w.tensors, &full) {
         if on_chip.contains(&t) {
@@ -215,6 +232,7 @@ pub fn violations(
     report: &CostReport,
 ) -> Vec<String> {
     let fused = crate::fusion::fused_ops(w, hw, schedule);
+    let locals = crate::fusion::never_stored(w, hw, schedule);
     let ops: Vec<usize> = schedule.ops.iter().map(|s| s.op).collect();
     let mut out = Vec::new();
     let close = |a: f64, b: f64| a >= b * (1.0 - 1e-9) - 1e-30;
@@ -248,7 +266,7 @@ pub fn violations(
             }
         }
         let Some(op) = w.ops.get(i) else { continue };
-        let Some(f) = floor(w, hw, op, &fused.on_chip) else {
+        let Some(f) = floor(w, hw, op, (&fused.on_chip, &locals)) else {
             continue;
         };
         for c in &f.levels {

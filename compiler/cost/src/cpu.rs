@@ -73,6 +73,10 @@ pub struct CpuParams {
     pub lanes: Option<u64>,
     /// Bytes caches move at a time ([`CACHE_LINE_BYTES`]).
     pub line_bytes: f64,
+    /// Per level (outermost first), what starting a new stream of reads
+    /// from it costs in bytes: the level's latency times its bandwidth
+    /// (the transfer a restart leaves idle), at least one line.
+    pub restart_bytes: Vec<f64>,
     /// The level the workload's data comes from between calls
     /// ([`crate::bounds::resident_level`]): no traffic crosses the levels
     /// outside it.
@@ -102,6 +106,15 @@ impl CpuParams {
             }),
             resident_level: 0,
             line_bytes: CACHE_LINE_BYTES,
+            restart_bytes: hw
+                .levels
+                .iter()
+                .map(|l| {
+                    let latency = l.latency_s.map_or(0.0, |a| a.value.0);
+                    let bandwidth = l.bandwidth_bytes_per_s.map_or(0.0, |a| a.value.0);
+                    (latency * bandwidth).max(CACHE_LINE_BYTES)
+                })
+                .collect(),
         })
     }
 
@@ -179,45 +192,102 @@ pub fn compulsory_bytes_except(w: &WorkloadModel, op: &Op, skip: &[usize]) -> f6
 pub const CACHE_LINE_BYTES: f64 = 64.0;
 
 /// [`Op::tile_bytes`] counted in whole cache lines: each tensor's tile is
-/// rows of its innermost (contiguous) index, and a row shorter than a line,
-/// or not a multiple of one, still moves whole lines, plus one line for
-/// starting the row's stream.
+/// runs of contiguous elements (its innermost index, and the next ones out
+/// while the tile spans them whole), and a run shorter than a line, or not
+/// a multiple of one, still moves whole lines, plus one line for starting
+/// the run's stream.
 pub fn line_tile_bytes(
     w: &WorkloadModel,
     op: &Op,
     tile: &[u64],
     line_bytes: f64,
 ) -> Vec<(usize, f64)> {
-    let mut innermost: Vec<(usize, u64)> = vec![(
-        op.output,
-        if op.output_rank > 0 {
-            tile[op.output_rank - 1]
-        } else {
-            1
-        },
-    )];
+    let restart = if line_bytes > 1.0 { line_bytes } else { 0.0 };
+    line_tile_bytes_with(w, op, tile, line_bytes, restart)
+}
+
+/// Elements in one contiguous run of tensor `t`'s tile of `extents` (per
+/// index): its innermost extent, times the next ones out while the tile
+/// spans them whole.
+fn contiguous_run(w: &WorkloadModel, t: usize, extents: &[u64]) -> u64 {
+    let shape = &w.tensors[t].shape;
+    let mut run = 1u64;
+    for (d, e) in extents.iter().enumerate().rev() {
+        run = run.saturating_mul((*e).max(1));
+        if shape.get(d) != Some(e) {
+            break;
+        }
+    }
+    run
+}
+
+/// Bytes of tensor `t` the code reads in one stream before it jumps: the
+/// innermost tile's contiguous run, continued through the following
+/// innermost tiles when the innermost loop steps along the tensor's
+/// innermost index (the same rows go on).
+fn stream_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, t: usize) -> f64 {
+    let inner = nest.tiles.len() - 1;
+    let tile = &nest.tiles[inner];
+    let index: Vec<arch_sema::model::Affine> = if t == op.output {
+        (0..op.output_rank)
+            .map(arch_sema::model::Affine::var)
+            .collect()
+    } else {
+        let mut found = None;
+        collect_accesses(&op.body, &mut |x, index| {
+            if x == t && found.is_none() {
+                found = Some(index.to_vec());
+            }
+        });
+        found.unwrap_or_default()
+    };
+    let extents: Vec<u64> = index.iter().map(|a| a.extent(tile)).collect();
+    let mut run = contiguous_run(w, t, &extents) as f64;
+    let innermost_var = index.last().and_then(|a| match a.terms.as_slice() {
+        [(v, 1)] => Some(*v),
+        _ => None,
+    });
+    if inner > 0 && innermost_var.is_some() && nest.order.last().copied() == innermost_var {
+        let v = innermost_var.unwrap_or_default();
+        run *= nest.trips(inner, v) as f64;
+    }
+    let element = w.tensors[t].dtype.bits() as f64 / 8.0 * w.tensors[t].stored_fraction();
+    (run * element).max(element)
+}
+
+/// [`line_tile_bytes`] with `restart` bytes for starting each run.
+fn line_tile_bytes_with(
+    w: &WorkloadModel,
+    op: &Op,
+    tile: &[u64],
+    line_bytes: f64,
+    restart: f64,
+) -> Vec<(usize, f64)> {
+    let run_of = |t: usize, extents: &[u64]| contiguous_run(w, t, extents);
+    let out_extents: Vec<u64> = tile[..op.output_rank].to_vec();
+    let mut runs: Vec<(usize, u64)> = vec![(op.output, run_of(op.output, &out_extents))];
     collect_accesses(&op.body, &mut |t, index| {
-        if !innermost.iter().any(|(seen, _)| *seen == t) {
-            innermost.push((t, index.last().map_or(1, |a| a.extent(tile))));
+        if !runs.iter().any(|(seen, _)| *seen == t) {
+            let extents: Vec<u64> = index.iter().map(|a| a.extent(tile)).collect();
+            runs.push((t, run_of(t, &extents)));
         }
     });
     op.tile_bytes(&w.tensors, tile)
         .into_iter()
         .map(|(t, bytes)| {
-            let row = innermost
+            let run = runs
                 .iter()
                 .find(|(x, _)| *x == t)
                 .map_or(1, |(_, r)| *r)
                 .max(1) as f64;
             let element = w.tensors[t].dtype.bits() as f64 / 8.0 * w.tensors[t].stored_fraction();
-            let row_bytes = row * element;
-            // A row that starts a new stream also loses about one line
-            // to the prefetcher's restart (estimate): short rows of a
-            // strided tile cost more than their bytes.
+            let run_bytes = (run * element).min(bytes.max(element));
+            // A run that starts a new stream also loses the transfer a
+            // restart leaves idle (one line inside the caches; a level's
+            // latency times its bandwidth where its latency is known).
             let line = line_bytes.max(1.0);
-            let restart = if line > 1.0 { line } else { 0.0 };
-            let lines = (row_bytes / line).ceil() * line + restart;
-            (t, bytes / row_bytes.max(1e-30) * lines.max(row_bytes))
+            let lines = (run_bytes / line).ceil() * line + restart;
+            (t, bytes / run_bytes.max(1e-30) * lines.max(run_bytes))
         })
         .collect()
 }
@@ -226,7 +296,8 @@ pub fn line_tile_bytes(
 /// every tensor's tile at `l` times its fills, with the output's partial
 /// sums read back in on every visit after the first.
 pub fn fill_bytes(w: &WorkloadModel, op: &Op, nest: &LoopNest, l: usize, line_bytes: f64) -> f64 {
-    fill_bytes_except(w, op, nest, l, line_bytes, &[])
+    let restart = if line_bytes > 1.0 { line_bytes } else { 0.0 };
+    fill_bytes_except(w, op, nest, l, (line_bytes, restart), &[])
 }
 
 /// [`fill_bytes`] without the tensors in `skip` (kept on chip by fusion).
@@ -235,26 +306,45 @@ fn fill_bytes_except(
     op: &Op,
     nest: &LoopNest,
     l: usize,
-    line_bytes: f64,
+    (line_bytes, restart): (f64, f64),
     skip: &[usize],
 ) -> f64 {
-    let tile_bytes = line_tile_bytes(w, op, &nest.tiles[l], line_bytes);
+    let line_restart = if line_bytes > 1.0 { line_bytes } else { 0.0 };
+    let tile_bytes = line_tile_bytes_with(w, op, &nest.tiles[l], line_bytes, line_restart);
+    // Starting a stream costs more than a line where the level has a
+    // latency: charged once per stream the code's access order starts.
+    let extra = (restart - line_restart).max(0.0);
+    let raw = op.tile_bytes(&w.tensors, &nest.tiles[l]);
     tile_bytes
         .iter()
         .filter(|(t, _)| !skip.contains(t))
         .map(|&(t, once)| {
-            let count = fills(op, nest, t, l);
-            if t == op.output && count > 1.0 {
-                let distinct: f64 = (0..op.output_rank)
-                    .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[l][v].max(1)) as f64)
-                    .product();
-                once * (2.0 * count - distinct)
+            let traffic = moved_bytes(op, nest, l, t, once);
+            if extra > 0.0 {
+                // Streams are counted in the tensor's own bytes (not the
+                // whole lines they round up to).
+                let exact = raw.iter().find(|(x, _)| *x == t).map_or(0.0, |r| r.1);
+                let streams = moved_bytes(op, nest, l, t, exact) / stream_bytes(w, op, nest, t);
+                traffic + streams * extra
             } else {
-                once * count
+                traffic
             }
         })
         // (a sum of nothing is -0.0)
         .fold(0.0, |a, b| a + b)
+}
+
+/// Bytes tensor `t` moves at level `l` when its tile there holds `once`.
+fn moved_bytes(op: &Op, nest: &LoopNest, l: usize, t: usize, once: f64) -> f64 {
+    let count = fills(op, nest, t, l);
+    if t == op.output && count > 1.0 {
+        let distinct: f64 = (0..op.output_rank)
+            .map(|v| nest.tiles[0][v].div_ceil(nest.tiles[l][v].max(1)) as f64)
+            .product();
+        once * (2.0 * count - distinct)
+    } else {
+        once * count
+    }
 }
 
 /// Strided vector code (a vector dimension other than the output's
@@ -558,7 +648,14 @@ pub fn evaluate_fused(
             // The data stays in a level inside this one between calls.
             0.0
         } else if l + 1 < nest.tiles.len() {
-            fill_bytes_except(w, op, nest, l + 1, p.line_bytes, &fused.on_chip)
+            let restart = p.restart_bytes.get(l).copied().unwrap_or(p.line_bytes);
+            // A row chain walks its rows in order: one stream per thread.
+            let restart = if fused.in_chain {
+                p.line_bytes
+            } else {
+                restart
+            };
+            fill_bytes_except(w, op, nest, l + 1, (p.line_bytes, restart), &fused.on_chip)
         } else {
             // The innermost level feeds the registers: each of its tiles is
             // read once per visit (perfect reuse inside a tile; the register
@@ -682,6 +779,7 @@ mod tests {
             resident_level: 0,
             // Element-granular traffic: these tests count reuse by hand.
             line_bytes: 1.0,
+            restart_bytes: vec![0.0, 0.0],
         }
     }
 
@@ -801,10 +899,12 @@ mod tests {
         let (w, op) = gemm4();
         let mut m = machine();
         m.line_bytes = 64.0;
-        // l1 tiles 2 x 2 x 4: rows of a are 4 floats (16 B), of b and c 2
-        // floats (8 B); each row moves one 64 B line. a: 2 rows x 2 fills,
-        // b: 4 rows x 4 fills, c: 2 rows x 4 tiles written once; starting
-        // each row's stream costs one line more.
+        m.restart_bytes = vec![64.0, 64.0];
+        // l1 tiles 2 x 2 x 4: a's tile is two whole rows of 4 floats, one
+        // contiguous run of 32 B; rows of b and c are 2 floats (8 B); each
+        // run moves one 64 B line. a: 1 run x 2 fills, b: 4 rows x 4 fills,
+        // c: 2 rows x 4 tiles written once; starting each run's stream
+        // costs one line more.
         let nest = LoopNest {
             tiles: vec![vec![4, 4, 4], vec![2, 2, 4]],
             order: vec![0, 1, 2],
@@ -814,15 +914,17 @@ mod tests {
         let p = evaluate(&w, &op, &m, &nest);
         assert_eq!(
             p.levels[0].bytes,
-            2.0 * 64.0 * (2.0 * 2.0 + 4.0 * 4.0 + 2.0 * 4.0)
+            2.0 * 64.0 * (2.0 + 4.0 * 4.0 + 2.0 * 4.0)
         );
-        // Whole rows of 16 floats move their bytes and one line per row (4
-        // rows each); a's rows of 4 floats move one line each and one more.
+        // Rows of 16 floats (wider than the 4 x 4 tensors: each row its own
+        // run) move their bytes and one line per row (4 rows each); a's
+        // tile is all of a, one contiguous run of 16 floats: one line and
+        // one more for its stream.
         assert_eq!(
             line_tile_bytes(&w, &op, &[4, 16, 4], 64.0),
             op.tile_bytes(&w.tensors, &[4, 16, 4])
                 .into_iter()
-                .map(|(t, b)| (t, if t == 0 { 64.0 * 4.0 } else { b } + 4.0 * 64.0))
+                .map(|(t, b)| (t, if t == 0 { 64.0 + 64.0 } else { b + 4.0 * 64.0 }))
                 .collect::<Vec<_>>()
         );
     }

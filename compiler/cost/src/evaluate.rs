@@ -93,11 +93,19 @@ pub fn evaluate(
     match hw.class {
         HwClass::Cpu => {
             let fused = crate::fusion::fused_ops(w, hw, schedule);
+            let resident = crate::bounds::resident_level_except(
+                w,
+                hw,
+                &crate::fusion::never_stored(w, hw, schedule),
+            );
             for (s, fused) in schedule.ops.iter().zip(&fused) {
                 let op = &w.ops[s.op];
-                let params = CpuParams::for_op(hw, w, op).ok_or_else(|| {
-                    TuneError::Model("the cpu hardware has no compute rate".into())
-                })?;
+                let params = CpuParams {
+                    resident_level: resident,
+                    ..CpuParams::for_op(hw, w, op).ok_or_else(|| {
+                        TuneError::Model("the cpu hardware has no compute rate".into())
+                    })?
+                };
                 let predicted = crate::cpu::evaluate_fused(w, op, &params, &s.nest, fused);
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
@@ -253,8 +261,9 @@ pub fn evaluate(
     // cpu, npu and gpu ops are reported one per scheduled op, in order.
     if hw.class != HwClass::Neuromorphic {
         let fused = crate::fusion::fused_ops(w, hw, schedule);
+        let locals = crate::fusion::never_stored(w, hw, schedule);
         for ((r, s), fused) in ops.iter_mut().zip(&schedule.ops).zip(&fused) {
-            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op], &fused.on_chip) {
+            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op], (&fused.on_chip, &locals)) {
                 crate::bounds::enforce(&mut r.predicted, &f);
             }
         }

@@ -322,3 +322,20 @@ pub fn fused_ops(
     }
     fused
 }
+
+/// Tensors of `w` that no memory ever holds under `schedule` on a cpu
+/// `hw`: the locals of its row chains.
+pub fn never_stored(
+    w: &WorkloadModel,
+    hw: &arch_sema::hardware::HardwareModel,
+    schedule: &crate::schedule::Schedule,
+) -> Vec<usize> {
+    if hw.class != arch_sema::hardware::HwClass::Cpu {
+        return Vec::new();
+    }
+    let nest_of = |op: usize| schedule.ops.iter().find(|s| s.op == op).map(|s| &s.nest);
+    row_chains(w, nest_of)
+        .into_iter()
+        .flat_map(|c| c.local)
+        .collect()
+}

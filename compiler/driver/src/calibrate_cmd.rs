@@ -190,6 +190,10 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         ("l2", round(l2 / 2)),
         ("l3", round((l3 / 4).min(16 << 20))),
         ("dram", round((l3 * 8).max(256 << 20))),
+        // How much of L3 this core really gets (neighbours on a shared
+        // cache take part of it): reads of half and three quarters of it.
+        ("l3 half", round(l3 / 2)),
+        ("l3 three quarters", round(l3 / 4 * 3)),
     ];
     let sizes: Vec<u64> = sets.iter().map(|s| s.1).collect();
     let text = module(vector_bytes, &sizes);
@@ -256,6 +260,21 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
     let _ = std::fs::remove_dir_all(&dir);
     let (flops, bandwidth) = result?;
     let gemm = measure_gemm(&host, if quick { 384 } else { 768 }, quick)?;
+    // Latencies: a chase of dependent loads through a working set inside
+    // L3 and one far outside it.
+    let hops = if quick { 200_000 } else { 1_000_000 };
+    // The least of three: neighbours on a shared machine only add time.
+    let least = |bytes: u64| {
+        (0..3)
+            .map(|_| chase_ns(bytes, hops))
+            .fold(f64::INFINITY, f64::min)
+    };
+    let l3_latency = least(round((l3 / 4).min(16 << 20)));
+    let dram_latency = least(round((l3 * 4).max(128 << 20)));
+    let _ = writeln!(
+        err,
+        "latency: l3 {l3_latency:.1} ns, dram {dram_latency:.1} ns (dependent loads)"
+    );
     let _ = writeln!(
         err,
         "f32 matrix product ({}^3, archc's packed kernel): {:.1} GFLOP/s on one core",
@@ -296,19 +315,43 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         "  cores {cores}                            // available parallelism\n"
     ));
     s.push_str(&format!(
-        "\n  level dram {{\n    bandwidth {:.2} GB/s                 // measured, one core streaming\n    energy 160 pJ/B                     // estimate (std.hw.host)\n  }}\n",
+        "\n  level dram {{\n    bandwidth {:.2} GB/s                 // measured, one core streaming\n    latency {dram_latency:.1} ns                  // measured, dependent loads\n    energy 160 pJ/B                     // estimate (std.hw.host)\n  }}\n",
         bw("dram")
     ));
     let l3_scope = if l3_shared { "" } else { " per core" };
+    // The L3 this core can use: the largest working set measured that
+    // still reads at 60 % of L3's rate, over 3/4 (the fraction
+    // the cpu model fills before it sends a workload's data to DRAM).
+    let usable = [("l3 three quarters", 3u64), ("l3 half", 2)]
+        .iter()
+        .find(|(set, _)| bw(set) >= 0.6 * bw("l3"))
+        .map_or(l3 / 4, |(_, quarters)| l3 / 4 * quarters);
+    let effective_l3 = usable / 3 * 4;
+    let l3_note = if effective_l3 >= l3 {
+        "sysfs cache size".to_string()
+    } else {
+        format!(
+            "measured: sysfs says {} KiB, but reads of more than {} KiB ran below 60 % of L3's rate (a shared cache)",
+            l3 >> 10,
+            usable >> 10
+        )
+    };
+    let l3 = effective_l3.min(l3);
     // (level, size in bytes, size scope, energy pJ/B: std.hw.host's estimates)
     for (level, bytes, scope, energy) in [
         ("l3", l3, l3_scope, 25.0),
         ("l2", l2, " per core", 12.0),
         ("l1", l1, " per core", 2.5),
     ] {
+        let latency = if level == "l3" {
+            format!("\n    latency {l3_latency:.1} ns    // measured, dependent loads")
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "  level {level} {{\n    size {} KiB{scope}    // sysfs cache size\n    bandwidth {:.2} GB/s per core    // measured\n    energy {energy} pJ/B    // estimate (std.hw.host)\n  }}\n",
+            "  level {level} {{\n    size {} KiB{scope}    // {}\n    bandwidth {:.2} GB/s per core    // measured{latency}\n    energy {energy} pJ/B    // estimate (std.hw.host)\n  }}\n",
             bytes >> 10,
+            if level == "l3" { l3_note.as_str() } else { "sysfs cache size" },
             bw(level)
         ));
     }
@@ -325,6 +368,39 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
 /// The rate of archc's own f32 matrix product (`n`^3, the packed kernel,
 /// one thread): what the cpu model's f32 rate should be for the code archc
 /// makes, as opposed to the FMA units' peak.
+/// Nanoseconds per load when each load's address comes from the one
+/// before, through `bytes` of memory visited in a random cycle of cache
+/// lines (no prefetcher can follow it): the level's latency.
+fn chase_ns(bytes: u64, hops: usize) -> f64 {
+    let lines = (bytes / 64).max(2) as usize;
+    // A random cycle through every line (Sattolo's algorithm), each line's
+    // first word holding the index of the next line's.
+    let mut order: Vec<usize> = (0..lines).collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for i in (1..lines).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % i as u64) as usize);
+    }
+    let mut next = vec![0usize; lines * 8];
+    for w in 0..lines {
+        next[order[w] * 8] = order[(w + 1) % lines] * 8;
+    }
+    let mut at = 0usize;
+    // Once around (or the hops) to warm the page tables, then timed.
+    for _ in 0..lines.min(hops) {
+        at = next[at];
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..hops {
+        at = next[at];
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    std::hint::black_box(at);
+    elapsed / hops as f64 * 1e9
+}
+
 fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
     use arch_sema::db::{file_decls, RootDatabase};
     let text = format!(

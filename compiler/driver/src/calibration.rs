@@ -8,9 +8,10 @@
 //!
 //! The cache is `$ARCHC_CACHE_DIR`, else `$XDG_CACHE_HOME/archc`, else
 //! `~/.cache/archc`; the file is `calibration/<cpu model>-<cores>c-<archc
-//! version>.arch`, a hardware description named `host` that `archc check`
-//! accepts. A file that no longer checks (edited, truncated) is measured
-//! again.
+//! version>-m<FORMAT>.arch`, a hardware description named `host` that
+//! `archc check` accepts. A file that no longer checks (edited, truncated)
+//! is measured again, and so is every machine when [`FORMAT`] changes (what
+//! calibration measures grew).
 
 use arch_cost::evaluate::Calibration;
 use arch_sema::db::{file_decls, RootDatabase};
@@ -56,6 +57,10 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| arch_codegen::HostTarget::detect().cpu)
 }
 
+/// What a calibration file holds; bumped when calibration measures more
+/// (2: the latencies of L3 and DRAM).
+pub const FORMAT: u32 = 2;
+
 /// The cache file for this machine's CPU model and core count.
 pub fn cache_file() -> Option<PathBuf> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -71,7 +76,7 @@ pub fn cache_file() -> Option<PathBuf> {
     }
     let slug = slug.trim_matches('-');
     let name = format!(
-        "{slug}-{cores}c-{}.arch",
+        "{slug}-{cores}c-{}-m{FORMAT}.arch",
         env!("CARGO_PKG_VERSION").replace('.', "_")
     );
     Some(cache_dir()?.join("calibration").join(name))
