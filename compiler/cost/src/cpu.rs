@@ -382,36 +382,76 @@ pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
 /// `gelu` uses five times) is computed once; in a sum, factors that do not
 /// depend on the reduced variables (`/ C`) apply once to the total.
 fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
+    expr_ops_hoisting(e, seen, None)
+}
+
+/// Whether `e` (no reduction inside) is the same at every value of `v`:
+/// computed once outside a loop over `v`.
+fn invariant_in(e: &ScalarExpr, v: usize) -> bool {
+    let mut uses = has_index(e);
+    collect_accesses(e, &mut |_, index| {
+        uses |= index.iter().any(|a| a.terms.iter().any(|(x, _)| *x == v));
+    });
+    let mut reduces = false;
+    crate::kernel_shape::the_reduction(e).inspect(|_| reduces = true);
+    !uses && !reduces
+}
+
+/// [`expr_ops`]; with `hoist = (v, ops)`, element-wise subexpressions the
+/// same at every `v` add their work to `ops` instead (once per loop over
+/// `v`, where the compiler hoists them).
+fn expr_ops_hoisting(
+    e: &ScalarExpr,
+    seen: &mut Vec<ScalarExpr>,
+    mut hoist: Option<(usize, &mut f64)>,
+) -> (f64, f64) {
     // Arithmetic on constants only (`1 / sqrt(D)`) is folded by the compiler.
     let mut reads_data = false;
     collect_accesses(e, &mut |_, _| reads_data = true);
     if !reads_data && !has_index(e) {
         return (0.0, 0.0);
     }
+    if let Some((v, hoisted)) = hoist.as_mut() {
+        let leaf = matches!(e, ScalarExpr::Access { .. } | ScalarExpr::Const(_));
+        if !leaf && invariant_in(e, *v) {
+            let (o, i) = expr_ops(e, seen);
+            **hoisted += o + i;
+            return (0.0, 0.0);
+        }
+    }
+    let mut rec = |x: &ScalarExpr, seen: &mut Vec<ScalarExpr>| match hoist.as_mut() {
+        Some((v, hoisted)) => expr_ops_hoisting(x, seen, Some((*v, &mut **hoisted))),
+        None => expr_ops(x, seen),
+    };
     match e {
-        ScalarExpr::Const(_) | ScalarExpr::Index(_) | ScalarExpr::Access { .. } => (0.0, 0.0),
         ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => {
-            let (o, i) = expr_ops(x, seen);
-            (o + 1.0, i)
+            let (o, i) = rec(x, seen);
+            return (o + 1.0, i);
         }
         ScalarExpr::Binary { op, lhs, rhs } => {
-            let (lo, li) = expr_ops(lhs, seen);
-            let (ro, ri) = expr_ops(rhs, seen);
-            let own = if *op == arch_syntax::ast::BinOp::Div {
+            let (lo, li) = rec(lhs, seen);
+            let (ro, ri) = rec(rhs, seen);
+            // A divisor the same along the loop is one reciprocal (hoisted)
+            // and a multiply.
+            let reciprocal = hoist.as_ref().is_some_and(|(v, _)| invariant_in(rhs, *v));
+            let own = if *op == arch_syntax::ast::BinOp::Div && !reciprocal {
                 4.0
             } else {
                 1.0
             };
-            (lo + ro + own, li + ri)
+            return (lo + ro + own, li + ri);
         }
         ScalarExpr::Call { func, args } => {
             let mut total = (builtin_ops(*func), 0.0);
             for a in args {
-                let (o, i) = expr_ops(a, seen);
+                let (o, i) = rec(a, seen);
                 total = (total.0 + o, total.1 + i);
             }
-            total
+            return total;
         }
+        _ => {}
+    }
+    match e {
         ScalarExpr::Reduce { op, vars, body } => {
             if seen.contains(e) {
                 return (0.0, 0.0);
@@ -452,6 +492,8 @@ fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
             };
             (outer, (inner + combine).max(0.0))
         }
+        // Leaves (the arms above took the rest).
+        _ => (0.0, 0.0),
     }
 }
 
@@ -472,14 +514,34 @@ fn has_index(e: &ScalarExpr) -> bool {
 /// [`builtin_ops`] slots. Element-wise work runs once per output element, a
 /// reduction's body once per point.
 pub fn op_flops(op: &Op) -> f64 {
+    op_flops_along(op, false)
+}
+
+/// [`op_flops`] for code whose innermost loop runs along the op's last
+/// variable (`along_last`): in an element-wise op, work that does not
+/// change along it runs once per row (`x / sqrt(var[r] + eps)`: one square
+/// root and reciprocal per row, a multiply per element).
+pub fn op_flops_along(op: &Op, along_last: bool) -> f64 {
     let all: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let outputs: f64 = op.vars[..op.output_rank]
         .iter()
         .map(|v| v.extent as f64)
         .product();
-    let (outside, inside) = expr_ops(&op.body, &mut Vec::new());
+    let elementwise = op.output_rank == op.vars.len() && op.output_rank > 0;
+    let mut hoisted = 0.0;
+    let (outside, inside) = if along_last && elementwise {
+        let last = op.vars.len() - 1;
+        expr_ops_hoisting(&op.body, &mut Vec::new(), Some((last, &mut hoisted)))
+    } else {
+        expr_ops(&op.body, &mut Vec::new())
+    };
+    let rows = if elementwise {
+        outputs / (op.vars[op.vars.len() - 1].extent.max(1) as f64)
+    } else {
+        0.0
+    };
     // A copy still moves each element through the vector unit once.
-    2.0 * (outside * outputs + inside * all).max(outputs)
+    2.0 * (outside * outputs + inside * all + hoisted * rows).max(outputs)
 }
 
 /// Cycles between dependent floating-point adds (AMD's Zen 4 software
@@ -586,7 +648,9 @@ pub fn evaluate_fused(
     let row_kernel = nest
         .vector
         .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
-    let flops = op_flops(op) * p.work_fraction + if row_kernel { 16.0 * outputs } else { 0.0 };
+    let along_last = fused.in_chain || nest.vector == Some(op.vars.len() - 1);
+    let flops = op_flops_along(op, along_last) * p.work_fraction
+        + if row_kernel { 16.0 * outputs } else { 0.0 };
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest

@@ -322,16 +322,23 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
     // The L3 this core can use: the largest working set measured that
     // still reads at 60 % of L3's rate, over 3/4 (the fraction
     // the cpu model fills before it sends a workload's data to DRAM).
-    let usable = [("l3 three quarters", 3u64), ("l3 half", 2)]
+    // The edge lies between the largest set that passed and the next one
+    // measured: halfway.
+    let sets = [("l3", 1u64), ("l3 half", 2), ("l3 three quarters", 3)];
+    let passed = sets
         .iter()
-        .find(|(set, _)| bw(set) >= 0.6 * bw("l3"))
-        .map_or(l3 / 4, |(_, quarters)| l3 / 4 * quarters);
+        .rposition(|(set, _)| bw(set) >= 0.6 * bw("l3"))
+        .unwrap_or(0);
+    let usable = match sets.get(passed + 1) {
+        Some((_, next)) => l3 / 8 * (sets[passed].1 + next),
+        None => l3,
+    };
     let effective_l3 = usable / 3 * 4;
     let l3_note = if effective_l3 >= l3 {
         "sysfs cache size".to_string()
     } else {
         format!(
-            "measured: sysfs says {} KiB, but reads of more than {} KiB ran below 60 % of L3's rate (a shared cache)",
+            "measured: sysfs says {} KiB; one core's reads keep 60 % of L3's rate up to about {} KiB (a shared cache)",
             l3 >> 10,
             usable >> 10
         )
@@ -373,15 +380,30 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
 /// lines (no prefetcher can follow it): the level's latency.
 fn chase_ns(bytes: u64, hops: usize) -> f64 {
     let lines = (bytes / 64).max(2) as usize;
-    // A random cycle through every line (Sattolo's algorithm), each line's
-    // first word holding the index of the next line's.
-    let mut order: Vec<usize> = (0..lines).collect();
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    for i in (1..lines).rev() {
+    let mut below = |n: usize| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        order.swap(i, (state % i as u64) as usize);
+        (state % n.max(1) as u64) as usize
+    };
+    // Lines in random order within chunks of 256 KiB (64 pages, which the
+    // TLB holds: the chase measures the cache, not page walks), chunks in
+    // random order.
+    let per_chunk = 4096usize.min(lines);
+    let mut chunks: Vec<usize> = (0..lines.div_ceil(per_chunk)).collect();
+    for i in (1..chunks.len()).rev() {
+        let j = below(i + 1);
+        chunks.swap(i, j);
+    }
+    let mut order = Vec::with_capacity(lines);
+    for c in chunks {
+        let mut inside: Vec<usize> = (c * per_chunk..((c + 1) * per_chunk).min(lines)).collect();
+        for i in (1..inside.len()).rev() {
+            let j = below(i + 1);
+            inside.swap(i, j);
+        }
+        order.extend(inside);
     }
     let mut next = vec![0usize; lines * 8];
     for w in 0..lines {
