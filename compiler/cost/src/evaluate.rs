@@ -55,6 +55,10 @@ pub struct Total {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measured {
     pub latency_s: f64,
+    /// The ops timed together with this one (a row chain, which runs as
+    /// one kernel; `latency_s` is then theirs together); empty: alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<String>,
 }
 
 /// Where a hardware description's numbers came from when they were

@@ -184,6 +184,7 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     );
     report.total.measured = Some(arch_cost::evaluate::Measured {
         latency_s: measured,
+        group: Vec::new(),
     });
     if a.profile {
         if let Err(m) = profile(&s, &schedule, &given, &mut report, a.runs, &dir.path, out) {
@@ -214,12 +215,14 @@ fn seconds(s: f64) -> String {
     }
 }
 
-/// `--profile`: each op built alone ([`WorkloadModel::op_alone`]) with its
+/// `--profile`: each op built alone ([`WorkloadModel::ops_alone`]) with its
 /// tuned nest, fed the inputs and what the ops before it computed, timed
 /// (median of `runs`); printed beside its prediction and stored in the
-/// report's op.
+/// report's op. The ops of a row chain ([`arch_cost::fusion`]) run as one
+/// kernel: they are built and timed together, as one row, and each of them
+/// carries the chain's time and the names of the others (`measured.group`).
 ///
-/// [`WorkloadModel::op_alone`]: arch_sema::model::WorkloadModel::op_alone
+/// [`WorkloadModel::ops_alone`]: arch_sema::model::WorkloadModel::ops_alone
 fn profile(
     s: &Selected,
     schedule: &arch_cost::schedule::Schedule,
@@ -234,16 +237,37 @@ fn profile(
     let mut values = given.clone();
     let _ = writeln!(
         out,
-        "profile: every op built and timed alone (median of {runs} runs)\n  {:<16} {:>12} {:>12} {:>10}",
+        "profile: every op (or row chain) built and timed alone (median of {runs} runs)\n  {:<16} {:>12} {:>12} {:>10}",
         "op", "measured", "predicted", "meas/pred"
     );
-    let (mut total_measured, mut total_predicted) = (0.0, 0.0);
+    // Units of work in schedule order: a row chain's ops together, every
+    // other op alone (positions in `schedule.ops`).
+    let nest_of = |o: usize| schedule.ops.iter().find(|x| x.op == o).map(|x| &x.nest);
+    let chains = arch_cost::fusion::row_chains(&s.workload, nest_of);
+    let mut units: Vec<Vec<usize>> = Vec::new();
     for (at, op) in schedule.ops.iter().enumerate() {
+        let chain = chains.iter().position(|c| c.contains(op.op));
+        let joins = chain.is_some()
+            && units.last().is_some_and(|u| {
+                chains.iter().position(|c| c.contains(schedule.ops[u[0]].op)) == chain
+            });
+        match units.last_mut() {
+            Some(u) if joins => u.push(at),
+            _ => units.push(vec![at]),
+        }
+    }
+    let (mut total_measured, mut total_predicted) = (0.0, 0.0);
+    for unit in units {
+        let ops: Vec<usize> = unit.iter().map(|&at| schedule.ops[at].op).collect();
         let alone = s
             .workload
-            .op_alone(op.op)
-            .ok_or_else(|| format!("op {} has no model", op.op))?;
-        let compiled = arch_codegen::cpu::compile(&alone, &[Some(op.nest.clone())], &host, cores)
+            .ops_alone(&ops)
+            .ok_or_else(|| format!("op {ops:?} has no model"))?;
+        let nests: Vec<Option<arch_cost::cpu::LoopNest>> = unit
+            .iter()
+            .map(|&at| Some(schedule.ops[at].nest.clone()))
+            .collect();
+        let compiled = arch_codegen::cpu::compile(&alone, &nests, &host, cores)
             .map_err(|e| format!("profiling `{}`: {e}", alone.name))?;
         let object = dir.join(format!("{}.o", alone.name));
         let library = dir.join(format!("lib{}.so", alone.name));
@@ -280,23 +304,37 @@ fn profile(
         }
         let times = time(&loaded, &mut buffers, 1, runs).map_err(|e| e.to_string())?;
         let measured = median(&times).as_secs_f64();
-        let Some(entry) = report.ops.get_mut(at) else {
-            continue;
-        };
-        let predicted = entry.predicted.latency_s;
+        let names: Vec<String> = unit
+            .iter()
+            .filter_map(|&at| report.ops.get(at).map(|o| o.name.clone()))
+            .collect();
+        let predicted: f64 = unit
+            .iter()
+            .filter_map(|&at| report.ops.get(at).map(|o| o.predicted.latency_s))
+            .sum();
         total_measured += measured;
         total_predicted += predicted;
+        let label = if names.len() > 1 {
+            format!("{} (fused)", names.join("+"))
+        } else {
+            names.join("")
+        };
         let _ = writeln!(
             out,
             "  {:<16} {:>12} {:>12} {:>10.2}",
-            entry.name,
+            label,
             seconds(measured),
             seconds(predicted),
             measured / predicted.max(1e-15)
         );
-        entry.measured = Some(arch_cost::evaluate::Measured {
-            latency_s: measured,
-        });
+        for &at in &unit {
+            if let Some(entry) = report.ops.get_mut(at) {
+                entry.measured = Some(arch_cost::evaluate::Measured {
+                    latency_s: measured,
+                    group: if names.len() > 1 { names.clone() } else { Vec::new() },
+                });
+            }
+        }
     }
     let _ = writeln!(
         out,

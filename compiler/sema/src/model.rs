@@ -318,16 +318,45 @@ impl WorkloadModel {
     /// the one it computes the output; named `<workload>__<tensor>` with
     /// characters a C symbol cannot hold replaced by `_`.
     pub fn op_alone(&self, i: usize) -> Option<WorkloadModel> {
-        let op = self.ops.get(i)?;
-        let mut keep = op.inputs();
-        keep.retain(|t| *t != op.output);
-        keep.push(op.output);
+        self.ops_alone(&[i])
+    }
+
+    /// Ops `group` (in order) as a workload of their own: what they read
+    /// and nothing in the group computes becomes an input (weights stay
+    /// weights); what they compute is an output when it is one here or an
+    /// op outside the group reads it, else it stays intermediate. Named
+    /// after the last op's tensor, as [`WorkloadModel::op_alone`].
+    pub fn ops_alone(&self, group: &[usize]) -> Option<WorkloadModel> {
+        let ops: Vec<&Op> = group
+            .iter()
+            .map(|&i| self.ops.get(i))
+            .collect::<Option<_>>()?;
+        let computed: Vec<usize> = ops.iter().map(|op| op.output).collect();
+        let mut keep: Vec<usize> = Vec::new();
+        for op in &ops {
+            for t in op.inputs() {
+                if !computed.contains(&t) && !keep.contains(&t) {
+                    keep.push(t);
+                }
+            }
+        }
+        keep.extend(computed.iter().copied());
+        let read_outside = |t: usize| {
+            self.ops
+                .iter()
+                .enumerate()
+                .any(|(i, op)| !group.contains(&i) && op.inputs().contains(&t))
+        };
         let tensors = keep
             .iter()
             .map(|&t| {
                 let mut tensor = self.tensors[t].clone();
-                tensor.role = if t == op.output {
-                    Role::Output
+                tensor.role = if computed.contains(&t) {
+                    if tensor.role == Role::Output || read_outside(t) || group.len() == 1 {
+                        Role::Output
+                    } else {
+                        Role::Intermediate
+                    }
                 } else if tensor.role == Role::Weight {
                     Role::Weight
                 } else {
@@ -337,12 +366,16 @@ impl WorkloadModel {
             })
             .collect();
         let index = |t: usize| keep.iter().position(|k| *k == t).unwrap_or(0);
-        let mut alone = op.clone();
-        alone.output = index(op.output);
-        renumber_tensors(&mut alone.body, &index);
         let mut graph = DiGraph::new();
-        graph.add_node(0);
-        let symbol: String = self.tensors[op.output]
+        let mut alone_ops = Vec::new();
+        for op in &ops {
+            let mut alone = (*op).clone();
+            alone.output = index(op.output);
+            renumber_tensors(&mut alone.body, &index);
+            graph.add_node(alone_ops.len());
+            alone_ops.push(alone);
+        }
+        let symbol: String = self.tensors[ops.last()?.output]
             .name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -351,7 +384,7 @@ impl WorkloadModel {
             name: format!("{}__{symbol}", self.name),
             params: self.params.clone(),
             tensors,
-            ops: vec![alone],
+            ops: alone_ops,
             graph: OpGraph(graph),
         })
     }
