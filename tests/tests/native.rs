@@ -321,7 +321,7 @@ fn profile_times_every_op_and_writes_them_into_the_report() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("profile: every op built and timed alone"),
+        r.stdout.contains("profile: every op (or row chain) built and timed alone"),
         "{}",
         r.stdout
     );
@@ -339,6 +339,47 @@ fn profile_times_every_op_and_writes_them_into_the_report() {
     for op in ops {
         let m = op["measured"]["latency_s"].as_f64().unwrap_or(0.0);
         assert!(m > 0.0 && m < 1.0, "{op}");
+        assert!(op["measured"].get("group").is_none(), "{op}");
+    }
+    // A softmax is one row chain: one line for its four ops, and each op
+    // of the report names the others it was timed with.
+    let src = program(
+        &dir,
+        "soft.arch",
+        "import std.hw.host
+import std.nn.softmax
+workload soft(R = 64, C = 100) {
+  input x: f32[R, C]
+  output y: f32[R, C]
+  y = softmax(x)
+}
+",
+    );
+    let r = archc(&[
+        "run",
+        &src,
+        "--target",
+        "host",
+        "--runs",
+        "3",
+        "--profile",
+        "--report",
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| l.contains("+y (fused)")),
+        "{}",
+        r.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).expect("JSON");
+    let ops = json["ops"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ops.len(), 4, "{json}");
+    for op in &ops {
+        let group = op["measured"]["group"].as_array().cloned().unwrap_or_default();
+        assert_eq!(group.len(), 4, "{op}");
+        assert_eq!(op["measured"]["latency_s"], ops[0]["measured"]["latency_s"]);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -76,8 +76,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub(crate) no_check: bool,
     /// Also time every op alone (each built as its own library, fed the
-    /// values the ops before it computed) and print measured beside
-    /// predicted per op; the report's ops carry `measured`.
+    /// values the ops before it computed; the ops of a row chain, which run
+    /// as one kernel, together) and print measured beside predicted per op;
+    /// the report's ops carry `measured`.
     #[arg(long)]
     pub(crate) profile: bool,
     #[command(flatten)]
