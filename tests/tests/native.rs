@@ -321,7 +321,8 @@ fn profile_times_every_op_and_writes_them_into_the_report() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("profile: every op (or row chain) built and timed alone"),
+        r.stdout
+            .contains("profile: every op (or row chain) built and timed alone"),
         "{}",
         r.stdout
     );
@@ -377,7 +378,10 @@ workload soft(R = 64, C = 100) {
     let ops = json["ops"].as_array().cloned().unwrap_or_default();
     assert_eq!(ops.len(), 4, "{json}");
     for op in &ops {
-        let group = op["measured"]["group"].as_array().cloned().unwrap_or_default();
+        let group = op["measured"]["group"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(group.len(), 4, "{op}");
         assert_eq!(op["measured"]["latency_s"], ops[0]["measured"]["latency_s"]);
     }

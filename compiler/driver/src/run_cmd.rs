@@ -249,7 +249,10 @@ fn profile(
         let chain = chains.iter().position(|c| c.contains(op.op));
         let joins = chain.is_some()
             && units.last().is_some_and(|u| {
-                chains.iter().position(|c| c.contains(schedule.ops[u[0]].op)) == chain
+                chains
+                    .iter()
+                    .position(|c| c.contains(schedule.ops[u[0]].op))
+                    == chain
             });
         match units.last_mut() {
             Some(u) if joins => u.push(at),
@@ -331,7 +334,11 @@ fn profile(
             if let Some(entry) = report.ops.get_mut(at) {
                 entry.measured = Some(arch_cost::evaluate::Measured {
                     latency_s: measured,
-                    group: if names.len() > 1 { names.clone() } else { Vec::new() },
+                    group: if names.len() > 1 {
+                        names.clone()
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
