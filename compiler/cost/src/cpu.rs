@@ -654,8 +654,53 @@ pub fn evaluate_fused(
         .vector
         .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
     let along_last = fused.in_chain || nest.vector == Some(op.vars.len() - 1);
-    let flops = op_flops_along(op, along_last) * p.work_fraction
+    // The packed kernel computes whole register tiles of rows: a product
+    // of one row (a matrix-vector product) does six rows' work.
+    let row_padding = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
+        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => {
+            let rows: u64 = c
+                .groups
+                .rows
+                .iter()
+                .map(|&r| op.vars[r].extent)
+                .product::<u64>()
+                .max(1);
+            let tile = crate::kernel_shape::PACKED_KERNEL_ROWS;
+            (rows.div_ceil(tile) * tile) as f64 / rows as f64
+        }
+        _ => 1.0,
+    };
+    let flops = op_flops_along(op, along_last) * p.work_fraction * row_padding
         + if row_kernel { 16.0 * outputs } else { 0.0 };
+    // The packed kernel copies its operands into panels first: all of B
+    // once (per batch), A once per block of `nc` columns (the l3 tile of
+    // the columns); each panel is written to and read back through L2.
+    let packing_bytes = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
+        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => {
+            let extent = |vars: &[usize]| -> f64 {
+                vars.iter().map(|&x| op.vars[x].extent as f64).product()
+            };
+            let (m, n, k) = (
+                extent(&c.groups.rows),
+                extent(&c.groups.cols),
+                extent(&c.groups.depth),
+            );
+            let batches = extent(&c.groups.batch);
+            let level = 1.min(nest.tiles.len() - 1);
+            let nc: f64 = c
+                .groups
+                .cols
+                .iter()
+                .map(|&x| nest.tiles[level][x] as f64)
+                .product::<f64>()
+                .max(1.0);
+            let element = |t: usize| w.tensors[t].dtype.bits() as f64 / 8.0;
+            2.0 * batches
+                * (k * n * element(c.b.tensor) + m * k * element(c.a.tensor) * (n / nc).ceil())
+        }
+        _ => 0.0,
+    };
+    let packing_level = p.levels.len().saturating_sub(2);
     // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
     let parallel_ways: u64 = nest
@@ -747,6 +792,12 @@ pub fn evaluate_fused(
         } else {
             *bw * cores_used / p.cores.max(1) as f64
         };
+        let bytes = bytes
+            + if l == packing_level {
+                packing_bytes
+            } else {
+                0.0
+            };
         traffic.push((name.clone(), bytes, bw, *e));
     }
     // Compulsory bytes come from where the data lives between calls.

@@ -152,6 +152,11 @@ pub fn view_of(
     })
 }
 
+/// Rows of the packed kernel's register tile (`arch_mlir::gemm::MR`): it
+/// computes whole tiles, so a product of `m` rows does the work of
+/// `ceil(m / 6) * 6`.
+pub const PACKED_KERNEL_ROWS: u64 = 6;
+
 /// The factors of a product (`x * y / z`): `(numerators, denominators)`.
 pub fn factors(
     e: &ScalarExpr,

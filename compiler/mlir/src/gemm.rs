@@ -30,8 +30,8 @@ use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
 use arch_syntax::ast::BinOp;
 use std::fmt::Write;
 
-/// Rows of the register tile.
-pub const MR: u64 = 6;
+/// Rows of the register tile (the cpu model pads rows to it too).
+pub const MR: u64 = arch_cost::kernel_shape::PACKED_KERNEL_ROWS;
 /// Columns of the register tile (two 8-lane f32 vectors).
 pub const NR: u64 = 16;
 
