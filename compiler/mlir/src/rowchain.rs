@@ -14,7 +14,7 @@
 //! (`%O{stage}`), then each row buffer (`%S{stage}`).
 
 use crate::gemm::{emit_epilogue, epilogue_of, Emitter, EpilogueArgs, Lane, Local, Scaled};
-use crate::rowreduce::{emit_reduction, full_groups, reduction_parts};
+use crate::rowreduce::{emit_reduction, full_groups, open_rows, reduction_parts};
 use arch_cost::fusion::RowChain;
 use arch_cost::kernel_shape::View;
 use arch_sema::model::{ScalarExpr, WorkloadModel};
@@ -153,7 +153,7 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
         "func.func private @{name}({}) {{",
         params.join(", ")
     ));
-    let mut constants = vec![
+    let constants = vec![
         0,
         1,
         lanes,
@@ -165,18 +165,7 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
         full8,
         c.len,
     ];
-    constants.sort_unstable();
-    constants.dedup();
-    for k in constants {
-        em.line(format!("%k{k} = arith.constant {k} : index"));
-    }
-    em.open(format!(
-        "scf.parallel (%t) = (%k0) to (%k{threads}) step (%k1) {{"
-    ));
-    em.line(format!("%r0 = arith.muli %t, %k{per_thread} : index"));
-    em.line(format!("%r_hi = arith.addi %r0, %k{per_thread} : index"));
-    em.line(format!("%r_end = arith.minsi %k{}, %r_hi : index", c.rows));
-    em.open("scf.for %row = %r0 to %r_end step %k1 {");
+    open_rows(&mut em, constants, (threads, per_thread, c.rows));
     let mut locals = vec![Local::Memory; c.reads.len()];
     // Where each stage's elements go (column maps): the argument or the
     // row buffer, its type, and the indices of column `j`.

@@ -276,6 +276,29 @@ pub(crate) fn full_groups(len: u64, lanes: u64) -> u64 {
     len - len % (UNROLL * lanes)
 }
 
+/// Defines the index constants `%k{c}` (`constants` must hold 0, 1,
+/// `threads`, `per_thread` and `rows`), then opens the loops of a row
+/// kernel: `threads` threads (`%t`), each over its `per_thread` rows
+/// (`%row`). The caller closes both.
+pub(crate) fn open_rows(
+    em: &mut Emitter,
+    mut constants: Vec<u64>,
+    (threads, per_thread, rows): (u64, u64, u64),
+) {
+    constants.sort_unstable();
+    constants.dedup();
+    for c in constants {
+        em.line(format!("%k{c} = arith.constant {c} : index"));
+    }
+    em.open(format!(
+        "scf.parallel (%t) = (%k0) to (%k{threads}) step (%k1) {{"
+    ));
+    em.line(format!("%r0 = arith.muli %t, %k{per_thread} : index"));
+    em.line(format!("%r_hi = arith.addi %r0, %k{per_thread} : index"));
+    em.line(format!("%r_end = arith.minsi %k{rows}, %r_hi : index"));
+    em.open("scf.for %row = %r0 to %r_end step %k1 {");
+}
+
 /// The kernel `@name(%E0, ..., %C)` (reads in `r.reads` order, then the
 /// output's view), on `threads` threads.
 pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
@@ -299,7 +322,7 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
         "func.func private @{name}({}) {{",
         params.join(", ")
     ));
-    let mut constants = vec![
+    let constants = vec![
         0,
         1,
         LANES,
@@ -310,18 +333,7 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
         full,
         r.len,
     ];
-    constants.sort_unstable();
-    constants.dedup();
-    for c in constants {
-        em.line(format!("%k{c} = arith.constant {c} : index"));
-    }
-    em.open(format!(
-        "scf.parallel (%t) = (%k0) to (%k{threads}) step (%k1) {{"
-    ));
-    em.line(format!("%r0 = arith.muli %t, %k{per_thread} : index"));
-    em.line(format!("%r_hi = arith.addi %r0, %k{per_thread} : index"));
-    em.line(format!("%r_end = arith.minsi %k{}, %r_hi : index", r.rows));
-    em.open("scf.for %row = %r0 to %r_end step %k1 {");
+    open_rows(&mut em, constants, (threads, per_thread, r.rows));
     let total = emit_reduction(
         &mut em,
         r.op,
