@@ -1,6 +1,7 @@
 //! `archc calibrate --target host`: measures this machine (FMA throughput
 //! per element type on one core, read bandwidth of working sets sized to
-//! each cache level and to memory) with kernels built by archc itself, and
+//! each cache level and to memory, the part of L3 one core keeps at L3
+//! speed, the latency of L3 and memory) with kernels built by archc itself, and
 //! writes a hardware description with those numbers that `--hardware FILE
 //! --target <name>` then uses.
 
