@@ -51,7 +51,9 @@ pub fn tile_of(pid: u64, tiles_m: u64, tiles_n: u64, swizzle: Swizzle) -> (u64, 
         Swizzle::Xcd(x) => {
             let total = tiles_m.saturating_mul(tiles_n);
             let x = x.max(1);
-            let remapped = (pid % x) * total.div_ceil(x) + pid / x;
+            let remapped = (pid % x)
+                .saturating_mul(total.div_ceil(x))
+                .saturating_add(pid / x);
             grouped(remapped.min(total - 1), 8)
         }
     }
@@ -183,7 +185,7 @@ fn simulate_panel_loads(
     } else {
         let (mut sa, mut sb) = (0u64, 0u64);
         for i in 0..SIMULATED_WAVES {
-            let w = i * (full - 1) / (SIMULATED_WAVES - 1);
+            let w = (i as u128 * (full - 1) as u128 / (SIMULATED_WAVES - 1) as u128) as u64;
             let (x, y) = one_wave(w * wave, (w + 1) * wave);
             sa += x;
             sb += y;
@@ -193,8 +195,8 @@ fn simulate_panel_loads(
     };
     if !total.is_multiple_of(wave) {
         let (x, y) = one_wave(full * wave, total);
-        a += x;
-        b += y;
+        a = a.saturating_add(x);
+        b = b.saturating_add(y);
     }
     (a, b)
 }
@@ -354,7 +356,7 @@ pub fn l2_hit_rate(
     let tiles_n = g.n.div_ceil(t.bn);
     let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let (a, b) = panel_loads(tiles_m, tiles_n, p.sms * per_sm, p.l2_domains, swizzle);
-    let misses = (a * t.bm + b * t.bn) as f64;
+    let misses = a as f64 * t.bm as f64 + b as f64 * t.bn as f64;
     let requests = tiles_m as f64 * tiles_n as f64 * (t.bm as f64 + t.bn as f64);
     1.0 - misses / requests
 }
