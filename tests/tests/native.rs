@@ -308,18 +308,26 @@ fn profile_times_every_op_and_writes_them_into_the_report() {
         "import std.hw.host\nimport std.nn.gelu\nworkload two(B = 33, K = 64, N = 70) {\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  output y: f32[B, N]\n  h[i, j] = sum[k] x[i, k] * w[k, j]\n  y[i, j] = gelu(h[i, j]) + 1.0\n}\n",
     );
     let report = dir.join("r.json");
-    let r = archc(&[
-        "run",
-        &src,
-        "--target",
-        "host",
-        "--runs",
-        "3",
-        "--profile",
-        "--report",
-        report.to_str().unwrap_or_default(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // `run --profile` of `src`: what it printed, and the report it wrote.
+    let profile = |src: &str| {
+        let r = archc(&[
+            "run",
+            src,
+            "--target",
+            "host",
+            "--runs",
+            "3",
+            "--profile",
+            "--report",
+            report.to_str().unwrap_or_default(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default())
+                .expect("JSON");
+        (r, json)
+    };
+    let (r, json) = profile(&src);
     assert!(
         r.stdout
             .contains("profile: every op (or row chain) built and timed alone"),
@@ -333,8 +341,6 @@ fn profile_times_every_op_and_writes_them_into_the_report() {
             r.stdout
         );
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).expect("JSON");
     let ops = json["ops"].as_array().cloned().unwrap_or_default();
     assert_eq!(ops.len(), 2, "{json}");
     for op in ops {
@@ -356,25 +362,12 @@ workload soft(R = 64, C = 100) {
 }
 ",
     );
-    let r = archc(&[
-        "run",
-        &src,
-        "--target",
-        "host",
-        "--runs",
-        "3",
-        "--profile",
-        "--report",
-        report.to_str().unwrap_or_default(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (r, json) = profile(&src);
     assert!(
         r.stdout.lines().any(|l| l.contains("+y (fused)")),
         "{}",
         r.stdout
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default()).expect("JSON");
     let ops = json["ops"].as_array().cloned().unwrap_or_default();
     assert_eq!(ops.len(), 4, "{json}");
     for op in &ops {

@@ -231,8 +231,7 @@ pub fn violations(
     schedule: &crate::schedule::Schedule,
     report: &CostReport,
 ) -> Vec<String> {
-    let fused = crate::fusion::fused_ops(w, hw, schedule);
-    let locals = crate::fusion::never_stored(w, hw, schedule);
+    let (fused, locals) = crate::fusion::fused_ops(w, hw, schedule);
     let ops: Vec<usize> = schedule.ops.iter().map(|s| s.op).collect();
     let mut out = Vec::new();
     let close = |a: f64, b: f64| a >= b * (1.0 - 1e-9) - 1e-30;

@@ -93,15 +93,12 @@ pub fn evaluate(
     // Tensors stored in a chosen precision and N:M pattern move and compute so.
     let adjusted = crate::schedule::stored(w, schedule);
     let w = &adjusted;
+    // Row chains (cpu only): what each op finds on chip.
+    let (fused, never_stored) = crate::fusion::fused_ops(w, hw, schedule);
     let mut ops = Vec::new();
     match hw.class {
         HwClass::Cpu => {
-            let fused = crate::fusion::fused_ops(w, hw, schedule);
-            let resident = crate::bounds::resident_level_except(
-                w,
-                hw,
-                &crate::fusion::never_stored(w, hw, schedule),
-            );
+            let resident = crate::bounds::resident_level_except(w, hw, &never_stored);
             for (s, fused) in schedule.ops.iter().zip(&fused) {
                 let op = &w.ops[s.op];
                 let params = CpuParams {
@@ -264,10 +261,10 @@ pub fn evaluate(
     }
     // cpu, npu and gpu ops are reported one per scheduled op, in order.
     if hw.class != HwClass::Neuromorphic {
-        let fused = crate::fusion::fused_ops(w, hw, schedule);
-        let locals = crate::fusion::never_stored(w, hw, schedule);
         for ((r, s), fused) in ops.iter_mut().zip(&schedule.ops).zip(&fused) {
-            if let Some(f) = crate::bounds::floor(w, hw, &w.ops[s.op], (&fused.on_chip, &locals)) {
+            if let Some(f) =
+                crate::bounds::floor(w, hw, &w.ops[s.op], (&fused.on_chip, &never_stored))
+            {
                 crate::bounds::enforce(&mut r.predicted, &f);
             }
         }

@@ -211,18 +211,8 @@ pub fn row_chains<'n>(
             continue;
         };
         let parallel = nest_of(i).is_some_and(|n| !n.parallel.is_empty());
-        let rows = first
-            .groups
-            .rows
-            .iter()
-            .map(|v| first.groups.extents[*v])
-            .product();
-        let len = first
-            .groups
-            .cols
-            .iter()
-            .map(|v| first.groups.extents[*v])
-            .product();
+        let size = |vars: &[usize]| vars.iter().map(|v| first.groups.extents[*v]).product();
+        let (rows, len) = (size(&first.groups.rows), size(&first.groups.cols));
         let mut stages = vec![first];
         let mut j = i + 1;
         while j < w.ops.len() {
@@ -274,20 +264,22 @@ pub fn row_chains<'n>(
     chains
 }
 
-/// How each op of `schedule` (in its order) runs on a cpu `hw`: the row
-/// chains its nests allow, with what each stage finds on chip. A chain's
-/// rows stay in L1 while the row vectors one row needs (each tensor a
-/// stage reads or writes along the columns) fill at most half of it;
-/// past that the stages still run as one kernel, but the model lets their
-/// rows come from the next level as separate ops' would.
+/// How each op of `schedule` (in its order) runs on a cpu `hw` (the row
+/// chains its nests allow, with what each stage finds on chip), and the
+/// tensors no memory ever holds (the chains' locals). A chain's rows stay
+/// in L1 while the row vectors one row needs (each tensor a stage reads or
+/// writes along the columns) fill at most half of it; past that the stages
+/// still run as one kernel, but the model lets their rows come from the
+/// next level as separate ops' would.
 pub fn fused_ops(
     w: &WorkloadModel,
     hw: &arch_sema::hardware::HardwareModel,
     schedule: &crate::schedule::Schedule,
-) -> Vec<crate::cpu::Fused> {
+) -> (Vec<crate::cpu::Fused>, Vec<usize>) {
     let mut fused = vec![crate::cpu::Fused::default(); schedule.ops.len()];
+    let mut never_stored = Vec::new();
     if hw.class != arch_sema::hardware::HwClass::Cpu {
-        return fused;
+        return (fused, never_stored);
     }
     let nest_of = |op: usize| schedule.ops.iter().find(|s| s.op == op).map(|s| &s.nest);
     let l1 = hw
@@ -319,23 +311,7 @@ pub fn fused_ops(
                 },
             };
         }
+        never_stored.extend(chain.local);
     }
-    fused
-}
-
-/// Tensors of `w` that no memory ever holds under `schedule` on a cpu
-/// `hw`: the locals of its row chains.
-pub fn never_stored(
-    w: &WorkloadModel,
-    hw: &arch_sema::hardware::HardwareModel,
-    schedule: &crate::schedule::Schedule,
-) -> Vec<usize> {
-    if hw.class != arch_sema::hardware::HwClass::Cpu {
-        return Vec::new();
-    }
-    let nest_of = |op: usize| schedule.ops.iter().find(|s| s.op == op).map(|s| &s.nest);
-    row_chains(w, nest_of)
-        .into_iter()
-        .flat_map(|c| c.local)
-        .collect()
+    (fused, never_stored)
 }

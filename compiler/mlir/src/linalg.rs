@@ -408,6 +408,16 @@ fn collapsed(wr: &mut Writer<'_>, buffer: String, v: &arch_cost::kernel_shape::V
     view
 }
 
+/// `v`'s tensor as a kernel operand: its buffer read-only, seen through
+/// the view; with the view's memref type.
+fn read_view(
+    wr: &mut Writer<'_>,
+    v: &arch_cost::kernel_shape::View,
+) -> Result<(String, String), LowerError> {
+    let buffer = read_buffer(wr, v.tensor)?;
+    Ok((collapsed(wr, buffer, v), v.memref()))
+}
+
 /// The buffer holding tensor `t`'s value, read-only.
 fn read_buffer(wr: &mut Writer<'_>, t: usize) -> Result<String, LowerError> {
     let shape = wr.w.tensors[t].shape.clone();
@@ -488,9 +498,9 @@ fn lower_row_reduce(
     let mut operands = Vec::new();
     let mut types = Vec::new();
     for v in &r.reads {
-        let buffer = read_buffer(wr, v.tensor)?;
-        operands.push(collapsed(wr, buffer, v));
-        types.push(v.memref());
+        let (operand, ty) = read_view(wr, v)?;
+        operands.push(operand);
+        types.push(ty);
     }
     let (target, in_place) = kernel_target(wr, op);
     operands.push(collapsed(wr, target.clone(), &r.output));
@@ -517,10 +527,9 @@ fn lower_row_chain(
     let mut operands = Vec::new();
     let mut types = Vec::new();
     for slot in c.memory_slots() {
-        let v = &c.reads[slot];
-        let buffer = read_buffer(wr, v.tensor)?;
-        operands.push(collapsed(wr, buffer, v));
-        types.push(v.memref());
+        let (operand, ty) = read_view(wr, &c.reads[slot])?;
+        operands.push(operand);
+        types.push(ty);
     }
     let mut targets = Vec::new();
     for s in c.stages.iter().filter(|s| s.written) {
@@ -566,14 +575,13 @@ fn lower_kernel(
         .chain(g.epilogue_reads.iter())
         .collect();
     for (at, v) in reads.iter().enumerate() {
-        let buffer = read_buffer(wr, v.tensor)?;
-        let viewed = collapsed(wr, buffer, v);
+        let (viewed, ty) = read_view(wr, v)?;
         if at == c_slot {
             operands.push(String::new());
             types.push(String::new());
         }
         operands.push(viewed);
-        types.push(v.memref());
+        types.push(ty);
     }
     if operands.len() == c_slot {
         operands.push(String::new());
