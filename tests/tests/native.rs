@@ -380,3 +380,97 @@ workload soft(R = 64, C = 100) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// exp, tanh, sigmoid and erf as the generated code computes them (vector
+/// polynomials, `arch_mlir::fastmath`), element by element against f64 on
+/// values that sweep every range the code treats apart (the polynomial's
+/// reduction at both signs, exp's underflow to 0 below -86 and overflow to
+/// infinity, the small-argument series of tanh and erf) and on NaN and the
+/// infinities; scalar tails (an odd length) and vector bodies both run.
+#[test]
+fn builtins_match_f64_to_a_few_ulp_and_keep_nan() {
+    let dir = temp("builtins");
+    let src = program(
+        &dir,
+        "f.arch",
+        "import std.hw.host\nworkload f(N = 4099) {\n  input x: f32[N]\n  output e: f32[N]\n  output t: f32[N]\n  output s: f32[N]\n  output g: f32[N]\n  e[i] = exp(x[i])\n  t[i] = tanh(x[i])\n  s[i] = sigmoid(x[i])\n  g[i] = erf(x[i])\n}\n",
+    );
+    let out = dir.join("lib");
+    let r = archc(&["build", &src, "--target", "host", "-o", &out.display().to_string()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let n = 4099usize;
+    let mut xs: Vec<f32> = (0..4000)
+        .map(|i| -100.0 + 200.0 * i as f32 / 3999.0)
+        .chain((0..80).map(|i| (i as f32 - 40.0) / 100.0))
+        .chain([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            88.5,
+            88.72,
+            89.5,
+            -85.9,
+            -86.1,
+            -87.5,
+            0.0,
+            -0.0,
+            1e-6,
+            -1e-6,
+            0.3465,
+            -0.3466,
+            1e30,
+            -1e30,
+        ])
+        .collect();
+    xs.resize(n, 0.5);
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut buffers = vec![arch_runtime::native::Buffer::new(&bytes(&xs))];
+    buffers.extend((0..4).map(|_| arch_runtime::native::Buffer::zeroed(4 * n)));
+    let lib = arch_runtime::native::Library::open(&out.join("libf.so"), "f", 5).expect("load");
+    lib.call(&mut buffers).expect("call");
+    let values = |b: &arch_runtime::native::Buffer| -> Vec<f32> {
+        b.bytes()
+            .chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let exp_ref = |x: f64| if x < -86.0 { 0.0 } else { x.exp() };
+    let checks: [(&str, &dyn Fn(f64) -> f64, f64, f64); 4] = [
+        // (name, reference, ulps allowed beyond an absolute error; erf:
+        // Abramowitz & Stegun 7.1.26 is within 1.5e-7)
+        ("exp", &exp_ref, 3.0, 0.0),
+        ("tanh", &f64::tanh, 4.0, 0.0),
+        // Below -87 sigmoid is under f32's smallest normal: 0 is right.
+        ("sigmoid", &sigmoid, 4.0, 1.2e-38),
+        ("erf", &arch_runtime::interp::erf, 2.0, 1.5e-7),
+    ];
+    for ((name, reference, ulps, abs), b) in checks.iter().zip(&buffers[1..]) {
+        let got = values(b);
+        let mut worst = (0.0f64, 0.0f32);
+        for (&x, &y) in xs.iter().zip(&got) {
+            let want = reference(f64::from(x));
+            if want.is_nan() {
+                assert!(y.is_nan(), "{name}({x}) = {y}, want NaN");
+                continue;
+            }
+            if want.is_infinite() || want as f32 == f32::INFINITY {
+                assert_eq!(y, want as f32, "{name}({x})");
+                continue;
+            }
+            let ulp = f64::from(f32::EPSILON) * want.abs().max(f64::from(f32::MIN_POSITIVE));
+            let err = ((f64::from(y) - want).abs() - abs).max(0.0) / ulp;
+            if err > worst.0 {
+                worst = (err, x);
+            }
+        }
+        assert!(
+            worst.0 <= *ulps,
+            "{name}: {:.2} ulp at x = {} (allowed {ulps})",
+            worst.0,
+            worst.1
+        );
+        eprintln!("{name}: worst {:.2} ulp at x = {}", worst.0, worst.1);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

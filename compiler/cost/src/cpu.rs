@@ -356,18 +356,20 @@ pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
 /// Vector-unit operations one builtin costs in archc's code, counted in
 /// the instructions it emits for f32 (arch_mlir's `fastmath`: exp is a
-/// range reduction, a degree-6 polynomial and the exponent bits, about 16
-/// operations; tanh and sigmoid add a division and selects; erf a second
-/// polynomial). A division or square root occupies the divider for about
+/// clamp, a rounding add, a two-part range reduction, a degree-6
+/// polynomial, a shift into the exponent, a scale and the underflow
+/// select, 13 vector operations and a register copy; sigmoid adds a
+/// division, tanh a division, a short series and selects; erf a second
+/// polynomial and a division). A division or square root occupies the divider for about
 /// four FMA slots (AMD and Intel optimization manuals: latency/throughput
 /// tables). `log` is a libm call per element (about 20 scalar operations).
 pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
     use arch_sema::model::Builtin;
     match f {
-        Builtin::Exp => 16.0,
-        Builtin::Sigmoid => 22.0,
-        Builtin::Tanh => 30.0,
-        Builtin::Erf => 36.0,
+        Builtin::Exp => 14.0,
+        Builtin::Sigmoid => 20.0,
+        Builtin::Tanh => 28.0,
+        Builtin::Erf => 38.0,
         Builtin::Log => 20.0,
         Builtin::Sqrt => 4.0,
         Builtin::Abs => 1.0,
