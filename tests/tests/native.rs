@@ -436,7 +436,8 @@ fn builtins_match_f64_to_a_few_ulp_and_keep_nan() {
     };
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
     let exp_ref = |x: f64| if x < -86.0 { 0.0 } else { x.exp() };
-    let checks: [(&str, &dyn Fn(f64) -> f64, f64, f64); 4] = [
+    type Check<'a> = (&'a str, &'a dyn Fn(f64) -> f64, f64, f64);
+    let checks: [Check; 4] = [
         // (name, reference, ulps allowed beyond an absolute error; erf:
         // Abramowitz & Stegun 7.1.26 is within 1.5e-7)
         ("exp", &exp_ref, 3.0, 0.0),
