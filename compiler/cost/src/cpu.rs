@@ -636,6 +636,84 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     evaluate_fused(w, op, p, nest, &Fused::default())
 }
 
+/// The loop nest the packed kernel runs for a contraction `c` under `nest` (arch_mlir's
+/// `gemm`): BLIS's blocks from the schedule (`nc` the l3 tile of the
+/// columns, `kc` and `mc` the l2 tiles of the depth and the rows), rounded
+/// to the register tile and kept within one thread's span as the code
+/// generator does; the columns outermost, then the depth, then the rows;
+/// at l1 one panel of `nr` columns (two vector registers wide) across an
+/// `mc x kc` block of `a`. The schedule's l1 tiles and loop order do not
+/// reach the kernel, so they do not reach its cost. A group of several
+/// variables (a convolution's output pixels) takes a block innermost
+/// variable first. None where the nest has fewer than four levels.
+pub fn packed_nest(
+    nest: &LoopNest,
+    c: &crate::kernel_shape::Contraction,
+    p: &CpuParams,
+) -> Option<LoopNest> {
+    if nest.tiles.len() < 4 {
+        return None;
+    }
+    let full = &nest.tiles[0];
+    let g = &c.groups;
+    let extent = |vars: &[usize]| -> u64 { vars.iter().map(|&v| full[v]).product::<u64>().max(1) };
+    let at = |l: usize, vars: &[usize]| -> u64 {
+        vars.iter().map(|&v| nest.tiles[l][v]).product::<u64>().max(1)
+    };
+    let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
+    let mr = crate::kernel_shape::PACKED_KERNEL_ROWS;
+    let nr = 2 * p.lanes.unwrap_or(8).clamp(1, 16);
+    let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
+    let threads = if nest.parallel.is_empty() { 1 } else { p.cores.max(1) };
+    let split_cols = on(&g.cols) && !on(&g.rows);
+    let (rows, cols, depth) = (extent(&g.rows), extent(&g.cols), extent(&g.depth));
+    let (span_rows, span_cols) = if split_cols {
+        (rows, cols.div_ceil(nr * threads).max(1) * nr)
+    } else {
+        (rows.div_ceil(mr * threads).max(1) * mr, cols)
+    };
+    let nc = round_up(at(1, &g.cols), nr).min(round_up(span_cols, nr));
+    let kc = at(2, &g.depth).clamp(1, depth);
+    let mc = round_up(at(2, &g.rows), mr).min(round_up(span_rows, mr));
+    // Spreads a block over a group's variables, innermost first.
+    let spread = |tile: &mut Vec<u64>, vars: &[usize], block: u64| {
+        let mut left = block.max(1);
+        for &v in vars.iter().rev() {
+            let t = left.min(full[v]).max(1);
+            tile[v] = t;
+            left = left.div_ceil(t);
+        }
+    };
+    let level = |rows_block: u64, cols_block: u64| {
+        let mut tile = full.clone();
+        for &v in &g.batch {
+            tile[v] = 1;
+        }
+        spread(&mut tile, &g.rows, rows_block);
+        spread(&mut tile, &g.cols, cols_block);
+        spread(&mut tile, &g.depth, kc);
+        tile
+    };
+    let mut tiles = vec![full.clone(), level(rows, nc), level(mc, nc)];
+    while tiles.len() < nest.tiles.len() {
+        tiles.push(level(mc, nr));
+    }
+    let order = g
+        .batch
+        .iter()
+        .chain(&g.cols)
+        .chain(&g.depth)
+        .chain(&g.rows)
+        .copied()
+        .collect();
+    Some(LoopNest {
+        tiles,
+        order,
+        parallel: nest.parallel.clone(),
+        vector: nest.vector,
+    })
+}
+
 /// [`evaluate`] for an op that runs as `fused` says.
 pub fn evaluate_fused(
     w: &WorkloadModel,
@@ -652,33 +730,36 @@ pub fn evaluate_fused(
         .iter()
         .map(|v| v.extent as f64)
         .product();
+    // The packed kernel runs its own loop nest, not the schedule's.
+    let packed = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
+        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
+        _ => None,
+    };
+    let kernel_nest = packed.as_ref().and_then(|c| packed_nest(nest, c, p));
+    let nest = kernel_nest.as_ref().unwrap_or(nest);
     let row_kernel = nest
         .vector
         .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
     let along_last = fused.in_chain || nest.vector == Some(op.vars.len() - 1);
-    // The packed kernel computes whole register tiles of rows: a product
-    // of one row (a matrix-vector product) does six rows' work.
-    let row_padding = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
-        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => {
-            let rows: u64 = c
-                .groups
-                .rows
-                .iter()
-                .map(|&r| op.vars[r].extent)
-                .product::<u64>()
-                .max(1);
-            let tile = crate::kernel_shape::PACKED_KERNEL_ROWS;
-            (rows.div_ceil(tile) * tile) as f64 / rows as f64
-        }
-        _ => 1.0,
-    };
-    let flops = op_flops_along(op, along_last) * p.work_fraction * row_padding
+    // The packed kernel computes whole register tiles: a product of one
+    // row (a matrix-vector product) does six rows' work, and a thread's
+    // last columns fill a whole panel of two vector registers.
+    let padding = packed.as_ref().map_or(1.0, |c| {
+        let extent = |vars: &[usize]| -> u64 {
+            vars.iter().map(|&r| op.vars[r].extent).product::<u64>().max(1)
+        };
+        let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
+        let nr = 2 * p.lanes.unwrap_or(8).clamp(1, 16);
+        padded(extent(&c.groups.rows), crate::kernel_shape::PACKED_KERNEL_ROWS)
+            * padded(extent(&c.groups.cols), nr)
+    });
+    let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 };
     // The packed kernel copies its operands into panels first: all of B
     // once (per batch), A once per block of `nc` columns (the l3 tile of
     // the columns); each panel is written to and read back through L2.
-    let packing_bytes = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
-        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => {
+    let packing_bytes = match &packed {
+        Some(c) => {
             let extent = |vars: &[usize]| -> f64 {
                 vars.iter().map(|&x| op.vars[x].extent as f64).product()
             };
@@ -700,7 +781,7 @@ pub fn evaluate_fused(
             2.0 * batches
                 * (k * n * element(c.b.tensor) + m * k * element(c.a.tensor) * (n / nc).ceil())
         }
-        _ => 0.0,
+        None => 0.0,
     };
     let packing_level = p.levels.len().saturating_sub(2);
     // A parallel dimension splits its innermost tiles over the cores.
@@ -747,6 +828,8 @@ pub fn evaluate_fused(
             };
             factor / lanes as f64
         }
+        // Whole register tiles (their padding is in `flops`).
+        (Some(_), Some(_)) if packed.is_some() => 1.0,
         (Some(lanes), Some(v)) => {
             let t = nest.tiles[last][v].max(1);
             t as f64 / (t.div_ceil(lanes) * lanes) as f64
@@ -766,7 +849,9 @@ pub fn evaluate_fused(
         } else if l + 1 < nest.tiles.len() {
             let restart = p.restart_bytes.get(l).copied().unwrap_or(p.line_bytes);
             // A row chain walks its rows in order: one stream per thread.
-            let restart = if fused.in_chain {
+            // The packed kernel reads its panels from contiguous buffers
+            // and packs them with strides the prefetchers follow.
+            let restart = if fused.in_chain || kernel_nest.is_some() {
                 p.line_bytes
             } else {
                 restart
@@ -978,18 +1063,19 @@ mod tests {
             parallel: vec![],
             vector,
         };
-        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. A
-        // 4-wide innermost tile fills half of 8 lanes: 128 cycles, and the
-        // packed kernel (vectors along j) computes its 4 rows as a 6-row
-        // register tile: 192; scalar code one lane of 8, each add of the
-        // innermost reduction waiting for the last: 512 x 4.
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 192.0);
+        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. The
+        // packed kernel (vectors along j) computes whole 6 x 16 register
+        // tiles (two 8-lane vectors): 4 x 4 pads to 6 x 16, 384 cycles;
+        // scalar code uses one lane of 8, each add of the innermost
+        // reduction waiting for the last: 512 x 4. With 4 lanes the tile
+        // is 6 x 8: 192.
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 384.0);
         assert_eq!(
             evaluate(&w, &op, &m, &nest(None)).compute_cycles,
             512.0 * REDUCTION_CHAIN_CYCLES
         );
         m.lanes = Some(4);
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 96.0);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 192.0);
     }
 
     #[test]

@@ -263,6 +263,7 @@ fn nest_space(
                 .collect()
         })
         .collect();
+    let tiles = above_inner_tiles(tiles);
     let orders = match knob(KnobTarget::Order {
         tensor: tensor.clone(),
     }) {
@@ -300,6 +301,29 @@ fn nest_space(
         parallels,
         vectors,
     }
+}
+
+/// Tile choices per level (outermost first) with every choice below the
+/// least an inner level can take removed: an outer tile clamps the tiles
+/// inside it, so a small outer tile would break a pinned inner one. A
+/// level left with nothing keeps its largest choice.
+fn above_inner_tiles(mut tiles: Vec<Vec<Vec<u64>>>) -> Vec<Vec<Vec<u64>>> {
+    for l in (0..tiles.len()).rev() {
+        for v in 0..tiles[l].len() {
+            let floor = tiles[l + 1..]
+                .iter()
+                .filter_map(|inner| inner.get(v).and_then(|c| c.iter().min()))
+                .max()
+                .copied()
+                .unwrap_or(1);
+            let largest = tiles[l][v].iter().max().copied();
+            tiles[l][v].retain(|t| *t >= floor);
+            if tiles[l][v].is_empty() {
+                tiles[l][v].extend(largest);
+            }
+        }
+    }
+    tiles
 }
 
 fn fits(w: &WorkloadModel, hw: &HardwareModel, op: &Op, nest: &LoopNest) -> bool {

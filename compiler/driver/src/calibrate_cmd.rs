@@ -270,8 +270,31 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
             .map(|_| chase_ns(bytes, hops))
             .fold(f64::INFINITY, f64::min)
     };
-    let l3_latency = least(round((l3 / 4).min(16 << 20)));
     let dram_latency = least(round((l3 * 4).max(128 << 20)));
+    // A chase inside L3 that runs near DRAM's latency did not stay in L3
+    // (a neighbour on a shared machine evicting it): measured again after
+    // a pause, and if it never gets below half of DRAM's, written as an
+    // estimate (a third of DRAM's; std.hw.host's ratio) with a warning.
+    let mut l3_latency = f64::INFINITY;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        l3_latency = l3_latency.min(least(round((l3 / 4).min(16 << 20))));
+        if l3_latency < 0.5 * dram_latency {
+            break;
+        }
+    }
+    let l3_latency_note = if l3_latency < 0.5 * dram_latency {
+        "measured, dependent loads"
+    } else {
+        let _ = writeln!(
+            err,
+            "warning: L3 latency measured {l3_latency:.1} ns, as slow as DRAM: the L3 was disturbed; using an estimate"
+        );
+        l3_latency = dram_latency * 0.3;
+        "estimate: a third of DRAM's (the measurement was disturbed)"
+    };
     let _ = writeln!(
         err,
         "latency: l3 {l3_latency:.1} ns, dram {dram_latency:.1} ns (dependent loads)"
@@ -352,7 +375,7 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         ("l1", l1, " per core", 2.5),
     ] {
         let latency = if level == "l3" {
-            format!("\n    latency {l3_latency:.1} ns    // measured, dependent loads")
+            format!("\n    latency {l3_latency:.1} ns    // {l3_latency_note}")
         } else {
             String::new()
         };
