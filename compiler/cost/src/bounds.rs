@@ -97,17 +97,32 @@ pub fn resident_level_except(
     if hw.class != HwClass::Cpu {
         return 0;
     }
-    let footprint: f64 = w
-        .tensors
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !never_stored.contains(i))
-        .map(|(_, t)| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
-        .sum();
+    let footprint = stored_bytes(w, never_stored);
     persistent_caches(hw)
         .rev()
         .find(|&l| holds(&hw.levels[l]).is_some_and(|c| c >= footprint))
         .unwrap_or(0)
+}
+
+/// Bytes of every tensor of `w` but those in `never_stored`.
+fn stored_bytes(w: &WorkloadModel, never_stored: &[usize]) -> f64 {
+    w.tensors
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !never_stored.contains(i))
+        .map(|(_, t)| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
+        .sum()
+}
+
+/// How full the workload's data keeps the cache it lives in between calls
+/// ([`resident_level_except`]): its bytes over the level's size; 0 where
+/// it lives in the outermost level.
+pub fn resident_fill(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize]) -> f64 {
+    let level = resident_level_except(w, hw, never_stored);
+    match hw.levels.get(level).and_then(|l| l.size_bytes) {
+        Some(size) if level > 0 && size.value.0 > 0.0 => stored_bytes(w, never_stored) / size.value.0,
+        _ => 0.0,
+    }
 }
 
 /// The floor of `op` (of the stored workload `w`) on `hw`; None for classes
