@@ -1087,19 +1087,19 @@ mod tests {
             parallel: vec![],
             vector,
         };
-        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. The
-        // packed kernel (vectors along j) computes whole 6 x 16 register
-        // tiles (two 8-lane vectors): 4 x 4 pads to 6 x 16, 384 cycles;
-        // scalar code uses one lane of 8, each add of the innermost
-        // reduction waiting for the last: 512 x 4. With 4 lanes the tile
-        // is 6 x 8: 192.
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 384.0);
+        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. Four
+        // rows are less than the packed kernel's register tile, so vectors
+        // along j take the transform path: a 4-wide innermost tile fills
+        // half of 8 lanes, 128 cycles; scalar code uses one lane of 8, each
+        // add of the innermost reduction waiting for the last: 512 x 4.
+        assert!(crate::kernel_shape::packed_contraction(&w, &op).is_none());
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 128.0);
         assert_eq!(
             evaluate(&w, &op, &m, &nest(None)).compute_cycles,
             512.0 * REDUCTION_CHAIN_CYCLES
         );
         m.lanes = Some(4);
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 192.0);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
     }
 
     #[test]

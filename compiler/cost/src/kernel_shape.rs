@@ -463,5 +463,14 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
     if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
         return None;
     }
-    contraction(w, op, the_reduction(&op.body)?)
+    contraction(w, op, the_reduction(&op.body)?).filter(packed_pays)
+}
+
+/// Whether the packed kernel suits a contraction: it has at least a
+/// register tile of rows. Fewer rows (a matrix-vector product, a batch of
+/// one) would pad every tile and pack `b` for no reuse; such products
+/// stream `b` once on the transform path instead.
+pub fn packed_pays(c: &Contraction) -> bool {
+    let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
+    rows >= PACKED_KERNEL_ROWS
 }
