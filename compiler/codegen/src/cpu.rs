@@ -48,9 +48,10 @@ impl std::fmt::Display for CompileError {
 }
 
 /// The packed kernel's blocks for an op under `nest`: `nc` from the l3
-/// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; threads
-/// when the nest runs a dimension over cores, taking column spans when that
-/// dimension is `j` (and not `i`), else row spans.
+/// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; as many
+/// threads as the nest's parallel tiles ask for (`LoopNest::threads`, at
+/// most `cores`), taking column spans when the parallel dimension is `j`
+/// (and not `i`), else row spans.
 fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
     let level = |l: usize, v: usize, default: u64| {
         nest.tiles
@@ -85,11 +86,7 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
         nc: group(1, &groups.cols),
         kc: depth_extent(2),
         mc: group(2, &groups.rows),
-        threads: if nest.parallel.is_empty() {
-            1
-        } else {
-            cores.max(1)
-        },
+        threads: nest.threads(cores),
         split_cols: on(&groups.cols) && !on(&groups.rows),
         lanes,
     }
@@ -99,7 +96,8 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
 /// (`arch_cost::kernel_shape`, with element-wise epilogues) whose nest
 /// vectorizes the output's innermost column variable; row reductions
 /// (`arch_mlir::rowreduce`) whose nest vectorizes the innermost reduced
-/// variable. Either runs on `cores` threads when the nest is parallel.
+/// variable. Each runs on the threads its nest's parallel tiles ask for
+/// (at most `cores`; the cpu model counts the same).
 pub fn kernels(
     w: &WorkloadModel,
     nests: &[Option<LoopNest>],
@@ -109,13 +107,7 @@ pub fn kernels(
     // The packed kernel's vectors: the widest registers (16 f32 lanes with
     // AVX-512, 8 with AVX2).
     let lanes = (host.vector_bytes() / 4).clamp(4, 16);
-    let threads_of = |nest: Option<&LoopNest>| {
-        if nest.is_some_and(|n| !n.parallel.is_empty()) {
-            cores.max(1)
-        } else {
-            1
-        }
-    };
+    let threads_of = |nest: Option<&LoopNest>| nest.map_or(1, |n| n.threads(cores));
     // Row chains first (the cpu model fuses the same ones).
     let mut chosen: Vec<Option<Kernel>> = vec![None; w.ops.len()];
     for chain in arch_cost::fusion::row_chains(w, |o| nests.get(o)?.as_ref()) {
@@ -153,12 +145,7 @@ pub fn kernels(
             if nest.vector != Some(op.vars.len() - 1) {
                 return None;
             }
-            let threads = if nest.parallel.is_empty() {
-                1
-            } else {
-                cores.max(1)
-            };
-            Some(Kernel::RowReduce(Box::new(r), threads))
+            Some(Kernel::RowReduce(Box::new(r), nest.threads(cores)))
         })
         .collect()
 }

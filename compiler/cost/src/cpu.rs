@@ -41,6 +41,22 @@ impl LoopNest {
         }
     }
 
+    /// Threads that run the op on `cores` cores: one per innermost tile
+    /// of its parallel dimensions, at most `cores` (one without any). The
+    /// code generator starts as many.
+    pub fn threads(&self, cores: u64) -> u64 {
+        let Some(last) = self.tiles.len().checked_sub(1) else {
+            return 1;
+        };
+        let ways: u64 = self
+            .parallel
+            .iter()
+            .map(|v| self.tiles[0][*v].div_ceil(self.tiles[last][*v].max(1)))
+            .product::<u64>()
+            .max(1);
+        ways.min(cores).max(1)
+    }
+
     /// Every level's tile divides its parent's: no remainder tiles.
     pub fn divides_evenly(&self) -> bool {
         self.tiles
@@ -71,6 +87,10 @@ pub struct CpuParams {
     /// Elements of the op's type per vector register (`None`: the rate is
     /// reached whatever the loop nest).
     pub lanes: Option<u64>,
+    /// Elements of the op's type one vector register holds (the packed
+    /// kernel's register tile is two registers wide); `lanes` may be fewer
+    /// where the core splits its registers.
+    pub register_lanes: Option<u64>,
     /// Bytes caches move at a time ([`CACHE_LINE_BYTES`]).
     pub line_bytes: f64,
     /// Per level (outermost first), what starting a new stream of reads
@@ -112,6 +132,9 @@ impl CpuParams {
             // register's lanes, unless the core's rate says it splits them
             // (Zen 4 runs 512-bit vectors as two 256-bit halves): with two
             // FMA pipes, rate / 4 lanes (f32 flops count an FMA as two).
+            register_lanes: unit
+                .vector_bytes
+                .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
             lanes: unit.vector_bytes.map(|v| {
                 let register = ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1);
                 let per_slot = (hw.for_one_core(rate) / 4.0).max(1.0) as u64;
@@ -678,9 +701,9 @@ pub fn packed_nest(
     };
     let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
     let mr = crate::kernel_shape::PACKED_KERNEL_ROWS;
-    let nr = 2 * p.lanes.unwrap_or(8).clamp(1, 16);
+    let nr = 2 * p.register_lanes.unwrap_or(8).clamp(1, 16);
     let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
-    let threads = if nest.parallel.is_empty() { 1 } else { p.cores.max(1) };
+    let threads = nest.threads(p.cores);
     let split_cols = on(&g.cols) && !on(&g.rows);
     let (rows, cols, depth) = (extent(&g.rows), extent(&g.cols), extent(&g.depth));
     let (span_rows, span_cols) = if split_cols {
@@ -746,6 +769,9 @@ pub fn evaluate_fused(
         .iter()
         .map(|v| v.extent as f64)
         .product();
+    // The schedule's parallel tiles say how many threads run the op (the
+    // kernels included: their own blocks do not change it).
+    let threads = nest.threads(p.cores);
     // The packed kernel runs its own loop nest, not the schedule's.
     let packed = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
         (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
@@ -765,7 +791,7 @@ pub fn evaluate_fused(
             vars.iter().map(|&r| op.vars[r].extent).product::<u64>().max(1)
         };
         let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
-        let nr = 2 * p.lanes.unwrap_or(8).clamp(1, 16);
+        let nr = 2 * p.register_lanes.unwrap_or(8).clamp(1, 16);
         padded(extent(&c.groups.rows), crate::kernel_shape::PACKED_KERNEL_ROWS)
             * padded(extent(&c.groups.cols), nr)
     });
@@ -800,15 +826,8 @@ pub fn evaluate_fused(
         None => 0.0,
     };
     let packing_level = p.levels.len().saturating_sub(2);
-    // A parallel dimension splits its innermost tiles over the cores.
     let last = nest.tiles.len() - 1;
-    let parallel_ways: u64 = nest
-        .parallel
-        .iter()
-        .map(|v| nest.tiles[0][*v].div_ceil(nest.tiles[last][*v].max(1)))
-        .product::<u64>()
-        .max(1);
-    let cores_used = parallel_ways.min(p.cores).max(1) as f64;
+    let cores_used = threads as f64;
     // The peak needs full vector registers: the vector dimension's innermost
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
     // code uses one lane.
@@ -1006,6 +1025,7 @@ mod tests {
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
             work_fraction: 1.0,
             lanes: None,
+            register_lanes: None,
             resident_level: 0,
             resident_fill: 0.0,
             // Element-granular traffic: these tests count reuse by hand.
