@@ -689,7 +689,7 @@ pub fn packed_nest(
     nest: &LoopNest,
     c: &crate::kernel_shape::Contraction,
     p: &CpuParams,
-) -> Option<LoopNest> {
+) -> Option<PackedNest> {
     if nest.tiles.len() < 4 {
         return None;
     }
@@ -745,12 +745,39 @@ pub fn packed_nest(
         .chain(&g.rows)
         .copied()
         .collect();
-    Some(LoopNest {
-        tiles,
-        order,
-        parallel: nest.parallel.clone(),
-        vector: nest.vector,
+    let busy = if split_cols {
+        cols.div_ceil(span_cols)
+    } else {
+        rows.div_ceil(span_rows)
+    };
+    Some(PackedNest {
+        nest: LoopNest {
+            tiles,
+            order,
+            parallel: nest.parallel.clone(),
+            vector: nest.vector,
+        },
+        busy: busy.clamp(1, threads),
+        shared_b_passes: if split_cols || threads < 2 {
+            0.0
+        } else {
+            busy.min(threads) as f64 * span_rows.div_ceil(mc) as f64 * (threads - 1) as f64
+                / threads as f64
+        },
     })
+}
+
+/// The packed kernel's own loop nest ([`packed_nest`]) and how its threads
+/// share the work.
+pub struct PackedNest {
+    pub nest: LoopNest,
+    /// Threads with rows (or columns) to compute: a product shorter than
+    /// the threads' register tiles leaves some idle.
+    pub busy: u64,
+    /// Times the packed `b` crosses between cores when threads split the
+    /// rows: all of them pack it together and each reads all of it once
+    /// per row block, the parts the others packed from their caches.
+    pub shared_b_passes: f64,
 }
 
 /// [`evaluate`] for an op that runs as `fused` says.
@@ -777,8 +804,9 @@ pub fn evaluate_fused(
         (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
         _ => None,
     };
-    let kernel_nest = packed.as_ref().and_then(|c| packed_nest(nest, c, p));
-    let nest = kernel_nest.as_ref().unwrap_or(nest);
+    let kernel = packed.as_ref().and_then(|c| packed_nest(nest, c, p));
+    let kernel_nest = kernel.as_ref().map(|k| &k.nest);
+    let nest = kernel_nest.unwrap_or(nest);
     let row_kernel = nest
         .vector
         .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
@@ -826,8 +854,25 @@ pub fn evaluate_fused(
         None => 0.0,
     };
     let packing_level = p.levels.len().saturating_sub(2);
+    // Packed panels of b that one core wrote and another reads come
+    // through the shared cache.
+    let shared_b_bytes = match (&packed, &kernel) {
+        (Some(c), Some(k)) => {
+            let b = &w.tensors[c.b.tensor];
+            let batches: f64 = c.groups.batch.iter().map(|&x| op.vars[x].extent as f64).product();
+            let panel: f64 = c
+                .groups
+                .depth
+                .iter()
+                .chain(&c.groups.cols)
+                .map(|&x| op.vars[x].extent as f64)
+                .product();
+            batches * panel * b.dtype.bits() as f64 / 8.0 * k.shared_b_passes
+        }
+        _ => 0.0,
+    };
     let last = nest.tiles.len() - 1;
-    let cores_used = threads as f64;
+    let cores_used = kernel.as_ref().map_or(threads, |k| k.busy) as f64;
     // The peak needs full vector registers: the vector dimension's innermost
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
     // code uses one lane.
@@ -926,7 +971,8 @@ pub fn evaluate_fused(
                 packing_bytes
             } else {
                 0.0
-            };
+            }
+            + if l == 1 { shared_b_bytes } else { 0.0 };
         traffic.push((name.clone(), bytes, bw, *e));
     }
     // Compulsory bytes come from where the data lives between calls.
@@ -1107,19 +1153,21 @@ mod tests {
             parallel: vec![],
             vector,
         };
-        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. Four
-        // rows are less than the packed kernel's register tile, so vectors
-        // along j take the transform path: a 4-wide innermost tile fills
-        // half of 8 lanes, 128 cycles; scalar code uses one lane of 8, each
-        // add of the innermost reduction waiting for the last: 512 x 4.
-        assert!(crate::kernel_shape::packed_contraction(&w, &op).is_none());
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 128.0);
+        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. The
+        // packed kernel (vectors along j) computes whole 6 x 16 register
+        // tiles (two 8-lane registers): 4 x 4 pads to 6 x 16, 384 cycles;
+        // scalar code uses one lane of 8, each add of the innermost
+        // reduction waiting for the last: 512 x 4. With 4-lane registers
+        // the tile is 6 x 8: 192.
+        m.register_lanes = Some(8);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 384.0);
         assert_eq!(
             evaluate(&w, &op, &m, &nest(None)).compute_cycles,
             512.0 * REDUCTION_CHAIN_CYCLES
         );
         m.lanes = Some(4);
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
+        m.register_lanes = Some(4);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 192.0);
     }
 
     #[test]

@@ -466,11 +466,13 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
     contraction(w, op, the_reduction(&op.body)?).filter(packed_pays)
 }
 
-/// Whether the packed kernel suits a contraction: it has at least a
-/// register tile of rows. Fewer rows (a matrix-vector product, a batch of
-/// one) would pad every tile and pack `b` for no reuse; such products
-/// stream `b` once on the transform path instead.
+/// Whether the packed kernel suits a contraction: it has more than one
+/// row. A matrix-vector product would pad each register tile to six rows
+/// and pack `b` for no reuse: the transform path, streaming `b` once, ran
+/// it twice as fast (1 x 882 x 548: 54 us against 112), while from three
+/// rows on the packed kernel is the faster (3 x 432 x 277 with tanh: 26
+/// us against 48; `bench/suite.py --generate 8 --seed 1|2`).
 pub fn packed_pays(c: &Contraction) -> bool {
     let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
-    rows >= PACKED_KERNEL_ROWS
+    rows >= 2
 }
