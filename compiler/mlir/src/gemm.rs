@@ -280,7 +280,7 @@ impl Emitter {
     }
 }
 
-/// Element type of epilogue values: one f32, or a vector of 8.
+/// Element type of epilogue values: one f32, or a vector of f32.
 #[derive(Clone, Copy)]
 pub(crate) enum Lane {
     Scalar,
@@ -289,7 +289,7 @@ pub(crate) enum Lane {
 }
 
 impl Lane {
-    fn ty(self) -> String {
+    pub(crate) fn ty(self) -> String {
         match self {
             Lane::Scalar => "f32".to_string(),
             Lane::Vector(n) => format!("vector<{n}xf32>"),

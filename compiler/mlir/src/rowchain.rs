@@ -1,9 +1,9 @@
 //! Row chains ([`arch_cost::fusion`]) as one kernel: each thread takes its
 //! rows one at a time through every op of the chain. A row reduction runs
-//! as in [`crate::rowreduce`] (four vector accumulators, a scalar
-//! remainder) and leaves the row's value in a register; an element-wise op
-//! over the row's columns runs a vector register (8 or 16 lanes) at a time with a scalar
-//! remainder and stores into its output row, which is the tensor itself
+//! as in [`crate::rowreduce`] (four vector accumulators, narrower vectors
+//! for the last columns) and leaves the row's value in a register; an element-wise op
+//! over the row's columns runs a vector register (8 or 16 lanes) at a time,
+//! its last columns in narrower vectors, and stores into its output row, which is the tensor itself
 //! when something outside the chain reads it, else this thread's row
 //! buffer (a heap buffer of `threads x len` the caller passes). Later ops
 //! read what earlier ones computed from the register, the row buffer or the
@@ -14,7 +14,7 @@
 //! (`%O{stage}`), then each row buffer (`%S{stage}`).
 
 use crate::gemm::{emit_epilogue, epilogue_of, Emitter, EpilogueArgs, Lane, Local, Scaled};
-use crate::rowreduce::{emit_reduction, full_groups, open_rows, reduction_parts};
+use crate::rowreduce::{emit_reduction, full_groups, open_rows, reduction_parts, tail_pieces};
 use arch_cost::fusion::RowChain;
 use arch_cost::kernel_shape::View;
 use arch_sema::model::{ScalarExpr, WorkloadModel};
@@ -134,7 +134,6 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
     let lanes = c.lanes;
     let full = full_groups(c.len, lanes);
     let full8 = c.len - c.len % lanes;
-    let v8 = format!("vector<{lanes}xf32>");
     let mut em = Emitter::new();
     let mut params: Vec<String> = c
         .memory_slots()
@@ -191,7 +190,10 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
         let v = emit_epilogue(em, &c.stages[k].body, "", lane, "%row", j, &args);
         let (name, ty, at) = dest(k, j);
         match lane {
-            Lane::Vector(_) => em.line(format!("vector.store {v}, {name}[{at}] : {ty}, {v8}")),
+            Lane::Vector(_) => em.line(format!(
+                "vector.store {v}, {name}[{at}] : {ty}, {}",
+                lane.ty()
+            )),
             Lane::Scalar => em.line(format!("memref.store {v}, {name}[{at}] : {ty}")),
         }
         v
@@ -219,9 +221,11 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
             em.open(format!("scf.for %j = %k0 to %k{full8} step %k{lanes} {{"));
             map_at(&mut em, &locals, k, Lane::Vector(lanes), "%j");
             em.close("}");
-            em.open(format!("scf.for %j = %k{full8} to %k{} step %k1 {{", c.len));
-            map_at(&mut em, &locals, k, Lane::Scalar, "%j");
-            em.close("}");
+            for (at, lane) in tail_pieces(full8, c.len, lanes) {
+                let j = em.fresh("j");
+                em.line(format!("{j} = arith.constant {at} : index"));
+                map_at(&mut em, &locals, k, lane, &j);
+            }
         }
         let reducing = if fused_into_next { k + 1 } else { k };
         let r = &c.stages[reducing];

@@ -1,9 +1,9 @@
 //! Reductions along rows (`m[h, i] = max[j] s[h, i, j]`, `z[i] = sum[j]
 //! exp(x[i, j] - m[i])`, `mu[i] = sum[j] x[i, j] / C`) as a vector kernel:
 //! every output element (a row) runs over its reduced, contiguous elements
-//! eight lanes at a time into four independent vector accumulators (so the
-//! adds do not wait on each other), a scalar loop takes the remainder, the
-//! lanes are combined, and the element-wise rest of the op applies once per
+//! a vector at a time into four independent vector accumulators (so the
+//! adds do not wait on each other), whole vectors left over go into the
+//! first, narrower vectors take the last elements, the lanes are combined, and the element-wise rest of the op applies once per
 //! row. Rows are split over threads. The element-wise work inside the sum
 //! (an `exp`, a subtraction of the row's maximum) runs on the same vectors,
 //! so a softmax's sum of exponentials is one pass over its row.
@@ -213,7 +213,7 @@ pub(crate) fn emit_reduction(
     let identity = f32_literal(identity(op));
     em.line(format!("{id} = arith.constant {identity} : f32"));
     em.line(format!("{vid} = arith.constant dense<{identity}> : {v8}"));
-    // Four accumulators over whole groups of 32 elements.
+    // Four accumulators over whole groups of four vectors.
     let accs: Vec<String> = (0..UNROLL).map(|_| em.fresh("acc")).collect();
     let types = vec![v8.as_str(); UNROLL as usize].join(", ");
     let vs = em.fresh("vs");
@@ -240,18 +240,45 @@ pub(crate) fn emit_reduction(
     }
     em.line(format!("scf.yield {} : {types}", next.join(", ")));
     em.close("}");
-    // The remainder, one element at a time.
-    let tail = em.fresh("tail");
-    let s = em.fresh("s");
+    // Whole vectors left over, into the first accumulator.
+    let whole = len - len % lanes;
+    let (from, to, step) = (em.fresh("from"), em.fresh("to"), em.fresh("step"));
+    em.line(format!("{from} = arith.constant {full} : index"));
+    em.line(format!("{to} = arith.constant {whole} : index"));
+    em.line(format!("{step} = arith.constant {lanes} : index"));
+    let (single, a) = (em.fresh("single"), em.fresh("a"));
     em.open(format!(
-        "{tail} = scf.for %j = %k{full} to %k{len} step %k1 iter_args({s} = {id}) -> (f32) {{"
+        "{single} = scf.for %j = {from} to {to} step {step} iter_args({a} = {vs}#0) -> ({v8}) {{"
     ));
-    let x = body_at(em, Lane::Scalar, "%j");
+    let x = body_at(em, Lane::Vector(lanes), "%j");
     let y = em.fresh("y");
-    em.line(format!("{y} = {} {s}, {x} : f32", combine(op)));
-    em.line(format!("scf.yield {y} : f32"));
+    em.line(format!("{y} = {} {a}, {x} : {v8}", combine(op)));
+    em.line(format!("scf.yield {y} : {v8}"));
     em.close("}");
-    let mut lanes = format!("{vs}#0");
+    // The last elements (fewer than a vector; the length is known) in
+    // narrower vectors, then at most one alone.
+    let mut tail = id.clone();
+    for (at, lane) in tail_pieces(whole, len, lanes) {
+        let j = em.fresh("j");
+        em.line(format!("{j} = arith.constant {at} : index"));
+        let x = body_at(em, lane, &j);
+        let x = match lane {
+            Lane::Scalar => x,
+            Lane::Vector(_) => {
+                let h = em.fresh("h");
+                em.line(format!(
+                    "{h} = vector.reduction <{}>, {x} : {} into f32",
+                    horizontal(op),
+                    lane.ty()
+                ));
+                h
+            }
+        };
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {tail}, {x} : f32", combine(op)));
+        tail = y;
+    }
+    let mut lanes = single;
     for u in 1..UNROLL {
         let y = em.fresh("y");
         em.line(format!("{y} = {} {lanes}, {vs}#{u} : {v8}", combine(op)));
@@ -270,6 +297,25 @@ pub(crate) fn emit_reduction(
 /// Emits what runs ahead of a reduction's body at a column; returns the
 /// reads the body sees there ([`emit_reduction`]).
 pub(crate) type Before<'a> = &'a mut dyn FnMut(&mut Emitter, Lane, &str) -> Vec<Local>;
+
+/// The columns from `from` to `len` (fewer than `lanes`) as pieces:
+/// vectors of half, a quarter, ... of `lanes` (at least two lanes) while
+/// that many are left, then single elements. Each piece: its first column
+/// and its lane.
+pub(crate) fn tail_pieces(from: u64, len: u64, lanes: u64) -> Vec<(u64, Lane)> {
+    let mut pieces = Vec::new();
+    let mut at = from;
+    let mut width = lanes / 2;
+    while width >= 2 {
+        if len - at >= width {
+            pieces.push((at, Lane::Vector(width)));
+            at += width;
+        }
+        width /= 2;
+    }
+    pieces.extend((at..len).map(|j| (j, Lane::Scalar)));
+    pieces
+}
 
 /// The elements of a row in whole groups of `UNROLL * lanes`.
 pub(crate) fn full_groups(len: u64, lanes: u64) -> u64 {
