@@ -114,6 +114,55 @@ fn stored_bytes(w: &WorkloadModel, never_stored: &[usize]) -> f64 {
         .sum()
 }
 
+/// The level each tensor of `w` comes from on a cpu: the workload's
+/// resident level ([`resident_level_except`]), or for an intermediate the
+/// innermost cache that holds everything the ops from its producer to its
+/// last reader touch (it is still there when they read it, and its lines
+/// go back to memory while later ops work). Tensors in `never_stored` keep
+/// the resident level (they never reach memory at all).
+pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize]) -> Vec<usize> {
+    let resident = resident_level_except(w, hw, never_stored);
+    let mut homes = vec![resident; w.tensors.len()];
+    if hw.class != HwClass::Cpu {
+        return homes;
+    }
+    let bytes_of = |t: usize| {
+        let x = &w.tensors[t];
+        x.elements() as f64 * x.dtype.bits() as f64 / 8.0 * x.stored_fraction()
+    };
+    let reads = |o: &Op, t: usize| {
+        let mut found = false;
+        arch_sema::model::collect_accesses(&o.body, &mut |x, _| found |= x == t);
+        found
+    };
+    for t in 0..w.tensors.len() {
+        if w.tensors[t].role != Role::Intermediate || never_stored.contains(&t) {
+            continue;
+        }
+        let Some(first) = w.ops.iter().position(|o| o.output == t) else {
+            continue;
+        };
+        let Some(last) = w.ops.iter().rposition(|o| reads(o, t)) else {
+            continue;
+        };
+        let mut touched = vec![false; w.tensors.len()];
+        for o in &w.ops[first..=last.max(first)] {
+            touched[o.output] = true;
+            arch_sema::model::collect_accesses(&o.body, &mut |x, _| touched[x] = true);
+        }
+        let distance: f64 = (0..w.tensors.len())
+            .filter(|&x| touched[x] && !never_stored.contains(&x))
+            .map(bytes_of)
+            .sum();
+        let level = persistent_caches(hw)
+            .rev()
+            .find(|&l| holds(&hw.levels[l]).is_some_and(|c| c >= distance))
+            .unwrap_or(0);
+        homes[t] = level.max(resident);
+    }
+    homes
+}
+
 /// How full the workload's data keeps the cache it lives in between calls
 /// ([`resident_level_except`]): its bytes over the level's size; 0 where
 /// it lives in the outermost level.

@@ -104,6 +104,10 @@ pub struct CpuParams {
     /// The workload's bytes over the size of the cache it lives in
     /// ([`crate::bounds::resident_fill`]; 0 in the outermost level).
     pub resident_fill: f64,
+    /// The level each tensor comes from ([`crate::bounds::tensor_homes`]:
+    /// an intermediate a cache still holds when it is read); empty: every
+    /// tensor from `resident_level`.
+    pub homes: Vec<usize>,
 }
 
 /// The share of its measured rate a shared outermost cache delivers when
@@ -143,6 +147,7 @@ impl CpuParams {
             }),
             resident_level: 0,
             resident_fill: 0.0,
+            homes: Vec::new(),
             line_bytes: CACHE_LINE_BYTES,
             restart_bytes: hw
                 .levels
@@ -168,6 +173,7 @@ impl CpuParams {
             ),
             resident_level: crate::bounds::resident_level(w, hw),
             resident_fill: crate::bounds::resident_fill(w, hw, &[]),
+            homes: crate::bounds::tensor_homes(w, hw, &[]),
             ..CpuParams::from_hardware(hw, dtype)?
         })
     }
@@ -918,15 +924,34 @@ pub fn evaluate_fused(
         (None, _) => 1.0,
     } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
-    let compulsory = compulsory_bytes_except(w, op, &fused.on_chip);
+    // Where each tensor comes from: the workload's resident level, or a
+    // cache that still holds an intermediate when it is read.
+    let home = |t: usize| p.homes.get(t).copied().unwrap_or(p.resident_level);
+    let touched: Vec<(usize, f64)> = op
+        .tile_bytes(&w.tensors, &nest.tiles[0])
+        .into_iter()
+        .filter(|(t, _)| !fused.on_chip.contains(t))
+        .collect();
+    let nearest_home = touched
+        .iter()
+        .map(|(t, _)| home(*t))
+        .min()
+        .unwrap_or(p.resident_level);
     let mut traffic = Vec::new();
     for (l, (name, bw, e)) in p.levels.iter().enumerate() {
         // Traffic across the boundary above level l (level 0: to and from
         // DRAM, counted as the fills of level 1's tiles).
-        let bytes = if l < p.resident_level {
+        let bytes = if l < nearest_home {
             // The data stays in a level inside this one between calls.
             0.0
         } else if l + 1 < nest.tiles.len() {
+            // Tensors that live inside this level do not cross it.
+            let skip: Vec<usize> = fused
+                .on_chip
+                .iter()
+                .copied()
+                .chain(touched.iter().map(|(t, _)| *t).filter(|&t| home(t) > l))
+                .collect();
             let restart = p.restart_bytes.get(l).copied().unwrap_or(p.line_bytes);
             // A row chain walks its rows in order: one stream per thread.
             // The packed kernel reads its panels from contiguous buffers
@@ -936,7 +961,7 @@ pub fn evaluate_fused(
             } else {
                 restart
             };
-            fill_bytes_except(w, op, nest, l + 1, (p.line_bytes, restart), &fused.on_chip)
+            fill_bytes_except(w, op, nest, l + 1, (p.line_bytes, restart), &skip)
         } else {
             // The innermost level feeds the registers: each of its tiles is
             // read once per visit (perfect reuse inside a tile; the register
@@ -975,17 +1000,26 @@ pub fn evaluate_fused(
             + if l == 1 { shared_b_bytes } else { 0.0 };
         traffic.push((name.clone(), bytes, bw, *e));
     }
-    // Compulsory bytes come from where the data lives between calls.
-    let dram_bw = p
-        .levels
-        .get(p.resident_level)
-        .map_or(f64::INFINITY, |l| l.1);
+    // Compulsory bytes come from where each tensor lives, at the whole
+    // chip's bandwidth there.
+    let mut at_home = vec![0.0; p.levels.len()];
+    for (t, bytes) in &touched {
+        if let Some(b) = at_home.get_mut(home(*t)) {
+            *b += bytes;
+        }
+    }
+    let memory_s = at_home
+        .iter()
+        .zip(&p.levels)
+        .filter(|(b, _)| **b > 0.0)
+        .map(|(b, l)| b / l.1)
+        .fold(0.0, f64::max);
     let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
     let mut predicted = Roofline {
         clock_hz: p.clock_hz,
         compute_s,
         compute_energy_j: flops * p.energy_per_flop_j,
-        lower_bound_s: peak_s.max(compulsory / dram_bw),
+        lower_bound_s: peak_s.max(memory_s),
     }
     .finish(traffic);
     // Starting and joining the threads of a parallel region (not part of
@@ -1074,6 +1108,7 @@ mod tests {
             register_lanes: None,
             resident_level: 0,
             resident_fill: 0.0,
+            homes: Vec::new(),
             // Element-granular traffic: these tests count reuse by hand.
             line_bytes: 1.0,
             restart_bytes: vec![0.0, 0.0],

@@ -100,11 +100,13 @@ pub fn evaluate(
         HwClass::Cpu => {
             let resident = crate::bounds::resident_level_except(w, hw, &never_stored);
             let fill = crate::bounds::resident_fill(w, hw, &never_stored);
+            let homes = crate::bounds::tensor_homes(w, hw, &never_stored);
             for (s, fused) in schedule.ops.iter().zip(&fused) {
                 let op = &w.ops[s.op];
                 let params = CpuParams {
                     resident_level: resident,
                     resident_fill: fill,
+                    homes: homes.clone(),
                     ..CpuParams::for_op(hw, w, op).ok_or_else(|| {
                         TuneError::Model("the cpu hardware has no compute rate".into())
                     })?
