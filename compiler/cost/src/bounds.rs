@@ -135,7 +135,7 @@ pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize
         arch_sema::model::collect_accesses(&o.body, &mut |x, _| found |= x == t);
         found
     };
-    for t in 0..w.tensors.len() {
+    for (t, home) in homes.iter_mut().enumerate() {
         if w.tensors[t].role != Role::Intermediate || never_stored.contains(&t) {
             continue;
         }
@@ -158,7 +158,7 @@ pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize
             .rev()
             .find(|&l| holds(&hw.levels[l]).is_some_and(|c| c >= distance))
             .unwrap_or(0);
-        homes[t] = level.max(resident);
+        *home = level.max(resident);
     }
     homes
 }
