@@ -399,6 +399,59 @@ pub const STRIDED_STATIC_VS_SCALAR: f64 = 3.0;
 /// The same when tile remainders make the register tiles masked.
 pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
+/// Independent accumulators that keep two FMA pipes busy at a four-cycle
+/// latency (Zen 4 and recent Intel cores).
+const FMA_CHAINS: f64 = 2.0 * REDUCTION_CHAIN_CYCLES;
+
+/// The share of its rate a register tile keeps once it needs more vector
+/// registers than the loads leave it (measured with `bench/cost_truth.py`:
+/// a 32 x 8 tile of a 512^3 product ran at 0.21 of the rate of a 16 x 8 one).
+pub const SPILLED_TILE_RATE: f64 = 0.2;
+
+/// The rate of the transform path's register tiles against the packed
+/// kernel's at the same lane use: operands read where they lie, not from
+/// packed panels (measured with `bench/cost_truth.py`: 16 x 8 tiles of a
+/// 512^3 product ran 3.1-3.4 ms against the packed kernel's 2.5).
+pub const TRANSFORM_TILE_RATE: f64 = 0.75;
+
+/// Lane use of a contraction on the transform path whose vector dimension
+/// `v` is strided, where its register tile runs whole vectors along another
+/// dimension: the tile is `nr` along `v` by `TRANSFORM_TILE_ROWS` along the
+/// innermost other output dimension of the order, and MLIR makes a vector
+/// of its innermost dimension. When that is a contiguous output dimension
+/// after `v`, the code is `nr` accumulators of that width: full lanes if
+/// the width fills the vector unit's slot, as fast as the FMA latency lets
+/// `nr` chains go, and slow once they spill. None where the tile runs its
+/// vectors along `v` itself (strided loads; see the constants above).
+fn strided_tile_use(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> Option<f64> {
+    if op.vars.len() == op.output_rank {
+        return None;
+    }
+    let (register, slot) = (p.register_lanes?.max(1), p.lanes?.max(1));
+    let last = nest.tiles.len().checked_sub(1)?;
+    let tile = |x: usize| nest.tiles[last][x].max(1);
+    let nr = (2 * register).min(tile(v));
+    let nr = if nr >= register { nr - nr % register } else { nr };
+    let m = nest
+        .order
+        .iter()
+        .rev()
+        .copied()
+        .find(|&x| x < op.output_rank && x != v)?;
+    let width = crate::kernel_shape::TRANSFORM_TILE_ROWS.min(tile(m));
+    if m < v || width < 2 || !runs_along_memory(op, m) {
+        return None;
+    }
+    let registers = (nr * width.div_ceil(register)) as f64;
+    // The loads and broadcasts need about a quarter of the register file
+    // (32 vector registers with AVX-512, 16 with AVX2).
+    let free = if register >= 16 { 24.0 } else { 12.0 };
+    let fill = width as f64 / (width.div_ceil(slot) * slot) as f64;
+    let chains = (registers / FMA_CHAINS).min(1.0);
+    let spill = if registers > free { SPILLED_TILE_RATE } else { 1.0 };
+    Some(TRANSFORM_TILE_RATE * fill * chains * spill)
+}
+
 /// Vector-unit operations one builtin costs in archc's code, counted in
 /// the instructions it emits for f32 (arch_mlir's `fastmath`: exp is a
 /// clamp, a rounding add, a two-part range reduction, a degree-6
@@ -907,12 +960,13 @@ pub fn evaluate_fused(
             STRIDED_MASKED_VS_SCALAR / lanes as f64
         }
         (Some(lanes), Some(v)) if !contiguous(v) => {
-            let factor = if nest.divides_evenly() {
-                STRIDED_STATIC_VS_SCALAR
+            if !nest.divides_evenly() {
+                STRIDED_MASKED_VS_SCALAR / lanes as f64
+            } else if let Some(u) = strided_tile_use(op, nest, p, v) {
+                u
             } else {
-                STRIDED_MASKED_VS_SCALAR
-            };
-            factor / lanes as f64
+                STRIDED_STATIC_VS_SCALAR / lanes as f64
+            }
         }
         // Whole register tiles (their padding is in `flops`).
         (Some(_), Some(_)) if packed.is_some() => 1.0,

@@ -157,6 +157,12 @@ pub fn view_of(
 /// `ceil(m / 6) * 6`.
 pub const PACKED_KERNEL_ROWS: u64 = 6;
 
+/// Rows of the transform path's register tile for ops with a reduction
+/// (`arch_mlir::schedule`'s register tile: this many along the innermost
+/// other output dimension of the order, the vector dimension's tile along
+/// its own).
+pub const TRANSFORM_TILE_ROWS: u64 = 8;
+
 /// The factors of a product (`x * y / z`): `(numerators, denominators)`.
 pub fn factors(
     e: &ScalarExpr,

@@ -403,3 +403,43 @@ pub fn kernel(r: &RowReduce, name: &str, threads: u64) -> String {
     let _ = ACC;
     em.text()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_pieces_cover_the_last_columns_in_narrowing_vectors() {
+        let widths = |from, len, lanes| -> Vec<(u64, Option<u64>)> {
+            tail_pieces(from, len, lanes)
+                .into_iter()
+                .map(|(at, lane)| match lane {
+                    Lane::Vector(n) => (at, Some(n)),
+                    Lane::Scalar => (at, None),
+                })
+                .collect()
+        };
+        // 56 columns on 16 lanes: three vectors, then 8.
+        assert_eq!(widths(48, 56, 16), vec![(48, Some(8))]);
+        // 15 left: 8, 4, 2, then one alone.
+        assert_eq!(
+            widths(0, 15, 16),
+            vec![(0, Some(8)), (8, Some(4)), (12, Some(2)), (14, None)]
+        );
+        assert!(widths(64, 64, 16).is_empty());
+        // Every column exactly once, for every remainder and lane count.
+        for lanes in [4u64, 8, 16] {
+            for left in 0..lanes {
+                let mut next = 100;
+                for (at, lane) in tail_pieces(100, 100 + left, lanes) {
+                    assert_eq!(at, next);
+                    next += match lane {
+                        Lane::Vector(n) => n,
+                        Lane::Scalar => 1,
+                    };
+                }
+                assert_eq!(next, 100 + left);
+            }
+        }
+    }
+}

@@ -40,7 +40,7 @@ impl Default for Machine {
     fn default() -> Self {
         Machine {
             vector_bytes: 32,
-            register_rows: 8,
+            register_rows: arch_cost::kernel_shape::TRANSFORM_TILE_ROWS,
             threads: 1,
         }
     }

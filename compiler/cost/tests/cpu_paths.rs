@@ -1,0 +1,153 @@
+//! The cpu model follows the code path each op takes: the packed kernel's
+//! own loop nest, the threads a nest's parallel tiles ask for, the cache an
+//! intermediate is still in when the next op reads it, and the register
+//! tile of the transform path.
+
+use arch_cost::cpu::{evaluate, CpuParams, LoopNest};
+use arch_sema::db::{file_decls, RootDatabase};
+use arch_sema::hardware::{hardware_model, HardwareModel};
+use arch_sema::model::WorkloadModel;
+use arch_sema::workload::workload_model;
+
+/// The workload `name` of `program` and `std.hw.host`.
+fn models(program: &str, name: &str) -> (WorkloadModel, HardwareModel) {
+    let mut db = RootDatabase::default();
+    let file = db.set_file("/cost/cpu_paths.arch", program.to_string());
+    assert!(arch_sema::file_diagnostics(&db, file).is_empty());
+    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
+    let host = *file_decls(&db, std_hw)
+        .iter()
+        .find(|d| d.name(&db) == "host")
+        .expect("host");
+    let hw = hardware_model(&db, host).model.clone().expect("host model");
+    let d = *file_decls(&db, file)
+        .iter()
+        .find(|d| d.name(&db) == name)
+        .expect("workload");
+    (workload_model(&db, d).model.clone().expect("model"), hw)
+}
+
+const GEMM: &str = "import std.hw.host
+workload gemm(M = 512, N = 512, K = 512) {
+  input a: f32[M, K]
+  input b: f32[K, N]
+  output c: f32[M, N]
+  c[i, j] = sum[k] a[i, k] * b[k, j]
+}
+";
+
+fn nest(l1: [u64; 3], order: Vec<usize>, vector: usize, parallel: Vec<usize>) -> LoopNest {
+    LoopNest {
+        tiles: vec![
+            vec![512, 512, 512],
+            vec![512, 512, 512],
+            vec![128, 128, 256],
+            l1.to_vec(),
+        ],
+        order,
+        parallel,
+        vector: Some(vector),
+    }
+}
+
+#[test]
+fn the_packed_kernel_is_costed_on_its_own_loop_nest() {
+    let (w, hw) = models(GEMM, "gemm");
+    let op = &w.ops[0];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    // Vectors along j: the packed kernel, whose blocks come from the l3 and
+    // l2 tiles; the l1 tiles and the order never reach it.
+    let a = evaluate(&w, op, &p, &nest([16, 16, 64], vec![0, 1, 2], 1, vec![0]));
+    let b = evaluate(&w, op, &p, &nest([4, 64, 16], vec![2, 0, 1], 1, vec![0]));
+    assert_eq!(a.latency_s, b.latency_s);
+    assert_eq!(a.levels, b.levels);
+    // Vectors along i take the transform path, where they do matter.
+    let c = evaluate(&w, op, &p, &nest([16, 16, 64], vec![0, 1, 2], 0, vec![0]));
+    let d = evaluate(&w, op, &p, &nest([4, 64, 16], vec![2, 0, 1], 0, vec![0]));
+    assert_ne!(c.latency_s, d.latency_s);
+}
+
+#[test]
+fn threads_follow_the_parallel_tiles() {
+    let whole = nest([512, 16, 64], vec![0, 1, 2], 1, vec![0]);
+    assert_eq!(whole.threads(2), 1);
+    let split = nest([16, 16, 64], vec![0, 1, 2], 1, vec![0]);
+    assert_eq!(split.threads(2), 2);
+    assert_eq!(split.threads(64), 32);
+    let serial = nest([16, 16, 64], vec![0, 1, 2], 1, vec![]);
+    assert_eq!(serial.threads(2), 1);
+    // The model runs the op on as many cores as the code does.
+    let (w, hw) = models(GEMM, "gemm");
+    let op = &w.ops[0];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    let one = evaluate(&w, op, &p, &whole);
+    let two = evaluate(&w, op, &p, &split);
+    assert!(
+        one.compute_cycles > 1.8 * two.compute_cycles,
+        "{} vs {}",
+        one.compute_cycles,
+        two.compute_cycles
+    );
+}
+
+/// 4 MiB tensors passed from op to op next to a 64 MiB input that no cache
+/// holds: the intermediate is still in L3 when the next op reads it, so
+/// that op moves only its own output through DRAM.
+#[test]
+fn an_intermediate_is_read_from_the_cache_that_still_holds_it() {
+    let program = "import std.hw.host
+workload w(N = 1024, B = 4096) {
+  input x: f32[N, N]
+  input big: f32[B, B]
+  output u: f32[N, N]
+  output s: f32[B]
+  t[i, j] = x[i, j] * 2.0
+  u[i, j] = t[i, j] + 1.0
+  s[r] = sum[c] big[r, c]
+}
+";
+    let (w, hw) = models(program, "w");
+    let index = |name: &str| w.tensors.iter().position(|t| t.name == name).expect("tensor");
+    let homes = arch_cost::bounds::tensor_homes(&w, &hw, &[]);
+    let l3 = hw.levels.iter().position(|l| l.name == "l3").expect("l3");
+    assert_eq!(arch_cost::bounds::resident_level(&w, &hw), 0);
+    assert_eq!(homes[index("x")], 0);
+    assert_eq!(homes[index("t")], l3);
+    assert_eq!(homes[index("u")], 0);
+    let op = &w.ops[1];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    let nest = LoopNest {
+        tiles: vec![vec![1024, 1024]; 4],
+        order: vec![0, 1],
+        parallel: vec![],
+        vector: Some(1),
+    };
+    let predicted = evaluate(&w, op, &p, &nest);
+    let mib = 4.0 * 1024.0 * 1024.0;
+    let dram = predicted.levels[0].bytes;
+    assert!(dram >= mib && dram < 1.1 * mib, "{dram}");
+    // Everything from DRAM when the homes are not known.
+    let flat = CpuParams {
+        homes: Vec::new(),
+        ..p
+    };
+    assert!(evaluate(&w, op, &flat, &nest).levels[0].bytes >= 2.0 * mib);
+}
+
+/// Vectors along the output's rows (strided): the transform path's
+/// register tile is that many rows of 8-wide vectors along the columns. A
+/// tile of 16 rows is about as fast as the vector unit allows; 32 rows need
+/// more registers than there are and spill; 4 rows leave the FMA pipes
+/// waiting on their latency.
+#[test]
+fn strided_vector_tiles_are_costed_by_their_registers() {
+    let (w, hw) = models(GEMM, "gemm");
+    let op = &w.ops[0];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    let rows = |ti: u64| {
+        evaluate(&w, op, &p, &nest([ti, 16, 64], vec![0, 2, 1], 0, vec![]))
+            .compute_cycles
+    };
+    assert!(rows(32) > 3.0 * rows(16), "{} vs {}", rows(32), rows(16));
+    assert!(rows(4) > 1.5 * rows(16), "{} vs {}", rows(4), rows(16));
+}
