@@ -78,9 +78,12 @@ element type as declared) and returns 0. The tuned schedule is applied: tiles pe
 order, element-wise epilogues fused into contractions, the vector dimension, `parallel ... over \
 cores` on OpenMP threads (--threads N overrides the target's cores, for the model too). f32 \
 contractions of plain or window indexing (matrix products, batched and transposed products, \
-convolutions) vectorized along the output's innermost dimension run as a packed kernel with \
-their element-wise epilogue; reductions along rows vectorized along the reduced dimension run \
-as a vector kernel; exp, tanh, erf and sigmoid on f32 are polynomials that vectorize. Not built yet: \
+convolutions) of two rows or more vectorized along the output's innermost dimension run as a \
+packed kernel with their element-wise epilogue (a product of one row streams its matrix once on \
+the transform path); reductions along rows vectorized along the reduced dimension run \
+as a vector kernel; consecutive row reductions and element-wise ops over the same rows (softmax, \
+layernorm) run as one row chain; exp, tanh, erf and sigmoid on f32 are polynomials that vectorize. \
+Each kernel runs on as many threads as its parallel tiles ask for. Not built yet: \
 integer, fp8 and spike tensors and neuron models (an error says so), `precision` and `sparsity` \
 choices in the generated code (it computes in the declared types), and gpu, npu and neuromorphic \
 code (--emit ptx|npu|nir)."
