@@ -817,6 +817,12 @@ pub fn packed_nest(
             vector: nest.vector,
         },
         busy: busy.clamp(1, threads),
+        regions: if split_cols || threads < 2 {
+            1.0
+        } else {
+            let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
+            (2 * batches * cols.div_ceil(nc) * depth.div_ceil(kc)) as f64
+        },
         shared_b_passes: if split_cols || threads < 2 {
             0.0
         } else {
@@ -833,6 +839,10 @@ pub struct PackedNest {
     /// Threads with rows (or columns) to compute: a product shorter than
     /// the threads' register tiles leaves some idle.
     pub busy: u64,
+    /// Parallel regions the kernel opens per call: one, or when threads
+    /// split the rows two per block of `b` (all pack it, then each takes
+    /// its rows), per batch.
+    pub regions: f64,
     /// Times the packed `b` crosses between cores when threads split the
     /// rows: all of them pack it together and each reads all of it once
     /// per row block, the parts the others packed from their caches.
@@ -1079,7 +1089,7 @@ pub fn evaluate_fused(
     // Starting and joining the threads of a parallel region (not part of
     // the speed of light: one core needs none).
     if cores_used > 1.0 && !fused.region_open {
-        predicted.latency_s += PARALLEL_REGION_S;
+        predicted.latency_s += PARALLEL_REGION_S * kernel.as_ref().map_or(1.0, |k| k.regions);
         predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
         predicted.utilization = predicted.lower_bound_s / predicted.latency_s;
     }
