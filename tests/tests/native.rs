@@ -396,7 +396,14 @@ fn builtins_match_f64_to_a_few_ulp_and_keep_nan() {
         "import std.hw.host\nworkload f(N = 4099) {\n  input x: f32[N]\n  output e: f32[N]\n  output t: f32[N]\n  output s: f32[N]\n  output g: f32[N]\n  e[i] = exp(x[i])\n  t[i] = tanh(x[i])\n  s[i] = sigmoid(x[i])\n  g[i] = erf(x[i])\n}\n",
     );
     let out = dir.join("lib");
-    let r = archc(&["build", &src, "--target", "host", "-o", &out.display().to_string()]);
+    let r = archc(&[
+        "build",
+        &src,
+        "--target",
+        "host",
+        "-o",
+        &out.display().to_string(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let n = 4099usize;
     let mut xs: Vec<f32> = (0..4000)

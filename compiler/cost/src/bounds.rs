@@ -169,7 +169,9 @@ pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize
 pub fn resident_fill(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize]) -> f64 {
     let level = resident_level_except(w, hw, never_stored);
     match hw.levels.get(level).and_then(|l| l.size_bytes) {
-        Some(size) if level > 0 && size.value.0 > 0.0 => stored_bytes(w, never_stored) / size.value.0,
+        Some(size) if level > 0 && size.value.0 > 0.0 => {
+            stored_bytes(w, never_stored) / size.value.0
+        }
         _ => 0.0,
     }
 }

@@ -431,7 +431,11 @@ fn strided_tile_use(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> Option
     let last = nest.tiles.len().checked_sub(1)?;
     let tile = |x: usize| nest.tiles[last][x].max(1);
     let nr = (2 * register).min(tile(v));
-    let nr = if nr >= register { nr - nr % register } else { nr };
+    let nr = if nr >= register {
+        nr - nr % register
+    } else {
+        nr
+    };
     let m = nest
         .order
         .iter()
@@ -448,7 +452,11 @@ fn strided_tile_use(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> Option
     let free = if register >= 16 { 24.0 } else { 12.0 };
     let fill = width as f64 / (width.div_ceil(slot) * slot) as f64;
     let chains = (registers / FMA_CHAINS).min(1.0);
-    let spill = if registers > free { SPILLED_TILE_RATE } else { 1.0 };
+    let spill = if registers > free {
+        SPILLED_TILE_RATE
+    } else {
+        1.0
+    };
     Some(TRANSFORM_TILE_RATE * fill * chains * spill)
 }
 
@@ -756,7 +764,10 @@ pub fn packed_nest(
     let g = &c.groups;
     let extent = |vars: &[usize]| -> u64 { vars.iter().map(|&v| full[v]).product::<u64>().max(1) };
     let at = |l: usize, vars: &[usize]| -> u64 {
-        vars.iter().map(|&v| nest.tiles[l][v]).product::<u64>().max(1)
+        vars.iter()
+            .map(|&v| nest.tiles[l][v])
+            .product::<u64>()
+            .max(1)
     };
     let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
     let mr = crate::kernel_shape::PACKED_KERNEL_ROWS;
@@ -885,12 +896,17 @@ pub fn evaluate_fused(
     // last columns fill a whole panel of two vector registers.
     let padding = packed.as_ref().map_or(1.0, |c| {
         let extent = |vars: &[usize]| -> u64 {
-            vars.iter().map(|&r| op.vars[r].extent).product::<u64>().max(1)
+            vars.iter()
+                .map(|&r| op.vars[r].extent)
+                .product::<u64>()
+                .max(1)
         };
         let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
         let nr = 2 * p.register_lanes.unwrap_or(8).clamp(1, 16);
-        padded(extent(&c.groups.rows), crate::kernel_shape::PACKED_KERNEL_ROWS)
-            * padded(extent(&c.groups.cols), nr)
+        padded(
+            extent(&c.groups.rows),
+            crate::kernel_shape::PACKED_KERNEL_ROWS,
+        ) * padded(extent(&c.groups.cols), nr)
     });
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 };
@@ -928,7 +944,12 @@ pub fn evaluate_fused(
     let shared_b_bytes = match (&packed, &kernel) {
         (Some(c), Some(k)) => {
             let b = &w.tensors[c.b.tensor];
-            let batches: f64 = c.groups.batch.iter().map(|&x| op.vars[x].extent as f64).product();
+            let batches: f64 = c
+                .groups
+                .batch
+                .iter()
+                .map(|&x| op.vars[x].extent as f64)
+                .product();
             let panel: f64 = c
                 .groups
                 .depth

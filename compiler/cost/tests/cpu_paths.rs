@@ -107,7 +107,12 @@ workload w(N = 1024, B = 4096) {
 }
 ";
     let (w, hw) = models(program, "w");
-    let index = |name: &str| w.tensors.iter().position(|t| t.name == name).expect("tensor");
+    let index = |name: &str| {
+        w.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .expect("tensor")
+    };
     let homes = arch_cost::bounds::tensor_homes(&w, &hw, &[]);
     let l3 = hw.levels.iter().position(|l| l.name == "l3").expect("l3");
     assert_eq!(arch_cost::bounds::resident_level(&w, &hw), 0);
@@ -145,8 +150,7 @@ fn strided_vector_tiles_are_costed_by_their_registers() {
     let op = &w.ops[0];
     let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
     let rows = |ti: u64| {
-        evaluate(&w, op, &p, &nest([ti, 16, 64], vec![0, 2, 1], 0, vec![]))
-            .compute_cycles
+        evaluate(&w, op, &p, &nest([ti, 16, 64], vec![0, 2, 1], 0, vec![])).compute_cycles
     };
     assert!(rows(32) > 3.0 * rows(16), "{} vs {}", rows(32), rows(16));
     assert!(rows(4) > 1.5 * rows(16), "{} vs {}", rows(4), rows(16));

@@ -114,7 +114,11 @@ fn fixed_knobs_stay_fixed() {
     let (out, _) = run("pinned", 3, 4000);
     let op = &out.report.ops[0];
     let l1 = &op.mapping["tile.l1"];
-    assert!(l1.starts_with("m: 8, n: 64, k: "), "{l1} in {:?}", op.mapping);
+    assert!(
+        l1.starts_with("m: 8, n: 64, k: "),
+        "{l1} in {:?}",
+        op.mapping
+    );
     let k: u64 = l1
         .rsplit(": ")
         .next()
