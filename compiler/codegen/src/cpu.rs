@@ -134,9 +134,7 @@ pub fn kernels(
                 // The kernel's vectors run along the output's columns;
                 // along the reduced ones a contraction is row reductions
                 // (dot products).
-                if nest.vector == g.shape.groups.cols.last().copied()
-                    && arch_cost::kernel_shape::packed_pays(&g.shape)
-                {
+                if nest.vector == g.shape.groups.cols.last().copied() {
                     let blocks = kernel_blocks(nest, &g, cores, lanes);
                     return Some(Kernel::Gemm(Box::new(g), blocks));
                 }

@@ -110,8 +110,13 @@ fn stored_bytes(w: &WorkloadModel, never_stored: &[usize]) -> f64 {
         .iter()
         .enumerate()
         .filter(|(i, _)| !never_stored.contains(i))
-        .map(|(_, t)| t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction())
+        .map(|(_, t)| tensor_bytes(t))
         .sum()
+}
+
+/// Bytes `t` takes stored (compressed when sparse), unrounded.
+fn tensor_bytes(t: &arch_sema::model::Tensor) -> f64 {
+    t.elements() as f64 * t.dtype.bits() as f64 / 8.0 * t.stored_fraction()
 }
 
 /// The level each tensor of `w` comes from on a cpu: the workload's
@@ -126,10 +131,6 @@ pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize
     if hw.class != HwClass::Cpu {
         return homes;
     }
-    let bytes_of = |t: usize| {
-        let x = &w.tensors[t];
-        x.elements() as f64 * x.dtype.bits() as f64 / 8.0 * x.stored_fraction()
-    };
     let reads = |o: &Op, t: usize| {
         let mut found = false;
         arch_sema::model::collect_accesses(&o.body, &mut |x, _| found |= x == t);
@@ -152,7 +153,7 @@ pub fn tensor_homes(w: &WorkloadModel, hw: &HardwareModel, never_stored: &[usize
         }
         let distance: f64 = (0..w.tensors.len())
             .filter(|&x| touched[x] && !never_stored.contains(&x))
-            .map(bytes_of)
+            .map(|x| tensor_bytes(&w.tensors[x]))
             .sum();
         let level = persistent_caches(hw)
             .rev()

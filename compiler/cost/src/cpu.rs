@@ -122,9 +122,18 @@ pub fn shared_cache_rate(fill: f64) -> f64 {
 }
 
 impl CpuParams {
+    /// Columns of the packed kernel's register tile: two vector registers
+    /// (`arch_mlir::gemm`'s `nr`).
+    pub fn packed_panel_cols(&self) -> u64 {
+        2 * self.register_lanes.unwrap_or(8).clamp(1, 16)
+    }
+
     /// Parameters for ops whose products are in `dtype`.
     pub fn from_hardware(hw: &HardwareModel, dtype: arch_sema::dtype::DType) -> Option<CpuParams> {
         let (unit, rate) = hw.compute_rate(dtype)?;
+        let register_lanes = unit
+            .vector_bytes
+            .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1));
         Some(CpuParams {
             cores: hw.cores,
             clock_hz: hw.clock_hz?.0,
@@ -136,11 +145,8 @@ impl CpuParams {
             // register's lanes, unless the core's rate says it splits them
             // (Zen 4 runs 512-bit vectors as two 256-bit halves): with two
             // FMA pipes, rate / 4 lanes (f32 flops count an FMA as two).
-            register_lanes: unit
-                .vector_bytes
-                .map(|v| ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1)),
-            lanes: unit.vector_bytes.map(|v| {
-                let register = ((v.value.0 * 8.0) as u64 / dtype.bits().max(1)).max(1);
+            register_lanes,
+            lanes: register_lanes.map(|register| {
                 let per_slot = (hw.for_one_core(rate) / 4.0).max(1.0) as u64;
                 let per_slot = 1u64 << (63 - per_slot.max(1).leading_zeros());
                 register.min(per_slot).max(1)
@@ -221,15 +227,9 @@ pub fn fills(op: &Op, nest: &LoopNest, tensor: usize, l: usize) -> f64 {
 
 /// Every tensor of `op` moved once: the bytes no schedule can avoid.
 pub fn compulsory_bytes(w: &WorkloadModel, op: &Op) -> f64 {
-    compulsory_bytes_except(w, op, &[])
-}
-
-/// [`compulsory_bytes`] without the tensors in `skip`.
-pub fn compulsory_bytes_except(w: &WorkloadModel, op: &Op, skip: &[usize]) -> f64 {
     let full: Vec<u64> = op.vars.iter().map(|v| v.extent).collect();
     op.tile_bytes(&w.tensors, &full)
         .iter()
-        .filter(|(t, _)| !skip.contains(t))
         .fold(0.0, |a, (_, b)| a + b)
 }
 
@@ -771,7 +771,7 @@ pub fn packed_nest(
     };
     let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
     let mr = crate::kernel_shape::PACKED_KERNEL_ROWS;
-    let nr = 2 * p.register_lanes.unwrap_or(8).clamp(1, 16);
+    let nr = p.packed_panel_cols();
     let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
     let threads = nest.threads(p.cores);
     let split_cols = on(&g.cols) && !on(&g.rows);
@@ -819,7 +819,8 @@ pub fn packed_nest(
         cols.div_ceil(span_cols)
     } else {
         rows.div_ceil(span_rows)
-    };
+    }
+    .clamp(1, threads);
     Some(PackedNest {
         nest: LoopNest {
             tiles,
@@ -827,7 +828,7 @@ pub fn packed_nest(
             parallel: nest.parallel.clone(),
             vector: nest.vector,
         },
-        busy: busy.clamp(1, threads),
+        busy,
         regions: if split_cols || threads < 2 {
             1.0
         } else {
@@ -837,8 +838,7 @@ pub fn packed_nest(
         shared_b_passes: if split_cols || threads < 2 {
             0.0
         } else {
-            busy.min(threads) as f64 * span_rows.div_ceil(mc) as f64 * (threads - 1) as f64
-                / threads as f64
+            busy as f64 * span_rows.div_ceil(mc) as f64 * (threads - 1) as f64 / threads as f64
         },
     })
 }
@@ -891,22 +891,22 @@ pub fn evaluate_fused(
         .vector
         .is_some_and(|v| v >= op.output_rank && (fused.in_chain || takes_kernel(w, op, v)));
     let along_last = fused.in_chain || nest.vector == Some(op.vars.len() - 1);
-    // The packed kernel computes whole register tiles: a product of one
-    // row (a matrix-vector product) does six rows' work, and a thread's
-    // last columns fill a whole panel of two vector registers.
+    // Elements of a group of the op's variables (its full extents).
+    let extent = |vars: &[usize]| -> u64 {
+        vars.iter()
+            .map(|&x| op.vars[x].extent)
+            .product::<u64>()
+            .max(1)
+    };
+    // The packed kernel computes whole register tiles: a product of two
+    // rows does six rows' work, and a thread's last columns fill a whole
+    // panel of two vector registers.
     let padding = packed.as_ref().map_or(1.0, |c| {
-        let extent = |vars: &[usize]| -> u64 {
-            vars.iter()
-                .map(|&r| op.vars[r].extent)
-                .product::<u64>()
-                .max(1)
-        };
         let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
-        let nr = 2 * p.register_lanes.unwrap_or(8).clamp(1, 16);
         padded(
             extent(&c.groups.rows),
             crate::kernel_shape::PACKED_KERNEL_ROWS,
-        ) * padded(extent(&c.groups.cols), nr)
+        ) * padded(extent(&c.groups.cols), p.packed_panel_cols())
     });
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 };
@@ -915,15 +915,12 @@ pub fn evaluate_fused(
     // the columns); each panel is written to and read back through L2.
     let packing_bytes = match &packed {
         Some(c) => {
-            let extent = |vars: &[usize]| -> f64 {
-                vars.iter().map(|&x| op.vars[x].extent as f64).product()
-            };
             let (m, n, k) = (
-                extent(&c.groups.rows),
-                extent(&c.groups.cols),
-                extent(&c.groups.depth),
+                extent(&c.groups.rows) as f64,
+                extent(&c.groups.cols) as f64,
+                extent(&c.groups.depth) as f64,
             );
-            let batches = extent(&c.groups.batch);
+            let batches = extent(&c.groups.batch) as f64;
             let level = 1.min(nest.tiles.len() - 1);
             let nc: f64 = c
                 .groups
@@ -944,20 +941,9 @@ pub fn evaluate_fused(
     let shared_b_bytes = match (&packed, &kernel) {
         (Some(c), Some(k)) => {
             let b = &w.tensors[c.b.tensor];
-            let batches: f64 = c
-                .groups
-                .batch
-                .iter()
-                .map(|&x| op.vars[x].extent as f64)
-                .product();
-            let panel: f64 = c
-                .groups
-                .depth
-                .iter()
-                .chain(&c.groups.cols)
-                .map(|&x| op.vars[x].extent as f64)
-                .product();
-            batches * panel * b.dtype.bits() as f64 / 8.0 * k.shared_b_passes
+            let elements =
+                extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols);
+            elements as f64 * b.dtype.bits() as f64 / 8.0 * k.shared_b_passes
         }
         _ => 0.0,
     };

@@ -478,7 +478,7 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
 /// it twice as fast (1 x 882 x 548: 54 us against 112), while from three
 /// rows on the packed kernel is the faster (3 x 432 x 277 with tanh: 26
 /// us against 48; `bench/suite.py --generate 8 --seed 1|2`).
-pub fn packed_pays(c: &Contraction) -> bool {
+fn packed_pays(c: &Contraction) -> bool {
     let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
     rows >= 2
 }

@@ -132,14 +132,11 @@ pub(crate) fn epilogue_of(
     })
 }
 
-/// The contraction `op` computes, if it is one this kernel handles (see
-/// [`arch_cost::kernel_shape`]): every tensor f32.
+/// The contraction `op` computes, if it is one this kernel handles
+/// ([`arch_cost::kernel_shape::packed_contraction`], which the cpu model
+/// costs as this kernel too).
 pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
-    if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
-        return None;
-    }
-    let reduction = the_reduction(&op.body)?;
-    let shape = arch_cost::kernel_shape::contraction(w, op, reduction)?;
+    let shape = arch_cost::kernel_shape::packed_contraction(w, op)?;
     let mut reads = Vec::new();
     let scaled = Scaled {
         groups: &shape.groups,

@@ -1,10 +1,11 @@
 //! Row chains ([`arch_cost::fusion`]) as one kernel: each thread takes its
 //! rows one at a time through every op of the chain. A row reduction runs
 //! as in [`crate::rowreduce`] (four vector accumulators, narrower vectors
-//! for the last columns) and leaves the row's value in a register; an element-wise op
-//! over the row's columns runs a vector register (8 or 16 lanes) at a time,
-//! its last columns in narrower vectors, and stores into its output row, which is the tensor itself
-//! when something outside the chain reads it, else this thread's row
+//! for the last columns) and leaves the row's value in a register; an
+//! element-wise op over the row's columns runs a vector register (8 or 16
+//! lanes) at a time, its last columns in narrower vectors, and stores into
+//! its output row, which is the tensor itself when something outside the
+//! chain reads it, else this thread's row
 //! buffer (a heap buffer of `threads x len` the caller passes). Later ops
 //! read what earlier ones computed from the register, the row buffer or the
 //! output row, all still in L1.

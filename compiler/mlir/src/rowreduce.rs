@@ -3,8 +3,8 @@
 //! every output element (a row) runs over its reduced, contiguous elements
 //! a vector at a time into four independent vector accumulators (so the
 //! adds do not wait on each other), whole vectors left over go into the
-//! first, narrower vectors take the last elements, the lanes are combined, and the element-wise rest of the op applies once per
-//! row. Rows are split over threads. The element-wise work inside the sum
+//! first, narrower vectors take the last elements, the lanes are combined,
+//! and the element-wise rest of the op applies once per row. Rows are split over threads. The element-wise work inside the sum
 //! (an `exp`, a subtraction of the row's maximum) runs on the same vectors,
 //! so a softmax's sum of exponentials is one pass over its row.
 //!
