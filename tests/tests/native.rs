@@ -41,7 +41,9 @@ fn build_writes_library_header_manifest_and_report() {
     }
     let header = std::fs::read_to_string(out.join("mlp.h")).unwrap_or_default();
     assert!(
-        header.contains("int32_t mlp(const float *x, const float *w, const float *b, float *y);"),
+        header.contains(
+            "int32_t mlp(const float *ARCHC_RESTRICT x, const float *ARCHC_RESTRICT w, const float *ARCHC_RESTRICT b, float *ARCHC_RESTRICT y);"
+        ) && header.contains("#define ARCHC_RESTRICT restrict"),
         "{header}"
     );
     let manifest: serde_json::Value = serde_json::from_str(

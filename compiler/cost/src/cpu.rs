@@ -57,6 +57,44 @@ impl LoopNest {
         ways.min(cores).max(1)
     }
 
+    /// The output dimension the code generator splits over threads: the
+    /// first parallel one, when the nest runs on more than one thread of
+    /// `cores`.
+    pub fn thread_split(&self, output_rank: usize, cores: u64) -> Option<usize> {
+        let split = self.parallel.iter().copied().find(|v| *v < output_rank);
+        split.filter(|_| self.threads(cores) > 1)
+    }
+
+    /// The extent of variable `v` that the loops inside level `through`
+    /// span once the thread split ([`LoopNest::thread_split`]) and levels
+    /// 1..=`through` have tiled it; `None` when some tiling leaves a partial
+    /// tile, so that the extent is only known at run time.
+    pub fn tiled_extent(
+        &self,
+        v: usize,
+        output_rank: usize,
+        cores: u64,
+        through: usize,
+    ) -> Option<u64> {
+        let mut extent = self.tiles.first()?[v];
+        let threads = self.threads(cores);
+        let thread_tile =
+            (self.thread_split(output_rank, cores) == Some(v)).then(|| extent.div_ceil(threads));
+        let level_tiles = (1..self.tiles.len().min(through + 1))
+            .filter(|l| self.tiles[*l][v] < self.tiles[*l - 1][v])
+            .map(|l| self.tiles[l][v]);
+        for tile in thread_tile.into_iter().chain(level_tiles) {
+            if tile == 0 || tile >= extent {
+                continue;
+            }
+            if extent % tile != 0 {
+                return None;
+            }
+            extent = tile;
+        }
+        Some(extent)
+    }
+
     /// Every level's tile divides its parent's: no remainder tiles.
     pub fn divides_evenly(&self) -> bool {
         self.tiles
@@ -458,6 +496,66 @@ fn strided_tile_use(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> Option
         1.0
     };
     Some(TRANSFORM_TILE_RATE * fill * chains * spill)
+}
+
+/// Vectors of `lanes` that `extent` elements take when `tiles` (outermost
+/// first) tile them: each whole tile and the remainder at every level in
+/// whole vectors at the innermost.
+fn tiled_vectors(extent: u64, tiles: &[u64], lanes: u64) -> u64 {
+    match tiles.split_first() {
+        None => extent.div_ceil(lanes.max(1)),
+        Some((t, inner)) => {
+            let t = (*t).clamp(1, extent.max(1));
+            let rest = extent % t;
+            extent / t * tiled_vectors(t, inner, lanes)
+                + if rest > 0 {
+                    tiled_vectors(rest, inner, lanes)
+                } else {
+                    0
+                }
+        }
+    }
+}
+
+/// Whether the transform path's register tiles of `op` (vectorized along
+/// its contiguous output dimension `v`) run masked, as the code generator
+/// (`arch_mlir::schedule`) lays them out: `nr` (two registers, at most the
+/// innermost tile) along `v` and, for reductions, `TRANSFORM_TILE_ROWS`
+/// rows along the innermost other output dimension of the order. A partial
+/// tile along `v` is split off into a loop of its own (the whole tiles
+/// stay unmasked) when `v` is the innermost output loop and at least two
+/// whole tiles precede it; a partial row tile masks every tile. Masks
+/// matter to reductions only: LLVM keeps a masked accumulator in memory.
+fn transform_tile_masked(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> bool {
+    let rank = op.output_rank;
+    // Element-wise ops keep nothing in registers across iterations: a
+    // masked load or store costs about what a plain one does.
+    if op.vars.len() == rank {
+        return false;
+    }
+    let Some(last) = nest.tiles.len().checked_sub(1) else {
+        return false;
+    };
+    let tile = |x: usize| nest.tiles[last][x].max(1);
+    let register = p.register_lanes.unwrap_or(8).max(1);
+    let nr = (2 * register).min(tile(v));
+    let nr = if nr >= register {
+        nr - nr % register
+    } else {
+        nr
+    }
+    .max(1);
+    let extent = |x: usize| nest.tiled_extent(x, rank, p.cores, last);
+    let partial = |e: Option<u64>, t: u64| t > 1 && e.is_none_or(|e| e % t != 0);
+    let outputs: Vec<usize> = nest.order.iter().copied().filter(|x| *x < rank).collect();
+    let innermost = outputs.last() == Some(&v);
+    let vector_masked =
+        partial(extent(v), nr) && !(innermost && extent(v).is_none_or(|e| e > 2 * nr));
+    let rows_masked = outputs.iter().rev().find(|x| **x != v).is_some_and(|&m| {
+        let mr = crate::kernel_shape::TRANSFORM_TILE_ROWS.min(tile(m));
+        partial(extent(m), mr)
+    });
+    vector_masked || rows_masked
 }
 
 /// Vector-unit operations one builtin costs in archc's code, counted in
@@ -947,7 +1045,6 @@ pub fn evaluate_fused(
         }
         _ => 0.0,
     };
-    let last = nest.tiles.len() - 1;
     let cores_used = kernel.as_ref().map_or(threads, |k| k.busy) as f64;
     // The peak needs full vector registers: the vector dimension's innermost
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
@@ -969,11 +1066,13 @@ pub fn evaluate_fused(
     // before the next: one step per FP-add latency instead of one per cycle.
     let chained = nest.vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
     let lane_use = match (p.lanes, nest.vector) {
-        // Contiguous lanes on the transform path (no kernel) whose tiles
-        // leave remainders: every register tile is masked, as slow as
+        // Contiguous lanes on the transform path (no kernel) whose register
+        // tiles run masked: as slow as
         // strided masked code (measured: a column sum over 1000 columns
         // in tiles of 16 ran about 12x below its vector rate).
-        (Some(lanes), Some(v)) if contiguous(v) && !nest.divides_evenly() && !in_kernel(v) => {
+        (Some(lanes), Some(v))
+            if contiguous(v) && !in_kernel(v) && transform_tile_masked(op, nest, p, v) =>
+        {
             STRIDED_MASKED_VS_SCALAR / lanes as f64
         }
         (Some(lanes), Some(v)) if !contiguous(v) => {
@@ -987,9 +1086,12 @@ pub fn evaluate_fused(
         }
         // Whole register tiles (their padding is in `flops`).
         (Some(_), Some(_)) if packed.is_some() => 1.0,
+        // Lanes the vector dimension fills over its whole extent: every
+        // innermost tile, remainders included, takes whole vectors.
         (Some(lanes), Some(v)) => {
-            let t = nest.tiles[last][v].max(1);
-            t as f64 / (t.div_ceil(lanes) * lanes) as f64
+            let tiles: Vec<u64> = nest.tiles.iter().map(|t| t[v]).collect();
+            let extent = tiles[0].max(1);
+            extent as f64 / (tiled_vectors(extent, &tiles[1..], lanes) * lanes) as f64
         }
         (Some(lanes), None) => 1.0 / lanes as f64,
         (None, _) => 1.0,

@@ -145,7 +145,7 @@ const SPARSITY_SLACK: f64 = 0.02;
 
 /// How a loop nest ranks: predicted latency (in steps of about 1 %), then
 /// compute cycles, then energy (lower is better, compared in that order).
-type Score = (f64, f64, f64);
+type Score = (f64, f64, f64, f64);
 
 /// Gpu block tiles narrower than this along M or N (where the op is that
 /// wide) are not tried: they waste a tensor-core fragment, and multiply the
@@ -395,15 +395,18 @@ pub fn tune(
             let space = nest_space(w, hw, m, op, &s.nest);
             space_size *= space.size();
             // Latency first; among nests equally fast in the model (memory
-            // bound, say), the one with less compute (better vector code),
-            // then the one that spends less energy.
+            // bound, say), one whose tiles divide their parents (no
+            // remainder loops or masks; row chains need whole rows), then
+            // the one with less compute (better vector code), then the one
+            // that spends less energy.
             // Latencies within about 1 % of each other count as equal (the
             // model is not finer than that, and a memory-bound prediction
             // hides how fast the code computes).
             let score = |nest: &LoopNest| {
                 let p = model.predict(&stored, op, nest);
                 let bucket = (p.latency_s.max(1e-15).ln() * 100.0).round();
-                (bucket, p.compute_cycles, p.energy_j)
+                let ragged = f64::from(u8::from(!nest.divides_evenly()));
+                (bucket, ragged, p.compute_cycles, p.energy_j)
             };
             let mut best = (score(&s.nest), s.nest.clone());
             evaluated += 1;

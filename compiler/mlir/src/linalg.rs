@@ -306,7 +306,10 @@ pub fn lower_parts(
         let arg = format!("%arg{}", args.len());
         let tensor = tensor_type(&t.shape, wr.elem(i)?);
         let memref = memref_type(&t.shape, wr.elem(i)?);
-        args.push(format!("{arg}: {memref}"));
+        // The C ABI's buffers never overlap (the header says `restrict`):
+        // LLVM may keep an output's values in registers across reads of
+        // the inputs.
+        args.push(format!("{arg}: {memref} {{llvm.noalias}}"));
         let value = format!("%t_{}", sanitize(&t.name));
         wr.arguments[i] = Some(arg.clone());
         if t.role == Role::Output {

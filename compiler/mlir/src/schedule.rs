@@ -32,7 +32,8 @@ pub struct Machine {
     pub vector_bytes: u64,
     /// Rows of a register tile.
     pub register_rows: u64,
-    /// Threads for ops whose nest runs a dimension over cores.
+    /// Cores: an op runs on as many as its nest's parallel tiles ask for
+    /// (`LoopNest::threads`).
     pub threads: u64,
 }
 
@@ -111,6 +112,30 @@ impl Script {
         (tiled, forall)
     }
 
+    /// Splits the `scf.for` `l` into its whole steps and the last partial
+    /// one (`transform.loop.peel`); returns the linalg ops in each (the
+    /// loop must have a partial step, or peeling fails).
+    fn peel(&mut self, l: &str) -> Vec<String> {
+        let cast = self.fresh("for");
+        let (main, rest) = (self.fresh("whole"), self.fresh("rest"));
+        self.line(format!(
+            "{cast} = transform.cast {l} : !transform.any_op to !transform.op<\"scf.for\">"
+        ));
+        self.line(format!(
+            "{main}, {rest} = transform.loop.peel {cast} : (!transform.op<\"scf.for\">) -> (!transform.any_op, !transform.any_op)"
+        ));
+        [main, rest]
+            .iter()
+            .map(|body| {
+                let op = self.fresh("in");
+                self.line(format!(
+                    "{op} = transform.structured.match ops{{[\"linalg.generic\"]}} in {body} : (!transform.any_op) -> !transform.any_op"
+                ));
+                op
+            })
+            .collect()
+    }
+
     fn fuse(&mut self, producer: &str, into: &str) -> String {
         let fused = self.fresh("fused");
         let containing = self.fresh("into");
@@ -155,6 +180,52 @@ fn level_sizes(
             }
         })
         .collect()
+}
+
+/// Tiles `handle` (a generic with `dims`, `p` of them parallel, tiled by
+/// levels 1..=`through` of `nest`) by its register tile `reg` in the loop
+/// order `order`; returns the tiled ops.
+/// A partial vector tile is masked, and LLVM keeps a masked accumulator in
+/// memory, loading and storing it on every step of a reduction: where the
+/// vector dimension's extent leaves one, the whole tiles run in a loop of
+/// their own (unmasked, accumulators in registers) and the partial one
+/// after it, so there are two tiled ops.
+#[allow(clippy::too_many_arguments)]
+fn register_tiles(
+    s: &mut Script,
+    handle: &str,
+    reg: &[u64],
+    order: &[usize],
+    (nest, through): (&LoopNest, usize),
+    dims: &[usize],
+    p: usize,
+    machine: &Machine,
+) -> Vec<String> {
+    let (tiled, loops) = s.tile(handle, reg, order);
+    let vector_loop = nest.vector.and_then(|vd| {
+        let pos = dims[..p].iter().position(|d| *d == vd)?;
+        let extent = nest.tiled_extent(vd, p, machine.threads, through);
+        // At least two whole tiles: a loop of one folds away, and MLIR then
+        // hoists that tile's accumulator out of the reduction loops around
+        // it, which also hold the partial tile's writes to the same buffer
+        // (bufferization copies it).
+        let partial = extent.is_none_or(|e| e > 2 * reg[pos] && e % reg[pos] != 0);
+        let nth = order
+            .iter()
+            .filter(|i| reg[**i] > 0)
+            .position(|i| *i == pos)?;
+        // Only the innermost loop: peeling one with loops inside it makes
+        // bufferization copy the accumulator.
+        let innermost = nth + 1 == loops.len();
+        loops
+            .get(nth)
+            .filter(|_| partial && innermost && reg[pos] > 1)
+            .cloned()
+    });
+    match vector_loop {
+        Some(l) => s.peel(&l),
+        None => vec![tiled],
+    }
 }
 
 /// The register tile of a generic: `nr` along the vector dimension, `mr`
@@ -264,14 +335,16 @@ pub fn transform_script(
         // per thread (`scf.forall`, OpenMP once lowered), every part of the
         // op fused into it; the levels then tile each chunk.
         let mut root_handle = handles[root].clone();
-        let split = nest.parallel.iter().copied().find(|v| *v < p);
-        if let (Some(v), true) = (split, machine.threads > 1) {
+        // As many threads as the nest's parallel tiles ask for (the cpu
+        // model counts the same).
+        let threads = nest.threads(machine.threads);
+        if let Some(v) = nest.thread_split(p, machine.threads) {
             let dims = &parts[root].dims;
             let sizes: Vec<u64> = dims
                 .iter()
                 .map(|d| {
                     if *d == v {
-                        op.vars[v].extent.div_ceil(machine.threads).max(1)
+                        op.vars[v].extent.div_ceil(threads).max(1)
                     } else {
                         0
                     }
@@ -316,8 +389,18 @@ pub fn transform_script(
             let reg =
                 register_tile(nest, dims, p, lanes, machine).filter(|_| parts[root].plain_indexing);
             if let Some(reg) = reg {
-                let (tiled, _) = s.tile(&root_handle, &reg, &order);
-                vectorize.push((tiled, reg));
+                for body in register_tiles(
+                    &mut s,
+                    &root_handle,
+                    &reg,
+                    &order,
+                    (nest, fuse_level.unwrap_or(0)),
+                    dims,
+                    p,
+                    machine,
+                ) {
+                    vectorize.push((body, reg.clone()));
+                }
             }
         }
         for (fill, reduce, part, fused_at) in reduce_handles {
@@ -337,11 +420,22 @@ pub fn transform_script(
             let reg =
                 register_tile(nest, dims, p, lanes, machine).filter(|_| parts[part].plain_indexing);
             if let Some(reg) = reg {
-                let (tiled, _) = s.tile(&handle, &reg, &order);
                 let k: Vec<u64> = (0..dims.len()).map(|d| u64::from(d >= p)).collect();
-                let (inner, _) = s.tile(&tiled, &k, &order);
                 let sizes: Vec<u64> = reg.iter().zip(&k).map(|(r, k)| *r.max(k)).collect();
-                vectorize.push((inner, sizes));
+                let bodies = register_tiles(
+                    &mut s,
+                    &handle,
+                    &reg,
+                    &order,
+                    (nest, levels - 1),
+                    dims,
+                    p,
+                    machine,
+                );
+                for body in bodies {
+                    let (inner, _) = s.tile(&body, &k, &order);
+                    vectorize.push((inner, sizes.clone()));
+                }
                 if let Some(f) = fill {
                     let fill_sizes: Vec<u64> = reg[..p].to_vec();
                     let fill_order: Vec<usize> = (0..p).collect();
