@@ -299,6 +299,67 @@ fn temporaries_over_64_mib_live_on_the_heap() {
     }
 }
 
+/// Minor page faults of this process so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after
+        .split_whitespace()
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A 37.7 MB temporary (larger than any threshold under which glibc keeps
+/// freed memory) is not mapped afresh on every call: the library keeps its
+/// block for the next call (`arch_codegen::blocks`), which then touches no
+/// new pages. Without the kept block each call faults in all 9216 pages.
+#[test]
+fn large_temporaries_are_kept_between_calls() {
+    use arch_runtime::native::{Buffer, Library};
+    let dir = temp("kept-blocks");
+    let src = program(
+        &dir,
+        "wide.arch",
+        "import std.hw.host\nworkload wide(M = 4096, K = 8, N = 2304) {\n  input x: f32[M, K]\n  weight w: f32[K, N]\n  output s: f32[M]\n  h[i, j] = sum[k] x[i, k] * w[k, j]\n  s[i] = sum[j] h[i, j] * h[i, j]\n}\n",
+    );
+    let out = dir.join("out");
+    let r = archc(&[
+        "build",
+        &src,
+        "--target",
+        "host",
+        "--threads",
+        "1",
+        "-o",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lib = Library::open(&out.join("libwide.so"), "wide", 3).expect("loads");
+    let x: Vec<u8> = (0..4096 * 8)
+        .flat_map(|i| ((i % 7) as f32 * 0.25).to_le_bytes())
+        .collect();
+    let w: Vec<u8> = (0..8 * 2304)
+        .flat_map(|i| ((i % 5) as f32 - 2.0).to_le_bytes())
+        .collect();
+    let mut buffers = vec![Buffer::new(&x), Buffer::new(&w), Buffer::zeroed(4096 * 4)];
+    lib.call(&mut buffers).expect("first call");
+    let first = buffers[2].bytes().to_vec();
+    for call in 2..=3 {
+        let before = minor_faults();
+        lib.call(&mut buffers).expect("call");
+        let faults = minor_faults() - before;
+        assert!(faults < 1000, "call {call}: {faults} page faults");
+        assert_eq!(
+            buffers[2].bytes(),
+            &first[..],
+            "call {call} computed something else"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `run --profile` builds and times every op alone: a line per op with
 /// measured beside predicted, and `measured` in each op of the report.
 #[test]

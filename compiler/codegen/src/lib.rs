@@ -8,6 +8,7 @@
 //! object next to the library); the driver chooses every path.
 
 pub mod abi;
+pub mod blocks;
 pub mod calibrate;
 pub mod cpu;
 pub mod stack;
@@ -128,6 +129,8 @@ define hidden bfloat @__truncsfbf2(float %x) {
 /// Optimizes `llvm_ir` at -O3 for `host` and emits an object file.
 pub fn object(llvm_ir: &str, name: &str, host: &HostTarget) -> Result<Object, CodegenError> {
     let context = Context::create();
+    let with_blocks = blocks::with_kept_blocks(llvm_ir);
+    let llvm_ir = with_blocks.as_deref().unwrap_or(llvm_ir);
     let with_support;
     let llvm_ir = if llvm_ir.contains("bfloat")
         && !llvm_ir.contains("@__truncsfbf2")

@@ -114,7 +114,7 @@ pub fn cpu_stages(scheduled: bool, threads: u64) -> Vec<StageSpec> {
             "llvm",
             "convert-math-to-llvm, convert-math-to-libm, \
              arith-expand{include-bf16=true}, expand-strided-metadata, lower-affine, convert-scf-to-cf, convert-vector-to-llvm, \
-             finalize-memref-to-llvm, \
+             finalize-memref-to-llvm{use-generic-functions=1}, \
              convert-arith-to-llvm, convert-cf-to-llvm, convert-ub-to-llvm, \
              convert-func-to-llvm{use-bare-ptr-memref-call-conv=1}, convert-openmp-to-llvm, \
              reconcile-unrealized-casts",
