@@ -46,7 +46,7 @@ fn gemm_is_one_reducing_generic() {
     check(
         &mlir,
         &[
-            "func.func @gemm(%arg0: memref<64x32xf32> {llvm.noalias}, %arg1: memref<32x16xf32> {llvm.noalias}, %arg2: memref<64x16xf32> {llvm.noalias}) -> i32",
+            "func.func @gemm(%arg0: memref<64x32xf32>, %arg1: memref<32x16xf32>, %arg2: memref<64x16xf32>) -> i32",
             "bufferization.to_tensor %arg0 restrict",
             "bufferization.to_tensor %arg2 restrict writable",
             "linalg.fill",
