@@ -1076,7 +1076,7 @@ pub fn evaluate_fused(
             STRIDED_MASKED_VS_SCALAR / lanes as f64
         }
         (Some(lanes), Some(v)) if !contiguous(v) => {
-            if !nest.divides_evenly() {
+            if transform_tile_masked(op, nest, p, v) {
                 STRIDED_MASKED_VS_SCALAR / lanes as f64
             } else if let Some(u) = strided_tile_use(op, nest, p, v) {
                 u
