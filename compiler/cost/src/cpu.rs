@@ -437,6 +437,13 @@ pub const STRIDED_STATIC_VS_SCALAR: f64 = 3.0;
 /// The same when tile remainders make the register tiles masked.
 pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
+/// Cycles a row chain waits per row for each of its reductions: four
+/// vector accumulators combined and reduced across lanes, a chain of about
+/// seven dependent operations of three to four cycles (measured: layernorm
+/// and softmax over 1.5 M elements took 40-54 and 63-75 cycles more per row
+/// as rows got shorter, two reductions each).
+pub const CHAIN_REDUCTION_CYCLES: f64 = 28.0;
+
 /// Independent accumulators that keep two FMA pipes busy at a four-cycle
 /// latency (Zen 4 and recent Intel cores).
 const FMA_CHAINS: f64 = 2.0 * REDUCTION_CHAIN_CYCLES;
@@ -567,13 +574,18 @@ fn transform_tile_masked(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> b
 /// polynomial and a division). A division or square root occupies the divider for about
 /// four FMA slots (AMD and Intel optimization manuals: latency/throughput
 /// tables). `log` is a libm call per element (about 20 scalar operations).
+/// The polynomial builtins are counted at what they measured on a Zen 4
+/// core, which issues additions and multiplications on separate pipes:
+/// `y = f(x)` over 64 x 4096 f32 (L2-resident, one thread) ran at 0.80
+/// (exp), 0.71 (sigmoid), 0.70 (tanh) and 0.81 (erf) of the time their
+/// instruction counts (14, 20, 28 and 38) predicted.
 pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
     use arch_sema::model::Builtin;
     match f {
-        Builtin::Exp => 14.0,
-        Builtin::Sigmoid => 20.0,
-        Builtin::Tanh => 28.0,
-        Builtin::Erf => 38.0,
+        Builtin::Exp => 11.0,
+        Builtin::Sigmoid => 14.0,
+        Builtin::Tanh => 20.0,
+        Builtin::Erf => 31.0,
         Builtin::Log => 20.0,
         Builtin::Sqrt => 4.0,
         Builtin::Abs => 1.0,
@@ -1097,6 +1109,15 @@ pub fn evaluate_fused(
         (None, _) => 1.0,
     } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
+    // A reduction in a row chain hands its row's value to a later stage of
+    // the same row, which waits for the horizontal reduction's latency once
+    // per row (independent rows of a lone row reduction hide it).
+    let compute_s = compute_s
+        + if row_kernel && fused.in_chain {
+            outputs * CHAIN_REDUCTION_CYCLES / (cores_used * p.clock_hz)
+        } else {
+            0.0
+        };
     // Where each tensor comes from: the workload's resident level, or a
     // cache that still holds an intermediate when it is read.
     let home = |t: usize| p.homes.get(t).copied().unwrap_or(p.resident_level);
