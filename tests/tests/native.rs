@@ -299,6 +299,19 @@ fn temporaries_over_64_mib_live_on_the_heap() {
     }
 }
 
+/// `archc build src --target host` with `extra` arguments into `dir/lib`;
+/// returns that directory.
+fn build_for_host(dir: &std::path::Path, src: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join("lib");
+    let out_text = out.display().to_string();
+    let mut args = vec!["build", src, "--target", "host"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-o", &out_text]);
+    let r = archc(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
 /// Minor page faults of this process so far (`/proc/self/stat`, field 10).
 fn minor_faults() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -324,18 +337,7 @@ fn large_temporaries_are_kept_between_calls() {
         "wide.arch",
         "import std.hw.host\nworkload wide(M = 4096, K = 8, N = 2304) {\n  input x: f32[M, K]\n  weight w: f32[K, N]\n  output s: f32[M]\n  h[i, j] = sum[k] x[i, k] * w[k, j]\n  s[i] = sum[j] h[i, j] * h[i, j]\n}\n",
     );
-    let out = dir.join("out");
-    let r = archc(&[
-        "build",
-        &src,
-        "--target",
-        "host",
-        "--threads",
-        "1",
-        "-o",
-        out.to_str().unwrap_or_default(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = build_for_host(&dir, &src, &["--threads", "1"]);
     let lib = Library::open(&out.join("libwide.so"), "wide", 3).expect("loads");
     let x: Vec<u8> = (0..4096 * 8)
         .flat_map(|i| ((i % 7) as f32 * 0.25).to_le_bytes())
@@ -458,16 +460,7 @@ fn builtins_match_f64_to_a_few_ulp_and_keep_nan() {
         "f.arch",
         "import std.hw.host\nworkload f(N = 4099) {\n  input x: f32[N]\n  output e: f32[N]\n  output t: f32[N]\n  output s: f32[N]\n  output g: f32[N]\n  e[i] = exp(x[i])\n  t[i] = tanh(x[i])\n  s[i] = sigmoid(x[i])\n  g[i] = erf(x[i])\n}\n",
     );
-    let out = dir.join("lib");
-    let r = archc(&[
-        "build",
-        &src,
-        "--target",
-        "host",
-        "-o",
-        &out.display().to_string(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = build_for_host(&dir, &src, &[]);
     let n = 4099usize;
     let mut xs: Vec<f32> = (0..4000)
         .map(|i| -100.0 + 200.0 * i as f32 / 3999.0)

@@ -83,7 +83,8 @@ packed kernel with their element-wise epilogue (a product of one row streams its
 the transform path); reductions along rows vectorized along the reduced dimension run \
 as a vector kernel; consecutive row reductions and element-wise ops over the same rows (softmax, \
 layernorm) run as one row chain; exp, tanh, erf and sigmoid on f32 are polynomials that vectorize. \
-Each kernel runs on as many threads as its parallel tiles ask for. Not built yet: \
+Each op runs on as many threads as its parallel tiles ask for. Temporaries live on the heap; \
+blocks of 64 KiB or more are kept for the next call. The buffers passed must not overlap. Not built yet: \
 integer, fp8 and spike tensors and neuron models (an error says so), `precision` and `sparsity` \
 choices in the generated code (it computes in the declared types), and gpu, npu and neuromorphic \
 code (--emit ptx|npu|nir)."
