@@ -312,9 +312,10 @@ fn build_for_host(dir: &std::path::Path, src: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
-/// Minor page faults of this process so far (`/proc/self/stat`, field 10).
+/// Minor page faults of this thread so far (`/proc/thread-self/stat`,
+/// field 10; other tests run on other threads of this process).
 fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
     // The command name (field 2) is in parentheses and may hold spaces.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     after

@@ -1076,8 +1076,13 @@ pub fn evaluate_fused(
     let contiguous = |v: usize| in_kernel(v) || (runs_along_memory(op, v) && v < op.output_rank);
     // Scalar code whose innermost loop is a reduction waits for each add
     // before the next: one step per FP-add latency instead of one per cycle.
-    let chained = nest.vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
-    let lane_use = match (p.lanes, nest.vector) {
+    // A vector dimension whose innermost tile is one element gives the
+    // transform path vectors of one lane: scalar code.
+    let vector = nest
+        .vector
+        .filter(|&v| packed.is_some() || in_kernel(v) || nest.tiles.last().is_some_and(|t| t[v] > 1));
+    let chained = vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
+    let lane_use = match (p.lanes, vector) {
         // Contiguous lanes on the transform path (no kernel) whose register
         // tiles run masked: as slow as
         // strided masked code (measured: a column sum over 1000 columns
