@@ -1078,9 +1078,9 @@ pub fn evaluate_fused(
     // before the next: one step per FP-add latency instead of one per cycle.
     // A vector dimension whose innermost tile is one element gives the
     // transform path vectors of one lane: scalar code.
-    let vector = nest
-        .vector
-        .filter(|&v| packed.is_some() || in_kernel(v) || nest.tiles.last().is_some_and(|t| t[v] > 1));
+    let vector = nest.vector.filter(|&v| {
+        packed.is_some() || in_kernel(v) || nest.tiles.last().is_some_and(|t| t[v] > 1)
+    });
     let chained = vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
     let lane_use = match (p.lanes, vector) {
         // Contiguous lanes on the transform path (no kernel) whose register
