@@ -4,27 +4,20 @@
 //! tile of the transform path.
 
 use arch_cost::cpu::{evaluate, CpuParams, LoopNest};
-use arch_sema::db::{file_decls, RootDatabase};
-use arch_sema::hardware::{hardware_model, HardwareModel};
+use arch_sema::db::RootDatabase;
+use arch_sema::hardware::HardwareModel;
 use arch_sema::model::WorkloadModel;
-use arch_sema::workload::workload_model;
+
+mod common;
 
 /// The workload `name` of `program` and `std.hw.host`.
 fn models(program: &str, name: &str) -> (WorkloadModel, HardwareModel) {
     let mut db = RootDatabase::default();
-    let file = db.set_file("/cost/cpu_paths.arch", program.to_string());
-    assert!(arch_sema::file_diagnostics(&db, file).is_empty());
-    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let host = *file_decls(&db, std_hw)
-        .iter()
-        .find(|d| d.name(&db) == "host")
-        .expect("host");
-    let hw = hardware_model(&db, host).model.clone().expect("host model");
-    let d = *file_decls(&db, file)
-        .iter()
-        .find(|d| d.name(&db) == name)
-        .expect("workload");
-    (workload_model(&db, d).model.clone().expect("model"), hw)
+    let file = common::checked_file(&mut db, "/cost/cpu_paths.arch", program);
+    (
+        common::workload_in(&db, file, name),
+        common::std_hardware(&db, "host"),
+    )
 }
 
 const GEMM: &str = "import std.hw.host

@@ -3,9 +3,9 @@
 use arch_cost::cpu::LoopNest;
 use arch_cost::gemm::gemm_view;
 use arch_cost::npu::{evaluate, tile_extents, NpuParams};
-use arch_sema::db::{file_decls, RootDatabase};
-use arch_sema::hardware::hardware_model;
-use arch_sema::workload::workload_model;
+use arch_sema::db::RootDatabase;
+
+mod common;
 
 const PROGRAM: &str = "import std.hw.npu16
 import std.nn.relu
@@ -34,26 +34,10 @@ fn with_models(
     f: impl FnOnce(&RootDatabase, &dyn Fn(&str) -> arch_sema::model::WorkloadModel, NpuParams),
 ) {
     let mut db = RootDatabase::default();
-    let file = db.set_file("/cost/models.arch", PROGRAM.to_string());
-    assert!(
-        arch_sema::file_diagnostics(&db, file).is_empty(),
-        "{:?}",
-        arch_sema::file_diagnostics(&db, file)
-    );
-    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let npu = *file_decls(&db, std_hw)
-        .iter()
-        .find(|d| d.name(&db) == "npu16")
-        .expect("npu16");
-    let hw = hardware_model(&db, npu).model.clone().expect("npu16 model");
+    let file = common::checked_file(&mut db, "/cost/models.arch", PROGRAM);
+    let hw = common::std_hardware(&db, "npu16");
     let params = NpuParams::from_hardware(&hw).expect("npu16 has an array");
-    let workload = |name: &str| {
-        let d = *file_decls(&db, file)
-            .iter()
-            .find(|d| d.name(&db) == name)
-            .expect("workload");
-        workload_model(&db, d).model.clone().expect("model")
-    };
+    let workload = |name: &str| common::workload_in(&db, file, name);
     f(&db, &workload, params);
 }
 
@@ -147,15 +131,7 @@ fn npu16_tiles_by_hand() {
 #[test]
 fn loihi2_parameters_come_from_the_stdlib() {
     let db = RootDatabase::default();
-    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let loihi = *file_decls(&db, std_hw)
-        .iter()
-        .find(|d| d.name(&db) == "loihi2")
-        .expect("loihi2");
-    let hw = hardware_model(&db, loihi)
-        .model
-        .clone()
-        .expect("loihi2 model");
+    let hw = common::std_hardware(&db, "loihi2");
     let p = arch_cost::neuro::NeuroParams::from_hardware(&hw).expect("neuromorphic parameters");
     assert_eq!(p.cores, 128);
     assert!((p.synop_time_s - 4.0e-9).abs() < 1e-18);

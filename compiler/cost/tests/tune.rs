@@ -4,9 +4,9 @@
 use arch_cost::schedule::initial_schedule;
 use arch_cost::search::{tune, SearchOptions};
 use arch_sema::db::{file_decls, RootDatabase};
-use arch_sema::hardware::hardware_model;
 use arch_sema::mapping::mapping_model;
-use arch_sema::workload::workload_model;
+
+mod common;
 
 const PROGRAM: &str = "import std.hw.{host, loihi2}
 import std.nn.lif
@@ -41,12 +41,7 @@ mapping snn_open for snn on loihi2 {
 
 fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::SearchOutcome, f64) {
     let mut db = RootDatabase::default();
-    let file = db.set_file("/cost/tune.arch", PROGRAM.to_string());
-    assert!(
-        arch_sema::file_diagnostics(&db, file).is_empty(),
-        "{:?}",
-        arch_sema::file_diagnostics(&db, file)
-    );
+    let file = common::checked_file(&mut db, "/cost/tune.arch", PROGRAM);
     let decl = *file_decls(&db, file)
         .iter()
         .find(|d| d.name(&db) == mapping)
@@ -55,23 +50,8 @@ fn run(mapping: &str, seed: u64, evaluations: usize) -> (arch_cost::search::Sear
         .model
         .clone()
         .expect("mapping model");
-    let wd = *file_decls(&db, file)
-        .iter()
-        .find(|d| d.name(&db) == &m.workload)
-        .expect("workload");
-    let w = workload_model(&db, wd)
-        .model
-        .clone()
-        .expect("workload model");
-    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let hd = *file_decls(&db, std_hw)
-        .iter()
-        .find(|d| d.name(&db) == &m.hardware)
-        .expect("hardware");
-    let hw = hardware_model(&db, hd)
-        .model
-        .clone()
-        .expect("hardware model");
+    let w = common::workload_in(&db, file, &m.workload);
+    let hw = common::std_hardware(&db, &m.hardware);
     let start = initial_schedule(&w, &hw, &m).expect("a first schedule");
     let start_latency = arch_cost::evaluate::evaluate(&w, &hw, &start)
         .expect("report")
