@@ -475,12 +475,7 @@ fn strided_tile_use(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> Option
     let (register, slot) = (p.register_lanes?.max(1), p.lanes?.max(1));
     let last = nest.tiles.len().checked_sub(1)?;
     let tile = |x: usize| nest.tiles[last][x].max(1);
-    let nr = (2 * register).min(tile(v));
-    let nr = if nr >= register {
-        nr - nr % register
-    } else {
-        nr
-    };
+    let nr = crate::kernel_shape::transform_tile_cols(register, tile(v));
     let m = nest
         .order
         .iter()
@@ -545,19 +540,13 @@ fn transform_tile_masked(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> b
     };
     let tile = |x: usize| nest.tiles[last][x].max(1);
     let register = p.register_lanes.unwrap_or(8).max(1);
-    let nr = (2 * register).min(tile(v));
-    let nr = if nr >= register {
-        nr - nr % register
-    } else {
-        nr
-    }
-    .max(1);
+    let nr = crate::kernel_shape::transform_tile_cols(register, tile(v));
     let extent = |x: usize| nest.tiled_extent(x, rank, p.cores, last);
     let partial = |e: Option<u64>, t: u64| t > 1 && e.is_none_or(|e| e % t != 0);
     let outputs: Vec<usize> = nest.order.iter().copied().filter(|x| *x < rank).collect();
     let innermost = outputs.last() == Some(&v);
     let vector_masked =
-        partial(extent(v), nr) && !(innermost && extent(v).is_none_or(|e| e > 2 * nr));
+        partial(extent(v), nr) && !crate::kernel_shape::peels_vector_loop(extent(v), nr, innermost);
     let rows_masked = outputs.iter().rev().find(|x| **x != v).is_some_and(|&m| {
         let mr = crate::kernel_shape::TRANSFORM_TILE_ROWS.min(tile(m));
         partial(extent(m), mr)

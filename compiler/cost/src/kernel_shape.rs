@@ -163,6 +163,29 @@ pub const PACKED_KERNEL_ROWS: u64 = 6;
 /// its own).
 pub const TRANSFORM_TILE_ROWS: u64 = 8;
 
+/// Elements of the transform path's register tile along its vector
+/// dimension: two registers of `lanes`, at most the innermost tile `tile`,
+/// whole registers when it holds one.
+pub fn transform_tile_cols(lanes: u64, tile: u64) -> u64 {
+    let nr = (2 * lanes).min(tile);
+    if nr >= lanes {
+        nr - nr % lanes
+    } else {
+        nr
+    }
+}
+
+/// Whether the code generator runs the whole register tiles of `nr` along
+/// a vector loop over `extent` (`None`: known at run time) in a loop of
+/// their own, the partial one after it (`arch_mlir::schedule`): when the
+/// loop is the innermost of the tile's (`innermost`) and leaves a partial
+/// tile after at least two whole ones (one whole tile folds away, and MLIR
+/// then hoists its accumulator out of loops that also hold the partial
+/// tile's writes, which bufferization can only resolve with a copy).
+pub fn peels_vector_loop(extent: Option<u64>, nr: u64, innermost: bool) -> bool {
+    nr > 1 && innermost && extent.is_none_or(|e| e > 2 * nr && e % nr != 0)
+}
+
 /// The factors of a product (`x * y / z`): `(numerators, denominators)`.
 pub fn factors(
     e: &ScalarExpr,

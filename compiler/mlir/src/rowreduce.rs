@@ -4,9 +4,10 @@
 //! a vector at a time into four independent vector accumulators (so the
 //! adds do not wait on each other), whole vectors left over go into the
 //! first, narrower vectors take the last elements, the lanes are combined,
-//! and the element-wise rest of the op applies once per row. Rows are split over threads. The element-wise work inside the sum
-//! (an `exp`, a subtraction of the row's maximum) runs on the same vectors,
-//! so a softmax's sum of exponentials is one pass over its row.
+//! and the element-wise rest of the op applies once per row. Rows are split
+//! over threads. The element-wise work inside the sum (an `exp`, a
+//! subtraction of the row's maximum) runs on the same vectors, so a
+//! softmax's sum of exponentials is one pass over its row.
 //!
 //! Taken when every read inside the reduction is indexed by the output's
 //! variables then the reduced ones (`[rows.., reduced..]`, each group

@@ -205,11 +205,6 @@ fn register_tiles(
     let vector_loop = nest.vector.and_then(|vd| {
         let pos = dims[..p].iter().position(|d| *d == vd)?;
         let extent = nest.tiled_extent(vd, p, machine.threads, through);
-        // At least two whole tiles: a loop of one folds away, and MLIR then
-        // hoists that tile's accumulator out of the reduction loops around
-        // it, which also hold the partial tile's writes to the same buffer
-        // (bufferization copies it).
-        let partial = extent.is_none_or(|e| e > 2 * reg[pos] && e % reg[pos] != 0);
         let nth = order
             .iter()
             .filter(|i| reg[**i] > 0)
@@ -219,7 +214,7 @@ fn register_tiles(
         let innermost = nth + 1 == loops.len();
         loops
             .get(nth)
-            .filter(|_| partial && innermost && reg[pos] > 1)
+            .filter(|_| arch_cost::kernel_shape::peels_vector_loop(extent, reg[pos], innermost))
             .cloned()
     });
     match vector_loop {
@@ -242,12 +237,7 @@ fn register_tile(
     let vd = nest.vector?;
     let vpos = dims[..parallel].iter().position(|d| *d == vd)?;
     let innermost = |v: usize| nest.tiles.last().map_or(1, |t| t[v]);
-    let nr_full = (2 * lanes).min(innermost(vd));
-    let nr = if nr_full >= lanes {
-        nr_full - nr_full % lanes
-    } else {
-        nr_full
-    };
+    let nr = arch_cost::kernel_shape::transform_tile_cols(lanes, innermost(vd));
     let mpos = nest
         .order
         .iter()
