@@ -118,6 +118,10 @@ pub struct CpuParams {
     pub energy_per_flop_j: f64,
     /// `(name, bandwidth B/s for the whole chip, energy J/B)`, outermost first.
     pub levels: Vec<(String, f64, f64)>,
+    /// Per level (outermost first), the most one core moves through it in
+    /// B/s (the level's `core_bandwidth`; infinite without one): a level
+    /// shared by the chip serves `k` cores at most `k` times this.
+    pub core_bandwidth: Vec<f64>,
     /// The fraction of an op's dense work the unit does: below 1 for a
     /// contraction whose weight is pruned to a pattern the unit skips zeros
     /// of (see [`CpuParams::for_op`]).
@@ -150,16 +154,24 @@ pub struct CpuParams {
 
 /// The share of its measured rate a shared outermost cache delivers when
 /// the data it serves fills `fill` of it. `archc calibrate` measures the
-/// rate on a quarter of the cache and writes as its size the working set
-/// whose reads still get 60 % of that rate (a victim cache shared with
-/// other cores and neighbours loses lines long before it is full): the
-/// rate falls from all of it at a quarter to 60 % at the full size (here,
-/// 16 MiB of 27 read at 76 % measured, 79 % by this line).
+/// rate on a quarter of the cache and writes as its size 4/3 of the working
+/// set whose reads still get 60 % of that rate (a victim cache shared with
+/// other cores and neighbours loses lines long before it is full), and a
+/// workload lives in it up to three quarters of that size
+/// ([`crate::bounds::resident_level`]): the rate falls from all of it at a
+/// quarter to 60 % at three quarters (here, 16 MiB of a calibrated 26.7 MiB
+/// read at 71 % of the quarter's rate measured, 72 % by this line).
 pub fn shared_cache_rate(fill: f64) -> f64 {
-    1.0 - 0.4 * ((fill - 0.25) / 0.75).clamp(0.0, 1.0)
+    1.0 - 0.4 * ((fill - 0.25) / 0.5).clamp(0.0, 1.0)
 }
 
 impl CpuParams {
+    /// The most one core moves through level `l` (B/s; infinite where the
+    /// level has no `core_bandwidth`).
+    pub fn core_stream(&self, l: usize) -> f64 {
+        self.core_bandwidth.get(l).copied().unwrap_or(f64::INFINITY)
+    }
+
     /// Columns of the packed kernel's register tile: two vector registers
     /// (`arch_mlir::gemm`'s `nr`).
     pub fn packed_panel_cols(&self) -> u64 {
@@ -178,6 +190,14 @@ impl CpuParams {
             flops_per_cycle_per_core: hw.for_one_core(rate),
             energy_per_flop_j: unit.energy_j_per_op.map_or(0.0, |e| e.value.0),
             levels: hw.levels.iter().map(|l| hw.level_costs(l)).collect(),
+            core_bandwidth: hw
+                .levels
+                .iter()
+                .map(|l| {
+                    l.core_bandwidth_bytes_per_s
+                        .map_or(f64::INFINITY, |b| b.value.0)
+                })
+                .collect(),
             work_fraction: 1.0,
             // Lanes the vector unit completes per instruction slot: the
             // register's lanes, unless the core's rate says it splits them
@@ -198,7 +218,11 @@ impl CpuParams {
                 .iter()
                 .map(|l| {
                     let latency = l.latency_s.map_or(0.0, |a| a.value.0);
+                    // One core's stream restarts.
                     let bandwidth = l.bandwidth_bytes_per_s.map_or(0.0, |a| a.value.0);
+                    let bandwidth = l
+                        .core_bandwidth_bytes_per_s
+                        .map_or(bandwidth, |c| bandwidth.min(c.value.0));
                     (latency * bandwidth).max(CACHE_LINE_BYTES)
                 })
                 .collect(),
@@ -1172,6 +1196,9 @@ pub fn evaluate_fused(
         } else {
             *bw * cores_used / p.cores.max(1) as f64
         };
+        // A level the chip shares serves each core at most its
+        // `core_bandwidth`.
+        let bw = bw.min(p.core_stream(l) * cores_used);
         // The outermost cache, where the workload lives, serves it more
         // slowly the fuller it is.
         let bw = if l == 1 && l == p.resident_level {
@@ -1199,8 +1226,9 @@ pub fn evaluate_fused(
     let memory_s = at_home
         .iter()
         .zip(&p.levels)
-        .filter(|(b, _)| **b > 0.0)
-        .map(|(b, l)| b / l.1)
+        .enumerate()
+        .filter(|(_, (b, _))| **b > 0.0)
+        .map(|(i, (b, l))| b / l.1.min(p.core_stream(i) * p.cores as f64))
         .fold(0.0, f64::max);
     let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
     let mut predicted = Roofline {
@@ -1300,6 +1328,7 @@ mod tests {
             flops_per_cycle_per_core: 2.0,
             energy_per_flop_j: 1e-12,
             levels: vec![("dram".into(), 1e9, 10e-12), ("l1".into(), 1e10, 1e-12)],
+            core_bandwidth: Vec::new(),
             work_fraction: 1.0,
             lanes: None,
             register_lanes: None,

@@ -148,3 +148,65 @@ fn strided_vector_tiles_are_costed_by_their_registers() {
     assert!(rows(32) > 3.0 * rows(16), "{} vs {}", rows(32), rows(16));
     assert!(rows(4) > 1.5 * rows(16), "{} vs {}", rows(4), rows(16));
 }
+
+/// A level the chip shares (`bandwidth` for all cores, `core_bandwidth`
+/// for one): a scaling of 64 MiB that no cache holds streams at one core's
+/// rate on one thread and at the chip's on two, and without a
+/// `core_bandwidth` the chip's rate is one core's too.
+#[test]
+fn shared_memory_serves_each_core_its_own_stream() {
+    let program = "hardware two_cores : cpu {
+  clock 2 GHz
+  cores 2
+  level dram { bandwidth 30 GB/s, core_bandwidth 20 GB/s }
+  level l2 { size 1 MiB per core, bandwidth 1000 GB/s per core }
+  compute fma { f32: 64 flop/cycle per core }
+}
+workload scale(N = 4096) {
+  input x: f32[N, N]
+  output y: f32[N, N]
+  y[i, j] = x[i, j] * 2.0
+}
+";
+    let mut db = RootDatabase::default();
+    let file = common::checked_file(&mut db, "/cost/shared_memory.arch", program);
+    let w = common::workload_in(&db, file, "scale");
+    let decl = *arch_sema::db::file_decls(&db, file)
+        .iter()
+        .find(|d| d.name(&db) == "two_cores")
+        .expect("hardware");
+    let hw = arch_sema::hardware::hardware_model(&db, decl)
+        .model
+        .clone()
+        .expect("hardware model");
+    let op = &w.ops[0];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    let nest = |parallel: Vec<usize>| LoopNest {
+        tiles: vec![vec![4096, 4096], vec![4096, 4096], vec![16, 4096]],
+        order: vec![0, 1],
+        parallel,
+        vector: Some(1),
+    };
+    // 128 MiB in and out (64 MiB each way).
+    let bytes = 2.0 * 4096.0 * 4096.0 * 4.0;
+    let one = evaluate(&w, op, &p, &nest(vec![]));
+    let two = evaluate(&w, op, &p, &nest(vec![0]));
+    let close = |got: f64, want: f64| (got / want - 1.0).abs() < 0.02;
+    assert!(close(one.latency_s, bytes / 20e9), "{}", one.latency_s);
+    assert!(close(two.latency_s, bytes / 30e9), "{}", two.latency_s);
+    assert!(
+        close(two.lower_bound_s, bytes / 30e9),
+        "{}",
+        two.lower_bound_s
+    );
+    let without = CpuParams {
+        core_bandwidth: Vec::new(),
+        ..p
+    };
+    let two_without = evaluate(&w, op, &without, &nest(vec![0]));
+    assert!(close(two_without.latency_s, bytes / 30e9));
+    assert!(close(
+        evaluate(&w, op, &without, &nest(vec![])).latency_s,
+        bytes / 30e9
+    ));
+}

@@ -49,6 +49,10 @@ pub struct Level {
     pub name: String,
     pub size_bytes: Option<Amount>,
     pub bandwidth_bytes_per_s: Option<Amount>,
+    /// The most one core moves through the level (`core_bandwidth`), where
+    /// `bandwidth` is the whole chip's and one core alone cannot reach it
+    /// (a CPU's memory: one core's outstanding misses limit its stream).
+    pub core_bandwidth_bytes_per_s: Option<Amount>,
     pub energy_j_per_byte: Option<Amount>,
     pub latency_s: Option<Amount>,
     pub banks: Option<Amount>,
@@ -243,6 +247,7 @@ struct HwChecker<'db> {
 pub const LEVEL_KEYS: &[(&str, Dim)] = &[
     ("size", Dim::BYTES),
     ("bandwidth", Dim::BANDWIDTH),
+    ("core_bandwidth", Dim::BANDWIDTH),
     ("energy", Dim::ENERGY_PER_BYTE),
     ("latency", Dim::TIME),
     ("banks", Dim::COUNT),
@@ -710,6 +715,7 @@ impl<'db> HwChecker<'db> {
                             name: label.clone(),
                             size_bytes: None,
                             bandwidth_bytes_per_s: None,
+                            core_bandwidth_bytes_per_s: None,
                             energy_j_per_byte: None,
                             latency_s: None,
                             banks: None,
@@ -737,6 +743,7 @@ impl<'db> HwChecker<'db> {
                     match e.key.text.as_str() {
                         "size" => l.size_bytes = Some(a),
                         "bandwidth" => l.bandwidth_bytes_per_s = Some(a),
+                        "core_bandwidth" => l.core_bandwidth_bytes_per_s = Some(a),
                         "energy" => l.energy_j_per_byte = Some(a),
                         "latency" => l.latency_s = Some(a),
                         _ => l.banks = Some(a),
