@@ -539,3 +539,45 @@ fn builtins_match_f64_to_a_few_ulp_and_keep_nan() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Convolutions of stride 2, 3 and 4 whose output rows are wider than a
+/// panel of the packed kernel (37 pixels): panels within a row are packed
+/// with strided vector loads, masked after their last element, the last of
+/// which ends the image; the runs match the interpreter on 1 and 2 threads.
+#[test]
+fn strided_convolutions_pack_whole_panels_and_match() {
+    let dir = temp("strided-panels");
+    for stride in [2, 3, 4] {
+        let h = 36 * stride + 3;
+        let src = program(
+            &dir,
+            &format!("conv{stride}.arch"),
+            &format!(
+                "import std.hw.host\nimport std.nn.conv2d\nworkload conv(N = 1, C = 2, H = {h}, F = 5, R = 3) {{\n  input x: f32[N, C, H, H]\n  weight k: f32[F, C, R, R]\n  output y: f32[N, F, (H - R) / {stride} + 1, (H - R) / {stride} + 1]\n  y = conv2d(x, k, stride: {stride})\n}}\nmapping panels for conv on host {{\n  vectorize y: q\n}}\n"
+            ),
+        );
+        for threads in ["1", "2"] {
+            let r = archc(&[
+                "run",
+                &src,
+                "--target",
+                "host",
+                "--threads",
+                threads,
+                "--runs",
+                "1",
+            ]);
+            assert_eq!(r.code, 0, "stride {stride}: {}", r.stderr);
+            assert!(
+                r.stdout.contains("matches the reference"),
+                "stride {stride}, {threads} threads: {}",
+                r.stdout
+            );
+        }
+        let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);
+        assert!(
+            mlir.stdout.contains(&format!("vector<{}xi1>", 16 * stride)),
+            "stride {stride}: no strided panel loads"
+        );
+    }
+}

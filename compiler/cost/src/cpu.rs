@@ -855,6 +855,9 @@ pub struct Fused {
     pub in_chain: bool,
     /// The chain's parallel region is already open (every stage but the first).
     pub region_open: bool,
+    /// A later stage of the chain reads what this one computes for the
+    /// row, so it waits for it.
+    pub read_later: bool,
     /// Tensors it finds in L1 or registers (nothing moves through the
     /// levels outside them).
     pub on_chip: Vec<usize>,
@@ -1127,11 +1130,26 @@ pub fn evaluate_fused(
         (None, _) => 1.0,
     } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
+    // Elements of `b` the packed kernel copies one at a time (a transposed
+    // `b`, a window's panels that straddle two output rows) take
+    // PACK_ELEMENT_CYCLES each, shared by the threads.
+    let compute_s = compute_s
+        + packed.as_ref().map_or(0.0, |c| {
+            let elements =
+                (extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols)) as f64;
+            crate::kernel_shape::scalar_packed_share(c, p.packed_panel_cols())
+                * elements
+                * PACK_ELEMENT_CYCLES
+                / (cores_used * p.clock_hz)
+        });
     // A reduction in a row chain hands its row's value to a later stage of
     // the same row, which waits for the horizontal reduction's latency once
-    // per row (independent rows of a lone row reduction hide it).
+    // per row (independent rows of a lone row reduction hide it, and so do
+    // reductions of a chain that no later stage reads: a row's sum and
+    // maximum side by side, 200 x 1000, measured 22 us for both against
+    // 23 us for the maximum alone).
     let compute_s = compute_s
-        + if row_kernel && fused.in_chain {
+        + if row_kernel && fused.in_chain && fused.read_later {
             outputs * CHAIN_REDUCTION_CYCLES / (cores_used * p.clock_hz)
         } else {
             0.0
@@ -1249,6 +1267,14 @@ pub fn evaluate_fused(
     }
     predicted
 }
+
+/// Cycles the packed kernel spends on each element of `b` it copies one
+/// at a time (a scalar load, its index arithmetic and a store), beyond what
+/// vector copies cost: measured, a 7x7 convolution of stride 2 (3 -> 64
+/// channels, 112 x 112 output; 1.84 M elements of `b`) packed element by
+/// element ran 0.47 ms longer than the same of stride 1 packed with vector
+/// loads, 0.66 cycles per element at 2.6 GHz.
+pub const PACK_ELEMENT_CYCLES: f64 = 0.66;
 
 /// Seconds an OpenMP parallel region adds (fork and join with the worker
 /// threads still spinning): measured here, a 64 x 64 scaling took 1.32 us on

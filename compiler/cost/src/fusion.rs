@@ -301,9 +301,13 @@ pub fn fused_ops(
             let Some(at) = schedule.ops.iter().position(|x| x.op == s.op) else {
                 continue;
             };
+            let read_later = chain.stages[k + 1..]
+                .iter()
+                .any(|later| later.reads.iter().any(|v| v.tensor == s.output.tensor));
             fused[at] = crate::cpu::Fused {
                 in_chain: true,
                 region_open: k > 0,
+                read_later,
                 on_chip: if fits {
                     chain.on_chip(s.op)
                 } else {

@@ -485,6 +485,58 @@ pub fn the_reduction(e: &ScalarExpr) -> Option<&ScalarExpr> {
     found.iter().all(|r| *r == first).then_some(first)
 }
 
+/// For a window operand read along its columns: the extent of the column
+/// group's last variable and the stride between consecutive columns when
+/// consecutive columns are evenly spaced elements of the tensor's last
+/// dimension (`q + s`: stride 1; `2 * q + s`: stride 2; in the last index
+/// only), so that the packed kernel loads a panel's columns within one such
+/// run as vectors (strided ones as wider loads whose every `stride`-th lane
+/// is kept). None for strides above [`MAX_PACK_STRIDE`].
+pub fn packed_run(view: &View, groups: &Groups) -> Option<(u64, u64)> {
+    let index = view.gather.as_ref()?;
+    let q = *groups.cols.last()?;
+    let (last, others) = index.split_last()?;
+    let stride = last
+        .terms
+        .iter()
+        .find(|(v, _)| *v == q)
+        .map(|(_, c)| *c)
+        .filter(|c| (1..=MAX_PACK_STRIDE as i64).contains(c))?;
+    let elsewhere = others.iter().any(|a| a.terms.iter().any(|(v, _)| *v == q));
+    (!elsewhere).then(|| (groups.extents[q], stride as u64))
+}
+
+/// The widest column stride the packed kernel packs with vector loads: a
+/// vector of packed columns then loads `stride` registers.
+pub const MAX_PACK_STRIDE: u64 = 4;
+
+/// The share of `b`'s elements the packed kernel copies one at a time
+/// (panels `nr` columns wide): none when its columns are contiguous; all
+/// of a transposed `b`; of a window, the panels that do not lie within one
+/// run of [`packed_run`] (a panel straddling two output rows), all of them
+/// without runs.
+pub fn scalar_packed_share(c: &Contraction, nr: u64) -> f64 {
+    if c.b.gather.is_none() {
+        return if c.b.coords.last() == Some(&Coord::Col) {
+            0.0
+        } else {
+            1.0
+        };
+    }
+    let Some((run, _)) = packed_run(&c.b, &c.groups) else {
+        return 1.0;
+    };
+    let cols: u64 = c.groups.cols.iter().map(|&v| c.groups.extents[v]).product();
+    let panels = cols.div_ceil(nr.max(1));
+    let scalar = (0..panels)
+        .filter(|p| {
+            let j0 = p * nr;
+            j0 + nr > cols || j0 % run + nr > run
+        })
+        .count();
+    scalar as f64 / panels.max(1) as f64
+}
+
 /// The contraction of `op` that the packed kernel takes, if it has one: an
 /// f32 output of rank two or more, one reduction that [`contraction`]
 /// accepts.

@@ -210,3 +210,44 @@ workload scale(N = 4096) {
         bytes / 30e9
     ));
 }
+
+/// The packed kernel copies `b` with vector loads where its columns are
+/// contiguous, or a window's panel lies within one run of an image row
+/// (stride 1 to 4); element by element for a transposed `b` and for the
+/// panels (32 columns here) that straddle two output rows.
+#[test]
+fn elements_packed_one_at_a_time() {
+    let share = |program: &str| {
+        let (w, hw) = models(program, "k");
+        let op = &w.ops[0];
+        let c = arch_cost::kernel_shape::packed_contraction(&w, op).expect("packed");
+        let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+        assert_eq!(p.packed_panel_cols(), 32);
+        arch_cost::kernel_shape::scalar_packed_share(&c, p.packed_panel_cols())
+    };
+    let conv = |stride: u64, out: u64| {
+        format!(
+            "import std.hw.host
+workload k(C = 3, F = 64, H = {out}) {{
+  input x: f32[C, {stride} * H + 6, {stride} * H + 6]
+  weight w: f32[F, C, 7, 7]
+  output y: f32[F, H, H]
+  y[f, p, q] = sum[c, r, s] x[c, {stride} * p + r, {stride} * q + s] * w[f, c, r, s]
+}}
+"
+        )
+    };
+    // Rows of 112: of every 7 panels (224 columns), the one from 96 to 127
+    // straddles.
+    assert!((share(&conv(2, 112)) - 1.0 / 7.0).abs() < 1e-9);
+    assert!((share(&conv(1, 112)) - 1.0 / 7.0).abs() < 1e-9);
+    // Rows of 28 are narrower than a panel; stride 5 has no vector copy.
+    assert_eq!(share(&conv(2, 28)), 1.0);
+    assert_eq!(share(&conv(5, 112)), 1.0);
+    assert_eq!(share(&GEMM.replace("gemm", "k")), 0.0);
+    let transposed = GEMM
+        .replace("gemm", "k")
+        .replace("input b: f32[K, N]", "input b: f32[N, K]")
+        .replace("b[k, j]", "b[j, k]");
+    assert_eq!(share(&transposed), 1.0);
+}

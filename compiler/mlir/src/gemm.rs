@@ -583,19 +583,6 @@ fn index_of(
     dims.join(", ")
 }
 
-/// For a window operand read along its columns: the extent of the column
-/// group's last variable when consecutive columns are consecutive elements
-/// of the tensor's last dimension (`q + s`, stride 1, in the last index
-/// only), so that a panel's columns within one such run load as vectors.
-fn contiguous_run(view: &View, groups: &arch_cost::kernel_shape::Groups) -> Option<u64> {
-    let index = view.gather.as_ref()?;
-    let q = *groups.cols.last()?;
-    let (last, others) = index.split_last()?;
-    let in_last = last.terms.iter().any(|(v, c)| *v == q && *c == 1);
-    let elsewhere = others.iter().any(|a| a.terms.iter().any(|(v, _)| *v == q));
-    (in_last && !elsewhere).then(|| groups.extents[q])
-}
-
 /// The zero-padded edge of a packed panel: for each of `kcur` depth steps
 /// (`%pc + p` in the source) and each of `width` slots, the source element
 /// when the slot is below `valid`, else 0. `load(em, k, slot)` is the load
@@ -879,8 +866,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                     ));
                 }
             };
-            match contiguous_run(vb, groups) {
-                Some(run) => {
+            match arch_cost::kernel_shape::packed_run(vb, groups) {
+                Some((run, stride)) => {
                     let run_c = em.fresh("gc");
                     em.line(format!("{run_c} = arith.constant {run} : index"));
                     let within = em.index_op("remui", &j0, &run_c);
@@ -890,15 +877,46 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                     let at = index_of(em, vb, groups, [h, "", &j0, &kk]);
                     // `at` ends with the last dimension's index.
                     let (head, last) = at.rsplit_once(", ").unwrap_or(("", at.as_str()));
+                    // A strided run: `stride` registers from the first
+                    // column's element, every `stride`-th lane kept; the
+                    // lanes after the last column's element are masked off
+                    // (they may lie past the tensor's end).
+                    let wide = stride * lanes;
+                    let (mask, pad) = (em.fresh("m"), em.fresh("pad"));
+                    let wide_ty = format!("vector<{wide}xf32>");
+                    if stride > 1 {
+                        em.line(format!(
+                            "{mask} = vector.constant_mask [{}] : vector<{wide}xi1>",
+                            stride * (lanes - 1) + 1
+                        ));
+                        em.line(format!("{pad} = arith.constant dense<0.0> : {wide_ty}"));
+                    }
+                    let keep: Vec<String> = (0..lanes).map(|l| (l * stride).to_string()).collect();
                     for v in 0..lanes_per_tile {
-                        let lane0 = em.index_op("addi", last, &c(v * lanes));
+                        let offset = em.fresh("gc");
+                        em.line(format!(
+                            "{offset} = arith.constant {} : index",
+                            v * lanes * stride
+                        ));
+                        let lane0 = em.index_op("addi", last, &offset);
                         let x = em.fresh("x");
                         let idx = if head.is_empty() {
                             lane0
                         } else {
                             format!("{head}, {lane0}")
                         };
-                        em.line(format!("{x} = vector.load %B[{idx}] : {tb}, {v8}"));
+                        if stride == 1 {
+                            em.line(format!("{x} = vector.load %B[{idx}] : {tb}, {v8}"));
+                        } else {
+                            let loaded = em.fresh("w");
+                            em.line(format!(
+                                "{loaded} = vector.maskedload %B[{idx}], {mask}, {pad} : {tb}, vector<{wide}xi1>, {wide_ty} into {wide_ty}"
+                            ));
+                            em.line(format!(
+                                "{x} = vector.shuffle {loaded}, {loaded} [{}] : {wide_ty}, {wide_ty}",
+                                keep.join(", ")
+                            ));
+                        }
                         em.line(format!(
                             "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
                             c(v * lanes)
