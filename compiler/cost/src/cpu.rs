@@ -1037,8 +1037,9 @@ pub fn evaluate_fused(
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 };
     // The packed kernel copies its operands into panels first: all of B
-    // once (per batch), A once per block of `nc` columns (the l3 tile of
-    // the columns); each panel is written to and read back through L2.
+    // once (per batch) unless it reads B in place, A once per block of `nc`
+    // columns (the l3 tile of the columns); each panel is written to and
+    // read back through L2.
     let packing_bytes = match &packed {
         Some(c) => {
             let (m, n, k) = (
@@ -1056,8 +1057,12 @@ pub fn evaluate_fused(
                 .product::<f64>()
                 .max(1.0);
             let element = |t: usize| w.tensors[t].dtype.bits() as f64 / 8.0;
-            2.0 * batches
-                * (k * n * element(c.b.tensor) + m * k * element(c.a.tensor) * (n / nc).ceil())
+            let b_packed = if crate::kernel_shape::reads_b_in_place(c) {
+                0.0
+            } else {
+                k * n * element(c.b.tensor)
+            };
+            2.0 * batches * (b_packed + m * k * element(c.a.tensor) * (n / nc).ceil())
         }
         None => 0.0,
     };

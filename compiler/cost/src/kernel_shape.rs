@@ -510,6 +510,16 @@ pub fn packed_run(view: &View, groups: &Groups) -> Option<(u64, u64)> {
 /// vector of packed columns then loads `stride` registers.
 pub const MAX_PACK_STRIDE: u64 = 4;
 
+/// Whether the packed kernel reads whole panels of `b` where it lies
+/// instead of packing them: the rows fit one register tile (each element
+/// of `b` is used once, so a copy buys no reuse) and `b`'s columns are
+/// contiguous (a 3 x 1024 x 1024 product: 293 us packing `b`, 122 us
+/// reading it in place).
+pub fn reads_b_in_place(c: &Contraction) -> bool {
+    let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
+    rows <= PACKED_KERNEL_ROWS && c.b.gather.is_none() && c.b.coords.last() == Some(&Coord::Col)
+}
+
 /// The share of `b`'s elements the packed kernel copies one at a time
 /// (panels `nr` columns wide): none when its columns are contiguous; all
 /// of a transposed `b`; of a window, the panels that do not lie within one

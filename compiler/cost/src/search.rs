@@ -286,13 +286,28 @@ fn nest_space(
         _ if op.output_rank == 0 => vec![Vec::new()],
         _ => (0..op.output_rank).map(|v| vec![v]).collect(),
     };
-    // Any dimension may take the vector lanes on a cpu (the model charges
-    // lanes a short innermost tile leaves empty); other classes keep theirs.
+    // On a cpu the vector lanes go to an output dimension (the model
+    // charges lanes a short innermost tile leaves empty) or to a reduced
+    // one that a kernel takes (a row reduction's); other classes keep
+    // theirs. The transform path's vectors along a reduced dimension are
+    // not tried: the code MLIR makes for them reduces every vector across
+    // its lanes (a 2 x 512 x 512 product with `b[j, k]` ran 16x slower
+    // than the model's strided-vector rate). A mapping may still ask.
     let vectors = match knob(KnobTarget::Vectorize {
         tensor: tensor.clone(),
     }) {
         Some(Domain::Fixed(_)) => vec![start.vector],
-        _ if hw.class == HwClass::Cpu => (0..op.vars.len()).map(Some).collect(),
+        _ if hw.class == HwClass::Cpu => {
+            let useful: Vec<Option<usize>> = (0..op.vars.len())
+                .filter(|&v| v < op.output_rank || crate::cpu::takes_kernel(w, op, v))
+                .map(Some)
+                .collect();
+            if useful.is_empty() {
+                (0..op.vars.len()).map(Some).collect()
+            } else {
+                useful
+            }
+        }
         _ => vec![start.vector],
     };
     NestSpace {

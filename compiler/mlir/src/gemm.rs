@@ -732,6 +732,10 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     };
     // `b` with its columns innermost packs eight columns per load.
     let b_rows = vb.coords.last() == Some(&Coord::Col);
+    // Rows that fit one register tile use each element of `b` once: the
+    // micro-kernel reads whole panels of such a `b` where it lies (only a
+    // last, partial panel is packed, zero padded).
+    let direct_b = arch_cost::kernel_shape::reads_b_in_place(&g.shape);
     let groups = &g.shape.groups;
     let mut em = Emitter {
         out: String::new(),
@@ -848,6 +852,30 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         let j_left = em.index_op("subi", &col_end, &j0);
         let ncols = em.index_op("minsi", &c(nr), &j_left);
         let full_b = em.cmp("eq", &ncols, &c(nr));
+        if direct_b {
+            let partial = em.fresh("p");
+            em.line(format!(
+                "{partial} = arith.cmpi ne, {ncols}, {} : index",
+                c(nr)
+            ));
+            em.open(format!("scf.if {partial} {{"));
+            pack_padded(
+                em,
+                kcur,
+                &c(nr),
+                &ncols,
+                &|em, k, s| {
+                    let jj = em.index_op("addi", &j0, s);
+                    let at = index_of(em, vb, groups, [h, "", &jj, k]);
+                    format!("memref.load %B[{at}] : {tb}")
+                },
+                &|val, k, s| {
+                    format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}")
+                },
+            );
+            em.close("}");
+            return;
+        }
         em.open(format!("scf.if {full_b} {{"));
         em.open(format!("scf.for %pb = %c0 to {kcur} step %c1 {{"));
         let kk = em.index_op("addi", "%pc", "%pb");
@@ -1079,42 +1107,79 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         .map(|x| format!("%acc{x}"))
         .collect();
     let acc_types = vec![v8; accs.len()].join(", ");
-    let result = em.fresh("r");
-    em.open(format!(
-        "{result}:{} = scf.for %p = %c0 to {kcur} step %c1 iter_args({}) -> ({acc_types}) {{",
-        accs.len(),
-        accs.iter()
-            .map(|a| format!("{a} = %vzero"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let mut bv = Vec::new();
-    for v in 0..lanes_per_tile {
+    // The k loop of one tile, its `b` vectors from `load_b(em, v)`.
+    let k_loop = |em: &mut Emitter, load_b: &dyn Fn(&mut Emitter, u64) -> String| {
+        let result = em.fresh("r");
+        em.open(format!(
+            "{result}:{} = scf.for %p = %c0 to {kcur} step %c1 iter_args({}) -> ({acc_types}) {{",
+            accs.len(),
+            accs.iter()
+                .map(|a| format!("{a} = %vzero"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let bv: Vec<String> = (0..lanes_per_tile).map(|v| load_b(em, v)).collect();
+        let mut next = Vec::new();
+        for r in 0..MR {
+            let s = em.fresh("a");
+            em.line(format!(
+                "{s} = memref.load %Ap[%t, %ir, %p, {}] : {tap}",
+                c(r)
+            ));
+            let sv = em.fresh("av");
+            em.line(format!("{sv} = vector.broadcast {s} : f32 to {v8}"));
+            for (v, b) in bv.iter().enumerate() {
+                let y = em.fresh("y");
+                let acc = &accs[r as usize * lanes_per_tile as usize + v];
+                em.line(format!("{y} = vector.fma {sv}, {b}, {acc} : {v8}"));
+                next.push(y);
+            }
+        }
+        em.line(format!("scf.yield {} : {acc_types}", next.join(", ")));
+        em.close("}");
+        result
+    };
+    let packed_b = |em: &mut Emitter, v: u64| {
         let x = em.fresh("b");
         em.line(format!(
             "{x} = vector.load %Bp[{tb_slice}, {b_slot}, %p, {}] : {tbp}, {v8}",
             c(v * lanes)
         ));
-        bv.push(x);
-    }
-    let mut next = Vec::new();
-    for r in 0..MR {
-        let s = em.fresh("a");
-        em.line(format!(
-            "{s} = memref.load %Ap[%t, %ir, %p, {}] : {tap}",
-            c(r)
+        x
+    };
+    let result = if direct_b {
+        // Whole panels straight from `b`; the partial one from its packed copy.
+        let result = em.fresh("r");
+        em.open(format!(
+            "{result}:{} = scf.if {cols_full} -> ({acc_types}) {{",
+            accs.len()
         ));
-        let sv = em.fresh("av");
-        em.line(format!("{sv} = vector.broadcast {s} : f32 to {v8}"));
-        for (v, b) in bv.iter().enumerate() {
-            let y = em.fresh("y");
-            let acc = &accs[r as usize * lanes_per_tile as usize + v];
-            em.line(format!("{y} = vector.fma {sv}, {b}, {acc} : {v8}"));
-            next.push(y);
-        }
-    }
-    em.line(format!("scf.yield {} : {acc_types}", next.join(", ")));
-    em.close("}");
+        let direct = k_loop(&mut em, &|em: &mut Emitter, v: u64| {
+            let kk = em.index_op("addi", "%pc", "%p");
+            let jj = em.index_op("addi", &cj, &c(v * lanes));
+            let x = em.fresh("b");
+            em.line(format!(
+                "{x} = vector.load %B[{}] : {tb}, {v8}",
+                vb.at(h, "", &jj, &kk)
+            ));
+            x
+        });
+        let all = |r: &str| {
+            (0..accs.len())
+                .map(|x| format!("{r}#{x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        em.line(format!("scf.yield {} : {acc_types}", all(&direct)));
+        em.close("} else {");
+        em.indent += 1;
+        let packed = k_loop(&mut em, &packed_b);
+        em.line(format!("scf.yield {} : {acc_types}", all(&packed)));
+        em.close("}");
+        result
+    } else {
+        k_loop(&mut em, &packed_b)
+    };
     // Write back: add into C (unless first), the epilogue after the last block.
     em.open(format!("scf.if {full} {{"));
     for r in 0..MR {
