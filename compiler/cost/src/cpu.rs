@@ -1124,6 +1124,17 @@ pub fn evaluate_fused(
         }
         // Whole register tiles (their padding is in `flops`).
         (Some(_), Some(_)) if packed.is_some() => 1.0,
+        // The row kernels (a row reduction's, a row chain's stages) run
+        // whole registers along each row and its last elements one at a
+        // time: a row of 56 is three registers of 16 and eight scalar
+        // steps (measured: softmax's stages over rows of 56 took 1.6-2x the
+        // time of seven full vectors).
+        (Some(lanes), Some(v)) if in_kernel(v) && v + 1 == op.vars.len() => {
+            let row = op.vars[v].extent.max(1);
+            let register = p.register_lanes.unwrap_or(lanes).max(lanes);
+            let slots = row / register * register.div_ceil(lanes) + row % register;
+            row as f64 / (slots * lanes) as f64
+        }
         // Lanes the vector dimension fills over its whole extent: every
         // innermost tile, remainders included, takes whole vectors.
         (Some(lanes), Some(v)) => {

@@ -780,8 +780,16 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let c = |x: u64| format!("%c{x}");
     em.line("%zero = arith.constant 0.0 : f32");
     em.line(format!("%vzero = arith.constant dense<0.0> : {v8}"));
-    if batched {
-        em.open(format!("scf.for %h = %c0 to {} step %c1 {{", c(g.batch)));
+    // The batch loop: outside the two parallel regions of shared B (one
+    // pair per block per product), inside the one region of the private
+    // shapes (one region per call).
+    let open_batch = |em: &mut Emitter| {
+        if batched {
+            em.open(format!("scf.for %h = %c0 to {} step %c1 {{", c(g.batch)));
+        }
+    };
+    if blocks.shared_b() {
+        open_batch(&mut em);
     }
 
     // Two shapes of the loops around the macro-kernel.
@@ -1060,12 +1068,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         (panels, depth, row_panels)
     } else if a_once {
         open_threads(&mut em);
+        open_batch(&mut em);
         let depth = open_pc(&mut em);
         let row_panels = open_ic(&mut em, &depth.0);
         let panels = open_jc(&mut em);
         (panels, depth, row_panels)
     } else {
         open_threads(&mut em);
+        open_batch(&mut em);
         let panels = open_jc(&mut em);
         let depth = open_pc(&mut em);
         em.open(format!("scf.for %jp = %c0 to {panels} step %c1 {{"));
@@ -1234,14 +1244,17 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.close("}"); // threads
         em.close("}"); // pc
         em.close("}"); // jc
+        if batched {
+            em.close("}"); // h
+        }
     } else {
         em.close("}"); // jc or pc
         em.close("}"); // pc or jc
+        if batched {
+            em.close("}"); // h
+        }
         em.line("scf.reduce");
         em.close("}"); // threads
-    }
-    if batched {
-        em.close("}"); // h
     }
     em.line("func.return");
     em.close("}");
