@@ -780,6 +780,34 @@ pub fn op_flops_along(op: &Op, along_last: bool) -> f64 {
     2.0 * (outside * outputs + inside * all + hoisted * rows).max(outputs)
 }
 
+/// Vector-unit slots per point of a sum's factors that do not depend on
+/// its reduced variables (`/ z[h, i]` in `sum[j] e[h, i, j] * v[h, j, d] /
+/// z[h, i]`): the kernels apply them once to the total ([`expr_ops`]), but
+/// the transform path's loop body computes the whole product at every
+/// point (measured: such an attention output took 14.4 ms with the
+/// division against 3.6 without).
+fn invariant_factor_ops(op: &Op) -> f64 {
+    let Some(ScalarExpr::Reduce {
+        op: arch_syntax::ast::ReduceOp::Sum,
+        vars,
+        body,
+    }) = crate::kernel_shape::the_reduction(&op.body)
+    else {
+        return 0.0;
+    };
+    let (mut num, mut den) = (Vec::new(), Vec::new());
+    crate::kernel_shape::factors(body, &mut num, &mut den, false);
+    let per = |f: &ScalarExpr, own: f64| {
+        if crate::kernel_shape::uses_any(f, vars) {
+            0.0
+        } else {
+            let (o, i) = expr_ops(f, &mut Vec::new());
+            o + i + own
+        }
+    };
+    num.iter().map(|f| per(f, 1.0)).sum::<f64>() + den.iter().map(|f| per(f, 4.0)).sum::<f64>()
+}
+
 /// Cycles between dependent floating-point adds (AMD's Zen 4 software
 /// optimization guide: FADD latency 3, FMA 4; Intel's cores are similar).
 pub const REDUCTION_CHAIN_CYCLES: f64 = 4.0;
@@ -961,6 +989,10 @@ pub fn packed_nest(
             let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
             (2 * batches * cols.div_ceil(nc) * depth.div_ceil(kc)) as f64
         },
+        a_elements_per_thread: {
+            let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
+            (batches * span_rows.min(rows) * depth * span_cols.min(cols).div_ceil(nc)) as f64
+        },
         shared_b_passes: if split_cols || threads < 2 {
             0.0
         } else {
@@ -980,6 +1012,10 @@ pub struct PackedNest {
     /// split the rows two per block of `b` (all pack it, then each takes
     /// its rows), per batch.
     pub regions: f64,
+    /// Elements of `a` each busy thread packs (one at a time) per call: its
+    /// rows, once per block of `nc` columns of its span. Threads that split
+    /// the columns each pack all the rows.
+    pub a_elements_per_thread: f64,
     /// Times the packed `b` crosses between cores when threads split the
     /// rows: all of them pack it together and each reads all of it once
     /// per row block, the parts the others packed from their caches.
@@ -1034,8 +1070,14 @@ pub fn evaluate_fused(
             crate::kernel_shape::PACKED_KERNEL_ROWS,
         ) * padded(extent(&c.groups.cols), p.packed_panel_cols())
     });
+    let all_points: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
-        + if row_kernel { 16.0 * outputs } else { 0.0 };
+        + if row_kernel { 16.0 * outputs } else { 0.0 }
+        + if packed.is_none() && !row_kernel {
+            2.0 * invariant_factor_ops(op) * all_points
+        } else {
+            0.0
+        };
     // The packed kernel copies its operands into panels first: all of B
     // once (per batch) unless it reads B in place, A once per block of `nc`
     // columns (the l3 tile of the columns); each panel is written to and
@@ -1148,8 +1190,13 @@ pub fn evaluate_fused(
     let compute_s = flops / (p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use);
     // Elements of `b` the packed kernel copies one at a time (a transposed
     // `b`, a window's panels that straddle two output rows) take
-    // PACK_ELEMENT_CYCLES each, shared by the threads.
+    // PACK_ELEMENT_CYCLES each, shared by the threads; so does every
+    // element of `a` it packs (six rows' elements at a time, each from its
+    // own row), per thread.
     let compute_s = compute_s
+        + kernel.as_ref().map_or(0.0, |k| {
+            k.a_elements_per_thread * PACK_ELEMENT_CYCLES / p.clock_hz
+        })
         + packed.as_ref().map_or(0.0, |c| {
             let elements =
                 (extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols)) as f64;
@@ -1275,9 +1322,14 @@ pub fn evaluate_fused(
     // Starting and joining the threads of a parallel region (not part of
     // the speed of light: one core needs none).
     if cores_used > 1.0 && !fused.region_open {
+        // Panels of a shared `b` that another core packed come from its
+        // cache line by line while the kernel waits (each thread reads its
+        // share of them).
+        let remote_lines = shared_b_bytes / cores_used / p.line_bytes.max(1.0);
         predicted.latency_s += kernel
             .as_ref()
-            .map_or(PARALLEL_REGION_S, |k| PACKED_REGION_S * k.regions);
+            .map_or(PARALLEL_REGION_S, |k| PACKED_REGION_S * k.regions)
+            + remote_lines * REMOTE_LINE_S;
         predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
         predicted.utilization = predicted.lower_bound_s / predicted.latency_s;
     }
@@ -1291,6 +1343,15 @@ pub fn evaluate_fused(
 /// element ran 0.47 ms longer than the same of stride 1 packed with vector
 /// loads, 0.66 cycles per element at 2.6 GHz.
 pub const PACK_ELEMENT_CYCLES: f64 = 0.66;
+
+/// Seconds a thread of the packed kernel waits for each cache line of a
+/// shared packed `b` that another core wrote (measured: a 128 x 768 x 3072
+/// product with its rows over two threads, `b` packed in one 768 x 3072
+/// block, ran 1.9 ms longer than with the columns over the threads, each
+/// packing its own; 4.7 MB of panels per thread from the other core: 26 ns
+/// a line). With blocks of 512 columns the same split measured no wait, so
+/// this is an upper bound that steers the search to private panels.
+pub const REMOTE_LINE_S: f64 = 26e-9;
 
 /// Seconds an OpenMP parallel region adds (fork and join with the worker
 /// threads still spinning): measured here, a 64 x 64 scaling took 1.32 us on

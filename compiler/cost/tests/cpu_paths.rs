@@ -251,3 +251,101 @@ workload k(C = 3, F = 64, H = {out}) {{
         .replace("b[k, j]", "b[j, k]");
     assert_eq!(share(&transposed), 1.0);
 }
+
+/// A factor of a sum that its reduced variable does not touch (`/ z[i]`):
+/// the packed kernel applies it once to each total, the transform path's
+/// loop body at every point of the product.
+#[test]
+fn an_invariant_factor_costs_every_point_on_the_transform_path() {
+    let scaled = "import std.hw.host
+workload gemm(M = 512, N = 512, K = 512) {
+  input a: f32[M, K]
+  input b: f32[K, N]
+  input z: f32[M]
+  output c: f32[M, N]
+  c[i, j] = sum[k] a[i, k] * b[k, j] / z[i]
+}
+";
+    let (plain_w, hw) = models(GEMM, "gemm");
+    let (scaled_w, _) = models(scaled, "gemm");
+    let predict = |w: &arch_sema::model::WorkloadModel, vector: usize| {
+        let op = &w.ops[0];
+        let p = CpuParams::for_op(&hw, w, op).expect("cpu params");
+        evaluate(
+            w,
+            op,
+            &p,
+            &nest([16, 16, 64], vec![0, 2, 1], vector, vec![0]),
+        )
+        .compute_cycles
+    };
+    // Vectors along j: the packed kernel, the division once per output.
+    let (packed_plain, packed_scaled) = (predict(&plain_w, 1), predict(&scaled_w, 1));
+    assert!(
+        packed_scaled < 1.01 * packed_plain,
+        "{packed_scaled} vs {packed_plain}"
+    );
+    // Vectors along i: the transform path divides at every point.
+    let (path_plain, path_scaled) = (predict(&plain_w, 0), predict(&scaled_w, 0));
+    assert!(
+        path_scaled > 2.0 * path_plain,
+        "{path_scaled} vs {path_plain}"
+    );
+}
+
+/// Rows over two threads share one packed `b`: each thread reads the
+/// panels the other packed from its cache, which columns over the threads
+/// (each packing its own) never do.
+#[test]
+fn shared_panels_cost_the_lines_another_core_wrote() {
+    let program = "hardware two : cpu {
+  clock 2.5 GHz
+  cores 2
+  level dram { bandwidth 30 GB/s }
+  level l3 { size 32 MiB, bandwidth 100 GB/s per core }
+  level l2 { size 1 MiB per core, bandwidth 110 GB/s per core }
+  level l1 { size 32 KiB per core, bandwidth 200 GB/s per core }
+  compute fma { f32: 40 flop/cycle per core, vector 64 B }
+}
+workload g(M = 128, K = 768, N = 3072) {
+  input a: f32[M, K]
+  input b: f32[K, N]
+  output c: f32[M, N]
+  c[i, j] = sum[k] a[i, k] * b[k, j]
+}
+";
+    let mut db = RootDatabase::default();
+    let file = common::checked_file(&mut db, "/cost/shared_panels.arch", program);
+    let w = common::workload_in(&db, file, "g");
+    let decl = *arch_sema::db::file_decls(&db, file)
+        .iter()
+        .find(|d| d.name(&db) == "two")
+        .expect("hardware");
+    let hw = arch_sema::hardware::hardware_model(&db, decl)
+        .model
+        .clone()
+        .expect("hardware model");
+    let op = &w.ops[0];
+    let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+    let split = |parallel: usize| LoopNest {
+        tiles: vec![
+            vec![128, 3072, 768],
+            vec![128, 3072, 768],
+            vec![128, 128, 768],
+            vec![16, 16, 64],
+        ],
+        order: vec![0, 1, 2],
+        parallel: vec![parallel],
+        vector: Some(1),
+    };
+    let rows = evaluate(&w, op, &p, &split(0));
+    let cols = evaluate(&w, op, &p, &split(1));
+    // 9.4 MB of panels, half of them from the other core, 26 ns a line.
+    let wait = 768.0 * 3072.0 * 4.0 / 2.0 / 64.0 * arch_cost::cpu::REMOTE_LINE_S;
+    assert!(
+        rows.latency_s > cols.latency_s + 0.8 * wait,
+        "rows {} cols {} wait {wait}",
+        rows.latency_s,
+        cols.latency_s
+    );
+}
