@@ -1322,14 +1322,9 @@ pub fn evaluate_fused(
     // Starting and joining the threads of a parallel region (not part of
     // the speed of light: one core needs none).
     if cores_used > 1.0 && !fused.region_open {
-        // Panels of a shared `b` that another core packed come from its
-        // cache line by line while the kernel waits (each thread reads its
-        // share of them).
-        let remote_lines = shared_b_bytes / cores_used / p.line_bytes.max(1.0);
         predicted.latency_s += kernel
             .as_ref()
-            .map_or(PARALLEL_REGION_S, |k| PACKED_REGION_S * k.regions)
-            + remote_lines * REMOTE_LINE_S;
+            .map_or(PARALLEL_REGION_S, |k| PACKED_REGION_S * k.regions);
         predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
         predicted.utilization = predicted.lower_bound_s / predicted.latency_s;
     }
@@ -1343,15 +1338,6 @@ pub fn evaluate_fused(
 /// element ran 0.47 ms longer than the same of stride 1 packed with vector
 /// loads, 0.66 cycles per element at 2.6 GHz.
 pub const PACK_ELEMENT_CYCLES: f64 = 0.66;
-
-/// Seconds a thread of the packed kernel waits for each cache line of a
-/// shared packed `b` that another core wrote (measured: a 128 x 768 x 3072
-/// product with its rows over two threads, `b` packed in one 768 x 3072
-/// block, ran 1.9 ms longer than with the columns over the threads, each
-/// packing its own; 4.7 MB of panels per thread from the other core: 26 ns
-/// a line). With blocks of 512 columns the same split measured no wait, so
-/// this is an upper bound that steers the search to private panels.
-pub const REMOTE_LINE_S: f64 = 26e-9;
 
 /// Seconds an OpenMP parallel region adds (fork and join with the worker
 /// threads still spinning): measured here, a 64 x 64 scaling took 1.32 us on
