@@ -556,24 +556,7 @@ fn strided_convolutions_pack_whole_panels_and_match() {
                 "import std.hw.host\nimport std.nn.conv2d\nworkload conv(N = 1, C = 2, H = {h}, F = 5, R = 3) {{\n  input x: f32[N, C, H, H]\n  weight k: f32[F, C, R, R]\n  output y: f32[N, F, (H - R) / {stride} + 1, (H - R) / {stride} + 1]\n  y = conv2d(x, k, stride: {stride})\n}}\nmapping panels for conv on host {{\n  vectorize y: q\n}}\n"
             ),
         );
-        for threads in ["1", "2"] {
-            let r = archc(&[
-                "run",
-                &src,
-                "--target",
-                "host",
-                "--threads",
-                threads,
-                "--runs",
-                "1",
-            ]);
-            assert_eq!(r.code, 0, "stride {stride}: {}", r.stderr);
-            assert!(
-                r.stdout.contains("matches the reference"),
-                "stride {stride}, {threads} threads: {}",
-                r.stdout
-            );
-        }
+        runs_match_on_one_and_two_threads(&src, &format!("stride {stride}"));
         let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);
         assert!(
             mlir.stdout.contains("vector.maskedload") && mlir.stdout.contains("vector.shuffle"),
@@ -596,23 +579,29 @@ fn few_row_products_read_the_weight_in_place_and_match() {
                 "import std.hw.host\nworkload mlp(B = {rows}, K = 77, N = {cols}) {{\n  input x: f32[B, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[B, N]\n  y[i, j] = tanh(sum[k] x[i, k] * w[k, j] + b[j])\n}}\nmapping rows for mlp on host {{\n  vectorize y: j\n}}\n"
             ),
         );
-        for threads in ["1", "2"] {
-            let r = archc(&[
-                "run",
-                &src,
-                "--target",
-                "host",
-                "--threads",
-                threads,
-                "--runs",
-                "1",
-            ]);
-            assert_eq!(r.code, 0, "{rows} x {cols}: {}", r.stderr);
-            assert!(
-                r.stdout.contains("matches the reference"),
-                "{rows} x {cols}, {threads} threads: {}",
-                r.stdout
-            );
-        }
+        runs_match_on_one_and_two_threads(&src, &format!("{rows} x {cols}"));
+    }
+}
+
+/// `archc run` of `src` on 1 and then 2 threads succeeds and matches the
+/// reference interpreter.
+fn runs_match_on_one_and_two_threads(src: &str, what: &str) {
+    for threads in ["1", "2"] {
+        let r = archc(&[
+            "run",
+            src,
+            "--target",
+            "host",
+            "--threads",
+            threads,
+            "--runs",
+            "1",
+        ]);
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("matches the reference"),
+            "{what}, {threads} threads: {}",
+            r.stdout
+        );
     }
 }

@@ -860,13 +860,8 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         let j_left = em.index_op("subi", &col_end, &j0);
         let ncols = em.index_op("minsi", &c(nr), &j_left);
         let full_b = em.cmp("eq", &ncols, &c(nr));
-        if direct_b {
-            let partial = em.fresh("p");
-            em.line(format!(
-                "{partial} = arith.cmpi ne, {ncols}, {} : index",
-                c(nr)
-            ));
-            em.open(format!("scf.if {partial} {{"));
+        // The last, partial panel: zero padded, an element at a time.
+        let pack_edge = |em: &mut Emitter| {
             pack_padded(
                 em,
                 kcur,
@@ -880,7 +875,16 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                 &|val, k, s| {
                     format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}")
                 },
-            );
+            )
+        };
+        if direct_b {
+            let partial = em.fresh("p");
+            em.line(format!(
+                "{partial} = arith.cmpi ne, {ncols}, {} : index",
+                c(nr)
+            ));
+            em.open(format!("scf.if {partial} {{"));
+            pack_edge(em);
             em.close("}");
             return;
         }
@@ -992,18 +996,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.close("}");
         em.close("} else {");
         em.indent += 1;
-        pack_padded(
-            em,
-            kcur,
-            &c(nr),
-            &ncols,
-            &|em, k, s| {
-                let jj = em.index_op("addi", &j0, s);
-                let at = index_of(em, vb, groups, [h, "", &jj, k]);
-                format!("memref.load %B[{at}] : {tb}")
-            },
-            &|val, k, s| format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}"),
-        );
+        pack_edge(em);
         em.close("}");
     };
     let open_ic = |em: &mut Emitter, kcur: &str| {
