@@ -590,3 +590,41 @@ fn iteration_spaces_beyond_u64_are_costed_not_wrapped() {
         }
     }
 }
+
+/// A row chain is one kernel on its first stage's threads: a later stage
+/// whose own nest would split only its (whole) columns is predicted on the
+/// chain's threads all the same, as the generated code runs it.
+#[test]
+fn a_row_chain_runs_on_its_first_stages_threads() {
+    let dir = std::env::temp_dir().join(format!("archc-chain-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let predicted_y = |parallel: &str| {
+        let path = dir.join(format!("softmax_{parallel}.arch"));
+        std::fs::write(
+            &path,
+            format!(
+                "import std.hw.host\nimport std.nn.softmax\nworkload sm(R = 4096, C = 512) {{\n  input x: f32[R, C]\n  output y: f32[R, C]\n  y = softmax(x)\n}}\nmapping m for sm on host {{\n  parallel y: {parallel}\n  tile y at l3 {{ r: 4096, c: 512 }}\n  tile y at l2 {{ r: 128, c: 512 }}\n  tile y at l1 {{ r: 4, c: 512 }}\n}}\n"
+            ),
+        )
+        .expect("write");
+        let out = archc(&[
+            "report",
+            &path.to_string_lossy(),
+            "--target",
+            "host",
+            "--uncalibrated",
+            "--threads",
+            "2",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v = json(&out.stdout);
+        let ops = v["ops"].as_array().expect("ops").clone();
+        let y = ops.iter().find(|o| o["name"] == "y").expect("y");
+        y["predicted"]["compute_cycles"].as_f64().expect("cycles")
+    };
+    let (rows, cols) = (predicted_y("r"), predicted_y("c"));
+    assert!((cols / rows - 1.0).abs() < 0.01, "rows {rows} cols {cols}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

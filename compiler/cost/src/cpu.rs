@@ -886,6 +886,9 @@ pub struct Fused {
     /// A later stage of the chain reads what this one computes for the
     /// row, so it waits for it.
     pub read_later: bool,
+    /// The threads the chain runs on: its first stage's, whatever a later
+    /// stage's own nest says (the chain is one kernel).
+    pub threads: Option<u64>,
     /// Tensors it finds in L1 or registers (nothing moves through the
     /// levels outside them).
     pub on_chip: Vec<usize>,
@@ -1040,7 +1043,7 @@ pub fn evaluate_fused(
         .product();
     // The schedule's parallel tiles say how many threads run the op (the
     // kernels included: their own blocks do not change it).
-    let threads = nest.threads(p.cores);
+    let threads = fused.threads.unwrap_or_else(|| nest.threads(p.cores));
     // The packed kernel runs its own loop nest, not the schedule's.
     let packed = match (nest.vector, crate::kernel_shape::packed_contraction(w, op)) {
         (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),

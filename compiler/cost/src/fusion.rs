@@ -297,6 +297,10 @@ pub fn fused_ops(
             }
         }
         let fits = (row_vectors.len() as f64) * chain.len as f64 * 4.0 <= l1 / 2.0;
+        // The chain's kernel runs on its first stage's threads, at most one
+        // per row (`arch_mlir::rowchain`).
+        let threads =
+            nest_of(chain.stages[0].op).map(|n| n.threads(hw.cores).min(chain.rows.max(1)));
         for (k, s) in chain.stages.iter().enumerate() {
             let Some(at) = schedule.ops.iter().position(|x| x.op == s.op) else {
                 continue;
@@ -308,6 +312,7 @@ pub fn fused_ops(
                 in_chain: true,
                 region_open: k > 0,
                 read_later,
+                threads,
                 on_chip: if fits {
                     chain.on_chip(s.op)
                 } else {
