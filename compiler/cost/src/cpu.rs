@@ -978,6 +978,7 @@ pub fn packed_nest(
         rows.div_ceil(span_rows)
     }
     .clamp(1, threads);
+    let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
     Some(PackedNest {
         nest: LoopNest {
             tiles,
@@ -989,13 +990,12 @@ pub fn packed_nest(
         regions: if split_cols || threads < 2 {
             1.0
         } else {
-            let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
             (2 * batches * cols.div_ceil(nc) * depth.div_ceil(kc)) as f64
         },
-        a_elements_per_thread: {
-            let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
-            (batches * span_rows.min(rows) * depth * span_cols.min(cols).div_ceil(nc)) as f64
-        },
+        a_elements_per_thread: (batches
+            * span_rows.min(rows)
+            * depth
+            * span_cols.min(cols).div_ceil(nc)) as f64,
         shared_b_passes: if split_cols || threads < 2 {
             0.0
         } else {
