@@ -97,6 +97,13 @@ pub struct Groups {
     pub depth: Vec<usize>,
 }
 
+impl Groups {
+    /// Elements of a group of variables: the product of their extents.
+    pub fn size(&self, vars: &[usize]) -> u64 {
+        vars.iter().map(|&v| self.extents[v]).product()
+    }
+}
+
 fn plain_var(a: &Affine) -> Option<usize> {
     match a.terms.as_slice() {
         [(v, 1)] if a.offset == 0 => Some(*v),
@@ -516,7 +523,7 @@ pub const MAX_PACK_STRIDE: u64 = 4;
 /// contiguous (a 3 x 1024 x 1024 product: 293 us packing `b`, 122 us
 /// reading it in place).
 pub fn reads_b_in_place(c: &Contraction) -> bool {
-    let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
+    let rows = c.groups.size(&c.groups.rows);
     rows <= PACKED_KERNEL_ROWS && c.b.gather.is_none() && c.b.coords.last() == Some(&Coord::Col)
 }
 
@@ -536,7 +543,7 @@ pub fn scalar_packed_share(c: &Contraction, nr: u64) -> f64 {
     let Some((run, _)) = packed_run(&c.b, &c.groups) else {
         return 1.0;
     };
-    let cols: u64 = c.groups.cols.iter().map(|&v| c.groups.extents[v]).product();
+    let cols = c.groups.size(&c.groups.cols);
     let panels = cols.div_ceil(nr.max(1));
     let scalar = (0..panels)
         .filter(|p| {
@@ -564,6 +571,6 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
 /// rows on the packed kernel is the faster (3 x 432 x 277 with tanh: 26
 /// us against 48; `bench/suite.py --generate 8 --seed 1|2`).
 fn packed_pays(c: &Contraction) -> bool {
-    let rows: u64 = c.groups.rows.iter().map(|&r| c.groups.extents[r]).product();
+    let rows = c.groups.size(&c.groups.rows);
     rows >= 2
 }

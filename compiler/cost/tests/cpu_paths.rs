@@ -171,14 +171,7 @@ workload scale(N = 4096) {
     let mut db = RootDatabase::default();
     let file = common::checked_file(&mut db, "/cost/shared_memory.arch", program);
     let w = common::workload_in(&db, file, "scale");
-    let decl = *arch_sema::db::file_decls(&db, file)
-        .iter()
-        .find(|d| d.name(&db) == "two_cores")
-        .expect("hardware");
-    let hw = arch_sema::hardware::hardware_model(&db, decl)
-        .model
-        .clone()
-        .expect("hardware model");
+    let hw = common::hardware_in(&db, file, "two_cores");
     let op = &w.ops[0];
     let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
     let nest = |parallel: Vec<usize>| LoopNest {

@@ -184,6 +184,7 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         cache_bytes(3, 8 << 20),
     );
     let l3_shared = caches.iter().any(|c| c.level == 3 && c.shared);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Working sets well inside each level (and far beyond the last).
     let round = |x: u64| (x / 4096).max(1) * 4096;
     let sets = [
@@ -260,7 +261,6 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         // which one core alone does not reach (its outstanding misses
         // limit it). Each core reads a buffer of its own, as large as the
         // one-core set.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         if cores > 1 {
             let bytes = sets.iter().find(|s| s.0 == "dram").map_or(0, |s| s.1);
             let name = format!("read_{bytes}");
@@ -350,7 +350,6 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
     let ghz = cpu_field("cpu MHz")
         .and_then(|m| m.parse::<f64>().ok())
         .map_or(2.0, |m| m / 1000.0);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = cpu_field("model name").unwrap_or_else(|| host.cpu.clone());
     let per_cycle = |rate: f64| rate / (ghz * 1e9);
     let bw = |level: &str| {

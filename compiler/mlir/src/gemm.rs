@@ -145,14 +145,14 @@ pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
     };
     let body = epilogue_of(w, op, &op.body, &scaled, &mut reads)?;
     let epilogue = (!matches!(body, ScalarExpr::Index(ACC))).then_some(body);
-    let extent = |vars: &[usize]| vars.iter().map(|v| op.vars[*v].extent).product::<u64>();
+    let g = &shape.groups;
     Some(Gemm {
         a: shape.a.tensor,
         b: shape.b.tensor,
-        m: extent(&shape.groups.rows),
-        n: extent(&shape.groups.cols),
-        k: extent(&shape.groups.depth),
-        batch: extent(&shape.groups.batch),
+        m: g.size(&g.rows),
+        n: g.size(&g.cols),
+        k: g.size(&g.depth),
+        batch: g.size(&g.batch),
         shape,
         epilogue,
         epilogue_reads: reads,

@@ -1,6 +1,6 @@
 //! Models the cost tests build from programs and the standard library.
 
-use arch_sema::db::{file_decls, RootDatabase, SourceFile};
+use arch_sema::db::{file_decls, Decl, RootDatabase, SourceFile};
 use arch_sema::hardware::{hardware_model, HardwareModel};
 use arch_sema::model::WorkloadModel;
 use arch_sema::workload::workload_model;
@@ -13,26 +13,31 @@ pub fn checked_file(db: &mut RootDatabase, path: &str, program: &str) -> SourceF
     file
 }
 
-/// The hardware `name` of `std.hw`.
-pub fn std_hardware(db: &RootDatabase, name: &str) -> HardwareModel {
-    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
-    let decl = *file_decls(db, std_hw)
+/// The declaration `name` of `file`.
+fn decl_in<'db>(db: &'db RootDatabase, file: SourceFile, name: &str) -> Decl<'db> {
+    *file_decls(db, file)
         .iter()
         .find(|d| d.name(db) == name)
-        .expect("std hardware");
-    hardware_model(db, decl)
+        .unwrap_or_else(|| panic!("no declaration `{name}`"))
+}
+
+/// The hardware `name` declared in `file`.
+pub fn hardware_in(db: &RootDatabase, file: SourceFile, name: &str) -> HardwareModel {
+    hardware_model(db, decl_in(db, file, name))
         .model
         .clone()
         .expect("hardware model")
 }
 
+/// The hardware `name` of `std.hw`.
+pub fn std_hardware(db: &RootDatabase, name: &str) -> HardwareModel {
+    let std_hw = db.file_by_path("<std>/hw.arch").expect("std.hw");
+    hardware_in(db, std_hw, name)
+}
+
 /// The workload `name` declared in `file`.
 pub fn workload_in(db: &RootDatabase, file: SourceFile, name: &str) -> WorkloadModel {
-    let decl = *file_decls(db, file)
-        .iter()
-        .find(|d| d.name(db) == name)
-        .expect("workload");
-    workload_model(db, decl)
+    workload_model(db, decl_in(db, file, name))
         .model
         .clone()
         .expect("workload model")
