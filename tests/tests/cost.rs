@@ -628,3 +628,38 @@ fn a_row_chain_runs_on_its_first_stages_threads() {
     assert!((cols / rows - 1.0).abs() < 0.01, "rows {rows} cols {cols}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A row's sum and maximum run in one loop (the generated code loads each
+/// vector once for both): the pair is predicted at the maximum's pace,
+/// about what the maximum alone takes, not the two ops' times added; a
+/// maximum and a minimum together take less than twice one of them (each
+/// fills the gaps of the other's chains) but more than one alone.
+#[test]
+fn row_reductions_sharing_a_loop_overlap() {
+    let total = |name: &str, body: &str| {
+        let text = format!(
+            "import std.hw.host\nworkload rr(R = 192, C = 1000) {{\n  input x: f32[R, C]\n{body}\n}}\n"
+        );
+        let v = report_json(name, &text, "host");
+        v["total"]["latency_s"].as_f64().expect("total")
+    };
+    let s = "  output s: f32[R]\n  s[i] = sum[j] x[i, j]";
+    let m = "  output m: f32[R]\n  m[i] = max[j] x[i, j]";
+    let n = "  output n: f32[R]\n  n[i] = min[j] x[i, j]";
+    let (sum, max, min) = (
+        total("share_s.arch", s),
+        total("share_m.arch", m),
+        total("share_n.arch", n),
+    );
+    let sum_max = total("share_sm.arch", &format!("{s}\n{m}"));
+    let max_min = total("share_mn.arch", &format!("{m}\n{n}"));
+    assert!(
+        sum_max < 0.8 * (sum + max),
+        "sum {sum} max {max} both {sum_max}"
+    );
+    assert!(sum_max >= 0.99 * max, "max {max} both {sum_max}");
+    assert!(
+        max_min < 1.5 * max && max_min > 1.05 * max.max(min),
+        "max {max} min {min} both {max_min}"
+    );
+}

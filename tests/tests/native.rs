@@ -583,6 +583,26 @@ fn few_row_products_read_the_weight_in_place_and_match() {
     }
 }
 
+/// Statistics of the same rows (a sum, a maximum, a minimum, a mean of
+/// squares) run in one loop over each row; a reduction that reads them (a
+/// variance around the mean, plus the range) starts a loop of its own.
+/// Row lengths 1, 7, 123 and 1000 take every path of the loop (whole
+/// groups, whole vectors, narrower vectors, single elements).
+#[test]
+fn row_statistics_share_one_loop_and_match() {
+    let dir = temp("row-stats");
+    for (rows, cols) in [(3, 1), (5, 7), (17, 123), (9, 1000)] {
+        let src = program(
+            &dir,
+            &format!("stats{cols}.arch"),
+            &format!(
+                "import std.hw.host\nworkload stats(R = {rows}, C = {cols}) {{\n  input x: f32[R, C]\n  output s: f32[R]\n  output m: f32[R]\n  output n: f32[R]\n  output q: f32[R]\n  output v: f32[R]\n  s[i] = sum[j] x[i, j]\n  m[i] = max[j] x[i, j]\n  n[i] = min[j] x[i, j]\n  q[i] = sum[j] x[i, j] * x[i, j] / C\n  v[i] = sum[j] (x[i, j] - s[i] / C) * (x[i, j] - s[i] / C) + (m[i] - n[i])\n}}\n"
+            ),
+        );
+        runs_match_on_one_and_two_threads(&src, &format!("{rows} x {cols}"));
+    }
+}
+
 /// `archc run` of `src` on 1 and then 2 threads succeeds and matches the
 /// reference interpreter.
 fn runs_match_on_one_and_two_threads(src: &str, what: &str) {

@@ -83,6 +83,63 @@ pub struct CostReport {
     pub total: Total,
 }
 
+/// Reductions of a row chain that share one loop over each row
+/// ([`crate::fusion::RowChain::loop_leads`]) run at once: the first's
+/// stream from memory, every one's vector work and the slowest one's chains
+/// (`floors`, what each would take in its own loop) overlap, so the loop
+/// takes the longest of the three. The loop's time is split by vector work (the loop is one kernel: the
+/// bounds hold for it as a whole, [`crate::bounds::violations`]).
+fn share_loops(ops: &mut [OpReport], fused: &[crate::cpu::Fused], floors: &[f64]) {
+    let mut a = 0;
+    while a < ops.len() {
+        if !fused[a].shares_loop || fused[a].joins {
+            a += 1;
+            continue;
+        }
+        let mut b = a + 1;
+        while b < ops.len() && fused[b].joins {
+            b += 1;
+        }
+        let clock = |p: &Predicted| {
+            if p.latency_s > 0.0 {
+                p.cycles / p.latency_s
+            } else {
+                1.0
+            }
+        };
+        let compute_s = |p: &Predicted| p.compute_cycles / clock(p);
+        let own_s = |p: &Predicted| {
+            p.levels
+                .iter()
+                .map(|l| l.time_s)
+                .fold(p.lower_bound_s, f64::max)
+        };
+        let lead = &ops[a].predicted;
+        // Thread start and join, charged to the first op of the chain.
+        let overhead = (lead.latency_s - compute_s(lead).max(own_s(lead))).max(0.0);
+        let work: f64 = ops[a..b].iter().map(|o| compute_s(&o.predicted)).sum();
+        let floor = floors[a..b].iter().copied().fold(0.0, f64::max);
+        let group = (lead.latency_s - overhead).max(work).max(floor);
+        for (k, o) in ops[a..b].iter_mut().enumerate() {
+            let p = &mut o.predicted;
+            let hz = clock(p);
+            let share = if work > 0.0 {
+                compute_s(p) / work
+            } else {
+                1.0 / (b - a) as f64
+            };
+            p.latency_s = group * share + if k == 0 { overhead } else { 0.0 };
+            p.cycles = (p.latency_s * hz).ceil();
+            p.utilization = if p.latency_s > 0.0 {
+                (p.lower_bound_s / p.latency_s).min(1.0)
+            } else {
+                1.0
+            };
+        }
+        a = b;
+    }
+}
+
 /// Predicts every op of `w` on `hw` under `schedule`, in order; ops run one
 /// after another.
 pub fn evaluate(
@@ -96,6 +153,8 @@ pub fn evaluate(
     // Row chains (cpu only): what each op finds on chip.
     let (fused, never_stored) = crate::fusion::fused_ops(w, hw, schedule);
     let mut ops = Vec::new();
+    // What each cpu op sharing a loop would take alone (see `share_loops`).
+    let mut floors = vec![0.0; schedule.ops.len()];
     match hw.class {
         HwClass::Cpu => {
             let resident = crate::bounds::resident_level_except(w, hw, &never_stored);
@@ -112,6 +171,9 @@ pub fn evaluate(
                     })?
                 };
                 let predicted = crate::cpu::evaluate_fused(w, op, &params, &s.nest, fused);
+                if fused.shares_loop {
+                    floors[ops.len()] = crate::cpu::loop_floor_s(w, op, &params, &s.nest, fused);
+                }
                 ops.push(OpReport {
                     name: w.tensors[op.output].name.clone(),
                     mapping: describe(w, hw, s),
@@ -272,6 +334,9 @@ pub fn evaluate(
                 crate::bounds::enforce(&mut r.predicted, &f);
             }
         }
+    }
+    if hw.class == HwClass::Cpu {
+        share_loops(&mut ops, &fused, &floors);
     }
     let total = Total {
         latency_s: ops.iter().map(|o| o.predicted.latency_s).sum(),

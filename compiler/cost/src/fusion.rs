@@ -82,6 +82,33 @@ impl RowChain {
         out.dedup();
         out
     }
+
+    /// For each stage, the first stage of the loop over the row it runs in.
+    /// Consecutive row reductions that read nothing the reductions of that
+    /// loop compute share one loop (a row's sum and maximum: one load per
+    /// vector, both accumulators updated from it), unless the first is fed
+    /// by a column map fused into its loop (a softmax's exponentials and
+    /// their sum).
+    pub fn loop_leads(&self) -> Vec<usize> {
+        let is_map = |k: usize| {
+            let s = &self.stages[k];
+            !s.reduces && s.output.has(Coord::Col)
+        };
+        let mut leads: Vec<usize> = Vec::with_capacity(self.stages.len());
+        for (k, s) in self.stages.iter().enumerate() {
+            let joins = k > 0 && s.reduces && self.stages[k - 1].reduces && {
+                let lead = leads[k - 1];
+                let map_fed = lead > 0 && is_map(lead - 1);
+                let computed: Vec<usize> = self.stages[lead..k]
+                    .iter()
+                    .map(|p| p.output.tensor)
+                    .collect();
+                !map_fed && s.reads.iter().all(|v| !computed.contains(&v.tensor))
+            };
+            leads.push(if joins { leads[k - 1] } else { k });
+        }
+        leads
+    }
 }
 
 /// Whether `e` is built only of what a row kernel computes: f32 reads by
@@ -301,10 +328,12 @@ pub fn fused_ops(
         // per row (`arch_mlir::rowchain`).
         let threads =
             nest_of(chain.stages[0].op).map(|n| n.threads(hw.cores).min(chain.rows.max(1)));
+        let leads = chain.loop_leads();
         for (k, s) in chain.stages.iter().enumerate() {
             let Some(at) = schedule.ops.iter().position(|x| x.op == s.op) else {
                 continue;
             };
+            let shares_loop = leads.iter().filter(|&&l| l == leads[k]).count() > 1;
             let read_later = chain.stages[k + 1..]
                 .iter()
                 .any(|later| later.reads.iter().any(|v| v.tensor == s.output.tensor));
@@ -318,6 +347,8 @@ pub fn fused_ops(
                 } else {
                     Vec::new()
                 },
+                shares_loop,
+                joins: leads[k] != k,
             };
         }
         never_stored.extend(chain.local);

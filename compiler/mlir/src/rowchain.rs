@@ -15,7 +15,7 @@
 //! (`%O{stage}`), then each row buffer (`%S{stage}`).
 
 use crate::gemm::{emit_epilogue, epilogue_of, Emitter, EpilogueArgs, Lane, Local, Scaled};
-use crate::rowreduce::{emit_reduction, full_groups, open_rows, reduction_parts, tail_pieces};
+use crate::rowreduce::{emit_reductions, full_groups, open_rows, reduction_parts, tail_pieces};
 use arch_cost::fusion::RowChain;
 use arch_cost::kernel_shape::View;
 use arch_sema::model::{ScalarExpr, WorkloadModel};
@@ -35,6 +35,9 @@ pub struct ChainStage {
     pub output: View,
     /// Written to its tensor (else kept in a register or a row buffer).
     pub written: bool,
+    /// Runs in the loop of the stage before it (sibling reductions of the
+    /// same row: [`RowChain::loop_leads`]).
+    pub joins: bool,
 }
 
 /// A chain ready to emit.
@@ -86,7 +89,8 @@ impl ChainKernel {
 pub fn build(w: &WorkloadModel, chain: &RowChain, lanes: u64) -> Option<ChainKernel> {
     let mut reads: Vec<View> = Vec::new();
     let mut stages = Vec::new();
-    for s in &chain.stages {
+    let leads = chain.loop_leads();
+    for (k, s) in chain.stages.iter().enumerate() {
         let op = &w.ops[s.op];
         let (reduce, body, outer) = if s.reduces {
             let (rop, body, outer) = reduction_parts(w, op, &s.groups, &mut reads)?;
@@ -109,6 +113,7 @@ pub fn build(w: &WorkloadModel, chain: &RowChain, lanes: u64) -> Option<ChainKer
             per_row: s.reduces || s.groups.cols.is_empty(),
             output: s.output.clone(),
             written: !chain.local.contains(&s.output.tensor),
+            joins: leads[k] != k,
         });
     }
     let kernel = ChainKernel {
@@ -229,14 +234,20 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
             }
         }
         let reducing = if fused_into_next { k + 1 } else { k };
+        // The stages that share the reducing stage's loop.
+        let mut last = reducing;
+        while c.stages.get(last + 1).is_some_and(|n| n.joins) {
+            last += 1;
+        }
         let r = &c.stages[reducing];
-        let produced = if r.per_row {
+        let mut produced: Vec<(usize, Local)> = Vec::new();
+        if r.per_row {
             let args = EpilogueArgs {
                 reads: &c.reads,
                 h: "",
                 locals: &locals,
             };
-            let value = match r.reduce {
+            let values: Vec<String> = match r.reduce {
                 Some(rop) => {
                     let snapshot = locals.clone();
                     let mut before = |em: &mut Emitter, lane: Lane, j: &str| {
@@ -254,30 +265,51 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
                     } else {
                         None
                     };
-                    let total = emit_reduction(
-                        &mut em,
-                        rop,
-                        &r.body,
-                        (full, c.len, lanes),
-                        "%row",
-                        &args,
-                        hook,
+                    let mut parts = vec![(rop, &r.body)];
+                    parts.extend(
+                        c.stages[reducing + 1..=last]
+                            .iter()
+                            .filter_map(|m| Some((m.reduce?, &m.body))),
                     );
-                    emit_epilogue(&mut em, &r.outer, &total, Lane::Scalar, "%row", "", &args)
+                    let totals =
+                        emit_reductions(&mut em, &parts, (full, c.len, lanes), "%row", &args, hook);
+                    (reducing..=last)
+                        .zip(&totals)
+                        .map(|(m, total)| {
+                            emit_epilogue(
+                                &mut em,
+                                &c.stages[m].outer,
+                                total,
+                                Lane::Scalar,
+                                "%row",
+                                "",
+                                &args,
+                            )
+                        })
+                        .collect()
                 }
-                None => emit_epilogue(&mut em, &r.body, "", Lane::Scalar, "%row", "", &args),
+                None => vec![emit_epilogue(
+                    &mut em,
+                    &r.body,
+                    "",
+                    Lane::Scalar,
+                    "%row",
+                    "",
+                    &args,
+                )],
             };
-            if r.written {
-                em.line(format!(
-                    "memref.store {value}, %O{reducing}[{}] : {}",
-                    r.output.at("", "%row", "", ""),
-                    r.output.memref()
-                ));
+            for (m, value) in (reducing..).zip(values) {
+                let stage = &c.stages[m];
+                if stage.written {
+                    em.line(format!(
+                        "memref.store {value}, %O{m}[{}] : {}",
+                        stage.output.at("", "%row", "", ""),
+                        stage.output.memref()
+                    ));
+                }
+                produced.push((m, Local::Scalar(value)));
             }
-            Some(Local::Scalar(value))
-        } else {
-            None
-        };
+        }
         let mut publish = |stage: usize, local: Local| {
             for (slot, v) in c.reads.iter().enumerate() {
                 if v.tensor == c.stages[stage].output.tensor {
@@ -288,10 +320,10 @@ pub fn kernel(c: &ChainKernel, name: &str, threads: u64) -> String {
         if !s.per_row {
             publish(k, row_local(k));
         }
-        if let Some(local) = produced {
-            publish(reducing, local);
+        for (m, local) in produced {
+            publish(m, local);
         }
-        k = reducing + 1;
+        k = last + 1;
     }
     em.close("}");
     em.line("scf.reduce");

@@ -192,107 +192,164 @@ pub(crate) fn emit_reduction(
     em: &mut Emitter,
     op: ReduceOp,
     body: &ScalarExpr,
+    shape: (u64, u64, u64),
+    row: &str,
+    args: &EpilogueArgs<'_>,
+    before: Option<Before<'_>>,
+) -> String {
+    let mut totals = emit_reductions(em, &[(op, body)], shape, row, args, before);
+    totals.remove(0)
+}
+
+/// Accumulators each of `n` reductions sharing one loop keeps: four for up
+/// to three (twelve vector registers), fewer past that.
+fn accumulators(n: usize) -> usize {
+    (12 / n.max(1)).clamp(1, UNROLL as usize)
+}
+
+/// [`emit_reduction`] for several reductions of the same row in one loop:
+/// each vector of the row is loaded once (the bodies' reads of the same
+/// element are one load after LLVM's value numbering) and feeds every
+/// reduction's accumulators. Returns the totals in order.
+pub(crate) fn emit_reductions(
+    em: &mut Emitter,
+    reductions: &[(ReduceOp, &ScalarExpr)],
     (full, len, lanes): (u64, u64, u64),
     row: &str,
     args: &EpilogueArgs<'_>,
     mut before: Option<Before<'_>>,
-) -> String {
-    let mut body_at = |em: &mut Emitter, lane: Lane, j: &str| match before.as_mut() {
-        Some(f) => {
-            let locals = f(em, lane, j);
-            let args = EpilogueArgs {
-                reads: args.reads,
-                h: args.h,
-                locals: &locals,
-            };
-            emit_epilogue(em, body, "", lane, row, j, &args)
-        }
-        None => emit_epilogue(em, body, "", lane, row, j, args),
-    };
+) -> Vec<String> {
+    let mut body_at =
+        |em: &mut Emitter, body: &ScalarExpr, lane: Lane, j: &str| match before.as_mut() {
+            Some(f) => {
+                let locals = f(em, lane, j);
+                let args = EpilogueArgs {
+                    reads: args.reads,
+                    h: args.h,
+                    locals: &locals,
+                };
+                emit_epilogue(em, body, "", lane, row, j, &args)
+            }
+            None => emit_epilogue(em, body, "", lane, row, j, args),
+        };
     let v8 = &format!("vector<{lanes}xf32>");
-    let (id, vid) = (em.fresh("id"), em.fresh("vid"));
-    let identity = f32_literal(identity(op));
-    em.line(format!("{id} = arith.constant {identity} : f32"));
-    em.line(format!("{vid} = arith.constant dense<{identity}> : {v8}"));
-    // Four accumulators over whole groups of four vectors.
-    let accs: Vec<String> = (0..UNROLL).map(|_| em.fresh("acc")).collect();
-    let types = vec![v8.as_str(); UNROLL as usize].join(", ");
+    let per = accumulators(reductions.len());
+    let mut ids = Vec::new();
+    let mut accs: Vec<Vec<String>> = Vec::new();
+    let mut inits = Vec::new();
+    for &(op, _) in reductions {
+        let (id, vid) = (em.fresh("id"), em.fresh("vid"));
+        let identity = f32_literal(identity(op));
+        em.line(format!("{id} = arith.constant {identity} : f32"));
+        em.line(format!("{vid} = arith.constant dense<{identity}> : {v8}"));
+        let these: Vec<String> = (0..per).map(|_| em.fresh("acc")).collect();
+        inits.extend(these.iter().map(|a| format!("{a} = {vid}")));
+        accs.push(these);
+        ids.push(id);
+    }
+    let count = per * reductions.len();
+    let types = vec![v8.as_str(); count].join(", ");
+    // Whole groups of UNROLL vectors; vector u goes to accumulator u % per.
     let vs = em.fresh("vs");
     em.open(format!(
-        "{vs}:{UNROLL} = scf.for %j = %k0 to %k{full} step %k{} iter_args({}) -> ({types}) {{",
+        "{vs}:{count} = scf.for %j = %k0 to %k{full} step %k{} iter_args({}) -> ({types}) {{",
         UNROLL * lanes,
-        accs.iter()
-            .map(|a| format!("{a} = {vid}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        inits.join(", ")
     ));
-    let mut next = Vec::new();
-    for (u, acc) in accs.iter().enumerate() {
+    let mut next = accs.clone();
+    for u in 0..UNROLL {
         let offset = em.fresh("off");
-        em.line(format!(
-            "{offset} = arith.constant {} : index",
-            u as u64 * lanes
-        ));
+        em.line(format!("{offset} = arith.constant {} : index", u * lanes));
         let j = em.index_op("addi", "%j", &offset);
-        let x = body_at(em, Lane::Vector(lanes), &j);
-        let y = em.fresh("y");
-        em.line(format!("{y} = {} {acc}, {x} : {v8}", combine(op)));
-        next.push(y);
+        for (r, &(op, body)) in reductions.iter().enumerate() {
+            let x = body_at(em, body, Lane::Vector(lanes), &j);
+            let y = em.fresh("y");
+            let slot = u as usize % per;
+            em.line(format!(
+                "{y} = {} {}, {x} : {v8}",
+                combine(op),
+                next[r][slot]
+            ));
+            next[r][slot] = y;
+        }
     }
-    em.line(format!("scf.yield {} : {types}", next.join(", ")));
+    em.line(format!("scf.yield {} : {types}", next.concat().join(", ")));
     em.close("}");
-    // Whole vectors left over, into the first accumulator.
+    // Whole vectors left over, into each reduction's first accumulator.
     let whole = len - len % lanes;
     let (from, to, step) = (em.fresh("from"), em.fresh("to"), em.fresh("step"));
     em.line(format!("{from} = arith.constant {full} : index"));
     em.line(format!("{to} = arith.constant {whole} : index"));
     em.line(format!("{step} = arith.constant {lanes} : index"));
-    let (single, a) = (em.fresh("single"), em.fresh("a"));
+    let n = reductions.len();
+    let single = em.fresh("single");
+    let firsts: Vec<String> = (0..n).map(|_| em.fresh("a")).collect();
+    let one_types = vec![v8.as_str(); n].join(", ");
     em.open(format!(
-        "{single} = scf.for %j = {from} to {to} step {step} iter_args({a} = {vs}#0) -> ({v8}) {{"
+        "{single}:{n} = scf.for %j = {from} to {to} step {step} iter_args({}) -> ({one_types}) {{",
+        firsts
+            .iter()
+            .enumerate()
+            .map(|(r, a)| format!("{a} = {vs}#{}", r * per))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    let x = body_at(em, Lane::Vector(lanes), "%j");
-    let y = em.fresh("y");
-    em.line(format!("{y} = {} {a}, {x} : {v8}", combine(op)));
-    em.line(format!("scf.yield {y} : {v8}"));
+    let mut ys = Vec::new();
+    for (r, &(op, body)) in reductions.iter().enumerate() {
+        let x = body_at(em, body, Lane::Vector(lanes), "%j");
+        let y = em.fresh("y");
+        em.line(format!("{y} = {} {}, {x} : {v8}", combine(op), firsts[r]));
+        ys.push(y);
+    }
+    em.line(format!("scf.yield {} : {one_types}", ys.join(", ")));
     em.close("}");
     // The last elements (fewer than a vector; the length is known) in
     // narrower vectors, then at most one alone.
-    let mut tail = id.clone();
+    let mut tails = ids.clone();
     for (at, lane) in tail_pieces(whole, len, lanes) {
         let j = em.fresh("j");
         em.line(format!("{j} = arith.constant {at} : index"));
-        let x = body_at(em, lane, &j);
-        let x = match lane {
-            Lane::Scalar => x,
-            Lane::Vector(_) => {
-                let h = em.fresh("h");
-                em.line(format!(
-                    "{h} = vector.reduction <{}>, {x} : {} into f32",
-                    horizontal(op),
-                    lane.ty()
-                ));
-                h
-            }
-        };
-        let y = em.fresh("y");
-        em.line(format!("{y} = {} {tail}, {x} : f32", combine(op)));
-        tail = y;
+        for (r, &(op, body)) in reductions.iter().enumerate() {
+            let x = body_at(em, body, lane, &j);
+            let x = match lane {
+                Lane::Scalar => x,
+                Lane::Vector(_) => {
+                    let h = em.fresh("h");
+                    em.line(format!(
+                        "{h} = vector.reduction <{}>, {x} : {} into f32",
+                        horizontal(op),
+                        lane.ty()
+                    ));
+                    h
+                }
+            };
+            let y = em.fresh("y");
+            em.line(format!("{y} = {} {}, {x} : f32", combine(op), tails[r]));
+            tails[r] = y;
+        }
     }
-    let mut lanes = single;
-    for u in 1..UNROLL {
-        let y = em.fresh("y");
-        em.line(format!("{y} = {} {lanes}, {vs}#{u} : {v8}", combine(op)));
-        lanes = y;
+    let mut totals = Vec::new();
+    for (r, &(op, _)) in reductions.iter().enumerate() {
+        let mut lanes = format!("{single}#{r}");
+        for u in 1..per {
+            let y = em.fresh("y");
+            em.line(format!(
+                "{y} = {} {lanes}, {vs}#{} : {v8}",
+                combine(op),
+                r * per + u
+            ));
+            lanes = y;
+        }
+        let h = em.fresh("h");
+        em.line(format!(
+            "{h} = vector.reduction <{}>, {lanes} : {v8} into f32",
+            horizontal(op)
+        ));
+        let total = em.fresh("total");
+        em.line(format!("{total} = {} {h}, {} : f32", combine(op), tails[r]));
+        totals.push(total);
     }
-    let h = em.fresh("h");
-    em.line(format!(
-        "{h} = vector.reduction <{}>, {lanes} : {v8} into f32",
-        horizontal(op)
-    ));
-    let total = em.fresh("total");
-    em.line(format!("{total} = {} {h}, {tail} : f32", combine(op)));
-    total
+    totals
 }
 
 /// Emits what runs ahead of a reduction's body at a column; returns the
