@@ -1028,8 +1028,16 @@ pub fn packed_nest(
         rows.div_ceil(span_rows)
     }
     .clamp(1, threads);
+    // The busiest thread's whole register tiles against the average's.
+    let imbalance = if split_cols {
+        (span_cols * busy) as f64 / round_up(cols, nr) as f64
+    } else {
+        (span_rows * busy) as f64 / round_up(rows, mr) as f64
+    }
+    .max(1.0);
     let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
     Some(PackedNest {
+        imbalance,
         nest: LoopNest {
             tiles,
             order,
@@ -1061,6 +1069,10 @@ pub struct PackedNest {
     /// Threads with rows (or columns) to compute: a product shorter than
     /// the threads' register tiles leaves some idle.
     pub busy: u64,
+    /// The busiest thread's work over the average busy thread's: each
+    /// takes whole register tiles of a span rounded up to them (64 rows on
+    /// two threads: 36 and 28, six blocks of six rows against five).
+    pub imbalance: f64,
     /// Parallel regions the kernel opens per call: one, or when threads
     /// split the rows two per block of `b` (all pack it, then each takes
     /// its rows), per batch.
@@ -1253,7 +1265,9 @@ pub fn evaluate_fused(
         (Some(lanes), None) => 1.0 / lanes as f64,
         (None, _) => 1.0,
     } / if chained { REDUCTION_CHAIN_CYCLES } else { 1.0 };
-    let rate = p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use;
+    // The packed kernel's threads finish when its busiest one does.
+    let rate = p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use
+        / kernel.as_ref().map_or(1.0, |k| k.imbalance);
     let compute_s = if fused.shares_loop {
         flops / rate
     } else {
