@@ -11,8 +11,8 @@ thread count T the script
 
 1. builds it: `archc build FILE --target host -o DIR --threads T [--set ...]`;
 2. in a child process (so that a crash of one case does not end the run;
-   OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to T, and OMP_PROC_BIND to
-   true unless the environment says how to bind, as `archc run` does), loads
+   OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to T; threads unbound, as
+   in a user's process), loads
    lib<workload>.so with ctypes, fills every input and weight with seeded
    random numbers, calls it, and compares every output with a numpy
    reference of the same math computed in f64 (max |got - want| / max |want|
@@ -699,11 +699,10 @@ def run_case(archc, name, overrides, label, threads, a):
         cfg = {"name": name, "sizes": sizes, "dir": out, "threads": threads,
                "rounds": a.rounds, "idle": a.idle, "block_s": a.block, "ort_spin": a.ort_spin}
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-        # archc's libraries run on OpenMP threads: bound one per core, as
-        # `archc run` binds them (unbound, a region's two threads sometimes
-        # shared one vCPU for a whole process: 10x slower small ops).
-        if not any(v in os.environ for v in ("OMP_PROC_BIND", "OMP_PLACES", "KMP_AFFINITY")):
-            env["OMP_PROC_BIND"] = "true"
+        # No thread binding (OMP_PROC_BIND): libomp would pin the process's
+        # main thread to one core, and ONNX Runtime's pool, created from
+        # it, with it (measured: ORT's two-thread times became its
+        # one-thread times).
         best = None
         for attempt in range(1 + a.retry_noisy):
             wait_for_quiet(a.quiet_wait)
