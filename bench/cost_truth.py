@@ -7,6 +7,12 @@ threads) with `archc run --report`, and compares each prediction with the
 measured median. Prints every point, Spearman's rank correlation and the
 mean absolute percentage error.
 
+Each point is run in `--passes` processes (default 2), one pass over all
+points after the other, and keeps the lowest median: the model predicts an
+undisturbed machine, and on a shared VM a neighbour's burst can hold one
+vCPU for seconds (a two-thread GEMM then measures its one-thread time, the
+idle core's half done by the other after it).
+
     .venv/bin/python bench/cost_truth.py target/release/archc [--markdown] [--points N]
 """
 import argparse
@@ -99,6 +105,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--hardware", help="a calibrated description (default: run archc calibrate)")
+    ap.add_argument("--passes", type=int, default=2,
+                    help="processes per point, one pass over all points after another; the lowest median counts")
     a = ap.parse_args()
     archc = os.path.abspath(a.archc)
     rng = random.Random(a.seed)
@@ -110,6 +118,7 @@ def main():
                 g.write(f.read())
         else:
             subprocess.run([archc, "calibrate", "-o", hw], check=True, stdout=subprocess.DEVNULL)
+        cases = []
         for name, template in (("gemm", GEMM), ("mlp", MLP)):
             sizes, maps = mappings(rng, a.points)
             for i, (desc, body, threads) in enumerate(maps):
@@ -118,6 +127,10 @@ def main():
                     f.write("import hc.host_calibrated\n")
                     f.write(template.format(**sizes))
                     f.write(f"mapping m for {name} on host_calibrated {{\n{body}\n}}\n")
+                cases.append((name, i, desc, path, threads))
+        best = {}
+        for _ in range(max(1, a.passes)):
+            for name, i, desc, path, threads in cases:
                 report = os.path.join(d, f"r_{name}_{i}.json")
                 r = subprocess.run([archc, "run", path, "--target", "host_calibrated", "--runs", "5",
                                     "--no-check", "--report", report, "--threads", str(threads)],
@@ -128,7 +141,13 @@ def main():
                 with open(report) as f:
                     rep = json.load(f)
                 pred, meas = rep["total"]["latency_s"], rep["total"]["measured"]["latency_s"]
-                rows.append((name, desc, pred, meas))
+                key = (name, i)
+                if key not in best or meas < best[key][3]:
+                    best[key] = (name, desc, pred, meas)
+        for name, i, desc, _, _ in cases:
+            if (name, i) in best:
+                _, _, pred, meas = best[(name, i)]
+                rows.append(best[(name, i)])
                 print(f"{name:5} {desc:100} predicted {pred*1e3:9.3f} ms measured {meas*1e3:9.3f} ms",
                       file=sys.stderr)
     preds = [r[2] for r in rows]
