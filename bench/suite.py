@@ -12,7 +12,8 @@ thread count T the script
 1. builds it: `archc build FILE --target host -o DIR --threads T [--set ...]`;
 2. in a child process (so that a crash of one case does not end the run;
    OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to T; threads unbound, as
-   in a user's process), loads
+   in a user's process; every buffer 64-byte aligned, as PyTorch's and
+   ONNX Runtime's own are, for every runtime), loads
    lib<workload>.so with ctypes, fills every input and weight with seeded
    random numbers, calls it, and compares every output with a numpy
    reference of the same math computed in f64 (max |got - want| / max |want|
@@ -470,18 +471,28 @@ def child(cfg):
     args = man["arguments"]
     fn.argtypes = [ctypes.c_void_p] * len(args)
     rng = np.random.default_rng(cfg.get("seed", 0))
+
+    def aligned_zeros(shape):
+        # 64-byte aligned, as PyTorch's and ONNX Runtime's own buffers are
+        # (numpy's are 16-byte aligned): every runtime gets these buffers.
+        n = int(np.prod(shape, dtype=np.int64))
+        raw = np.zeros(n + 16, dtype=np.float32)
+        skip = (-raw.ctypes.data % 64) // 4
+        return raw[skip:skip + n].reshape(shape)
+
     arrays = {}
     for a in args:
         if a["dtype"] != "f32":
             raise SystemExit(f"argument {a['name']} is {a['dtype']}, the suite expects f32")
         shape = tuple(a["shape"])
         if a["role"] == "output":
-            arrays[a["name"]] = np.zeros(shape, dtype=np.float32)
+            arrays[a["name"]] = aligned_zeros(shape)
         else:
             x = rng.random(shape, dtype=np.float32) * 2 - 1
             if a["name"] in spec.get("fan_in", {}):
                 x *= np.float32(fan_in_scale(spec["fan_in"][a["name"]], sizes))
-            arrays[a["name"]] = x
+            arrays[a["name"]] = aligned_zeros(shape)
+            arrays[a["name"]][...] = x
     ptrs = [arrays[a["name"]].ctypes.data_as(ctypes.c_void_p) for a in args]
     outs = [a["name"] for a in args if a["role"] == "output"]
     given = {a["name"]: arrays[a["name"]] for a in args if a["role"] != "output"}
@@ -542,7 +553,7 @@ def child(cfg):
     ort_out = {}
     for a in args:
         if a["role"] == "output":
-            ort_out[a["name"]] = np.zeros(tuple(a["shape"]), dtype=np.float32)
+            ort_out[a["name"]] = aligned_zeros(tuple(a["shape"]))
             io.bind_output(a["name"], "cpu", 0, np.float32, list(a["shape"]),
                            ort_out[a["name"]].ctypes.data)
     sess.run_with_iobinding(io)
