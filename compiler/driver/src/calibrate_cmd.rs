@@ -197,7 +197,15 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         ("l3 half", round(l3 / 2)),
         ("l3 three quarters", round(l3 / 4 * 3)),
     ];
-    let sizes: Vec<u64> = sets.iter().map(|s| s.1).collect();
+    // L3 read by every core at once, each from a buffer of its own: the
+    // buffers together fill at most 3/4 of it, each at least twice L2 (on
+    // a chip with too many cores for that, not measured).
+    let l3_each = round(sets[2].1.min(l3 / 4 * 3 / cores as u64));
+    let l3_each = (cores > 1 && l3_each >= 2 * l2).then_some(l3_each);
+    let mut sizes: Vec<u64> = sets.iter().map(|s| s.1).collect();
+    sizes.extend(l3_each);
+    sizes.sort_unstable();
+    sizes.dedup();
     let text = module(vector_bytes, &sizes);
     let lowered = arch_mlir::pipeline::run(&text, &arch_mlir::pipeline::cpu_stages(false, 1))
         .map_err(|e| e.to_string())?;
@@ -257,17 +265,16 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
             );
             bandwidth.push((level, rate));
         }
-        // Memory streamed by every core at once: the chip's bandwidth,
+        // A level streamed by every core at once: the chip's bandwidth,
         // which one core alone does not reach (its outstanding misses
-        // limit it). Each core reads a buffer of its own, as large as the
-        // one-core set.
-        if cores > 1 {
-            let bytes = sets.iter().find(|s| s.0 == "dram").map_or(0, |s| s.1);
+        // limit it) and which the cores share. Each core reads a buffer of
+        // its own of `bytes`.
+        let all_cores = |bytes: u64| -> Result<f64, String> {
             let name = format!("read_{bytes}");
             let mut buffers: Vec<Buffer> = (0..cores)
                 .map(|_| Buffer::new(&vec![1u8; bytes as usize]))
                 .collect();
-            let rate = measure(
+            measure(
                 |n| {
                     let start = std::time::Instant::now();
                     std::thread::scope(|scope| {
@@ -289,7 +296,11 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
                 (bytes * cores as u64) as f64,
                 target,
                 runs,
-            )?;
+            )
+        };
+        if cores > 1 {
+            let bytes = sets.iter().find(|s| s.0 == "dram").map_or(0, |s| s.1);
+            let rate = all_cores(bytes)?;
             let _ = writeln!(
                 err,
                 "dram: {:.1} GB/s reading {} KiB on each of {cores} cores",
@@ -297,6 +308,16 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
                 bytes >> 10
             );
             bandwidth.push(("dram all cores", rate));
+        }
+        if let Some(bytes) = l3_each {
+            let rate = all_cores(bytes)?;
+            let _ = writeln!(
+                err,
+                "l3: {:.1} GB/s reading {} KiB on each of {cores} cores",
+                rate / 1e9,
+                bytes >> 10
+            );
+            bandwidth.push(("l3 all cores", rate));
         }
         Ok((flops, bandwidth))
     })();
@@ -368,8 +389,10 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         host.cpu, vector_bytes
     ));
     s.push_str("// Rates are one core's: FMA chains in registers, and reads of a working set\n");
-    s.push_str("// half the size of each cache (an eighth of L3; 8x L3 for dram), and DRAM's\n");
-    s.push_str("// also with every core reading at once. Energies are not measured: they\n");
+    s.push_str("// half the size of each cache (an eighth of L3; 8x L3 for dram), and L3's\n");
+    s.push_str(
+        "// and DRAM's also with every core reading at once. Energies are not measured: they\n",
+    );
     s.push_str("// are std.hw.host's estimates.\n");
     s.push_str(&format!("hardware {name} : cpu {{\n"));
     s.push_str(&format!("  vendor \"{}\"\n", model.replace('"', "'")));
@@ -435,11 +458,15 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         } else {
             String::new()
         };
+        let rate = if level == "l3" && l3_shared {
+            shared_bandwidth_lines(bw("l3"), bw("l3 all cores"), cores)
+        } else {
+            format!("bandwidth {:.2} GB/s per core    // measured", bw(level))
+        };
         s.push_str(&format!(
-            "  level {level} {{\n    size {} KiB{scope}    // {}\n    bandwidth {:.2} GB/s per core    // measured{latency}\n    energy {energy} pJ/B    // estimate (std.hw.host)\n  }}\n",
+            "  level {level} {{\n    size {} KiB{scope}    // {}\n    {rate}{latency}\n    energy {energy} pJ/B    // estimate (std.hw.host)\n  }}\n",
             bytes >> 10,
             if level == "l3" { l3_note.as_str() } else { "sysfs cache size" },
-            bw(level)
         ));
     }
     s.push_str(&format!(
@@ -450,6 +477,24 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         per_cycle(gemm),
     ));
     Ok(s)
+}
+
+/// The bandwidth entries of a level the cores share, from one core's rate
+/// and every core's at once (GB/s; 0 if not measured): the chip's rate and
+/// one core's (`core_bandwidth`) where every core together got less than
+/// the sum of their rates alone, else one core's rate per core.
+fn shared_bandwidth_lines(one: f64, all: f64, cores: usize) -> String {
+    if all <= 0.0 {
+        return format!("bandwidth {one:.2} GB/s per core    // measured");
+    }
+    let all = all.max(one);
+    if all < 0.95 * one * cores as f64 {
+        format!(
+            "bandwidth {all:.2} GB/s    // measured, all {cores} cores reading\n    core_bandwidth {one:.2} GB/s    // measured, one core reading"
+        )
+    } else {
+        format!("bandwidth {one:.2} GB/s per core    // measured (every core reading at once too)")
+    }
 }
 
 /// The rate of archc's own f32 matrix product (`n`^3, the packed kernel,
@@ -546,4 +591,39 @@ fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_bandwidth_lines;
+
+    /// A shared level whose cores together fall short of their sum says
+    /// both rates; one that scales, or was not measured with every core,
+    /// keeps one core's rate per core. Each form parses as a level.
+    #[test]
+    fn shared_levels_say_what_every_core_gets() {
+        let short = shared_bandwidth_lines(100.0, 120.0, 4);
+        assert!(short.starts_with("bandwidth 120.00 GB/s "), "{short}");
+        assert!(short.contains("core_bandwidth 100.00 GB/s"), "{short}");
+        let scales = shared_bandwidth_lines(97.0, 190.0, 2);
+        assert!(
+            scales.starts_with("bandwidth 97.00 GB/s per core"),
+            "{scales}"
+        );
+        assert!(!scales.contains("core_bandwidth"), "{scales}");
+        let alone = shared_bandwidth_lines(97.0, 0.0, 1);
+        assert!(
+            alone.starts_with("bandwidth 97.00 GB/s per core"),
+            "{alone}"
+        );
+        for (lines, shared) in [(short, true), (scales, false), (alone, false)] {
+            let text = format!(
+                "hardware host : cpu {{\n  clock 2 GHz\n  cores 4\n  level dram {{\n    bandwidth 20 GB/s\n  }}\n  level l3 {{\n    size 8 MiB\n    {lines}\n  }}\n  compute fma {{\n    f32: 32 flop/cycle per core\n    vector 32 B\n  }}\n}}\n"
+            );
+            let hw = crate::calibration::parse(&text, "calibrated.arch")
+                .unwrap_or_else(|| panic!("does not check:\n{text}"));
+            let l3 = hw.levels.iter().find(|l| l.name == "l3").expect("l3");
+            assert_eq!(l3.core_bandwidth_bytes_per_s.is_some(), shared, "{text}");
+        }
+    }
 }

@@ -58,8 +58,9 @@ pub fn cpu_model() -> String {
 }
 
 /// What a calibration file holds; bumped when calibration measures more
-/// (2: the latencies of L3 and DRAM; 3: DRAM streamed by every core).
-pub const FORMAT: u32 = 3;
+/// (2: the latencies of L3 and DRAM; 3: DRAM streamed by every core; 4: a
+/// shared L3 read by every core).
+pub const FORMAT: u32 = 4;
 
 /// The cache file for this machine's CPU model and core count.
 pub fn cache_file() -> Option<PathBuf> {
@@ -83,7 +84,7 @@ pub fn cache_file() -> Option<PathBuf> {
 }
 
 /// The hardware `host` in `text`, if the file checks clean.
-fn parse(text: &str, path: &str) -> Option<HardwareModel> {
+pub(crate) fn parse(text: &str, path: &str) -> Option<HardwareModel> {
     let mut db = RootDatabase::default();
     let file = db.set_file(path, text.to_string());
     if !arch_sema::file_diagnostics(&db, file).is_empty() {

@@ -106,12 +106,13 @@ warm-up, printed beside the cost model's prediction and written into the report'
         after_help = "Builds microbenchmarks the way `archc build` builds workloads and runs them on \
 one core: FMA throughput per element type (f32, f64) and the read bandwidth of working sets sized \
 to each cache level (from Linux's sysfs) and to memory, how much of L3 one core keeps at L3 \
-speed (a shared cache), the latency of L3 and memory (dependent loads), and memory read by every core \
-at once (the chip's bandwidth, written beside one core's as `core_bandwidth`). Without -o it replaces this machine's \
+speed (a shared cache), the latency of L3 and memory (dependent loads), and memory and a shared L3 read \
+by every core at once (the chip's bandwidth, written beside one core's as `core_bandwidth` where all cores \
+together get less than the sum of their rates alone). Without -o it replaces this machine's \
 cached calibration (~/.cache/archc/calibration/, per CPU model and core count; $ARCHC_CACHE_DIR \
 moves it), which `--target host` uses on tune, report, build and run; the first of those commands \
 measures it when there is none. With -o FILE it writes a separate hardware description (named \
---name) for `--hardware FILE --target NAME`. Energies stay estimates. Takes about 12 s (--quick: \
+--name) for `--hardware FILE --target NAME`. Energies stay estimates. Takes about 14 s (--quick: \
 about 2 s, -o only)."
     )]
     Calibrate(crate::calibrate_cmd::CalibrateArgs),
