@@ -298,26 +298,20 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
                 runs,
             )
         };
-        if cores > 1 {
-            let bytes = sets.iter().find(|s| s.0 == "dram").map_or(0, |s| s.1);
+        let dram_each = (cores > 1).then(|| sets.iter().find(|s| s.0 == "dram").map_or(0, |s| s.1));
+        for (level, each, key) in [
+            ("dram", dram_each, "dram all cores"),
+            ("l3", l3_each, "l3 all cores"),
+        ] {
+            let Some(bytes) = each else { continue };
             let rate = all_cores(bytes)?;
             let _ = writeln!(
                 err,
-                "dram: {:.1} GB/s reading {} KiB on each of {cores} cores",
+                "{level}: {:.1} GB/s reading {} KiB on each of {cores} cores",
                 rate / 1e9,
                 bytes >> 10
             );
-            bandwidth.push(("dram all cores", rate));
-        }
-        if let Some(bytes) = l3_each {
-            let rate = all_cores(bytes)?;
-            let _ = writeln!(
-                err,
-                "l3: {:.1} GB/s reading {} KiB on each of {cores} cores",
-                rate / 1e9,
-                bytes >> 10
-            );
-            bandwidth.push(("l3 all cores", rate));
+            bandwidth.push((key, rate));
         }
         Ok((flops, bandwidth))
     })();
