@@ -431,8 +431,15 @@ fn infeasible_constraints_point_at_their_statement() {
 
 /// `report --format json` of `text` for `target`, as a JSON value.
 fn report_json(name: &str, text: &str, target: &str) -> serde_json::Value {
+    report_json_with(name, text, target, &[])
+}
+
+/// [`report_json`] with more arguments for `report`.
+fn report_json_with(name: &str, text: &str, target: &str, more: &[&str]) -> serde_json::Value {
     let path = program(name, text);
-    let out = archc(&["report", &path, "--target", target, "--format", "json"]);
+    let mut args = vec!["report", &path, "--target", target, "--format", "json"];
+    args.extend_from_slice(more);
+    let out = archc(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     json(&out.stdout)
 }
@@ -596,37 +603,22 @@ fn iteration_spaces_beyond_u64_are_costed_not_wrapped() {
 /// chain's threads all the same, as the generated code runs it.
 #[test]
 fn a_row_chain_runs_on_its_first_stages_threads() {
-    let dir = std::env::temp_dir().join(format!("archc-chain-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let predicted_y = |parallel: &str| {
-        let path = dir.join(format!("softmax_{parallel}.arch"));
-        std::fs::write(
-            &path,
-            format!(
-                "import std.hw.host\nimport std.nn.softmax\nworkload sm(R = 4096, C = 512) {{\n  input x: f32[R, C]\n  output y: f32[R, C]\n  y = softmax(x)\n}}\nmapping m for sm on host {{\n  parallel y: {parallel}\n  tile y at l3 {{ r: 4096, c: 512 }}\n  tile y at l2 {{ r: 128, c: 512 }}\n  tile y at l1 {{ r: 4, c: 512 }}\n}}\n"
-            ),
-        )
-        .expect("write");
-        let out = archc(&[
-            "report",
-            &path.to_string_lossy(),
-            "--target",
+        let text = format!(
+            "import std.hw.host\nimport std.nn.softmax\nworkload sm(R = 4096, C = 512) {{\n  input x: f32[R, C]\n  output y: f32[R, C]\n  y = softmax(x)\n}}\nmapping m for sm on host {{\n  parallel y: {parallel}\n  tile y at l3 {{ r: 4096, c: 512 }}\n  tile y at l2 {{ r: 128, c: 512 }}\n  tile y at l1 {{ r: 4, c: 512 }}\n}}\n"
+        );
+        let v = report_json_with(
+            &format!("softmax_{parallel}.arch"),
+            &text,
             "host",
-            "--uncalibrated",
-            "--threads",
-            "2",
-            "--format",
-            "json",
-        ]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        let v = json(&out.stdout);
+            &["--uncalibrated", "--threads", "2"],
+        );
         let ops = v["ops"].as_array().expect("ops").clone();
         let y = ops.iter().find(|o| o["name"] == "y").expect("y");
         y["predicted"]["compute_cycles"].as_f64().expect("cycles")
     };
     let (rows, cols) = (predicted_y("r"), predicted_y("c"));
     assert!((cols / rows - 1.0).abs() < 0.01, "rows {rows} cols {cols}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A row's sum and maximum run in one loop (the generated code loads each

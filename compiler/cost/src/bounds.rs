@@ -304,16 +304,11 @@ pub fn violations(
     let close = |a: f64, b: f64| a >= b * (1.0 - 1e-9) - 1e-30;
     // Row reductions that share one loop are one kernel: the bounds hold
     // for the loop's time (the sum of theirs), each op's own included.
-    let mut loop_s = vec![0.0; report.ops.len()];
-    let mut a = 0;
-    while a < report.ops.len() {
-        let mut b = a + 1;
-        while b < report.ops.len() && fused.get(b).is_some_and(|f| f.joins) {
-            b += 1;
-        }
-        let total: f64 = report.ops[a..b].iter().map(|r| r.predicted.latency_s).sum();
-        loop_s[a..b].iter_mut().for_each(|t| *t = total);
-        a = b;
+    let mut loop_s: Vec<f64> = report.ops.iter().map(|r| r.predicted.latency_s).collect();
+    // (A neuromorphic report has fewer ops than the schedule; none share.)
+    for span in crate::cpu::loops(&fused[..fused.len().min(loop_s.len())]) {
+        let total: f64 = loop_s[span.clone()].iter().sum();
+        loop_s[span].iter_mut().for_each(|t| *t = total);
     }
     for (((r, &i), fused), &loop_s) in report.ops.iter().zip(&ops).zip(&fused).zip(&loop_s) {
         let p = &r.predicted;

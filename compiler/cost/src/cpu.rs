@@ -940,6 +940,23 @@ pub struct Fused {
     pub joins: bool,
 }
 
+/// The ops of a schedule grouped by the loop they run in, as index ranges
+/// over `fused` (schedule order): each op with those after it that join
+/// its loop ([`Fused::joins`]); most ranges hold one op.
+pub fn loops(fused: &[Fused]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < fused.len() {
+        let mut b = a + 1;
+        while b < fused.len() && fused[b].joins {
+            b += 1;
+        }
+        out.push(a..b);
+        a = b;
+    }
+    out
+}
+
 /// The time `op` would take in a loop of its own (its maximum's chains
 /// setting the pace): the floor under a loop it shares with other
 /// reductions of the row ([`Fused::shares_loop`]).
@@ -1282,10 +1299,10 @@ pub fn evaluate_fused(
     let rate = p.flops_per_cycle_per_core * cores_used * p.clock_hz * lane_use
         / kernel.as_ref().map_or(1.0, |k| k.imbalance);
     let compute_s = if fused.shares_loop {
-        flops / rate
+        flops
     } else {
-        chain_flops.max(flops) / rate
-    };
+        chain_flops
+    } / rate;
     // Elements of `b` the packed kernel copies one at a time (a transposed
     // `b`, a window's panels that straddle two output rows) take
     // PACK_ELEMENT_CYCLES each, shared by the threads; so does every

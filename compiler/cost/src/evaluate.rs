@@ -87,19 +87,12 @@ pub struct CostReport {
 /// ([`crate::fusion::RowChain::loop_leads`]) run at once: the first's
 /// stream from memory, every one's vector work and the slowest one's chains
 /// (`floors`, what each would take in its own loop) overlap, so the loop
-/// takes the longest of the three. The loop's time is split by vector work (the loop is one kernel: the
-/// bounds hold for it as a whole, [`crate::bounds::violations`]).
+/// takes the longest of the three. The loop's time is split by vector work
+/// (the loop is one kernel: the bounds hold for it as a whole,
+/// [`crate::bounds::violations`]).
 fn share_loops(ops: &mut [OpReport], fused: &[crate::cpu::Fused], floors: &[f64]) {
-    let mut a = 0;
-    while a < ops.len() {
-        if !fused[a].shares_loop || fused[a].joins {
-            a += 1;
-            continue;
-        }
-        let mut b = a + 1;
-        while b < ops.len() && fused[b].joins {
-            b += 1;
-        }
+    for span in crate::cpu::loops(fused).into_iter().filter(|r| r.len() > 1) {
+        let (a, b) = (span.start, span.end);
         let clock = |p: &Predicted| {
             if p.latency_s > 0.0 {
                 p.cycles / p.latency_s
@@ -136,7 +129,6 @@ fn share_loops(ops: &mut [OpReport], fused: &[crate::cpu::Fused], floors: &[f64]
                 1.0
             };
         }
-        a = b;
     }
 }
 

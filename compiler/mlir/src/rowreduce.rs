@@ -305,7 +305,7 @@ pub(crate) fn emit_reductions(
     em.close("}");
     // The last elements (fewer than a vector; the length is known) in
     // narrower vectors, then at most one alone.
-    let mut tails = ids.clone();
+    let mut tails = ids;
     for (at, lane) in tail_pieces(whole, len, lanes) {
         let j = em.fresh("j");
         em.line(format!("{j} = arith.constant {at} : index"));
