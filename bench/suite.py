@@ -2,7 +2,8 @@
 """The workload suite (bench/suite/*.arch) against ONNX Runtime and numpy.
 
     .venv/bin/python bench/suite.py target/release/archc [--threads 1,2] [--rounds 5]
-        [--only ffn,mha] [--generate N --seed S [--with-suite]] [--quick]
+        [--only ffn,mha] [--generate N --seed S [--with-suite]]
+        [--case ffn:T=1,D=205,F=2582 ...] [--quick]
         [--markdown] [--json OUT]
 
 Every workload is written as a user would: `import std.hw.host`, std.nn ops
@@ -48,7 +49,8 @@ says so; the run continues and the exit status is 1 at the end.
 `--generate N --seed S` draws N new shape sets across the families
 (`random.Random(S)`, odd sizes, each case kept to roughly 50 ms or less)
 and runs them through `--set` instead of the fixed suite (with
-`--with-suite`, besides it). `--quick` builds every workload at small odd
+`--with-suite`, besides it). `--case NAME:K=V,...` runs one workload at
+the given sizes (repeatable; a generated case's sizes reproduce it). `--quick` builds every workload at small odd
 sizes, on one thread, one round: it proves that each builds and matches.
 
 onnx and onnxruntime (bench/requirements.txt) are installed into the
@@ -835,6 +837,9 @@ def main():
     ap.add_argument("--generate", type=int, default=0, metavar="N")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--with-suite", action="store_true", help="with --generate: run the fixed suite too")
+    ap.add_argument("--case", action="append", default=[], metavar="NAME:K=V,...",
+                    help="a workload at given sizes, e.g. ffn:T=1,D=205,F=2582 (repeatable; "
+                    "replaces the fixed suite unless --with-suite)")
     ap.add_argument("--quick", action="store_true", help="small sizes, one round: builds and checks")
     ap.add_argument("--idle", type=float, default=0.25, help="seconds of idle before each timed block")
     ap.add_argument("--block", type=float, default=0.1, help="seconds per timed block (about)")
@@ -880,7 +885,19 @@ def main():
     ensure_requirements()
 
     cases = []
-    if not a.generate or a.with_suite:
+    for spec in a.case:
+        name, _, sets = spec.partition(":")
+        if name not in WORKLOADS:
+            ap.error(f"unknown workload {name!r} in --case; known: {', '.join(WORKLOADS)}")
+        base = defaults(name)[1]
+        overrides = {}
+        for kv in filter(None, sets.split(",")):
+            k, _, v = kv.partition("=")
+            if k not in base or not v.isdigit() or int(v) < 1:
+                ap.error(f"--case {spec!r}: {kv!r} is not SIZE=N with SIZE one of {', '.join(base)}")
+            overrides[k] = int(v)
+        cases.append((name, overrides, spec))
+    if not (a.generate or a.case) or a.with_suite:
         for name in WORKLOADS:
             if not only or name in only:
                 cases.append((name, dict(WORKLOADS[name]["quick"]) if a.quick else {}, name))

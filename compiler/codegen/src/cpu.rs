@@ -139,6 +139,15 @@ pub fn kernels(
                     return Some(Kernel::Gemm(Box::new(g), blocks));
                 }
             }
+            if let Some(shape) = arch_cost::kernel_shape::skinny_contraction(w, op) {
+                if nest.vector == shape.groups.cols.last().copied() {
+                    let plan =
+                        arch_cost::kernel_shape::SkinnyPlan::of(&shape, lanes, nest.threads(cores));
+                    if let Some(g) = arch_mlir::gemm::of_contraction(w, op, shape) {
+                        return Some(Kernel::Skinny(Box::new(g), plan));
+                    }
+                }
+            }
             let r = arch_mlir::rowreduce::recognize(w, op)?;
             if nest.vector != Some(op.vars.len() - 1) {
                 return None;
@@ -175,6 +184,7 @@ pub fn compile(
         .flatten()
         .map(|k| match k {
             Kernel::Gemm(_, b) => b.threads,
+            Kernel::Skinny(_, plan) => plan.threads,
             Kernel::RowReduce(_, t) | Kernel::RowChain(_, t) => *t,
             Kernel::InChain => 1,
         })

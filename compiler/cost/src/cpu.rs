@@ -857,10 +857,10 @@ pub const REDUCTION_CHAIN_CYCLES: f64 = 4.0;
 /// output's innermost variable, or a reduction along rows vectorized along
 /// its innermost reduced variable.
 pub fn takes_kernel(w: &WorkloadModel, op: &Op, v: usize) -> bool {
-    if let Some(c) = crate::kernel_shape::packed_contraction(w, op) {
-        if c.groups.cols.last() == Some(&v) {
-            return true;
-        }
+    let contraction = crate::kernel_shape::packed_contraction(w, op)
+        .or_else(|| crate::kernel_shape::skinny_contraction(w, op));
+    if contraction.is_some_and(|c| c.groups.cols.last() == Some(&v)) {
+        return true;
     }
     is_row_reduction(op) && v + 1 == op.vars.len() && runs_along_memory(op, v)
 }
@@ -1092,6 +1092,70 @@ pub fn packed_nest(
     })
 }
 
+/// The loop nest the skinny kernel runs for a one-row contraction `c`
+/// (arch_mlir's `skinny`, blocks as [`crate::kernel_shape::SkinnyPlan`]
+/// says): every tensor once through the outer levels; at l1, blocks of
+/// the columns inside blocks of the depth, so that the output row is read
+/// and written once per depth block; its threads split the blocks. None
+/// where the nest has fewer than two levels.
+pub fn skinny_nest(
+    nest: &LoopNest,
+    c: &crate::kernel_shape::Contraction,
+    p: &CpuParams,
+) -> Option<PackedNest> {
+    if nest.tiles.len() < 2 {
+        return None;
+    }
+    let full = &nest.tiles[0];
+    let g = &c.groups;
+    let plan = crate::kernel_shape::SkinnyPlan::of(
+        c,
+        p.register_lanes.unwrap_or(8),
+        nest.threads(p.cores),
+    );
+    let mut inner = full.clone();
+    for &v in &g.batch {
+        inner[v] = 1;
+    }
+    let spread = |tile: &mut Vec<u64>, vars: &[usize], block: u64| {
+        let mut left = block.max(1);
+        for &v in vars.iter().rev() {
+            let t = left.min(full[v]).max(1);
+            tile[v] = t;
+            left = left.div_ceil(t);
+        }
+    };
+    spread(
+        &mut inner,
+        &g.cols,
+        (plan.per_block * plan.lanes).min(plan.cols),
+    );
+    spread(&mut inner, &g.depth, plan.depth_block);
+    let mut tiles = vec![full.clone(); nest.tiles.len() - 1];
+    tiles.push(inner);
+    let order = g
+        .batch
+        .iter()
+        .chain(&g.depth)
+        .chain(&g.cols)
+        .chain(&g.rows)
+        .copied()
+        .collect();
+    Some(PackedNest {
+        nest: LoopNest {
+            tiles,
+            order,
+            parallel: nest.parallel.clone(),
+            vector: nest.vector,
+        },
+        busy: plan.threads,
+        imbalance: plan.imbalance(),
+        regions: 1.0,
+        a_elements_per_thread: 0.0,
+        shared_b_passes: 0.0,
+    })
+}
+
 /// The packed kernel's own loop nest ([`packed_nest`]) and how its threads
 /// share the work.
 pub struct PackedNest {
@@ -1141,7 +1205,16 @@ pub fn evaluate_fused(
         (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
         _ => None,
     };
-    let kernel = packed.as_ref().and_then(|c| packed_nest(nest, c, p));
+    // A one-row product runs the skinny kernel, its own loop nest too.
+    let skinny = match (nest.vector, crate::kernel_shape::skinny_contraction(w, op)) {
+        (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
+        _ => None,
+    };
+    let kernel = match (&packed, &skinny) {
+        (Some(c), _) => packed_nest(nest, c, p),
+        (None, Some(c)) => skinny_nest(nest, c, p),
+        (None, None) => None,
+    };
     let kernel_nest = kernel.as_ref().map(|k| &k.nest);
     let nest = kernel_nest.unwrap_or(nest);
     let row_kernel = nest
@@ -1158,17 +1231,22 @@ pub fn evaluate_fused(
     // The packed kernel computes whole register tiles: a product of two
     // rows does six rows' work, and a thread's last columns fill a whole
     // panel of two vector registers.
-    let padding = packed.as_ref().map_or(1.0, |c| {
-        let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
-        padded(
-            extent(&c.groups.rows),
-            crate::kernel_shape::PACKED_KERNEL_ROWS,
-        ) * padded(extent(&c.groups.cols), p.packed_panel_cols())
-    });
+    // The skinny kernel computes whole vectors of columns.
+    let padded = |n: u64, tile: u64| (n.div_ceil(tile) * tile) as f64 / n as f64;
+    let padding = match (&packed, &skinny) {
+        (Some(c), _) => {
+            padded(
+                extent(&c.groups.rows),
+                crate::kernel_shape::PACKED_KERNEL_ROWS,
+            ) * padded(extent(&c.groups.cols), p.packed_panel_cols())
+        }
+        (None, Some(c)) => padded(extent(&c.groups.cols), p.register_lanes.unwrap_or(8)),
+        (None, None) => 1.0,
+    };
     let all_points: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 }
-        + if packed.is_none() && !row_kernel {
+        + if packed.is_none() && skinny.is_none() && !row_kernel {
             2.0 * invariant_factor_ops(op) * all_points
         } else {
             0.0
@@ -1250,7 +1328,10 @@ pub fn evaluate_fused(
     // A vector dimension whose innermost tile is one element gives the
     // transform path vectors of one lane: scalar code.
     let vector = nest.vector.filter(|&v| {
-        packed.is_some() || in_kernel(v) || nest.tiles.last().is_some_and(|t| t[v] > 1)
+        packed.is_some()
+            || skinny.is_some()
+            || in_kernel(v)
+            || nest.tiles.last().is_some_and(|t| t[v] > 1)
     });
     let chained = vector.is_none() && nest.order.last().is_some_and(|v| *v >= op.output_rank);
     let lane_use = match (p.lanes, vector) {
@@ -1273,7 +1354,7 @@ pub fn evaluate_fused(
             }
         }
         // Whole register tiles (their padding is in `flops`).
-        (Some(_), Some(_)) if packed.is_some() => 1.0,
+        (Some(_), Some(_)) if packed.is_some() || skinny.is_some() => 1.0,
         // The row kernels (a row reduction's, a row chain's stages) run
         // whole registers along each row and its last elements one at a
         // time: a row of 56 is three registers of 16 and eight scalar

@@ -574,3 +574,199 @@ fn packed_pays(c: &Contraction) -> bool {
     let rows = c.groups.size(&c.groups.rows);
     rows >= 2
 }
+
+/// Rows up to which a contraction runs on the skinny kernel (arch_mlir's
+/// `skinny`) instead of the packed one: a matrix-vector product, whose
+/// every element of `b` is used once, streams `b` where it lies with the
+/// output row in registers.
+pub const SKINNY_ROWS: u64 = 1;
+
+/// The contraction of `op` that the skinny kernel takes, if it has one: an
+/// f32 output of rank two or more with at most [`SKINNY_ROWS`] rows, plain
+/// operands (no window), `b` with its columns innermost.
+pub fn skinny_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
+    if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
+        return None;
+    }
+    contraction(w, op, the_reduction(&op.body)?).filter(|c| {
+        c.groups.size(&c.groups.rows) <= SKINNY_ROWS
+            && c.a.gather.is_none()
+            && c.b.gather.is_none()
+            && c.b.coords.last() == Some(&Coord::Col)
+    })
+}
+
+/// How the skinny kernel covers a product's columns: blocks of at most 16
+/// whole vectors. A product whose row fits one block keeps it in registers
+/// across the whole depth and reads `b` as one stream. Wider ones walk the
+/// depth in blocks of [`SKINNY_DEPTH_BLOCK`] rows and, within each, every
+/// column block in turn (its outputs loaded from `c`, updated, stored
+/// back): that many rows of `b` are read side by side as streams the
+/// prefetchers follow, where a column block's strided walk down the whole
+/// depth would find every short segment of a row on a new page (2582 x 205
+/// columns: 50 us in blocks of 12 vectors, 29 us in 16). `sets`
+/// independent accumulators per vector keep enough FMAs in flight for
+/// short blocks. The threads take contiguous runs of the `batch x blocks`
+/// blocks. One product of enough depth (64 rows a thread), or of too few
+/// columns to give each thread a kilobyte of every row of `b`, has them
+/// split the depth instead, each streaming its own rows of `b` whole into
+/// partial sums that one thread adds up after them (two threads, 205 x
+/// 2582: 14.5-15 us against 16-19 us splitting the columns; 768 x 3072:
+/// 61-63 us against 64-137 us).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkinnyPlan {
+    pub rows: u64,
+    pub cols: u64,
+    pub depth: u64,
+    pub batch: u64,
+    pub lanes: u64,
+    /// Vectors across the columns (the last may be partial).
+    pub vectors: u64,
+    /// Vectors of every block but the last of each product.
+    pub per_block: u64,
+    pub blocks: u64,
+    /// Rows of depth between visits of `c` (all of it for one block).
+    pub depth_block: u64,
+    /// Accumulator sets: the depth loop steps this many rows at a time.
+    pub sets: u64,
+    /// Threads with blocks to compute.
+    pub threads: u64,
+    /// The threads split the depth (each computes every block over its
+    /// share of the rows).
+    pub split_depth: bool,
+}
+
+/// The fewest bytes of each row of `b` a thread takes when threads split
+/// the columns of a one-row product (else they split the depth).
+pub const SKINNY_THREAD_ROW_BYTES: u64 = 1024;
+
+/// FMAs a core needs in flight to keep its FMA units busy: their latency
+/// (4 cycles) times their number (2).
+const FMAS_IN_FLIGHT: u64 = 8;
+
+/// Rows of `b` the skinny kernel reads side by side when a row of the
+/// output takes several blocks (see [`SkinnyPlan`]).
+pub const SKINNY_DEPTH_BLOCK: u64 = 16;
+
+impl SkinnyPlan {
+    pub fn new(
+        rows: u64,
+        cols: u64,
+        depth: u64,
+        batch: u64,
+        lanes: u64,
+        threads: u64,
+    ) -> SkinnyPlan {
+        let (rows, cols, depth, batch) = (rows.max(1), cols.max(1), depth.max(1), batch.max(1));
+        let lanes = lanes.clamp(1, 16);
+        // Accumulators: 24 of AVX-512's 32 registers, 12 of AVX2's 16.
+        let budget = if lanes >= 16 { 24 } else { 12 };
+        let vectors = cols.div_ceil(lanes);
+        let widest = (budget / rows).clamp(1, 16);
+        let threads = threads.clamp(1, 64);
+        let split_depth = threads > 1
+            && batch == 1
+            && (cols * 4 < SKINNY_THREAD_ROW_BYTES * threads
+                || depth >= 4 * SKINNY_DEPTH_BLOCK * threads)
+            && depth >= SKINNY_DEPTH_BLOCK * threads;
+        let mut blocks = vectors.div_ceil(widest);
+        // Few blocks: as many as make whole rounds of the threads.
+        while !split_depth
+            && (batch * blocks) % threads != 0
+            && batch * blocks < 4 * threads
+            && blocks < vectors
+        {
+            blocks += 1;
+        }
+        let per_block = vectors.div_ceil(blocks);
+        let blocks = vectors.div_ceil(per_block);
+        let sets = FMAS_IN_FLIGHT
+            .div_ceil(rows * per_block)
+            .clamp(1, 4)
+            .min((budget / (rows * per_block)).max(1));
+        SkinnyPlan {
+            rows,
+            cols,
+            depth,
+            batch,
+            lanes,
+            vectors,
+            per_block,
+            blocks,
+            depth_block: if blocks == 1 {
+                depth
+            } else {
+                SKINNY_DEPTH_BLOCK.min(depth)
+            },
+            sets,
+            threads: if split_depth {
+                threads
+            } else {
+                threads.min(batch * blocks)
+            },
+            split_depth,
+        }
+    }
+
+    /// The plan for contraction `c` on vectors of `lanes` and `threads`.
+    pub fn of(c: &Contraction, lanes: u64, threads: u64) -> SkinnyPlan {
+        let g = &c.groups;
+        SkinnyPlan::new(
+            g.size(&g.rows),
+            g.size(&g.cols),
+            g.size(&g.depth),
+            g.size(&g.batch),
+            lanes,
+            threads,
+        )
+    }
+
+    /// Vectors of block `b` of a product.
+    pub fn block_vectors(&self, b: u64) -> u64 {
+        (self.vectors - b * self.per_block).min(self.per_block)
+    }
+
+    /// The first and one-past-last block (of all `batch x blocks`) thread
+    /// `t` computes.
+    pub fn span(&self, t: u64) -> (u64, u64) {
+        let q = self.batch * self.blocks;
+        if self.split_depth {
+            (0, q)
+        } else {
+            (t * q / self.threads, (t + 1) * q / self.threads)
+        }
+    }
+
+    /// The first and one-past-last row of depth thread `t` computes.
+    pub fn depth_span(&self, t: u64) -> (u64, u64) {
+        if self.split_depth {
+            (
+                t * self.depth / self.threads,
+                (t + 1) * self.depth / self.threads,
+            )
+        } else {
+            (0, self.depth)
+        }
+    }
+
+    /// The busiest thread's work over the average thread's.
+    pub fn imbalance(&self) -> f64 {
+        let work = |t: u64| {
+            let blocks = self.span(t);
+            let vectors: u64 = (blocks.0..blocks.1)
+                .map(|q| self.block_vectors(q % self.blocks))
+                .sum();
+            let (k0, k1) = self.depth_span(t);
+            vectors * (k1 - k0)
+        };
+        let busiest = (0..self.threads).map(work).max().unwrap_or(0);
+        let all = self.batch * self.vectors * self.depth;
+        (busiest * self.threads) as f64 / all.max(1) as f64
+    }
+
+    /// Lanes in the last vector of a row (all of them when the columns
+    /// fill it).
+    pub fn tail_lanes(&self) -> u64 {
+        self.cols - (self.vectors - 1) * self.lanes
+    }
+}

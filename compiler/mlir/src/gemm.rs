@@ -136,7 +136,16 @@ pub(crate) fn epilogue_of(
 /// ([`arch_cost::kernel_shape::packed_contraction`], which the cpu model
 /// costs as this kernel too).
 pub fn recognize(w: &WorkloadModel, op: &Op) -> Option<Gemm> {
-    let shape = arch_cost::kernel_shape::packed_contraction(w, op)?;
+    of_contraction(w, op, arch_cost::kernel_shape::packed_contraction(w, op)?)
+}
+
+/// [`recognize`] for a contraction the caller found (the skinny kernel's,
+/// [`arch_cost::kernel_shape::skinny_contraction`]).
+pub fn of_contraction(
+    w: &WorkloadModel,
+    op: &Op,
+    shape: arch_cost::kernel_shape::Contraction,
+) -> Option<Gemm> {
     let mut reads = Vec::new();
     let scaled = Scaled {
         groups: &shape.groups,
@@ -242,6 +251,18 @@ impl Emitter {
             indent: 1,
             next: 0,
         }
+    }
+    /// An emitter whose first line is indented `indent` levels.
+    pub(crate) fn at_indent(indent: usize) -> Emitter {
+        Emitter {
+            indent,
+            ..Emitter::new()
+        }
+    }
+    /// Closes the `then` region of an `scf.if` and opens its `else`.
+    pub(crate) fn otherwise(&mut self) {
+        self.close("} else {");
+        self.indent += 1;
     }
     pub(crate) fn text(self) -> String {
         self.out

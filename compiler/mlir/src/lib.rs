@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod rowchain;
 pub mod rowreduce;
 pub mod schedule;
+pub mod skinny;
 
 use melior::{
     dialect::DialectRegistry,

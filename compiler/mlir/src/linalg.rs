@@ -272,6 +272,8 @@ pub fn lower(w: &WorkloadModel) -> Result<String, LowerError> {
 pub enum Kernel {
     /// The packed matrix-product kernel ([`crate::gemm`]).
     Gemm(Box<crate::gemm::Gemm>, crate::gemm::Blocks),
+    /// The one-row product kernel ([`crate::skinny`]).
+    Skinny(Box<crate::gemm::Gemm>, arch_cost::kernel_shape::SkinnyPlan),
     /// The row-reduction kernel ([`crate::rowreduce`]) on this many threads.
     RowReduce(Box<crate::rowreduce::RowReduce>, u64),
     /// A row chain's kernel ([`crate::rowchain`]) on this many threads, at
@@ -334,6 +336,12 @@ pub fn lower_parts(
         wr.current_op = i;
         match kernels.get(i).and_then(|k| k.as_ref()) {
             Some(Kernel::Gemm(g, blocks)) => lower_kernel(&mut wr, op, g, *blocks)?,
+            Some(Kernel::Skinny(g, plan)) => {
+                let name = format!("{}_kernel{}", wr.w.name, wr.current_op);
+                let text = crate::skinny::kernel(g, &name, plan);
+                let scratch = crate::skinny::scratch_types(g, plan);
+                lower_contraction(&mut wr, op, g, (&name, text), &scratch)?
+            }
             Some(Kernel::RowReduce(r, threads)) => lower_row_reduce(&mut wr, op, r, *threads)?,
             Some(Kernel::RowChain(c, threads)) => lower_row_chain(&mut wr, c, *threads)?,
             Some(Kernel::InChain) => {}
@@ -569,6 +577,26 @@ fn lower_kernel(
     blocks: crate::gemm::Blocks,
 ) -> Result<(), LowerError> {
     let name = format!("{}_kernel{}", wr.w.name, wr.current_op);
+    let text = crate::gemm::kernel(wr.w, g, &name, blocks);
+    lower_contraction(
+        wr,
+        op,
+        g,
+        (&name, text),
+        &crate::gemm::scratch_types(g, blocks),
+    )
+}
+
+/// `op` as a call of contraction kernel `name` (its text): `a`, `b`, the
+/// result `c`, the epilogue's reads, then new buffers of the `scratch`
+/// types.
+fn lower_contraction(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    g: &crate::gemm::Gemm,
+    (name, text): (&str, String),
+    scratch: &[String],
+) -> Result<(), LowerError> {
     let mut operands = Vec::new();
     let mut types = Vec::new();
     let c_slot = 2;
@@ -592,19 +620,11 @@ fn lower_kernel(
     let (target, in_place) = kernel_target(wr, op);
     operands[c_slot] = collapsed(wr, target.clone(), &g.shape.c);
     types[c_slot] = g.shape.c.memref();
-    for ty in crate::gemm::scratch_types(g, blocks) {
-        operands.push(alloc(wr, "scratch", &ty));
-        types.push(ty);
+    for ty in scratch {
+        operands.push(alloc(wr, "scratch", ty));
+        types.push(ty.clone());
     }
-    let text = crate::gemm::kernel(wr.w, g, &name, blocks);
-    call_kernel(
-        wr,
-        op,
-        &name,
-        (&operands, &types),
-        (&target, in_place),
-        text,
-    );
+    call_kernel(wr, op, name, (&operands, &types), (&target, in_place), text);
     Ok(())
 }
 
