@@ -604,7 +604,8 @@ pub fn skinny_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
 /// back): that many rows of `b` are read side by side as streams the
 /// prefetchers follow, where a column block's strided walk down the whole
 /// depth would find every short segment of a row on a new page (2582 x 205
-/// columns: 50 us in blocks of 12 vectors, 29 us in 16). `sets`
+/// columns: 50 us in blocks of 12 vectors down the whole depth, 29 us in
+/// 16, 26 us in 16 by depth blocks). `sets`
 /// independent accumulators per vector keep enough FMAs in flight for
 /// short blocks. The threads take contiguous runs of the `batch x blocks`
 /// blocks. One product of enough depth (64 rows a thread), or of too few
@@ -645,8 +646,11 @@ pub const SKINNY_THREAD_ROW_BYTES: u64 = 1024;
 const FMAS_IN_FLIGHT: u64 = 8;
 
 /// Rows of `b` the skinny kernel reads side by side when a row of the
-/// output takes several blocks (see [`SkinnyPlan`]).
-pub const SKINNY_DEPTH_BLOCK: u64 = 16;
+/// output takes several blocks (see [`SkinnyPlan`]). One thread, 1 x 768 x
+/// 3072 (in L3) took 123 us in blocks of 8 rows, 118 in 16 or 32, 124 in
+/// 1; 1 x 4096 x 4096 (64 MiB, from DRAM) took 2.5-2.9 ms in 4 or 8,
+/// 3.5 ms in 16, 4.7 ms in 1 or 32.
+pub const SKINNY_DEPTH_BLOCK: u64 = 8;
 
 impl SkinnyPlan {
     pub fn new(
@@ -666,9 +670,8 @@ impl SkinnyPlan {
         let threads = threads.clamp(1, 64);
         let split_depth = threads > 1
             && batch == 1
-            && (cols * 4 < SKINNY_THREAD_ROW_BYTES * threads
-                || depth >= 4 * SKINNY_DEPTH_BLOCK * threads)
-            && depth >= SKINNY_DEPTH_BLOCK * threads;
+            && (cols * 4 < SKINNY_THREAD_ROW_BYTES * threads || depth >= 64 * threads)
+            && depth >= 16 * threads;
         let mut blocks = vectors.div_ceil(widest);
         // Few blocks: as many as make whole rounds of the threads.
         while !split_depth

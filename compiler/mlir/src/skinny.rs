@@ -228,7 +228,9 @@ fn emit_partial_sums(
     let lanes = plan.lanes;
     let vty = format!("vector<{lanes}xf32>");
     let mask_ty = format!("vector<{lanes}xi1>");
-    let h = args.h;
+    // Threads split the depth of a single product only.
+    let h = if args.h.is_empty() { "" } else { "%c0" };
+    let _ = c(0);
     let masked = plan.tail_lanes() < lanes;
     let whole = if masked {
         plan.vectors - 1
