@@ -583,29 +583,39 @@ fn few_row_products_read_the_weight_in_place_and_match() {
     }
 }
 
-/// Products of one row take the skinny kernel: widths 1, 7, 123, 1000
-/// and 2582 (one block, a masked last vector, several blocks walked in
-/// depth blocks), depths 1, 7, 300 and 1000 (on two threads, depth split
-/// into partial sums), a bias and tanh after; batches of one-row products
-/// (threads split the blocks) and a transposed row. On 1 and 2 threads
-/// they match the interpreter.
+/// Products of one to four rows take the skinny kernel: widths 1, 7, 123,
+/// 1000 and 2582 (one block, a masked last vector, several blocks walked
+/// in depth blocks), depths 1, 7, 300 and 1000 (on two threads, depth
+/// split into partial sums), a bias and tanh after; batches of one-row
+/// products (threads split the blocks) and a transposed row. On 1 and 2
+/// threads (a tile of one column makes every product of two or more
+/// columns take both) they match the interpreter.
 #[test]
-fn one_row_products_take_the_skinny_kernel_and_match() {
+fn skinny_products_match() {
     let dir = temp("skinny");
-    for (depth, cols) in [(7, 1), (300, 7), (1000, 123), (1, 1000), (300, 2582)] {
+    for (rows, depth, cols) in [
+        (1, 7, 1),
+        (1, 300, 7),
+        (1, 1000, 123),
+        (1, 1, 1000),
+        (1, 300, 2582),
+        (2, 1000, 37),
+        (3, 300, 123),
+        (4, 7, 1000),
+    ] {
         let src = program(
             &dir,
-            &format!("gemv{depth}x{cols}.arch"),
+            &format!("gemv{rows}x{depth}x{cols}.arch"),
             &format!(
-                "import std.hw.host\nworkload gemv(K = {depth}, N = {cols}) {{\n  input x: f32[1, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[1, N]\n  y[i, j] = tanh(sum[k] x[i, k] * w[k, j] + b[j])\n}}\nmapping cols for gemv on host {{\n  parallel j over cores\n  vectorize y: j\n}}\n"
+                "import std.hw.host\nworkload gemv(M = {rows}, K = {depth}, N = {cols}) {{\n  input x: f32[M, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[M, N]\n  y[i, j] = tanh(sum[k] x[i, k] * w[k, j] + b[j])\n}}\nmapping cols for gemv on host {{\n  tile y at l1 {{ j: 1 }}\n  parallel j over cores\n  vectorize y: j\n}}\n"
             ),
         );
-        runs_match_on_one_and_two_threads(&src, &format!("1 x {depth} x {cols}"));
+        runs_match_on_one_and_two_threads(&src, &format!("{rows} x {depth} x {cols}"));
     }
     let src = program(
         &dir,
         "batched.arch",
-        "import std.hw.host\nworkload bmm(B = 3, K = 123, N = 77) {\n  input x: f32[B, K, 1]\n  input w: f32[B, K, N]\n  output y: f32[B, 1, N]\n  y[h, i, j] = sum[k] x[h, k, i] * w[h, k, j] / 3.0\n}\nmapping cols for bmm on host {\n  parallel h over cores\n  vectorize y: j\n}\n",
+        "import std.hw.host\nworkload bmm(B = 3, K = 123, N = 77) {\n  input x: f32[B, K, 1]\n  input w: f32[B, K, N]\n  output y: f32[B, 1, N]\n  y[h, i, j] = sum[k] x[h, k, i] * w[h, k, j] / 3.0\n}\nmapping cols for bmm on host {\n  tile y at l1 { h: 1 }\n  parallel h over cores\n  vectorize y: j\n}\n",
     );
     runs_match_on_one_and_two_threads(&src, "3 x 1 x 123 x 77");
     let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);

@@ -1699,21 +1699,21 @@ mod tests {
             parallel: vec![],
             vector,
         };
-        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. The
-        // packed kernel (vectors along j) computes whole 6 x 16 register
-        // tiles (two 8-lane registers): 4 x 4 pads to 6 x 16, 384 cycles;
-        // scalar code uses one lane of 8, each add of the innermost
-        // reduction waiting for the last: 512 x 4. With 4-lane registers
-        // the tile is 6 x 8: 192.
+        // 128 flops at 2 flop/cycle: 64 cycles with every lane busy. Four
+        // rows take the skinny kernel (vectors along j), which computes
+        // whole vectors of columns: 4 columns fill half of an 8-lane
+        // register, 128 cycles; scalar code uses one lane of 8, each add of
+        // the innermost reduction waiting for the last: 512 x 4. With
+        // 4-lane registers every lane is busy: 64.
         m.register_lanes = Some(8);
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 384.0);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 128.0);
         assert_eq!(
             evaluate(&w, &op, &m, &nest(None)).compute_cycles,
             512.0 * REDUCTION_CHAIN_CYCLES
         );
         m.lanes = Some(4);
         m.register_lanes = Some(4);
-        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 192.0);
+        assert_eq!(evaluate(&w, &op, &m, &nest(Some(1))).compute_cycles, 64.0);
     }
 
     #[test]

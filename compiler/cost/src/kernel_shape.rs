@@ -572,14 +572,14 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
 /// us against 48; `bench/suite.py --generate 8 --seed 1|2`).
 fn packed_pays(c: &Contraction) -> bool {
     let rows = c.groups.size(&c.groups.rows);
-    rows >= 2
+    rows >= 2 && !skinny_fits(c)
 }
 
 /// Rows up to which a contraction runs on the skinny kernel (arch_mlir's
 /// `skinny`) instead of the packed one: a matrix-vector product, whose
 /// every element of `b` is used once, streams `b` where it lies with the
 /// output row in registers.
-pub const SKINNY_ROWS: u64 = 1;
+pub const SKINNY_ROWS: u64 = 4;
 
 /// The contraction of `op` that the skinny kernel takes, if it has one: an
 /// f32 output of rank two or more with at most [`SKINNY_ROWS`] rows, plain
@@ -588,12 +588,16 @@ pub fn skinny_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
     if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
         return None;
     }
-    contraction(w, op, the_reduction(&op.body)?).filter(|c| {
-        c.groups.size(&c.groups.rows) <= SKINNY_ROWS
-            && c.a.gather.is_none()
-            && c.b.gather.is_none()
-            && c.b.coords.last() == Some(&Coord::Col)
-    })
+    contraction(w, op, the_reduction(&op.body)?).filter(skinny_fits)
+}
+
+/// Whether the skinny kernel takes contraction `c` (see
+/// [`skinny_contraction`]).
+fn skinny_fits(c: &Contraction) -> bool {
+    c.groups.size(&c.groups.rows) <= SKINNY_ROWS
+        && c.a.gather.is_none()
+        && c.b.gather.is_none()
+        && c.b.coords.last() == Some(&Coord::Col)
 }
 
 /// How the skinny kernel covers a product's columns: blocks of at most 16
