@@ -626,6 +626,47 @@ fn skinny_products_match() {
     );
 }
 
+/// Sliding windows along rows take the window kernel: a depthwise 3 x 3
+/// convolution at widths 1, 7, 79 and 201 (a masked last vector, blocks of
+/// a long row), one with rows of stride 2, a 1-d convolution along rows, a
+/// 2 x 5 filter of one channel. On 1 and 2 threads (a tile of one row
+/// makes both take rows) they match the interpreter.
+#[test]
+fn windows_along_rows_match() {
+    let dir = temp("window");
+    let mut cases: Vec<(String, String)> = [1u64, 7, 79, 201]
+        .iter()
+        .map(|w| {
+            (
+                format!("dw{w}"),
+                format!("workload dw(C = 5, H = 3, W = {w}) {{\n  input x: f32[1, C, H + 2, W + 2]\n  weight k: f32[C, 3, 3]\n  output y: f32[1, C, H, W]\n  y[n, c, p, q] = sum[r, s] x[n, c, p + r, q + s] * k[c, r, s]\n}}\nmapping m for dw on host {{\n  tile y at l1 {{ c: 1 }}\n  parallel c over cores\n  vectorize y: q\n}}\n"),
+            )
+        })
+        .collect();
+    cases.push((
+        "rows2".into(),
+        "workload dw(C = 3, H = 4, W = 37) {\n  input x: f32[C, 2 * H + 1, W + 2]\n  weight k: f32[C, 3, 3]\n  output y: f32[C, H, W]\n  y[c, p, q] = sum[r, s] x[c, 2 * p + r, q + s] * k[c, r, s]\n}\nmapping m for dw on host {\n  tile y at l1 { c: 1 }\n  parallel c over cores\n  vectorize y: q\n}\n".into(),
+    ));
+    cases.push((
+        "conv1d".into(),
+        "workload conv(R = 9, W = 123) {\n  input x: f32[R, W + 6]\n  weight k: f32[7]\n  output y: f32[R, W]\n  y[i, q] = sum[s] x[i, q + s] * k[s]\n}\nmapping m for conv on host {\n  tile y at l1 { i: 1 }\n  parallel i over cores\n  vectorize y: q\n}\n".into(),
+    ));
+    cases.push((
+        "filter".into(),
+        "workload filter(H = 6, W = 50) {\n  input x: f32[H + 1, W + 4]\n  weight k: f32[2, 5]\n  output y: f32[H, W]\n  y[p, q] = sum[r, s] x[p + r, q + s] * k[r, s]\n}\nmapping m for filter on host {\n  tile y at l1 { p: 1 }\n  parallel p over cores\n  vectorize y: q\n}\n".into(),
+    ));
+    for (name, text) in cases {
+        let src = program(
+            &dir,
+            &format!("{name}.arch"),
+            &format!("import std.hw.host\n{text}"),
+        );
+        runs_match_on_one_and_two_threads(&src, &name);
+        let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);
+        assert!(mlir.stdout.contains("_window0("), "{name}: {}", mlir.stdout);
+    }
+}
+
 /// Statistics of the same rows (a sum, a maximum, a minimum, a mean of
 /// squares) run in one loop over each row; a reduction that reads them (a
 /// variance around the mean, plus the range) starts a loop of its own.

@@ -148,6 +148,11 @@ pub fn kernels(
                     }
                 }
             }
+            if let Some(win) = arch_cost::kernel_shape::window_op(w, op) {
+                if nest.vector == Some(win.q) {
+                    return Some(Kernel::Window(Box::new(win), nest.threads(cores), lanes));
+                }
+            }
             let r = arch_mlir::rowreduce::recognize(w, op)?;
             if nest.vector != Some(op.vars.len() - 1) {
                 return None;
@@ -185,6 +190,7 @@ pub fn compile(
         .map(|k| match k {
             Kernel::Gemm(_, b) => b.threads,
             Kernel::Skinny(_, plan) => plan.threads,
+            Kernel::Window(_, t, _) => *t,
             Kernel::RowReduce(_, t) | Kernel::RowChain(_, t) => *t,
             Kernel::InChain => 1,
         })

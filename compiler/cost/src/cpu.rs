@@ -862,6 +862,9 @@ pub fn takes_kernel(w: &WorkloadModel, op: &Op, v: usize) -> bool {
     if contraction.is_some_and(|c| c.groups.cols.last() == Some(&v)) {
         return true;
     }
+    if crate::kernel_shape::window_op(w, op).is_some_and(|win| win.q == v) {
+        return true;
+    }
     is_row_reduction(op) && v + 1 == op.vars.len() && runs_along_memory(op, v)
 }
 
@@ -1156,6 +1159,57 @@ pub fn skinny_nest(
     })
 }
 
+/// The loop nest the window kernel runs (arch_mlir's `window`): a row of
+/// the output at a time, the whole window for each block of the row;
+/// every tensor once through the outer levels, at l1 the rows of the
+/// window each output row reads. Its threads split the rows.
+pub fn window_nest(
+    nest: &LoopNest,
+    win: &crate::kernel_shape::Window,
+    p: &CpuParams,
+) -> Option<PackedNest> {
+    if nest.tiles.len() < 2 {
+        return None;
+    }
+    let full = &nest.tiles[0];
+    let mut inner = full.clone();
+    for t in inner.iter_mut().take(win.q) {
+        *t = 1;
+    }
+    let mut tiles = vec![full.clone(); nest.tiles.len() - 1];
+    tiles.push(inner);
+    let threads = nest.threads(p.cores).clamp(1, win.rows.max(1));
+    let busiest = win.rows.div_ceil(threads);
+    Some(PackedNest {
+        nest: LoopNest {
+            tiles,
+            order: (0..full.len()).collect(),
+            parallel: nest.parallel.clone(),
+            vector: nest.vector,
+        },
+        busy: threads,
+        imbalance: (busiest * threads) as f64 / win.rows.max(1) as f64,
+        regions: 1.0,
+        a_elements_per_thread: 0.0,
+        shared_b_passes: 0.0,
+    })
+}
+
+/// The window kernel's time over its FMAs' (one vector load per FMA, at
+/// an offset of any element): measured 1.57-1.93 (median 1.7) with 64-byte
+/// vectors on Zen 4 (depthwise 3 x 3 at 7 x 7 to 112 x 112, 32 to 512
+/// channels, 1 and 2 threads), where nearly every load straddles two
+/// lines. Narrower vectors straddle fewer (32 bytes: 7 of 16 offsets); the
+/// excess is scaled by that share (an estimate: not measured).
+pub fn window_load_factor(vector_bytes: u64) -> f64 {
+    let straddle = |bytes: u64| (bytes.saturating_sub(4)) as f64 / CACHE_LINE_BYTES;
+    1.0 + (WINDOW_LOAD_EXCESS * straddle(vector_bytes) / straddle(64)).max(0.0)
+}
+
+/// The window kernel's excess over its FMAs with 64-byte vectors (see
+/// [`window_load_factor`]).
+pub const WINDOW_LOAD_EXCESS: f64 = 0.7;
+
 /// The packed kernel's own loop nest ([`packed_nest`]) and how its threads
 /// share the work.
 pub struct PackedNest {
@@ -1210,10 +1264,14 @@ pub fn evaluate_fused(
         (Some(v), Some(c)) if c.groups.cols.last() == Some(&v) => Some(c),
         _ => None,
     };
-    let kernel = match (&packed, &skinny) {
-        (Some(c), _) => packed_nest(nest, c, p),
-        (None, Some(c)) => skinny_nest(nest, c, p),
-        (None, None) => None,
+    // So does a sliding window along the output's rows.
+    let window = crate::kernel_shape::window_op(w, op)
+        .filter(|win| packed.is_none() && skinny.is_none() && nest.vector == Some(win.q));
+    let kernel = match (&packed, &skinny, &window) {
+        (Some(c), _, _) => packed_nest(nest, c, p),
+        (None, Some(c), _) => skinny_nest(nest, c, p),
+        (None, None, Some(win)) => window_nest(nest, win, p),
+        (None, None, None) => None,
     };
     let kernel_nest = kernel.as_ref().map(|k| &k.nest);
     let nest = kernel_nest.unwrap_or(nest);
@@ -1241,12 +1299,14 @@ pub fn evaluate_fused(
             ) * padded(extent(&c.groups.cols), p.packed_panel_cols())
         }
         (None, Some(c)) => padded(extent(&c.groups.cols), p.register_lanes.unwrap_or(8)),
-        (None, None) => 1.0,
+        (None, None) => window
+            .as_ref()
+            .map_or(1.0, |win| padded(win.row, p.register_lanes.unwrap_or(8))),
     };
     let all_points: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let flops = op_flops_along(op, along_last) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 }
-        + if packed.is_none() && skinny.is_none() && !row_kernel {
+        + if packed.is_none() && skinny.is_none() && window.is_none() && !row_kernel {
             2.0 * invariant_factor_ops(op) * all_points
         } else {
             0.0
@@ -1330,6 +1390,7 @@ pub fn evaluate_fused(
     let vector = nest.vector.filter(|&v| {
         packed.is_some()
             || skinny.is_some()
+            || window.is_some()
             || in_kernel(v)
             || nest.tiles.last().is_some_and(|t| t[v] > 1)
     });
@@ -1354,7 +1415,7 @@ pub fn evaluate_fused(
             }
         }
         // Whole register tiles (their padding is in `flops`).
-        (Some(_), Some(_)) if packed.is_some() || skinny.is_some() => 1.0,
+        (Some(_), Some(_)) if packed.is_some() || skinny.is_some() || window.is_some() => 1.0,
         // The row kernels (a row reduction's, a row chain's stages) run
         // whole registers along each row and its last elements one at a
         // time: a row of 56 is three registers of 16 and eight scalar
@@ -1384,6 +1445,12 @@ pub fn evaluate_fused(
     } else {
         chain_flops
     } / rate;
+    // The window kernel's loads start wherever the window is: most of
+    // them straddle two cache lines ([`window_load_factor`]).
+    let compute_s = compute_s
+        * window.as_ref().map_or(1.0, |_| {
+            window_load_factor(p.register_lanes.unwrap_or(8) * 4)
+        });
     // Elements of `b` the packed kernel copies one at a time (a transposed
     // `b`, a window's panels that straddle two output rows) take
     // PACK_ELEMENT_CYCLES each, shared by the threads; so does every

@@ -777,3 +777,107 @@ impl SkinnyPlan {
         self.cols - (self.vectors - 1) * self.lanes
     }
 }
+
+/// A sliding window along the output's contiguous dimension (arch_mlir's
+/// `window` kernel): `y[.., q] = sum[r..] x[.., q + s] * w[..]` where `q`
+/// is the output's last variable, `x` reads it with unit stride in its
+/// last index (plus at most one reduced variable: the window's offset
+/// along the row), `w` (optional: a sum pool has none) does not read `q`,
+/// and every other index is affine in the other variables (a depthwise
+/// convolution, strided rows included; a 1-d convolution along rows; a
+/// box filter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// The windowed tensor and its index.
+    pub x: usize,
+    pub x_index: Vec<Affine>,
+    /// The tensor each window is weighted by, and its index.
+    pub w: Option<(usize, Vec<Affine>)>,
+    /// The output's last variable.
+    pub q: usize,
+    /// The reduced variables, in the op's order.
+    pub reduced: Vec<usize>,
+    /// Outputs per row (the extent of `q`), rows (the other output
+    /// variables' extents multiplied), window points per output.
+    pub row: u64,
+    pub rows: u64,
+    pub points: u64,
+}
+
+/// The window `op` computes, if the window kernel takes it: f32 tensors,
+/// the whole body one sum of reads as [`Window`] says.
+pub fn window_op(w: &WorkloadModel, op: &Op) -> Option<Window> {
+    if op.output_rank == 0 || w.tensors[op.output].dtype != DType::F32 {
+        return None;
+    }
+    let ScalarExpr::Reduce {
+        op: ReduceOp::Sum,
+        vars,
+        body,
+    } = &op.body
+    else {
+        return None;
+    };
+    let q = op.output_rank - 1;
+    let access = |e: &ScalarExpr| match e {
+        ScalarExpr::Access { tensor, index } if w.tensors[*tensor].dtype == DType::F32 => {
+            Some((*tensor, index.clone()))
+        }
+        _ => None,
+    };
+    let uses_q = |index: &[Affine]| index.iter().any(|a| a.terms.iter().any(|(v, _)| *v == q));
+    let reads: Vec<(usize, Vec<Affine>)> = match body.as_ref() {
+        ScalarExpr::Binary {
+            op: BinOp::Mul,
+            lhs,
+            rhs,
+        } => vec![access(lhs)?, access(rhs)?],
+        e => vec![access(e)?],
+    };
+    let (xs, ws): (Vec<_>, Vec<_>) = reads.into_iter().partition(|(_, i)| uses_q(i));
+    let [(x, x_index)] = xs.as_slice() else {
+        return None;
+    };
+    let (last, others) = x_index.split_last()?;
+    // `q`, or `q + s`, in the last index only; non-negative coefficients
+    // and offsets everywhere.
+    let ok_last = last.offset >= 0
+        && last.terms.contains(&(q, 1))
+        && last
+            .terms
+            .iter()
+            .all(|(v, c)| *c == 1 && (*v == q || vars.contains(v)))
+        && last.terms.len() <= 2;
+    let ok_affine = |a: &Affine| a.offset >= 0 && a.terms.iter().all(|(_, c)| *c >= 0);
+    if !ok_last || uses_q(others) || !x_index.iter().all(ok_affine) {
+        return None;
+    }
+    // Every output row reads rows of its own: `x` uses every other output
+    // variable (a tensor shared by several output rows is a contraction's
+    // operand, which the product kernels reuse across rows; a column sum
+    // has no rows to split).
+    let own_rows = (0..q).all(|v| others.iter().any(|a| a.terms.iter().any(|(x, _)| *x == v)));
+    if q == 0 || !own_rows {
+        return None;
+    }
+    let w_read = match ws.as_slice() {
+        [] => None,
+        [(t, index)] if index.iter().all(ok_affine) => Some((*t, index.clone())),
+        _ => return None,
+    };
+    let extent =
+        |vs: &mut dyn Iterator<Item = usize>| vs.map(|v| op.vars[v].extent).product::<u64>();
+    Some(Window {
+        x: *x,
+        x_index: x_index.clone(),
+        w: w_read,
+        q,
+        reduced: vars.clone(),
+        row: op.vars[q].extent,
+        rows: extent(&mut (0..q)),
+        points: extent(&mut vars.iter().copied()),
+    })
+}
+
+/// Vectors of a window row the kernel keeps in registers at once.
+pub const WINDOW_BLOCK_VECTORS: u64 = 12;

@@ -14,6 +14,7 @@ pub mod rowchain;
 pub mod rowreduce;
 pub mod schedule;
 pub mod skinny;
+pub mod window;
 
 use melior::{
     dialect::DialectRegistry,

@@ -274,6 +274,9 @@ pub enum Kernel {
     Gemm(Box<crate::gemm::Gemm>, crate::gemm::Blocks),
     /// The one-row product kernel ([`crate::skinny`]).
     Skinny(Box<crate::gemm::Gemm>, arch_cost::kernel_shape::SkinnyPlan),
+    /// The window kernel ([`crate::window`]) on this many threads, with
+    /// vectors of this many lanes.
+    Window(Box<arch_cost::kernel_shape::Window>, u64, u64),
     /// The row-reduction kernel ([`crate::rowreduce`]) on this many threads.
     RowReduce(Box<crate::rowreduce::RowReduce>, u64),
     /// A row chain's kernel ([`crate::rowchain`]) on this many threads, at
@@ -343,6 +346,9 @@ pub fn lower_parts(
                 lower_contraction(&mut wr, op, g, (&name, text), &scratch)?
             }
             Some(Kernel::RowReduce(r, threads)) => lower_row_reduce(&mut wr, op, r, *threads)?,
+            Some(Kernel::Window(win, threads, lanes)) => {
+                lower_window(&mut wr, op, win, (*threads, *lanes))?
+            }
             Some(Kernel::RowChain(c, threads)) => lower_row_chain(&mut wr, c, *threads)?,
             Some(Kernel::InChain) => {}
             None => lower_op(&mut wr, op)?,
@@ -625,6 +631,34 @@ fn lower_contraction(
         types.push(ty.clone());
     }
     call_kernel(wr, op, name, (&operands, &types), (&target, in_place), text);
+    Ok(())
+}
+
+/// `op` as a call of the window kernel: its reads as read-only buffers,
+/// the result written into its argument when it is an output.
+fn lower_window(
+    wr: &mut Writer<'_>,
+    op: &Op,
+    win: &arch_cost::kernel_shape::Window,
+    (threads, lanes): (u64, u64),
+) -> Result<(), LowerError> {
+    let name = format!("{}_window{}", wr.w.name, wr.current_op);
+    let mut operands = vec![read_buffer(wr, win.x)?];
+    if let Some((t, _)) = &win.w {
+        operands.push(read_buffer(wr, *t)?);
+    }
+    let (target, in_place) = kernel_target(wr, op);
+    operands.push(target.clone());
+    let types = crate::window::argument_types(wr.w, op, win);
+    let text = crate::window::kernel(wr.w, op, win, &name, threads, lanes);
+    call_kernel(
+        wr,
+        op,
+        &name,
+        (&operands, &types),
+        (&target, in_place),
+        text,
+    );
     Ok(())
 }
 
