@@ -564,12 +564,11 @@ pub fn packed_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
     contraction(w, op, the_reduction(&op.body)?).filter(packed_pays)
 }
 
-/// Whether the packed kernel suits a contraction: it has more than one
-/// row. A matrix-vector product would pad each register tile to six rows
-/// and pack `b` for no reuse: the transform path, streaming `b` once, ran
-/// it twice as fast (1 x 882 x 548: 54 us against 112), while from three
-/// rows on the packed kernel is the faster (3 x 432 x 277 with tanh: 26
-/// us against 48; `bench/suite.py --generate 8 --seed 1|2`).
+/// Whether the packed kernel suits a contraction: the skinny kernel does
+/// not take it. A product of one to four rows would pad each register tile
+/// to six rows and pack `b` for no reuse; the skinny kernel streams `b`
+/// once (one thread, 768 x 3072: 142-213 us for two to four rows against
+/// 225-410 us packed; BENCHMARKS.md "One-row products and sliding windows").
 fn packed_pays(c: &Contraction) -> bool {
     let rows = c.groups.size(&c.groups.rows);
     rows >= 2 && !skinny_fits(c)
