@@ -1188,7 +1188,7 @@ pub fn window_nest(
             vector: nest.vector,
         },
         busy: threads,
-        imbalance: (busiest * threads) as f64 / win.rows.max(1) as f64,
+        imbalance: busiest as f64 * threads as f64 / win.rows.max(1) as f64,
         regions: 1.0,
         a_elements_per_thread: 0.0,
         shared_b_passes: 0.0,

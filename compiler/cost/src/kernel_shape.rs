@@ -678,8 +678,8 @@ impl SkinnyPlan {
         let mut blocks = vectors.div_ceil(widest);
         // Few blocks: as many as make whole rounds of the threads.
         while !split_depth
-            && (batch * blocks) % threads != 0
-            && batch * blocks < 4 * threads
+            && batch.saturating_mul(blocks) % threads != 0
+            && batch.saturating_mul(blocks) < 4 * threads
             && blocks < vectors
         {
             blocks += 1;
@@ -708,7 +708,7 @@ impl SkinnyPlan {
             threads: if split_depth {
                 threads
             } else {
-                threads.min(batch * blocks)
+                threads.min(batch.saturating_mul(blocks))
             },
             split_depth,
         }
@@ -735,21 +735,20 @@ impl SkinnyPlan {
     /// The first and one-past-last block (of all `batch x blocks`) thread
     /// `t` computes.
     pub fn span(&self, t: u64) -> (u64, u64) {
-        let q = self.batch * self.blocks;
+        let q = self.batch.saturating_mul(self.blocks) as u128;
         if self.split_depth {
-            (0, q)
+            (0, q as u64)
         } else {
-            (t * q / self.threads, (t + 1) * q / self.threads)
+            let at = |t: u64| (t as u128 * q / self.threads as u128) as u64;
+            (at(t), at(t + 1))
         }
     }
 
     /// The first and one-past-last row of depth thread `t` computes.
     pub fn depth_span(&self, t: u64) -> (u64, u64) {
         if self.split_depth {
-            (
-                t * self.depth / self.threads,
-                (t + 1) * self.depth / self.threads,
-            )
+            let at = |t: u64| (t as u128 * self.depth as u128 / self.threads as u128) as u64;
+            (at(t), at(t + 1))
         } else {
             (0, self.depth)
         }
@@ -757,17 +756,19 @@ impl SkinnyPlan {
 
     /// The busiest thread's work over the average thread's.
     pub fn imbalance(&self) -> f64 {
+        // Blocks in [0, x) that are the last of their product.
+        let lasts = |x: u64| (x / self.blocks) as u128;
+        let short = (self.per_block - self.block_vectors(self.blocks - 1)) as u128;
         let work = |t: u64| {
-            let blocks = self.span(t);
-            let vectors: u64 = (blocks.0..blocks.1)
-                .map(|q| self.block_vectors(q % self.blocks))
-                .sum();
+            let (lo, hi) = self.span(t);
+            let vectors =
+                (hi - lo) as u128 * self.per_block as u128 - (lasts(hi) - lasts(lo)) * short;
             let (k0, k1) = self.depth_span(t);
-            vectors * (k1 - k0)
+            vectors as f64 * (k1 - k0) as f64
         };
-        let busiest = (0..self.threads).map(work).max().unwrap_or(0);
-        let all = self.batch * self.vectors * self.depth;
-        (busiest * self.threads) as f64 / all.max(1) as f64
+        let busiest = (0..self.threads).map(work).fold(0.0, f64::max);
+        let all = self.batch as f64 * self.vectors as f64 * self.depth as f64;
+        (busiest * self.threads as f64 / all.max(1.0)).max(1.0)
     }
 
     /// Lanes in the last vector of a row (all of them when the columns
@@ -864,8 +865,10 @@ pub fn window_op(w: &WorkloadModel, op: &Op) -> Option<Window> {
         [(t, index)] if index.iter().all(ok_affine) => Some((*t, index.clone())),
         _ => return None,
     };
-    let extent =
-        |vs: &mut dyn Iterator<Item = usize>| vs.map(|v| op.vars[v].extent).product::<u64>();
+    let extent = |vs: &mut dyn Iterator<Item = usize>| {
+        vs.map(|v| op.vars[v].extent)
+            .fold(1u64, |a, e| a.saturating_mul(e))
+    };
     Some(Window {
         x: *x,
         x_index: x_index.clone(),
@@ -880,3 +883,49 @@ pub fn window_op(w: &WorkloadModel, op: &Op) -> Option<Window> {
 
 /// Vectors of a window row the kernel keeps in registers at once.
 pub const WINDOW_BLOCK_VECTORS: u64 = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::SkinnyPlan;
+
+    /// The busiest thread's share, block by block.
+    fn imbalance_by_blocks(p: &SkinnyPlan) -> f64 {
+        let busiest = (0..p.threads)
+            .map(|t| {
+                let (lo, hi) = p.span(t);
+                let (k0, k1) = p.depth_span(t);
+                (lo..hi).map(|q| p.block_vectors(q % p.blocks)).sum::<u64>() * (k1 - k0)
+            })
+            .max()
+            .unwrap();
+        (busiest * p.threads) as f64 / (p.batch * p.vectors * p.depth) as f64
+    }
+
+    #[test]
+    fn skinny_plans_cover_every_column_once_and_weigh_the_busiest_thread() {
+        for rows in 1..=4 {
+            for cols in [1, 7, 16, 123, 205, 1000, 2582] {
+                for (batch, depth) in [(1, 1), (1, 300), (3, 77), (12, 256)] {
+                    for lanes in [8, 16] {
+                        for threads in [1, 2, 3] {
+                            let p = SkinnyPlan::new(rows, cols, depth, batch, lanes, threads);
+                            let covered: u64 = (0..p.blocks).map(|b| p.block_vectors(b)).sum();
+                            assert_eq!(covered, p.vectors, "{p:?}");
+                            assert!(p.block_vectors(p.blocks - 1) >= 1, "{p:?}");
+                            assert!(p.rows * p.per_block * p.sets <= 24, "{p:?}");
+                            let want = imbalance_by_blocks(&p).max(1.0);
+                            assert!((p.imbalance() - want).abs() < 1e-9, "{p:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skinny_plans_of_huge_products_are_computed_at_once() {
+        let big = 1u64 << 40;
+        let p = SkinnyPlan::new(1, big, big, big, 16, 2);
+        assert!(p.imbalance() >= 1.0 && p.imbalance().is_finite());
+    }
+}

@@ -44,7 +44,7 @@ pub fn kernel(g: &Gemm, name: &str, plan: &SkinnyPlan) -> String {
     let mut em = Emitter::at_indent(2);
     let masked = plan.tail_lanes() < lanes;
     let width = plan.per_block * lanes;
-    let q_all = plan.batch * plan.blocks;
+    let q_all = plan.batch.saturating_mul(plan.blocks);
     // A share of all threads' runs: `[t * n / threads, (t + 1) * n / threads)`.
     let share = |em: &mut Emitter, n: u64| {
         let lo = em.index_op("muli", "%t", &c(n));
