@@ -982,6 +982,17 @@ pub fn evaluate(w: &WorkloadModel, op: &Op, p: &CpuParams, nest: &LoopNest) -> P
     evaluate_fused(w, op, p, nest, &Fused::default())
 }
 
+/// Spreads a block of `block` elements over a group's variables `vars`
+/// in `tile`, innermost first, each at most its extent in `full`.
+fn spread(full: &[u64], tile: &mut [u64], vars: &[usize], block: u64) {
+    let mut left = block.max(1);
+    for &v in vars.iter().rev() {
+        let t = left.min(full[v]).max(1);
+        tile[v] = t;
+        left = left.div_ceil(t);
+    }
+}
+
 /// The loop nest the packed kernel runs for a contraction `c` under `nest` (arch_mlir's
 /// `gemm`): BLIS's blocks from the schedule (`nc` the l3 tile of the
 /// columns, `kc` and `mc` the l2 tiles of the depth and the rows), rounded
@@ -1024,23 +1035,14 @@ pub fn packed_nest(
     let nc = round_up(at(1, &g.cols), nr).min(round_up(span_cols, nr));
     let kc = at(2, &g.depth).clamp(1, depth);
     let mc = round_up(at(2, &g.rows), mr).min(round_up(span_rows, mr));
-    // Spreads a block over a group's variables, innermost first.
-    let spread = |tile: &mut Vec<u64>, vars: &[usize], block: u64| {
-        let mut left = block.max(1);
-        for &v in vars.iter().rev() {
-            let t = left.min(full[v]).max(1);
-            tile[v] = t;
-            left = left.div_ceil(t);
-        }
-    };
     let level = |rows_block: u64, cols_block: u64| {
         let mut tile = full.clone();
         for &v in &g.batch {
             tile[v] = 1;
         }
-        spread(&mut tile, &g.rows, rows_block);
-        spread(&mut tile, &g.cols, cols_block);
-        spread(&mut tile, &g.depth, kc);
+        spread(full, &mut tile, &g.rows, rows_block);
+        spread(full, &mut tile, &g.cols, cols_block);
+        spread(full, &mut tile, &g.depth, kc);
         tile
     };
     let mut tiles = vec![full.clone(), level(rows, nc), level(mc, nc)];
@@ -1120,20 +1122,13 @@ pub fn skinny_nest(
     for &v in &g.batch {
         inner[v] = 1;
     }
-    let spread = |tile: &mut Vec<u64>, vars: &[usize], block: u64| {
-        let mut left = block.max(1);
-        for &v in vars.iter().rev() {
-            let t = left.min(full[v]).max(1);
-            tile[v] = t;
-            left = left.div_ceil(t);
-        }
-    };
     spread(
+        full,
         &mut inner,
         &g.cols,
         (plan.per_block * plan.lanes).min(plan.cols),
     );
-    spread(&mut inner, &g.depth, plan.depth_block);
+    spread(full, &mut inner, &g.depth, plan.depth_block);
     let mut tiles = vec![full.clone(); nest.tiles.len() - 1];
     tiles.push(inner);
     let order = g
