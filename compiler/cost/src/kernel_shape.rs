@@ -897,7 +897,7 @@ mod tests {
                 (lo..hi).map(|q| p.block_vectors(q % p.blocks)).sum::<u64>() * (k1 - k0)
             })
             .max()
-            .unwrap();
+            .unwrap_or(0);
         (busiest * p.threads) as f64 / (p.batch * p.vectors * p.depth) as f64
     }
 
