@@ -2,7 +2,8 @@
 # Builds both fuzz targets (front end; cost models and search) against the
 # front end and the cost models alone, then fuzzes each for SECONDS seconds
 # (default 5: CI proves each target starts and runs). Installs cargo-fuzz
-# when missing. Corpus: the examples and the standard library.
+# when missing. Corpus: the examples, the benchmark suite's workloads and
+# the standard library.
 #   bash scripts/fuzz.sh            # 5 s each
 #   bash scripts/fuzz.sh 600        # 10 minutes each
 set -euo pipefail
@@ -15,7 +16,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 for target in check cost; do
   mkdir -p "fuzz/corpus/$target"
-  cp examples/*.arch "fuzz/corpus/$target/"
+  cp examples/*.arch bench/suite/*.arch "fuzz/corpus/$target/"
 done
 cp stdlib/*.arch fuzz/corpus/check/
 cd fuzz
