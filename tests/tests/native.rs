@@ -587,7 +587,8 @@ fn few_row_products_read_the_weight_in_place_and_match() {
 /// 1000 and 2582 (one block, a masked last vector, several blocks walked
 /// in depth blocks), depths 1, 7, 300 and 1000 (on two threads, depth
 /// split into partial sums), a bias and tanh after; batches of one-row
-/// products (threads split the blocks) and a transposed row. On 1 and 2
+/// products (threads split the blocks) and a transposed row; vector
+/// outputs (no rows). On 1 and 2
 /// threads (a tile of one column makes every product of two or more
 /// columns take both) they match the interpreter.
 #[test]
@@ -611,6 +612,23 @@ fn skinny_products_match() {
             ),
         );
         runs_match_on_one_and_two_threads(&src, &format!("{rows} x {depth} x {cols}"));
+    }
+    // A vector output (no rows at all), its product written either way round.
+    for (depth, cols, product) in [(300, 123, "x[k] * w[k, j]"), (7, 1000, "w[k, j] * x[k]")] {
+        let src = program(
+            &dir,
+            &format!("vec{depth}x{cols}.arch"),
+            &format!(
+                "import std.hw.host\nworkload gemv(K = {depth}, N = {cols}) {{\n  input x: f32[K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[N]\n  y[j] = tanh(sum[k] {product} + b[j])\n}}\nmapping cols for gemv on host {{\n  tile y at l1 {{ j: 1 }}\n  parallel j over cores\n  vectorize y: j\n}}\n"
+            ),
+        );
+        runs_match_on_one_and_two_threads(&src, &format!("vector {depth} x {cols}"));
+        let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);
+        assert!(
+            mlir.stdout.contains("func.func private @gemv_kernel0("),
+            "{}",
+            mlir.stdout
+        );
     }
     let src = program(
         &dir,

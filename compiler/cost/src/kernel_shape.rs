@@ -337,7 +337,9 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
                 _ => g.cols.push(*v),
             }
         }
-        (!g.rows.is_empty() && !g.cols.is_empty()).then_some(g)
+        // No rows (`y[j] = sum[k] x[k] * w[k, j]`) is one row, which only
+        // the skinny kernel takes (the packed one needs two or more).
+        (!g.cols.is_empty()).then_some(g)
     };
     let mut found = None;
     for leading in 0..outputs.len() {
@@ -581,10 +583,10 @@ fn packed_pays(c: &Contraction) -> bool {
 pub const SKINNY_ROWS: u64 = 4;
 
 /// The contraction of `op` that the skinny kernel takes, if it has one: an
-/// f32 output of rank two or more with at most [`SKINNY_ROWS`] rows, plain
+/// f32 output with at most [`SKINNY_ROWS`] rows (none: a vector), plain
 /// operands (no window), `b` with its columns innermost.
 pub fn skinny_contraction(w: &WorkloadModel, op: &Op) -> Option<Contraction> {
-    if w.tensors[op.output].dtype != DType::F32 || op.output_rank < 2 {
+    if w.tensors[op.output].dtype != DType::F32 || op.output_rank == 0 {
         return None;
     }
     contraction(w, op, the_reduction(&op.body)?).filter(skinny_fits)
