@@ -1,20 +1,25 @@
-//! f32 contractions with a single row (`y[t, j] = sum[k] x[t, k] * w[k, j]`
-//! for one token: a matrix-vector product, with or without an element-wise
-//! epilogue) lowered to a kernel that streams `b` where it lies, written
-//! directly in `scf`, `memref` and `vector`.
+//! f32 contractions of one to four rows, or of none (`y[t, j] = sum[k]
+//! x[t, k] * w[k, j]` for a few tokens, `y[j] = sum[k] x[k] * w[k, j]`:
+//! matrix-vector products, with or without an element-wise epilogue)
+//! lowered to a kernel that streams `b` where it lies, written directly in
+//! `scf`, `memref` and `vector`.
 //!
-//! Each element of `b` is used once, so packing it buys nothing and the
-//! packed kernel's six-row register tile would do six times the work. The
-//! columns are cut into blocks of whole vectors
+//! Each element of `b` is used by so few rows that packing it buys nothing,
+//! and the packed kernel's six-row register tile would mostly be padding.
+//! The columns are cut into blocks of whole vectors
 //! ([`arch_cost::kernel_shape::SkinnyPlan`], shared with the cpu model);
-//! a block's outputs stay in vector registers across the whole depth (one
-//! broadcast of `a`, one load of `b` and one FMA per vector and step),
-//! with several independent sets of accumulators when the block is too
-//! short to keep the FMA units busy, summed at the end. The epilogue is
-//! applied as each block is stored; the last vector of a row that the
-//! columns do not fill is loaded and stored masked, its epilogue applied
-//! one element at a time. Threads take contiguous runs of the blocks (of
-//! every product of a batch).
+//! a block's outputs stay in vector registers across the depth (per step,
+//! one broadcast of each row's `a`, one load of `b` per vector and an FMA
+//! per row and vector), with several independent sets of accumulators when
+//! the block is too short to keep the FMA units busy, summed at the end. A
+//! row wider than one block walks the depth in blocks of rows, the outputs
+//! stored and reloaded between them, so that several rows of `b` stream
+//! side by side. The epilogue is applied as the last visit stores a block;
+//! the last vector of a row that the columns do not fill is loaded and
+//! stored masked, its epilogue applied one element at a time. Threads take
+//! contiguous runs of the blocks (of every product of a batch), or split
+//! the depth of a single product into partial sums that one thread adds up
+//! after them.
 
 use crate::gemm::{emit_epilogue, Emitter, EpilogueArgs, Gemm, Lane};
 use arch_cost::kernel_shape::{Coord, SkinnyPlan};
