@@ -291,11 +291,64 @@ impl Emitter {
         self.line(format!("{r} = arith.{op} {a}, {b} : index"));
         r
     }
+    /// Thread `%t`'s share of `n` things among `threads` (index values):
+    /// `[t * n / threads, (t + 1) * n / threads)`; `one` is the constant 1.
+    pub(crate) fn thread_share(&mut self, n: &str, threads: &str, one: &str) -> (String, String) {
+        let a = self.index_op("muli", "%t", n);
+        let lo = self.index_op("divui", &a, threads);
+        let t1 = self.index_op("addi", "%t", one);
+        let b = self.index_op("muli", &t1, n);
+        let hi = self.index_op("divui", &b, threads);
+        (lo, hi)
+    }
     pub(crate) fn cmp(&mut self, pred: &str, a: &str, b: &str) -> String {
         let r = self.fresh("p");
         self.line(format!("{r} = arith.cmpi {pred}, {a}, {b} : index"));
         r
     }
+}
+
+/// The index constants a kernel uses (`%c{x}`), collected as its body is
+/// emitted and declared at its entry ([`vector_kernel_text`]).
+#[derive(Default)]
+pub(crate) struct IndexConstants(std::cell::RefCell<std::collections::BTreeSet<u64>>);
+
+impl IndexConstants {
+    /// The constant `x`, declared with the others.
+    pub(crate) fn get(&self, x: u64) -> String {
+        self.0.borrow_mut().insert(x);
+        format!("%c{x}")
+    }
+}
+
+/// A vector kernel's text: `func.func private @name(params)`, its index
+/// constants, `%vzero` (a vector of `lanes` zeros), `%mask` (its first
+/// `tail` lanes) when `tail < lanes`, then `body` (emitted at indent 2,
+/// ending with its return) and the closing brace.
+pub(crate) fn vector_kernel_text(
+    name: &str,
+    params: &str,
+    consts: &IndexConstants,
+    (lanes, tail): (u64, u64),
+    body: String,
+) -> String {
+    let mut head = Emitter::new();
+    head.open(format!("func.func private @{name}({params}) {{"));
+    for x in consts.0.borrow().iter() {
+        head.line(format!("%c{x} = arith.constant {x} : index"));
+    }
+    head.line(format!(
+        "%vzero = arith.constant dense<0.0> : vector<{lanes}xf32>"
+    ));
+    if tail < lanes {
+        head.line(format!(
+            "%mask = vector.constant_mask [{tail}] : vector<{lanes}xi1>"
+        ));
+    }
+    let mut text = head.text();
+    text.push_str(&body);
+    text.push_str("  }\n");
+    text
 }
 
 /// Element type of epilogue values: one f32, or a vector of f32.

@@ -21,10 +21,10 @@
 //! the depth of a single product into partial sums that one thread adds up
 //! after them.
 
-use crate::gemm::{emit_epilogue, Emitter, EpilogueArgs, Gemm, Lane};
+use crate::gemm::{
+    emit_epilogue, vector_kernel_text, Emitter, EpilogueArgs, Gemm, IndexConstants, Lane,
+};
 use arch_cost::kernel_shape::{Coord, SkinnyPlan};
-use std::cell::RefCell;
-use std::collections::BTreeSet;
 
 /// The kernel for `g` as a private function `@name(%A, %B, %C, %E0, ...)`
 /// over memrefs (`%E*`: the epilogue's tensors in `g.epilogue_reads`
@@ -33,7 +33,6 @@ pub fn kernel(g: &Gemm, name: &str, plan: &SkinnyPlan) -> String {
     let (va, vb, vc) = (&g.shape.a, &g.shape.b, &g.shape.c);
     let (ta, tb, tc) = (va.memref(), vb.memref(), vc.memref());
     let lanes = plan.lanes;
-    let vty = format!("vector<{lanes}xf32>");
     let batched = vc.has(Coord::Batch);
     let h = if batched { "%h" } else { "" };
     let args = EpilogueArgs {
@@ -41,24 +40,13 @@ pub fn kernel(g: &Gemm, name: &str, plan: &SkinnyPlan) -> String {
         h,
         locals: &[],
     };
-    let consts: RefCell<BTreeSet<u64>> = RefCell::new(BTreeSet::new());
-    let c = |x: u64| {
-        consts.borrow_mut().insert(x);
-        format!("%c{x}")
-    };
+    let consts = IndexConstants::default();
+    let c = |x: u64| consts.get(x);
     let mut em = Emitter::at_indent(2);
     let masked = plan.tail_lanes() < lanes;
     let width = plan.per_block * lanes;
     let q_all = plan.batch.saturating_mul(plan.blocks);
-    // A share of all threads' runs: `[t * n / threads, (t + 1) * n / threads)`.
-    let share = |em: &mut Emitter, n: u64| {
-        let lo = em.index_op("muli", "%t", &c(n));
-        let q0 = em.index_op("divui", &lo, &c(plan.threads));
-        let t1 = em.index_op("addi", "%t", &c(1));
-        let hi = em.index_op("muli", &t1, &c(n));
-        let q1 = em.index_op("divui", &hi, &c(plan.threads));
-        (q0, q1)
-    };
+    let share = |em: &mut Emitter, n: u64| em.thread_share(&c(n), &c(plan.threads), &c(1));
     let ((q0, q1), (k0, k1)) = if plan.threads > 1 {
         em.open(format!(
             "scf.parallel (%t) = ({}) to ({}) step ({}) {{",
@@ -164,32 +152,20 @@ pub fn kernel(g: &Gemm, name: &str, plan: &SkinnyPlan) -> String {
         emit_partial_sums(&mut em, g, plan, &args, &c);
     }
     em.line("func.return");
-    let body = em.text();
-    let mut head = Emitter::new();
-    let mut extra: Vec<String> = (0..g.epilogue_reads.len())
-        .map(|slot| format!(", %E{slot}: {}", g.epilogue_reads[slot].memref()))
-        .collect();
+    let mut params = format!("%A: {ta}, %B: {tb}, %C: {tc}");
+    for (slot, read) in g.epilogue_reads.iter().enumerate() {
+        params.push_str(&format!(", %E{slot}: {}", read.memref()));
+    }
     for ty in scratch_types(g, plan) {
-        extra.push(format!(", %S: {ty}"));
+        params.push_str(&format!(", %S: {ty}"));
     }
-    head.open(format!(
-        "func.func private @{name}(%A: {ta}, %B: {tb}, %C: {tc}{}) {{",
-        extra.concat()
-    ));
-    for x in consts.borrow().iter() {
-        head.line(format!("%c{x} = arith.constant {x} : index"));
-    }
-    head.line(format!("%vzero = arith.constant dense<0.0> : {vty}"));
-    if masked {
-        head.line(format!(
-            "%mask = vector.constant_mask [{}] : vector<{lanes}xi1>",
-            plan.tail_lanes()
-        ));
-    }
-    let mut text = head.text();
-    text.push_str(&body);
-    text.push_str("  }\n");
-    text
+    vector_kernel_text(
+        name,
+        &params,
+        &consts,
+        (lanes, plan.tail_lanes()),
+        em.text(),
+    )
 }
 
 /// The buffers the kernel takes from its caller after the epilogue's

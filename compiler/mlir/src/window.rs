@@ -10,11 +10,9 @@
 //! one FMA. The last vector of a row that the outputs do not fill is
 //! loaded and stored masked. Rows are split over threads.
 
-use crate::gemm::Emitter;
+use crate::gemm::{vector_kernel_text, Emitter, IndexConstants};
 use arch_cost::kernel_shape::{Window, WINDOW_BLOCK_VECTORS};
 use arch_sema::model::{Affine, Op, WorkloadModel};
-use std::cell::RefCell;
-use std::collections::BTreeSet;
 
 fn memref_of(w: &WorkloadModel, t: usize) -> String {
     let dims: Vec<String> = w.tensors[t].shape.iter().map(u64::to_string).collect();
@@ -42,11 +40,8 @@ pub fn kernel(
     threads: u64,
     lanes: u64,
 ) -> String {
-    let consts: RefCell<BTreeSet<u64>> = RefCell::new(BTreeSet::new());
-    let c = |x: u64| {
-        consts.borrow_mut().insert(x);
-        format!("%c{x}")
-    };
+    let consts = IndexConstants::default();
+    let c = |x: u64| consts.get(x);
     let lanes = lanes.clamp(1, 16);
     let threads = threads.clamp(1, win.rows.max(1));
     let types = argument_types(w, op, win);
@@ -69,12 +64,7 @@ pub fn kernel(
             c(threads),
             c(1)
         ));
-        let a = em.index_op("muli", "%t", &c(win.rows));
-        let lo = em.index_op("divui", &a, &c(threads));
-        let t1 = em.index_op("addi", "%t", &c(1));
-        let b = em.index_op("muli", &t1, &c(win.rows));
-        let hi = em.index_op("divui", &b, &c(threads));
-        (lo, hi)
+        em.thread_share(&c(win.rows), &c(threads), &c(1))
     } else {
         (c(0), c(win.rows))
     };
@@ -204,30 +194,12 @@ pub fn kernel(
         em.close("}");
     }
     em.line("func.return");
-    let body = em.text();
-    let mut head = Emitter::new();
     let mut params = vec![format!("%X: {tx}")];
     if let Some(tw) = &tw {
         params.push(format!("%W: {tw}"));
     }
     params.push(format!("%Y: {ty}"));
-    head.open(format!(
-        "func.func private @{name}({}) {{",
-        params.join(", ")
-    ));
-    for x in consts.borrow().iter() {
-        head.line(format!("%c{x} = arith.constant {x} : index"));
-    }
-    head.line(format!("%vzero = arith.constant dense<0.0> : {vty}"));
-    if masked {
-        head.line(format!(
-            "%mask = vector.constant_mask [{tail}] : vector<{lanes}xi1>"
-        ));
-    }
-    let mut text = head.text();
-    text.push_str(&body);
-    text.push_str("  }\n");
-    text
+    vector_kernel_text(name, &params.join(", "), &consts, (lanes, tail), em.text())
 }
 
 /// The index value of `a` with the variables' `values` (a variable
