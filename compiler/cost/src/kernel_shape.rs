@@ -799,11 +799,10 @@ pub struct Window {
     pub q: usize,
     /// The reduced variables, in the op's order.
     pub reduced: Vec<usize>,
-    /// Outputs per row (the extent of `q`), rows (the other output
-    /// variables' extents multiplied), window points per output.
+    /// Outputs per row (the extent of `q`) and rows (the other output
+    /// variables' extents multiplied).
     pub row: u64,
     pub rows: u64,
-    pub points: u64,
 }
 
 /// The window `op` computes, if the window kernel takes it: f32 tensors,
@@ -867,10 +866,6 @@ pub fn window_op(w: &WorkloadModel, op: &Op) -> Option<Window> {
         [(t, index)] if index.iter().all(ok_affine) => Some((*t, index.clone())),
         _ => return None,
     };
-    let extent = |vs: &mut dyn Iterator<Item = usize>| {
-        vs.map(|v| op.vars[v].extent)
-            .fold(1u64, |a, e| a.saturating_mul(e))
-    };
     Some(Window {
         x: *x,
         x_index: x_index.clone(),
@@ -878,8 +873,9 @@ pub fn window_op(w: &WorkloadModel, op: &Op) -> Option<Window> {
         q,
         reduced: vars.clone(),
         row: op.vars[q].extent,
-        rows: extent(&mut (0..q)),
-        points: extent(&mut vars.iter().copied()),
+        rows: op.vars[..q]
+            .iter()
+            .fold(1u64, |a, v| a.saturating_mul(v.extent)),
     })
 }
 
