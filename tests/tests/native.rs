@@ -644,6 +644,50 @@ fn skinny_products_match() {
     );
 }
 
+/// Products whose rows fit one row block pack panels of `b` in groups,
+/// walking each row of `b` once per group: several groups, a last partial
+/// group, a last partial panel, depth blocks. On 1 and 2 threads (columns
+/// split) they match the interpreter, and the grouped loop is in the code.
+#[test]
+fn grouped_b_panels_match() {
+    let dir = temp("grouped");
+    for (rows, depth, cols, kc) in [
+        (7, 13, 357, 13),
+        (20, 300, 1000, 128),
+        (11, 1000, 123, 256),
+        (64, 64, 1029, 64),
+    ] {
+        let src = program(
+            &dir,
+            &format!("mm{rows}x{depth}x{cols}.arch"),
+            &format!(
+                "import std.hw.host\nimport std.nn.relu\nworkload mm(M = {rows}, K = {depth}, N = {cols}) {{\n  input x: f32[M, K]\n  weight w: f32[K, N]\n  weight b: f32[N]\n  output y: f32[M, N]\n  y[i, j] = relu(sum[k] x[i, k] * w[k, j] + b[j])\n}}\nmapping cols for mm on host {{\n  tile y at l2 {{ i: {rows}, k: {kc} }}\n  parallel j over cores\n  vectorize y: j\n}}\n"
+            ),
+        );
+        runs_match_on_one_and_two_threads(&src, &format!("{rows} x {depth} x {cols}"));
+        let mlir = archc(&["build", &src, "--target", "host", "--emit", "mlir"]);
+        // The packed `b` buffer (threads x slots x kc x nr) holds one
+        // group: 2 to 8 panels, not one.
+        let slots: Vec<u64> = mlir
+            .stdout
+            .split("memref<")
+            .skip(1)
+            .filter_map(|t| {
+                let dims: Vec<&str> = t.split('>').next()?.split('x').collect();
+                let panel = dims.len() == 5
+                    && dims[2] == kc.to_string()
+                    && (dims[3] == "16" || dims[3] == "32");
+                panel.then(|| dims[1].parse().ok()).flatten()
+            })
+            .collect();
+        assert!(
+            !slots.is_empty() && slots.iter().all(|s| (2..=8).contains(s)),
+            "{rows} x {depth} x {cols}: packed b slots {slots:?}\n{}",
+            mlir.stdout
+        );
+    }
+}
+
 /// Sliding windows along rows take the window kernel: a depthwise 3 x 3
 /// convolution at widths 1, 7, 79 and 201 (a masked last vector, blocks of
 /// a long row), one with rows of stride 2, a 1-d convolution along rows, a

@@ -165,6 +165,45 @@ pub fn shared_cache_rate(fill: f64) -> f64 {
     1.0 - 0.4 * ((fill - 0.25) / 0.5).clamp(0.0, 1.0)
 }
 
+/// The rate (B/s) at which `cores` cores pack panels of a `b` that lives
+/// in level `home`. A panel is one or two lines of each row of `b`, rows
+/// apart by the row's length (usually more than a page), which hardware
+/// prefetchers do not follow: each line waits for its level. A private
+/// cache serves it at the level's rate; the shared outermost cache has
+/// lost a growing share of its lines to other cores and neighbours by
+/// the time they are read again ([`PACK_MISS_FILL`]), and those come at
+/// DRAM's rate.
+pub fn pack_read_rate(p: &CpuParams, home: usize, cores: f64) -> f64 {
+    let level_rate = |l: usize| {
+        let bw = p.levels.get(l).map_or(f64::INFINITY, |x| x.1);
+        let bw = if l == 0 {
+            bw
+        } else {
+            bw * cores / p.cores.max(1) as f64
+        };
+        bw.min(p.core_stream(l) * cores)
+    };
+    if home == 0 || p.levels.len() < 2 {
+        return level_rate(0);
+    }
+    if home != 1 || home != p.resident_level {
+        return level_rate(home);
+    }
+    let (from, to) = PACK_MISS_FILL;
+    let missed = ((p.resident_fill - from) / (to - from)).clamp(0.0, 1.0);
+    1.0 / ((1.0 - missed) / level_rate(1) + missed / level_rate(0))
+}
+
+/// The fills of the shared outermost cache (the workload's bytes over its
+/// calibrated size) between which the packed kernel's panel reads of `b`
+/// go from all hits to all misses ([`pack_read_rate`]). Measured here
+/// (Zen 4 VM, 32 MiB L3 shared with neighbours, calibrated 26.7 MiB):
+/// products of 128 x 768 by 768 x N, N from 768 to 6144, ran 0.99, 1.06,
+/// 1.09, 1.10, 1.10 of the prediction without this term (fills 0.12, 0.22,
+/// 0.32, 0.42, 0.83); their excess is B's bytes at 26, 20, 16, 17 GB/s
+/// (DRAM: 24 GB/s).
+pub const PACK_MISS_FILL: (f64, f64) = (0.125, 0.25);
+
 impl CpuParams {
     /// The most one core moves through level `l` (B/s; infinite where the
     /// level has no `core_bandwidth`).
@@ -1569,6 +1608,17 @@ pub fn evaluate_fused(
         .filter(|(_, (b, _))| **b > 0.0)
         .map(|(i, (b, l))| b / l.1.min(p.core_stream(i) * p.cores as f64))
         .fold(0.0, f64::max);
+    // Packing B is a phase of its own: the micro-kernel waits for it.
+    let compute_s = compute_s
+        + match &packed {
+            Some(c) if !crate::kernel_shape::reads_b_in_place(c) => {
+                let elements =
+                    extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols);
+                let bytes = elements as f64 * w.tensors[c.b.tensor].dtype.bits() as f64 / 8.0;
+                bytes / pack_read_rate(p, home(c.b.tensor), cores_used)
+            }
+            _ => 0.0,
+        };
     let peak_s = flops / (p.flops_per_cycle_per_core * p.cores as f64 * p.clock_hz);
     let mut predicted = Roofline {
         clock_hz: p.clock_hz,
