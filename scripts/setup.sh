@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 # melior (MLIR bindings) builds mlir-sys with bindgen (libclang) and links
 # LLVM's static libraries, which need Polly, zstd, z3, libxml2 and zlib.
 # Built libraries that run on several cores link LLVM's OpenMP runtime
-# (libomp-22-dev); `cc` links every built library.
+# (libomp-22-dev); `cc` links every built library. AMD GPU kernels are
+# assembled with llvm-mc (llvm-22) and linked into code objects with ld.lld
+# (lld-22).
 APT_PACKAGES=(build-essential pkg-config llvm-22-dev libmlir-22-dev mlir-22-tools
   libclang-22-dev libpolly-22-dev libzstd-dev libz3-dev libxml2-dev zlib1g-dev
-  libomp-22-dev python3-venv)
+  libomp-22-dev lld-22 python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -48,14 +48,29 @@ pub fn tile_of(pid: u64, tiles_m: u64, tiles_n: u64, swizzle: Swizzle) -> (u64, 
     match swizzle {
         Swizzle::RowMajor => (pid / tiles_n, pid % tiles_n),
         Swizzle::Grouped(g) => grouped(pid, g),
-        Swizzle::Xcd(x) => {
-            let total = tiles_m.saturating_mul(tiles_n);
-            let x = x.max(1);
-            let remapped = (pid % x)
-                .saturating_mul(total.div_ceil(x))
-                .saturating_add(pid / x);
-            grouped(remapped.min(total - 1), 8)
-        }
+        Swizzle::Xcd(x) => grouped(
+            xcd_remap(pid, tiles_m.saturating_mul(tiles_n), x),
+            XCD_GROUP,
+        ),
+    }
+}
+
+/// Tile rows each group of the XCD swizzle spans (after the remap).
+pub const XCD_GROUP: u64 = 8;
+
+/// Block id `pid` of `total`, dealt round-robin to `x` L2 domains, as the
+/// position it takes when each domain's ids are made consecutive: domain
+/// `d = pid % x` holds `total / x` ids, one more for the first `total % x`
+/// domains; its `pid / x`-th id goes after the domains before it. A
+/// permutation of `0..total` for any `total` and `x`.
+pub fn xcd_remap(pid: u64, total: u64, x: u64) -> u64 {
+    let x = x.max(1);
+    let (q, r) = (total / x, total % x);
+    let (d, local) = (pid % x, pid / x);
+    if d < r {
+        d * (q + 1) + local
+    } else {
+        r * (q + 1) + (d - r) * q + local
     }
 }
 
@@ -374,6 +389,20 @@ mod tests {
             .map(|p| tile_of(p, 4, 4, Swizzle::Grouped(2)))
             .collect();
         assert_eq!(first, vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        // The XCD remap is a permutation, whatever the count.
+        for (total, x) in [(16, 2), (10, 4), (7, 8), (1, 8), (30, 8)] {
+            let mut ids: Vec<u64> = (0..total).map(|p| xcd_remap(p, total, x)).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, (0..total).collect::<Vec<_>>(), "{total} over {x}");
+        }
+        for (tm, tn) in [(5, 3), (2, 5), (9, 9)] {
+            let mut seen: Vec<_> = (0..tm * tn)
+                .map(|p| tile_of(p, tm, tn, Swizzle::Xcd(4)))
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len() as u64, tm * tn, "{tm} x {tn}");
+        }
         // Every tile is computed exactly once.
         for s in [
             Swizzle::RowMajor,

@@ -29,8 +29,10 @@ pub enum Emit {
     Obj,
     /// Write `lib<workload>.so`, `<workload>.h`, `<workload>.manifest.json`, `report.json` into DIR.
     Lib,
-    /// PTX for gpu targets (not built yet).
+    /// Print the PTX of every kernel (NVIDIA gpu targets).
     Ptx,
+    /// Print the AMDGCN assembly of every kernel (AMD gpu targets).
+    Amdgcn,
     /// NPU program (not built yet).
     Npu,
     /// NIR graph for neuromorphic targets (not built yet).
@@ -75,6 +77,12 @@ pub struct RunArgs {
     /// Skip the comparison with the reference interpreter.
     #[arg(long)]
     pub(crate) no_check: bool,
+    /// gpu targets: run the kernels on this CPU instead of a GPU, every
+    /// block and every thread in order (after tiling and swizzling, before
+    /// GPU ids), and check them against the reference interpreter (its
+    /// time is the emulation's, not the GPU's).
+    #[arg(long)]
+    pub(crate) emulate: bool,
     /// Also time every op alone (each built as its own library, fed the
     /// values the ops before it computed; the ops of a row chain, which run
     /// as one kernel, together) and print measured beside predicted per op;
@@ -221,11 +229,15 @@ pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
-    if matches!(a.emit, Emit::Ptx | Emit::Npu | Emit::Nir) {
+    if s.hardware.class == HwClass::Gpu {
+        return build_gpu(&s, &a, out, err);
+    }
+    if matches!(a.emit, Emit::Ptx | Emit::Amdgcn | Emit::Npu | Emit::Nir) {
         let _ = writeln!(
             err,
-            "error: `--emit {}` is not built yet; cpu targets emit mlir, llvm, asm, obj and lib",
-            format!("{:?}", a.emit).to_lowercase()
+            "error: `--emit {}` is not built yet for {} targets; cpu targets emit mlir, llvm, asm, obj and lib",
+            format!("{:?}", a.emit).to_lowercase(),
+            s.hardware.class.name()
         );
         return EXIT_DIAGNOSTICS;
     }
@@ -310,6 +322,97 @@ pub fn build(a: BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 }
             }
         }
-        Emit::Ptx | Emit::Npu | Emit::Nir => EXIT_DIAGNOSTICS,
+        Emit::Ptx | Emit::Amdgcn | Emit::Npu | Emit::Nir => EXIT_DIAGNOSTICS,
+    }
+}
+
+/// `archc build` for a gpu target.
+fn build_gpu(s: &Selected, a: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use crate::gpu_build;
+    let fail = |err: &mut dyn Write, m: String| {
+        let _ = writeln!(err, "error: {m}");
+        EXIT_DIAGNOSTICS
+    };
+    let (vendor, chip) = match gpu_build::target(s) {
+        Ok(t) => t,
+        Err(m) => return fail(err, m),
+    };
+    let asm_emit = if vendor == arch_mlir::gpu::Vendor::Nvidia {
+        Emit::Ptx
+    } else {
+        Emit::Amdgcn
+    };
+    match a.emit {
+        Emit::Lib | Emit::Mlir => {}
+        e if e == asm_emit => {}
+        e => {
+            return fail(
+                err,
+                format!(
+                    "`--emit {}` is not for {} ({chip}); gpu targets emit mlir, {} and lib (the default: kernels, manifest and report in -o DIR)",
+                    format!("{e:?}").to_lowercase(),
+                    s.hardware.name,
+                    format!("{asm_emit:?}").to_lowercase()
+                ),
+            )
+        }
+    }
+    if a.emit == Emit::Lib && a.out_dir.is_none() {
+        let _ = writeln!(err, "error: `--emit lib` needs `-o DIR`");
+        return EXIT_USAGE;
+    }
+    let (schedule, report) = match tuned(s, &a.tune, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let started = Instant::now();
+    let kernels = match gpu_build::compile(s, &schedule, vendor, &chip) {
+        Ok(k) => k,
+        Err(m) => return fail(err, m),
+    };
+    match a.emit {
+        Emit::Mlir => {
+            for k in &kernels {
+                let _ = writeln!(
+                    out,
+                    "// ----- kernel {}: stage: gpu-dialect -----\n{}",
+                    k.plan.name, k.module
+                );
+                for st in &k.stages[1..] {
+                    let _ = writeln!(
+                        out,
+                        "// ----- kernel {}: stage: {} -----\n{}",
+                        k.plan.name, st.name, st.text
+                    );
+                }
+            }
+            EXIT_OK
+        }
+        Emit::Lib => {
+            let Some(dir) = a.out_dir.as_deref() else {
+                return EXIT_USAGE;
+            };
+            match gpu_build::write(s, &kernels, (vendor, &chip), &report, dir) {
+                Ok(_) => {
+                    let _ = writeln!(
+                        err,
+                        "built {} kernel{} for {} ({chip}) into {} in {:.2} s (tuning excluded)",
+                        kernels.len(),
+                        if kernels.len() == 1 { "" } else { "s" },
+                        s.hardware.name,
+                        dir.display(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    EXIT_OK
+                }
+                Err(m) => fail(err, m),
+            }
+        }
+        _ => {
+            for k in &kernels {
+                let _ = writeln!(out, "// ----- kernel {} -----\n{}", k.plan.name, k.assembly);
+            }
+            EXIT_OK
+        }
     }
 }

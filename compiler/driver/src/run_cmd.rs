@@ -70,13 +70,34 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(s) => crate::cost_cmd::with_threads(s, a.tune.threads),
         Err(code) => return code,
     };
-    if let Some(code) = not_cpu(&s, err) {
-        return code;
-    }
     let fail = |err: &mut dyn Write, m: String| {
         let _ = writeln!(err, "error: {m}");
         EXIT_DIAGNOSTICS
     };
+    let gpu = s.hardware.class == arch_sema::hardware::HwClass::Gpu;
+    if gpu && !a.emulate {
+        return fail(err, crate::gpu_build::no_device_message(&s));
+    }
+    if gpu && a.profile {
+        return fail(
+            err,
+            "`--profile` times ops on a GPU, which `--emulate` does not use".into(),
+        );
+    }
+    if a.emulate && !gpu {
+        return fail(
+            err,
+            format!(
+                "`--emulate` runs gpu kernels on this CPU; `{}` is not a gpu target",
+                s.hardware.name
+            ),
+        );
+    }
+    if !gpu {
+        if let Some(code) = not_cpu(&s, err) {
+            return code;
+        }
+    }
     let given = match &a.inputs {
         Some(dir) => match read_inputs(&s, dir) {
             Ok(v) => v,
@@ -88,7 +109,11 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let compiled = match compile(&s, &schedule) {
+    let compiled = match if gpu {
+        crate::gpu_build::emulation(&s, &schedule)
+    } else {
+        compile(&s, &schedule)
+    } {
         Ok(c) => c,
         Err(m) => return fail(err, m),
     };
@@ -168,6 +193,18 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     let measured = median(&times).as_secs_f64();
     let predicted = report.total.latency_s;
+    if gpu {
+        let _ = writeln!(
+            out,
+            "{} on {}: emulated on this CPU in {} (median of {} runs; not a GPU time, so no measured/predicted: the model predicts {} on the GPU)",
+            s.workload.name,
+            s.hardware.name,
+            seconds(measured),
+            times.len(),
+            seconds(predicted)
+        );
+        return status;
+    }
     let _ = writeln!(
         out,
         "{} on {}: measured {} (median of {} runs), predicted {}, measured/predicted {:.2}",

@@ -8,6 +8,7 @@
 
 pub mod fastmath;
 pub mod gemm;
+pub mod gpu;
 pub mod linalg;
 pub mod pipeline;
 pub mod rowchain;

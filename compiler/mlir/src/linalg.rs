@@ -36,7 +36,7 @@ impl std::fmt::Display for LowerError {
 impl std::error::Error for LowerError {}
 
 /// The MLIR element type of a float dtype.
-fn float_type(d: DType) -> Result<&'static str, LowerError> {
+pub(crate) fn float_type(d: DType) -> Result<&'static str, LowerError> {
     match d {
         DType::F64 => Ok("f64"),
         DType::F32 => Ok("f32"),
@@ -104,7 +104,7 @@ pub(crate) fn builtin_call(
 
 /// The type a reduction producing `elem` accumulates in: f32 for 16-bit
 /// floats (as hardware does), else the type itself.
-fn accumulator(elem: &'static str) -> &'static str {
+pub(crate) fn accumulator(elem: &'static str) -> &'static str {
     match elem {
         "f16" | "bf16" => "f32",
         other => other,
@@ -167,7 +167,7 @@ fn affine_map(rank: usize, index: &[Affine]) -> String {
 }
 
 /// A float constant as MLIR writes it (`-inf` and `inf` in hex).
-fn float_constant(x: f64, elem: &str) -> String {
+pub(crate) fn float_constant(x: f64, elem: &str) -> String {
     if x.is_finite() {
         // MLIR's float literals need a decimal point: `1.00000000000000000e0`.
         return format!("{x:.17e}");

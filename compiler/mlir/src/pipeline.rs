@@ -126,6 +126,20 @@ pub fn cpu_stages(scheduled: bool, threads: u64) -> Vec<StageSpec> {
 /// Runs `stages` on `linalg` (the first stage, named `linalg`) and
 /// translates the result to LLVM IR.
 pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError> {
+    run_inner(linalg, stages, true)
+}
+
+/// Runs `stages` on `text` and keeps every stage's module, without the
+/// translation to LLVM IR (a GPU module ends as a `gpu.binary`).
+pub fn run_stages(text: &str, stages: &[StageSpec]) -> Result<Vec<Stage>, PipelineError> {
+    run_inner(text, stages, false).map(|l| l.stages)
+}
+
+fn run_inner(
+    linalg: &str,
+    stages: &[StageSpec],
+    translate_to_llvm: bool,
+) -> Result<Lowered, PipelineError> {
     if linalg.contains('\0') {
         return Err(PipelineError::Parse(
             "the module text holds a NUL byte".into(),
@@ -183,6 +197,12 @@ pub fn run(linalg: &str, stages: &[StageSpec]) -> Result<Lowered, PipelineError>
             out.push(Stage {
                 name: spec.name,
                 text: module.as_operation().to_string(),
+            });
+        }
+        if !translate_to_llvm {
+            return Ok(Lowered {
+                stages: out,
+                llvm_ir: String::new(),
             });
         }
         // Translation would crash on an op the passes left unconverted.

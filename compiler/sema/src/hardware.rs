@@ -138,6 +138,8 @@ pub struct HardwareModel {
     pub class: HwClass,
     pub base: Option<String>,
     pub vendor: Option<String>,
+    /// The instruction set a GPU's code targets (`sm_90`, `gfx942`).
+    pub chip: Option<String>,
     pub description: Option<String>,
     pub clock_hz: Option<Real>,
     pub cores: u64,
@@ -268,7 +270,14 @@ const COST_KEYS: &[(&str, Dim)] = &[
     ("barrier_time", Dim::TIME),
     ("spike_energy", Dim::ENERGY),
 ];
-pub const FIELDS: &[&str] = &["clock", "cores", "vendor", "description", "weight_bits"];
+pub const FIELDS: &[&str] = &[
+    "clock",
+    "cores",
+    "vendor",
+    "chip",
+    "description",
+    "weight_bits",
+];
 pub const BLOCKS: &[&str] = &[
     "level", "compute", "array", "core", "noc", "cost", "topology",
 ];
@@ -324,6 +333,7 @@ impl<'db> HwChecker<'db> {
                     class,
                     base: None,
                     vendor: None,
+                    chip: None,
                     description: None,
                     clock_hz: None,
                     cores: 1,
@@ -609,14 +619,12 @@ impl<'db> HwChecker<'db> {
                     m.cores = c;
                 }
             }
-            "vendor" | "description" => match &e.value {
-                HwValue::Str { text, .. } => {
-                    if e.key.text == "vendor" {
-                        m.vendor = Some(text.clone());
-                    } else {
-                        m.description = Some(text.clone());
-                    }
-                }
+            "vendor" | "chip" | "description" => match &e.value {
+                HwValue::Str { text, .. } => match e.key.text.as_str() {
+                    "vendor" => m.vendor = Some(text.clone()),
+                    "chip" => m.chip = Some(text.clone()),
+                    _ => m.description = Some(text.clone()),
+                },
                 other => {
                     self.error(
                         "E0506",

@@ -1,0 +1,757 @@
+//! GPU kernels for every compute op of a workload, written in the `gpu`,
+//! `scf`, `memref` and `arith` dialects: one kernel per op, a grid of
+//! thread blocks over the op's output seen as a matrix (the cost model's
+//! GEMM view: `m` the rows, `n` the columns B alone indexes).
+//!
+//! - Each block computes one `bm x bn` tile of the output (the schedule's
+//!   innermost tile, [`arch_cost::gpu::block_tile`]); which tile is the
+//!   swizzle's answer for the block id ([`swizzle_lines`]), the same
+//!   arithmetic the model replays ([`arch_cost::gpu::tile_of`]).
+//! - The block's threads walk its tile's elements in row-major order, a
+//!   block's width apart (consecutive threads, consecutive columns: loads
+//!   and stores coalesce along the output's last index); each element is
+//!   the op's whole expression, reductions as loops in the thread.
+//!
+//! The same body is emitted three ways: as a `gpu.func` kernel for NVIDIA
+//! (`sm_80`, `sm_90`) or AMD (`gfx942`), and as a host function that the
+//! functional check calls for every block and every thread in order
+//! ([`host_module`]), so the tiling and the swizzle are checked against
+//! the reference interpreter on any machine. Only the math functions
+//! differ: NVIDIA's `sqrt`, `abs` and `log` are PTX instructions through
+//! inline assembly (MLIR would call libdevice), AMD's and the host's are
+//! the `math` dialect's; `exp`, `tanh`, `erf` and `sigmoid` are arithmetic
+//! on f32 everywhere ([`crate::fastmath`]).
+//!
+//! Not built yet: shared-memory tiles, tensor cores (`mma.sync`, `mfma`),
+//! block-level reductions, fused kernels across ops, stored precisions
+//! other than the declared ones.
+
+use crate::linalg::{
+    accumulator, builtin_call, float_constant, float_type, memref_type, LowerError,
+};
+use arch_cost::cpu::LoopNest;
+use arch_cost::gpu::Swizzle;
+use arch_sema::model::{Affine, Builtin, Op, OpKind, ScalarExpr, WorkloadModel};
+use arch_syntax::ast::{BinOp, ReduceOp, Role};
+use std::fmt::Write;
+
+/// The GPU vendors code is generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Nvidia,
+    Amd,
+}
+
+/// Where a body runs: a GPU's kernel, or the host's functional check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Device(Vendor),
+    Host,
+}
+
+/// Threads of a block at most (both vendors allow 1024).
+pub const MAX_BLOCK_THREADS: u64 = 1024;
+
+/// One kernel: the op it computes, its launch and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelPlan {
+    pub op: usize,
+    pub name: String,
+    /// Blocks of the grid (one dimension).
+    pub grid: u64,
+    /// Threads of a block (one dimension).
+    pub block: u64,
+    /// The output tile of a block, `(bm, bn)`, and the tiles of the
+    /// output, `(tiles_m, tiles_n)`.
+    pub tile: (u64, u64),
+    pub tiles: (u64, u64),
+    pub swizzle: Swizzle,
+    /// Tensors the kernel takes, in argument order: what it reads, then
+    /// its output.
+    pub args: Vec<usize>,
+}
+
+/// The kernels of `w`, one per op, from each op's nest (`None`: a default
+/// tile) and the schedule's swizzle.
+pub fn plan(
+    w: &WorkloadModel,
+    nests: &[Option<LoopNest>],
+    swizzle: Option<Swizzle>,
+) -> Result<Vec<KernelPlan>, LowerError> {
+    let mut plans = Vec::new();
+    for (i, op) in w.ops.iter().enumerate() {
+        if !matches!(op.kind, OpKind::Compute) {
+            return Err(LowerError::Unsupported(format!(
+                "op `{}` on a gpu (only compute ops so far)",
+                w.tensors[op.output].name
+            )));
+        }
+        for t in op.inputs().into_iter().chain([op.output]) {
+            float_type(w.tensors[t].dtype)?;
+        }
+        let g = arch_cost::gemm::gemm_view(w, op);
+        let (bm, bn) = match nests.get(i).and_then(|n| n.as_ref()) {
+            Some(nest) => {
+                let t = arch_cost::gpu::block_tile(&g, nest);
+                (t.bm.clamp(1, g.m.max(1)), t.bn.clamp(1, g.n.max(1)))
+            }
+            None => (g.m.clamp(1, 64), g.n.clamp(1, 64)),
+        };
+        let elements = bm.saturating_mul(bn);
+        // Whole warps, one thread per output of the tile at most.
+        let block = elements.div_ceil(32).clamp(1, MAX_BLOCK_THREADS / 32) * 32;
+        let tiles = (g.m.div_ceil(bm), g.n.div_ceil(bn));
+        let grid = tiles
+            .0
+            .checked_mul(tiles.1)
+            .filter(|g| *g < 1 << 31)
+            .ok_or_else(|| {
+                LowerError::Unsupported(format!(
+                    "op `{}`: a grid of more than 2^31 blocks",
+                    w.tensors[op.output].name
+                ))
+            })?;
+        let mut args = op.inputs();
+        args.retain(|t| *t != op.output);
+        args.push(op.output);
+        plans.push(KernelPlan {
+            op: i,
+            name: format!("{}_{}", w.name, sanitize(&w.tensors[op.output].name)),
+            grid,
+            block,
+            tile: (bm, bn),
+            tiles,
+            swizzle: swizzle.unwrap_or(Swizzle::RowMajor),
+            args,
+        });
+    }
+    Ok(plans)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The device module: one `gpu.module @kernels` holding every kernel, its
+/// memref arguments static (bare pointers once lowered).
+pub fn device_module(
+    w: &WorkloadModel,
+    plans: &[KernelPlan],
+    vendor: Vendor,
+) -> Result<String, LowerError> {
+    let mut text =
+        String::from("module attributes {gpu.container_module} {\n  gpu.module @kernels {\n");
+    for p in plans {
+        let args = arg_list(w, p)?;
+        let _ = writeln!(
+            text,
+            "    gpu.func @{}({}) kernel attributes {{known_block_size = array<i32: {}, 1, 1>}} {{",
+            p.name,
+            args.join(", "),
+            p.block
+        );
+        let mut em = Body::new(w, Flavor::Device(vendor), 6);
+        em.line("%bid = gpu.block_id x");
+        em.line("%tid = gpu.thread_id x");
+        em.kernel(p)?;
+        text.push_str(&em.out);
+        text.push_str("      gpu.return\n    }\n");
+    }
+    text.push_str("  }\n}\n");
+    Ok(text)
+}
+
+/// The host module of the functional check: the function `@<workload>`
+/// with the C ABI of `archc build` (a memref per input, weight and output
+/// in declaration order; intermediates allocated inside) runs every
+/// kernel's body for every block and every thread, in order.
+pub fn host_module(w: &WorkloadModel, plans: &[KernelPlan]) -> Result<String, LowerError> {
+    let mut text = String::from("module {\n");
+    let abi = crate::linalg::abi_tensors(w);
+    let mut params = Vec::new();
+    let mut value = vec![String::new(); w.tensors.len()];
+    for (k, &t) in abi.iter().enumerate() {
+        let ty = tensor_memref(w, t)?;
+        params.push(format!("%arg{k}: {ty}"));
+        value[t] = format!("%arg{k}");
+    }
+    let _ = writeln!(
+        text,
+        "  func.func @{}({}) -> i32 {{",
+        w.name,
+        params.join(", ")
+    );
+    let mut temps = Vec::new();
+    for (t, tensor) in w.tensors.iter().enumerate() {
+        if tensor.role == Role::Intermediate {
+            let ty = tensor_memref(w, t)?;
+            value[t] = format!("%tmp{t}");
+            let _ = writeln!(
+                text,
+                "    %tmp{t} = memref.alloc() {{alignment = 64 : i64}} : {ty}"
+            );
+            temps.push((t, ty));
+        }
+    }
+    text.push_str("    %c0 = arith.constant 0 : index\n    %c1 = arith.constant 1 : index\n");
+    for p in plans {
+        let args: Vec<String> = p.args.iter().map(|t| value[*t].clone()).collect();
+        let types: Vec<String> = p
+            .args
+            .iter()
+            .map(|t| tensor_memref(w, *t))
+            .collect::<Result<_, _>>()?;
+        let _ = writeln!(
+            text,
+            "    %grid_{0} = arith.constant {1} : index\n    %block_{0} = arith.constant {2} : index\n    scf.for %b = %c0 to %grid_{0} step %c1 {{\n      scf.for %t = %c0 to %block_{0} step %c1 {{\n        func.call @{0}(%b, %t, {3}) : (index, index, {4}) -> ()\n      }}\n    }}",
+            p.name,
+            p.grid,
+            p.block,
+            args.join(", "),
+            types.join(", ")
+        );
+    }
+    for (t, ty) in &temps {
+        let _ = writeln!(text, "    memref.dealloc %tmp{t} : {ty}");
+    }
+    text.push_str("    %status = arith.constant 0 : i32\n    func.return %status : i32\n  }\n");
+    for p in plans {
+        let args = arg_list(w, p)?;
+        let _ = writeln!(
+            text,
+            "  func.func private @{}(%bid: index, %tid: index, {}) {{",
+            p.name,
+            args.join(", ")
+        );
+        let mut em = Body::new(w, Flavor::Host, 4);
+        em.kernel(p)?;
+        text.push_str(&em.out);
+        text.push_str("    func.return\n  }\n");
+    }
+    text.push_str("}\n");
+    Ok(text)
+}
+
+fn tensor_memref(w: &WorkloadModel, t: usize) -> Result<String, LowerError> {
+    let tensor = &w.tensors[t];
+    Ok(memref_type(&tensor.shape, float_type(tensor.dtype)?))
+}
+
+fn arg_list(w: &WorkloadModel, p: &KernelPlan) -> Result<Vec<String>, LowerError> {
+    p.args
+        .iter()
+        .enumerate()
+        .map(|(k, t)| Ok(format!("%a{k}: {}", tensor_memref(w, *t)?)))
+        .collect()
+}
+
+/// The MLIR stages that turn [`device_module`] into assembly (the last
+/// stage's `gpu.binary` holds it: [`binary_assembly`]).
+pub fn device_stages(vendor: Vendor, chip: &str) -> Vec<crate::pipeline::StageSpec> {
+    let (attach, convert) = match vendor {
+        Vendor::Nvidia => (
+            format!("nvvm-attach-target{{chip={chip} O=3}}"),
+            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1}".to_string(),
+        ),
+        Vendor::Amd => (
+            format!("rocdl-attach-target{{chip={chip} O=3}}"),
+            format!("convert-gpu-to-rocdl{{use-bare-ptr-memref-call-conv=1 chipset={chip}}}"),
+        ),
+    };
+    vec![
+        crate::pipeline::StageSpec {
+            name: "gpu",
+            passes: format!(
+                "builtin.module({attach}, gpu.module(lower-affine, convert-scf-to-cf, {convert}, canonicalize, cse, reconcile-unrealized-casts))"
+            ),
+            strip_transform_script: false,
+        },
+        crate::pipeline::StageSpec {
+            name: "binary",
+            passes: "builtin.module(gpu-module-to-binary{format=isa})".into(),
+            strip_transform_script: false,
+        },
+    ]
+}
+
+/// The assembly (PTX or AMDGCN text) in the `gpu.binary` op of a module
+/// printed after `gpu-module-to-binary{format=isa}`.
+pub fn binary_assembly(module_text: &str) -> Option<String> {
+    let start = module_text.find("assembly = \"")? + "assembly = \"".len();
+    let bytes = module_text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return String::from_utf8(out).ok(),
+            b'\\' if i + 1 < bytes.len() && bytes[i + 1] == b'\\' => {
+                out.push(b'\\');
+                i += 2;
+            }
+            b'\\' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Emits one kernel's body.
+struct Body<'w> {
+    w: &'w WorkloadModel,
+    flavor: Flavor,
+    out: String,
+    indent: usize,
+    next: usize,
+}
+
+impl<'w> Body<'w> {
+    fn new(w: &'w WorkloadModel, flavor: Flavor, indent: usize) -> Self {
+        Body {
+            w,
+            flavor,
+            out: String::new(),
+            indent,
+            next: 0,
+        }
+    }
+
+    fn line(&mut self, s: impl AsRef<str>) {
+        let s = s.as_ref();
+        let s = match self.flavor {
+            Flavor::Device(Vendor::Nvidia) => ptx_math(s).unwrap_or_else(|| s.to_string()),
+            _ => s.to_string(),
+        };
+        let _ = writeln!(self.out, "{}{}", " ".repeat(self.indent), s);
+    }
+
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("%{prefix}{}", self.next)
+    }
+
+    fn index(&mut self, x: u64) -> String {
+        let v = self.fresh("c");
+        self.line(format!("{v} = arith.constant {x} : index"));
+        v
+    }
+
+    fn op(&mut self, op: &str, a: &str, b: &str) -> String {
+        let v = self.fresh("i");
+        self.line(format!("{v} = arith.{op} {a}, {b} : index"));
+        v
+    }
+
+    /// The body of kernel `p` with `%bid`, `%tid` and `%a0..` in scope.
+    fn kernel(&mut self, p: &KernelPlan) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let (bm, bn) = p.tile;
+        let (tm, tn) = self.swizzle_lines(p);
+        let (bm_c, bn_c) = (self.index(bm), self.index(bn));
+        let (m_c, n_c) = (self.index(g.m), self.index(g.n));
+        let row0 = self.op("muli", &tm, &bm_c);
+        let col0 = self.op("muli", &tn, &bn_c);
+        let elements = self.index(bm * bn);
+        let step = self.index(p.block);
+        self.line(format!("scf.for %e = %tid to {elements} step {step} {{"));
+        self.indent += 2;
+        let r = self.op("divui", "%e", &bn_c);
+        let c = self.op("remui", "%e", &bn_c);
+        let mi = self.op("addi", &row0, &r);
+        let ni = self.op("addi", &col0, &c);
+        let (in_m, in_n, inside) = (self.fresh("p"), self.fresh("p"), self.fresh("p"));
+        self.line(format!("{in_m} = arith.cmpi ult, {mi}, {m_c} : index"));
+        self.line(format!("{in_n} = arith.cmpi ult, {ni}, {n_c} : index"));
+        self.line(format!("{inside} = arith.andi {in_m}, {in_n} : i1"));
+        self.line(format!("scf.if {inside} {{"));
+        self.indent += 2;
+        let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+        self.unravel(&mi, &g.m_vars, op, &mut env);
+        self.unravel(&ni, &g.n_vars, op, &mut env);
+        let out_elem = float_type(self.w.tensors[op.output].dtype)?;
+        let (v, t) = self.emit(op, &op.body, out_elem, &mut env, p)?;
+        let v = self.convert(v, t, out_elem);
+        let out_arg = format!("%a{}", p.args.len() - 1);
+        let at: Vec<String> = (0..op.output_rank)
+            .map(|x| env[x].clone().unwrap_or_default())
+            .collect();
+        let ty = tensor_memref(self.w, op.output)?;
+        self.line(format!(
+            "memref.store {v}, {out_arg}[{}] : {ty}",
+            at.join(", ")
+        ));
+        self.indent -= 2;
+        self.line("}");
+        self.indent -= 2;
+        self.line("}");
+        Ok(())
+    }
+
+    /// `(tile row, tile column)` of block `%bid` under the plan's swizzle,
+    /// as [`arch_cost::gpu::tile_of`] computes it.
+    fn swizzle_lines(&mut self, p: &KernelPlan) -> (String, String) {
+        let (tiles_m, tiles_n) = p.tiles;
+        let tn_c = self.index(tiles_n);
+        let grouped = |em: &mut Body, pid: &str, g: u64| {
+            let g = g.max(1);
+            let (g_c, tm_c) = (em.index(g), em.index(tiles_m));
+            let width = em.index(g.saturating_mul(tiles_n));
+            let group = em.op("divui", pid, &width);
+            let first = em.op("muli", &group, &g_c);
+            let left = em.op("subi", &tm_c, &first);
+            let size = em.op("minui", &left, &g_c);
+            let within = em.op("remui", pid, &width);
+            let r = em.op("remui", &within, &size);
+            let row = em.op("addi", &first, &r);
+            let col = em.op("divui", &within, &size);
+            (row, col)
+        };
+        match p.swizzle {
+            Swizzle::RowMajor => {
+                let row = self.op("divui", "%bid", &tn_c);
+                let col = self.op("remui", "%bid", &tn_c);
+                (row, col)
+            }
+            Swizzle::Grouped(g) => grouped(self, "%bid", g),
+            Swizzle::Xcd(x) => {
+                // Block ids dealt round-robin to `x` L2 domains: the ids one
+                // domain gets become consecutive ([`arch_cost::gpu::xcd_remap`]).
+                let total = tiles_m * tiles_n;
+                let x = x.max(1);
+                let (q, rem) = (total / x, total % x);
+                let (x_c, q_c, q1_c, rem_c) = (
+                    self.index(x),
+                    self.index(q),
+                    self.index(q + 1),
+                    self.index(rem),
+                );
+                let xcd = self.op("remui", "%bid", &x_c);
+                let local = self.op("divui", "%bid", &x_c);
+                let early = self.fresh("p");
+                self.line(format!("{early} = arith.cmpi ult, {xcd}, {rem_c} : index"));
+                let a = self.op("muli", &xcd, &q1_c);
+                let a = self.op("addi", &a, &local);
+                let base = self.op("muli", &rem_c, &q1_c);
+                let late = self.op("subi", &xcd, &rem_c);
+                let late = self.op("muli", &late, &q_c);
+                let b = self.op("addi", &base, &late);
+                let b = self.op("addi", &b, &local);
+                let pid = self.fresh("i");
+                self.line(format!("{pid} = arith.select {early}, {a}, {b} : index"));
+                grouped(self, &pid, arch_cost::gpu::XCD_GROUP)
+            }
+        }
+    }
+
+    /// Splits linear index `x` over `vars` (the last fastest) into `env`.
+    fn unravel(&mut self, x: &str, vars: &[usize], op: &Op, env: &mut [Option<String>]) {
+        let mut rest = x.to_string();
+        for (k, &v) in vars.iter().enumerate().rev() {
+            if k == 0 {
+                env[v] = Some(rest.clone());
+                break;
+            }
+            let extent = self.index(op.vars[v].extent);
+            env[v] = Some(self.op("remui", &rest, &extent));
+            rest = self.op("divui", &rest, &extent);
+        }
+    }
+
+    fn affine(&mut self, a: &Affine, env: &[Option<String>]) -> Result<String, LowerError> {
+        let mut acc: Option<String> = None;
+        for &(v, coef) in &a.terms {
+            let var = env.get(v).cloned().flatten().ok_or_else(|| {
+                LowerError::Unsupported("an index variable outside its op".into())
+            })?;
+            let term = if coef == 1 {
+                var
+            } else {
+                let c = self.fresh("c");
+                self.line(format!("{c} = arith.constant {coef} : index"));
+                self.op("muli", &var, &c)
+            };
+            acc = Some(match acc {
+                None => term,
+                Some(s) => self.op("addi", &s, &term),
+            });
+        }
+        let c = self.fresh("c");
+        self.line(format!("{c} = arith.constant {} : index", a.offset));
+        Ok(match acc {
+            None => c,
+            Some(s) if a.offset != 0 => self.op("addi", &s, &c),
+            Some(s) => s,
+        })
+    }
+
+    fn convert(&mut self, x: String, from: &'static str, to: &'static str) -> String {
+        if from == to {
+            return x;
+        }
+        let bits = |t: &str| match t {
+            "f64" => 64,
+            "f32" => 32,
+            _ => 16,
+        };
+        if bits(from) == bits(to) {
+            let mid = self.convert(x, from, "f32");
+            return self.convert(mid, "f32", to);
+        }
+        let v = self.fresh("v");
+        let op = if bits(to) > bits(from) {
+            "extf"
+        } else {
+            "truncf"
+        };
+        self.line(format!("{v} = arith.{op} {x} : {from} to {to}"));
+        v
+    }
+
+    /// Emits `e` (computed in `elem`'s accumulator type where it has no
+    /// type of its own); returns the value and its type.
+    fn emit(
+        &mut self,
+        op: &Op,
+        e: &ScalarExpr,
+        elem: &'static str,
+        env: &mut Vec<Option<String>>,
+        p: &KernelPlan,
+    ) -> Result<(String, &'static str), LowerError> {
+        let elem = accumulator(elem);
+        Ok(match e {
+            ScalarExpr::Const(r) => {
+                let v = self.fresh("f");
+                self.line(format!(
+                    "{v} = arith.constant {} : {elem}",
+                    float_constant(r.0, elem)
+                ));
+                (v, elem)
+            }
+            ScalarExpr::Index(var) => {
+                let i = env.get(*var).cloned().flatten().ok_or_else(|| {
+                    LowerError::Unsupported("an index variable outside its op".into())
+                })?;
+                let (n, f) = (self.fresh("v"), self.fresh("v"));
+                self.line(format!("{n} = arith.index_cast {i} : index to i64"));
+                self.line(format!("{f} = arith.sitofp {n} : i64 to {elem}"));
+                (f, elem)
+            }
+            ScalarExpr::Access { tensor, index } => {
+                let k = p.args.iter().position(|t| t == tensor).ok_or_else(|| {
+                    LowerError::Unsupported("a read of a tensor the kernel does not take".into())
+                })?;
+                let at: Vec<String> = index
+                    .iter()
+                    .map(|a| self.affine(a, env))
+                    .collect::<Result<_, _>>()?;
+                let t = float_type(self.w.tensors[*tensor].dtype)?;
+                let ty = tensor_memref(self.w, *tensor)?;
+                let v = self.fresh("x");
+                self.line(format!("{v} = memref.load %a{k}[{}] : {ty}", at.join(", ")));
+                let wide = accumulator(t);
+                (self.convert(v, t, wide), wide)
+            }
+            ScalarExpr::Neg(x) => {
+                let (x, t) = self.emit(op, x, elem, env, p)?;
+                let v = self.fresh("v");
+                self.line(format!("{v} = arith.negf {x} : {t}"));
+                (v, t)
+            }
+            ScalarExpr::Binary { op: b, lhs, rhs } => {
+                let (x, tx) = self.emit(op, lhs, elem, env, p)?;
+                let (y, ty) = self.emit(op, rhs, elem, env, p)?;
+                let (x, y, t) = if tx == ty {
+                    (x, y, tx)
+                } else {
+                    let x = self.convert(x, tx, elem);
+                    let y = self.convert(y, ty, elem);
+                    (x, y, elem)
+                };
+                let v = self.fresh("v");
+                let simple = |m: &str| format!("{v} = arith.{m} {x}, {y} : {t}");
+                match b {
+                    BinOp::Add => self.line(simple("addf")),
+                    BinOp::Sub => self.line(simple("subf")),
+                    BinOp::Mul => self.line(simple("mulf")),
+                    BinOp::Div => self.line(simple("divf")),
+                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq => {
+                        let pred = match b {
+                            BinOp::Lt => "olt",
+                            BinOp::Le => "ole",
+                            BinOp::Gt => "ogt",
+                            BinOp::Ge => "oge",
+                            _ => "oeq",
+                        };
+                        let c = self.fresh("p");
+                        self.line(format!("{c} = arith.cmpf {pred}, {x}, {y} : {t}"));
+                        self.line(format!("{v} = arith.uitofp {c} : i1 to {t}"));
+                    }
+                    BinOp::MatMul => {
+                        return Err(LowerError::Unsupported("an unexpanded `@`".into()))
+                    }
+                }
+                (v, t)
+            }
+            ScalarExpr::Call { func, args } => {
+                let mut xs = Vec::new();
+                for a in args {
+                    let (x, t) = self.emit(op, a, elem, env, p)?;
+                    xs.push(self.convert(x, t, elem));
+                }
+                let v = self.fresh("v");
+                self.call(*func, &v, &xs, elem)?;
+                (v, elem)
+            }
+            ScalarExpr::Cast { to, value } => {
+                let target = float_type(*to)?;
+                let (x, t) = self.emit(op, value, target, env, p)?;
+                let rounded = self.convert(x, t, target);
+                let wide = accumulator(target);
+                (self.convert(rounded, target, wide), wide)
+            }
+            ScalarExpr::Reduce {
+                op: rop,
+                vars,
+                body,
+            } => {
+                let identity = match rop {
+                    ReduceOp::Sum => 0.0,
+                    ReduceOp::Max => f64::NEG_INFINITY,
+                    ReduceOp::Min => f64::INFINITY,
+                };
+                let init = self.fresh("f");
+                self.line(format!(
+                    "{init} = arith.constant {} : {elem}",
+                    float_constant(identity, elem)
+                ));
+                let (zero, one) = (self.index(0), self.index(1));
+                // One loop per reduced variable, the accumulator carried.
+                let mut results = Vec::new();
+                let mut acc = init.clone();
+                for &v in vars {
+                    let extent = self.index(op.vars[v].extent);
+                    let (iv, a, r) = (self.fresh("k"), self.fresh("acc"), self.fresh("r"));
+                    self.line(format!(
+                        "{r} = scf.for {iv} = {zero} to {extent} step {one} iter_args({a} = {acc}) -> ({elem}) {{"
+                    ));
+                    self.indent += 2;
+                    env[v] = Some(iv);
+                    results.push(r);
+                    acc = a;
+                }
+                let (x, t) = self.emit(op, body, elem, env, p)?;
+                let x = self.convert(x, t, elem);
+                let combined = self.fresh("v");
+                let m = match rop {
+                    ReduceOp::Sum => "addf",
+                    ReduceOp::Max => "maximumf",
+                    ReduceOp::Min => "minimumf",
+                };
+                self.line(format!("{combined} = arith.{m} {acc}, {x} : {elem}"));
+                let mut carried = combined;
+                for (&v, r) in vars.iter().zip(&results).rev() {
+                    self.line(format!("scf.yield {carried} : {elem}"));
+                    self.indent -= 2;
+                    self.line("}");
+                    env[v] = None;
+                    carried = r.clone();
+                }
+                (carried, elem)
+            }
+        })
+    }
+
+    /// Builtin `func` of `xs` into `v`: the shared expansions (whose `math`
+    /// ops [`Body::line`] turns into PTX instructions on NVIDIA), and `log`
+    /// through PTX's `lg2` there.
+    fn call(
+        &mut self,
+        func: Builtin,
+        v: &str,
+        xs: &[String],
+        ty: &'static str,
+    ) -> Result<(), LowerError> {
+        let x = xs.first().cloned().unwrap_or_default();
+        if self.flavor == Flavor::Device(Vendor::Nvidia) && func == Builtin::Log && ty == "f32" {
+            // log2 then times ln 2 (`lg2.approx`: about 2^-22 relative).
+            let l2 = self.fresh("v");
+            self.line(format!(
+                "{l2} = llvm.inline_asm \"lg2.approx.f32 $0, $1;\", \"=f,f\" {x} : (f32) -> f32"
+            ));
+            let ln2 = self.fresh("f");
+            self.line(format!(
+                "{ln2} = arith.constant {} : f32",
+                float_constant(std::f64::consts::LN_2, "f32")
+            ));
+            self.line(format!("{v} = arith.mulf {l2}, {ln2} : f32"));
+            return Ok(());
+        }
+        let transcendental = matches!(
+            func,
+            Builtin::Exp | Builtin::Tanh | Builtin::Erf | Builtin::Sigmoid | Builtin::Log
+        );
+        if let Flavor::Device(vendor) = self.flavor {
+            if transcendental && ty != "f32" {
+                return Err(LowerError::Unsupported(format!(
+                    "`{}` on {ty} for {vendor:?} GPUs (it needs the vendor's math library)",
+                    format!("{func:?}").to_lowercase()
+                )));
+            }
+        }
+        let one = format!("1.0 : {ty}");
+        let mut next = self.next;
+        let lines = builtin_call(func, v, xs, ty, &one, &mut |p| {
+            next += 1;
+            format!("%{p}{next}g")
+        });
+        self.next = next;
+        for l in lines {
+            self.line(l);
+        }
+        Ok(())
+    }
+}
+
+/// `%v = math.<op> <args> : <f32|f64>` as the PTX instruction that
+/// computes it (inline assembly), for the `math` ops that NVIDIA's lowering
+/// would turn into libdevice calls; None for any other line.
+fn ptx_math(line: &str) -> Option<String> {
+    let (result, rest) = line.split_once(" = math.")?;
+    let (op, rest) = rest.split_once(' ')?;
+    let (args, ty) = rest.rsplit_once(" : ")?;
+    let (suffix, reg) = match ty.trim() {
+        "f32" => ("f32", "f"),
+        "f64" => ("f64", "d"),
+        _ => return None,
+    };
+    let args: Vec<&str> = args.split(", ").map(str::trim).collect();
+    // PTX operand order: `$0` the result, then the arguments in `order`.
+    let (inst, order): (String, Vec<usize>) = match (op, args.len()) {
+        ("absf", 1) => (format!("abs.{suffix} $0, $1;"), vec![0]),
+        ("sqrt", 1) => (format!("sqrt.rn.{suffix} $0, $1;"), vec![0]),
+        ("fma", 3) => (format!("fma.rn.{suffix} $0, $1, $2, $3;"), vec![0, 1, 2]),
+        // copysign(a, b): a's magnitude, b's sign; PTX takes the sign first.
+        ("copysign", 2) => (format!("copysign.{suffix} $0, $1, $2;"), vec![1, 0]),
+        _ => return None,
+    };
+    let operands: Vec<&str> = order.iter().map(|&k| args[k]).collect();
+    let constraints = std::iter::once(format!("={reg}"))
+        .chain(operands.iter().map(|_| reg.to_string()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let types = vec![ty.trim(); operands.len()].join(", ");
+    Some(format!(
+        "{result} = llvm.inline_asm \"{inst}\", \"{constraints}\" {} : ({types}) -> {}",
+        operands.join(", "),
+        ty.trim()
+    ))
+}
