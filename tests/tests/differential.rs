@@ -297,15 +297,39 @@ fn run_case(
     }
     let context = || format!("case {case}: {desc}\n{text}nests: {nests:?}");
     let compiled = compile(&w, &nests, host, 2).map_err(|e| format!("{}\n{e}", context()))?;
+    runs_match(
+        case,
+        &w,
+        &compiled.object.bytes,
+        &compiled.libraries(),
+        dir,
+        &context,
+    )?;
+    if compiled.input.contains("_chain") {
+        CHAINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Links `bytes` (an object with the C ABI of `archc build` for `w`),
+/// runs it on case `case`'s random inputs and compares every output with
+/// the reference interpreter.
+fn runs_match(
+    case: usize,
+    w: &WorkloadModel,
+    bytes: &[u8],
+    libs: &[&str],
+    dir: &std::path::Path,
+    context: &dyn Fn() -> String,
+) -> Result<(), String> {
     let object = dir.join(format!("case{case}.o"));
     let library = dir.join(format!("libcase{case}.so"));
-    std::fs::write(&object, &compiled.object.bytes).map_err(|e| e.to_string())?;
-    arch_codegen::link_shared(&object, &library, &compiled.libraries())
-        .map_err(|e| e.to_string())?;
-    let abi = arch_mlir::linalg::abi_tensors(&w);
+    std::fs::write(&object, bytes).map_err(|e| e.to_string())?;
+    arch_codegen::link_shared(&object, &library, libs).map_err(|e| e.to_string())?;
+    let abi = arch_mlir::linalg::abi_tensors(w);
     let lib =
         Library::open(&library, &w.name, abi.len()).map_err(|e| format!("{}\n{e}", context()))?;
-    let given = interp::random_inputs(&w, case as u64);
+    let given = interp::random_inputs(w, case as u64);
     let mut buffers: Vec<Buffer> = abi
         .iter()
         .map(|&t| {
@@ -321,7 +345,7 @@ fn run_case(
         })
         .collect();
     lib.call(&mut buffers).map_err(|e| e.to_string())?;
-    let want = interp::run(&w, &given).map_err(|e| format!("{}\n{e}", context()))?;
+    let want = interp::run(w, &given).map_err(|e| format!("{}\n{e}", context()))?;
     for (&t, b) in abi.iter().zip(&buffers) {
         let tensor = &w.tensors[t];
         if tensor.role != Role::Output {
@@ -334,7 +358,7 @@ fn run_case(
         let got = decode(tensor.dtype, b.bytes());
         let c = compare_within(
             &tensor.name,
-            output_tolerance(&w, t),
+            output_tolerance(w, t),
             &got,
             &want[&tensor.name],
         );
@@ -353,9 +377,6 @@ fn run_case(
     }
     let _ = std::fs::remove_file(&object);
     let _ = std::fs::remove_file(&library);
-    if compiled.input.contains("_chain") {
-        CHAINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
     Ok(())
 }
 
@@ -429,6 +450,69 @@ fn built_libraries_match_the_reference_interpreter() {
     assert!(
         failures.is_empty(),
         "{} of {cases} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The gpu kernels of the same generated workloads, built as their host
+/// emulation (every block and every thread in order, after block tiling
+/// and swizzling): a random nest's innermost tile as each op's block tile,
+/// a random swizzle (row major, grouped by 1 to 5 tile rows, an XCD remap
+/// over 2 to 8 domains). Every output must match the reference
+/// interpreter. `ARCH_DIFF_GPU_CASES=N` runs N cases (default 60).
+#[test]
+fn gpu_kernels_emulated_match_the_reference_interpreter() {
+    use arch_cost::gpu::Swizzle;
+    let cases: usize = std::env::var("ARCH_DIFF_GPU_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("ARCH_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let host = HostTarget::detect();
+    let dir = std::env::temp_dir().join(format!("archc-diff-gpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let stages: Vec<_> = arch_mlir::pipeline::cpu_stages(false, 1)
+        .into_iter()
+        .filter(|s| s.name != "bufferized")
+        .collect();
+    let mut failures = Vec::new();
+    for case in 0..cases {
+        let mut rng = Rng(seed
+            .wrapping_add(1000 + case as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            | 1);
+        let (text, desc) = program(&mut rng, case);
+        let w = model(&text);
+        let nests: Vec<Option<LoopNest>> =
+            w.ops.iter().map(|op| Some(nest(&mut rng, op))).collect();
+        let swizzle = match rng.below(3) {
+            0 => Swizzle::RowMajor,
+            1 => Swizzle::Grouped(1 + rng.below(5)),
+            _ => Swizzle::Xcd(2 + rng.below(7)),
+        };
+        let context = || format!("case {case}: {desc} ({swizzle:?})\n{text}nests: {nests:?}");
+        let result = (|| -> Result<(), String> {
+            let plans = arch_mlir::gpu::plan(&w, &nests, Some(swizzle))
+                .map_err(|e| format!("{}\n{e}", context()))?;
+            let module = arch_mlir::gpu::host_module(&w, &plans).map_err(|e| e.to_string())?;
+            let lowered = arch_mlir::pipeline::run(&module, &stages)
+                .map_err(|e| format!("{}\n{e}", context()))?;
+            let object = arch_codegen::object(&lowered.llvm_ir, &w.name, &host)
+                .map_err(|e| e.to_string())?;
+            runs_match(case, &w, &object.bytes, &[], &dir, &context)
+        })();
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} gpu cases failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );

@@ -148,11 +148,18 @@ fn run_reads_npy_inputs_and_checks_their_shapes() {
 fn what_is_not_built_says_so() {
     let root = root();
     let gemm = root.join("examples/gemm.arch").display().to_string();
-    let r = archc(&["build", &gemm, "--target", "h100", "-o", "/tmp/archc-never"]);
+    let r = archc(&[
+        "build",
+        &gemm,
+        "--target",
+        "npu16",
+        "-o",
+        "/tmp/archc-never",
+    ]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
-            .contains("code generation for gpu targets is not built yet"),
+            .contains("code generation for npu targets is not built yet"),
         "{}",
         r.stderr
     );
@@ -163,6 +170,17 @@ fn what_is_not_built_says_so() {
         "{}",
         r.stderr
     );
+    let r = archc(&["build", &gemm, "--target", "h100", "--emit", "amdgcn"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`--emit amdgcn` is not for h100"),
+        "{}",
+        r.stderr
+    );
+    let r = archc(&["run", &gemm, "--target", "h100"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--emulate"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     let r = archc(&[
         "build",
         &gemm,

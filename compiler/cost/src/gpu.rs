@@ -297,6 +297,15 @@ pub fn block_tile(g: &GemmView, nest: &crate::cpu::LoopNest) -> BlockTile {
     }
 }
 
+/// Threads of one block computing tile `t`: each thread owns 8 x 8
+/// outputs on FMA units, a warp 64 x 64 (128 per thread) on tensor cores;
+/// whole warps, at least one, at most 1024 (both vendors' limit).
+pub fn block_threads_for(t: BlockTile, tensor_cores: bool) -> u64 {
+    let per_thread = if tensor_cores { 128 } else { 64 };
+    let threads = t.bm.saturating_mul(t.bn).div_ceil(per_thread);
+    threads.div_ceil(32).clamp(1, 32).saturating_mul(32)
+}
+
 /// One op of a workload on a gpu, with what its predictions need worked out
 /// once: its GEMM view, the parameters for its input type, element sizes.
 pub struct GpuOp {
@@ -327,13 +336,7 @@ impl GpuOp {
     /// outputs on FMA units, a warp 64 x 64 (128 per thread) on tensor cores
     /// (types of 16 bits or fewer with a B operand); whole warps, at least one.
     pub fn block_threads(&self, t: BlockTile) -> u64 {
-        let per_thread = if self.in_bytes <= 2.0 && self.g.b.is_some() {
-            128
-        } else {
-            64
-        };
-        let threads = t.bm.saturating_mul(t.bn).div_ceil(per_thread);
-        threads.div_ceil(32).max(1).saturating_mul(32)
+        block_threads_for(t, self.in_bytes <= 2.0 && self.g.b.is_some())
     }
 
     /// The block tile of `nest` and the prediction under `swizzle`.

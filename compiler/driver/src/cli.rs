@@ -19,7 +19,8 @@ Exit status: 0 when there are no errors, 1 when diagnostics were reported,
 Available now: check, fmt, tune and report (cpu, gpu, npu and neuromorphic
 models; `--weights FILE.safetensors` measures quantization error on real
 weights, otherwise it is estimated as half an ulp); build and run for cpu
-targets (float types; see `archc build --help` for what is not built yet).
+targets, build and run --emulate for gpu targets (float types; see `archc
+build --help` for what is not built yet).
 `calibrate` measures this machine for the cpu model; `lsp` serves editors.
 
 Every diagnostic has a stable code; spec/diagnostics.md explains each one.";
@@ -86,8 +87,16 @@ layernorm) run as one row chain; exp, tanh, erf and sigmoid on f32 are polynomia
 Each op runs on as many threads as its parallel tiles ask for. Temporaries live on the heap; \
 blocks of 64 KiB or more are kept for the next call. The buffers passed must not overlap. Not built yet: \
 integer, fp8 and spike tensors and neuron models (an error says so), `precision` and `sparsity` \
-choices in the generated code (it computes in the declared types), and gpu, npu and neuromorphic \
-code (--emit ptx|npu|nir)."
+choices in the generated code (it computes in the declared types), and npu and neuromorphic \
+code (--emit npu|nir).\n\n\
+gpu targets (h100, a100: PTX for their `chip`; mi300x: AMDGCN for gfx942): one kernel per op, \
+each block a tile of the op's output (the schedule's innermost tile), blocks in the order of the \
+`swizzle` knob, reductions and the whole expression in the thread. -o DIR gets each kernel \
+(`.ptx` and, where ptxas is found, `.cubin`; or `.s` and `.hsaco` through llvm-mc and ld.lld), \
+`<workload>.manifest.json` (launch sequence, arguments, ptxas' registers and spills) and \
+`report.json`; --emit ptx|amdgcn prints the kernels, --emit mlir every stage. ptxas: \
+ARCHC_PTXAS, PATH, or ./.venv (PyPI nvidia-cuda-nvcc-cu12). Not built yet for gpus: shared-memory \
+tiles, tensor cores, block-level reductions, fusion across ops, f64 transcendental functions."
     )]
     Build(crate::build_cmd::BuildArgs),
     /// Build, run on this machine, check against the reference interpreter, time it.
@@ -97,7 +106,9 @@ code (--emit ptx|npu|nir)."
 DIR/<tensor>.npy with --inputs DIR. Every output is compared with the reference interpreter \
 (tolerance by element type); a mismatch exits 1. The time is the median of --runs runs after a \
 warm-up, printed beside the cost model's prediction and written into the report's total as \
-`measured` (--report PATH, or report.json in --build-dir)."
+`measured` (--report PATH, or report.json in --build-dir). gpu targets: running on a GPU is not \
+built yet (without a driver, run says so and exits 1); --emulate runs the gpu kernels on this CPU, \
+every block and thread in order, and checks them against the reference interpreter."
     )]
     Run(crate::build_cmd::RunArgs),
     /// Measure this machine and write a calibrated hardware description.

@@ -97,9 +97,11 @@ pub fn plan(
             }
             None => (g.m.clamp(1, 64), g.n.clamp(1, 64)),
         };
-        let elements = bm.saturating_mul(bn);
-        // Whole warps, one thread per output of the tile at most.
-        let block = elements.div_ceil(32).clamp(1, MAX_BLOCK_THREADS / 32) * 32;
+        // The model's threads for the tile (FMA units: tensor cores are not
+        // used yet).
+        let block =
+            arch_cost::gpu::block_threads_for(arch_cost::gpu::BlockTile { bm, bn, bk: 1 }, false)
+                .min(MAX_BLOCK_THREADS);
         let tiles = (g.m.div_ceil(bm), g.n.div_ceil(bn));
         let grid = tiles
             .0
@@ -577,7 +579,8 @@ impl<'w> Body<'w> {
                     (x, y, elem)
                 };
                 let v = self.fresh("v");
-                let simple = |m: &str| format!("{v} = arith.{m} {x}, {y} : {t}");
+                // `contract`: a product feeding a sum becomes one FMA.
+                let simple = |m: &str| format!("{v} = arith.{m} {x}, {y} fastmath<contract> : {t}");
                 match b {
                     BinOp::Add => self.line(simple("addf")),
                     BinOp::Sub => self.line(simple("subf")),
@@ -656,7 +659,12 @@ impl<'w> Body<'w> {
                     ReduceOp::Max => "maximumf",
                     ReduceOp::Min => "minimumf",
                 };
-                self.line(format!("{combined} = arith.{m} {acc}, {x} : {elem}"));
+                let flags = if m == "addf" {
+                    " fastmath<contract>"
+                } else {
+                    ""
+                };
+                self.line(format!("{combined} = arith.{m} {acc}, {x}{flags} : {elem}"));
                 let mut carried = combined;
                 for (&v, r) in vars.iter().zip(&results).rev() {
                     self.line(format!("scf.yield {carried} : {elem}"));
