@@ -69,6 +69,155 @@ pub struct KernelPlan {
     /// Tensors the kernel takes, in argument order: what it reads, then
     /// its output.
     pub args: Vec<usize>,
+    pub shape: Shape,
+}
+
+/// How a kernel's threads compute its tile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// Each thread computes outputs a block apart, reductions as loops.
+    Simt,
+    /// A contraction through shared memory ([`Staging`]).
+    Staged(Staging),
+}
+
+/// A contraction `sum[k] a * b` (inside any element-wise epilogue) whose
+/// `a` reads only row and depth variables and `b` only column and depth
+/// ones: the block stages `bk`-deep slices of both in shared memory (all
+/// threads load them, coalesced), then each thread accumulates a `tm x tn`
+/// outer product in registers, rows `ty` apart and columns `tx` apart
+/// (consecutive threads read consecutive columns of the slice); the
+/// epilogue runs on each accumulator at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staging {
+    pub bk: u64,
+    pub tm: u64,
+    pub tn: u64,
+    /// Threads along the rows and the columns of the tile.
+    pub ty: u64,
+    pub tx: u64,
+    /// The two operands' accesses.
+    pub a: (usize, Vec<Affine>),
+    pub b: (usize, Vec<Affine>),
+    /// The element type the slices are held in (the accumulator's).
+    pub elem: &'static str,
+}
+
+impl Staging {
+    /// Bytes of shared memory the two slices take.
+    pub fn shared_bytes(&self, (bm, bn): (u64, u64)) -> u64 {
+        let bytes = if self.elem == "f64" { 8 } else { 4 };
+        (bm + bn) * self.bk * bytes
+    }
+}
+
+/// Static shared memory a kernel may declare on both vendors.
+pub const SHARED_BYTES: u64 = 48 * 1024;
+/// Accumulators a thread of a staged contraction keeps at most.
+const THREAD_TILE: u64 = 64;
+
+/// The staging of contraction `op` with block tile `(bm, bn)` and depth
+/// step `bk`, where its shape allows one.
+fn staging(
+    w: &WorkloadModel,
+    op: &Op,
+    g: &arch_cost::gemm::GemmView,
+    (bm, bn, bk): (u64, u64, u64),
+) -> Option<Staging> {
+    let mut reductions = Vec::new();
+    find_reductions(&op.body, &mut reductions);
+    let [ScalarExpr::Reduce {
+        op: ReduceOp::Sum,
+        vars,
+        body,
+    }] = reductions.as_slice()
+    else {
+        return None;
+    };
+    let ScalarExpr::Binary {
+        op: BinOp::Mul,
+        lhs,
+        rhs,
+    } = &**body
+    else {
+        return None;
+    };
+    let (
+        ScalarExpr::Access {
+            tensor: t1,
+            index: i1,
+        },
+        ScalarExpr::Access {
+            tensor: t2,
+            index: i2,
+        },
+    ) = (&**lhs, &**rhs)
+    else {
+        return None;
+    };
+    let mut k_sorted = vars.clone();
+    k_sorted.sort_unstable();
+    let mut gk = g.k_vars.clone();
+    gk.sort_unstable();
+    if k_sorted != gk || t1 == t2 {
+        return None;
+    }
+    let uses = |index: &[Affine], allowed: &[usize]| {
+        index
+            .iter()
+            .flat_map(|a| a.terms.iter().map(|(v, _)| *v))
+            .all(|v| allowed.contains(&v) || g.k_vars.contains(&v))
+    };
+    let (a, b) = if uses(i1, &g.m_vars) && uses(i2, &g.n_vars) {
+        ((*t1, i1.clone()), (*t2, i2.clone()))
+    } else if uses(i2, &g.m_vars) && uses(i1, &g.n_vars) {
+        ((*t2, i2.clone()), (*t1, i1.clone()))
+    } else {
+        return None;
+    };
+    let elem = accumulator(float_type(w.tensors[op.output].dtype).ok()?);
+    let bytes = if elem == "f64" { 8 } else { 4 };
+    let bk = bk
+        .clamp(1, g.k.max(1))
+        .min(SHARED_BYTES / ((bm + bn) * bytes))
+        .max(1);
+    let (mut tm, mut tn) = (bm.min(8), bn.min(8));
+    let threads = |tm: u64, tn: u64| bm.div_ceil(tm) * bn.div_ceil(tn);
+    while threads(tm, tn) > MAX_BLOCK_THREADS && tm * tn < THREAD_TILE {
+        if tm <= tn && tm < bm {
+            tm *= 2;
+        } else {
+            tn *= 2;
+        }
+    }
+    if threads(tm, tn) > MAX_BLOCK_THREADS || (bm + bn) * bytes > SHARED_BYTES {
+        return None;
+    }
+    Some(Staging {
+        bk,
+        tm,
+        tn,
+        ty: bm.div_ceil(tm),
+        tx: bn.div_ceil(tn),
+        a,
+        b,
+        elem,
+    })
+}
+
+/// Every reduction of `e` (outermost ones; a reduction's body is not
+/// searched).
+fn find_reductions<'e>(e: &'e ScalarExpr, out: &mut Vec<&'e ScalarExpr>) {
+    match e {
+        ScalarExpr::Reduce { .. } => out.push(e),
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => find_reductions(x, out),
+        ScalarExpr::Binary { lhs, rhs, .. } => {
+            find_reductions(lhs, out);
+            find_reductions(rhs, out);
+        }
+        ScalarExpr::Call { args, .. } => args.iter().for_each(|a| find_reductions(a, out)),
+        _ => {}
+    }
 }
 
 /// The kernels of `w`, one per op, from each op's nest (`None`: a default
@@ -90,18 +239,27 @@ pub fn plan(
             float_type(w.tensors[t].dtype)?;
         }
         let g = arch_cost::gemm::gemm_view(w, op);
-        let (bm, bn) = match nests.get(i).and_then(|n| n.as_ref()) {
+        let (bm, bn, bk) = match nests.get(i).and_then(|n| n.as_ref()) {
             Some(nest) => {
                 let t = arch_cost::gpu::block_tile(&g, nest);
-                (t.bm.clamp(1, g.m.max(1)), t.bn.clamp(1, g.n.max(1)))
+                (t.bm.clamp(1, g.m.max(1)), t.bn.clamp(1, g.n.max(1)), t.bk)
             }
-            None => (g.m.clamp(1, 64), g.n.clamp(1, 64)),
+            None => (g.m.clamp(1, 64), g.n.clamp(1, 64), 16),
+        };
+        let shape = match staging(w, op, &g, (bm, bn, bk)) {
+            Some(st) => Shape::Staged(st),
+            None => Shape::Simt,
         };
         // The model's threads for the tile (FMA units: tensor cores are not
-        // used yet).
-        let block =
-            arch_cost::gpu::block_threads_for(arch_cost::gpu::BlockTile { bm, bn, bk: 1 }, false)
-                .min(MAX_BLOCK_THREADS);
+        // used yet); a staged contraction's, one per `tm x tn` of the tile.
+        let block = match &shape {
+            Shape::Staged(st) => (st.ty * st.tx).div_ceil(32) * 32,
+            Shape::Simt => arch_cost::gpu::block_threads_for(
+                arch_cost::gpu::BlockTile { bm, bn, bk: 1 },
+                false,
+            ),
+        }
+        .min(MAX_BLOCK_THREADS);
         let tiles = (g.m.div_ceil(bm), g.n.div_ceil(bn));
         let grid = tiles
             .0
@@ -125,6 +283,7 @@ pub fn plan(
             tiles,
             swizzle: swizzle.unwrap_or(Swizzle::RowMajor),
             args,
+            shape,
         });
     }
     Ok(plans)
@@ -160,6 +319,20 @@ pub fn device_module(
         em.kernel(p)?;
         text.push_str(&em.out);
         text.push_str("      gpu.return\n    }\n");
+        if let Shape::Staged(st) = &p.shape {
+            // Shared memory as workgroup attributions of the kernel.
+            let (bm, bn) = p.tile;
+            let space = "#gpu.address_space<workgroup>";
+            let header_end = text.rfind(") kernel attributes").unwrap_or(text.len());
+            text.insert_str(
+                header_end,
+                &format!(
+                    ") workgroup(%As: memref<{bm}x{bk}x{e}, {space}>, %Bs: memref<{bk}x{bn}x{e}, {space}>",
+                    bk = st.bk,
+                    e = st.elem
+                ),
+            );
+        }
     }
     text.push_str("  }\n}\n");
     Ok(text)
@@ -207,10 +380,9 @@ pub fn host_module(w: &WorkloadModel, plans: &[KernelPlan]) -> Result<String, Lo
             .collect::<Result<_, _>>()?;
         let _ = writeln!(
             text,
-            "    %grid_{0} = arith.constant {1} : index\n    %block_{0} = arith.constant {2} : index\n    scf.for %b = %c0 to %grid_{0} step %c1 {{\n      scf.for %t = %c0 to %block_{0} step %c1 {{\n        func.call @{0}(%b, %t, {3}) : (index, index, {4}) -> ()\n      }}\n    }}",
+            "    %grid_{0} = arith.constant {1} : index\n    scf.for %b = %c0 to %grid_{0} step %c1 {{\n      func.call @{0}(%b, {2}) : (index, {3}) -> ()\n    }}",
             p.name,
             p.grid,
-            p.block,
             args.join(", "),
             types.join(", ")
         );
@@ -223,7 +395,7 @@ pub fn host_module(w: &WorkloadModel, plans: &[KernelPlan]) -> Result<String, Lo
         let args = arg_list(w, p)?;
         let _ = writeln!(
             text,
-            "  func.func private @{}(%bid: index, %tid: index, {}) {{",
+            "  func.func private @{}(%bid: index, {}) {{",
             p.name,
             args.join(", ")
         );
@@ -313,6 +485,9 @@ struct Body<'w> {
     out: String,
     indent: usize,
     next: usize,
+    /// The value the op's one reduction stands for (a staged contraction's
+    /// accumulator), instead of a loop.
+    reduced: Option<String>,
 }
 
 impl<'w> Body<'w> {
@@ -323,6 +498,7 @@ impl<'w> Body<'w> {
             out: String::new(),
             indent,
             next: 0,
+            reduced: None,
         }
     }
 
@@ -352,33 +528,94 @@ impl<'w> Body<'w> {
         v
     }
 
-    /// The body of kernel `p` with `%bid`, `%tid` and `%a0..` in scope.
+    /// The body of kernel `p` with `%bid` and `%a0..` in scope (and, on a
+    /// device, `%tid`; the host walks the threads itself).
     fn kernel(&mut self, p: &KernelPlan) -> Result<(), LowerError> {
+        let (bm, bn) = p.tile;
+        let (tile_r, tile_c) = self.swizzle_lines(p);
+        let (bm_c, bn_c) = (self.index(bm), self.index(bn));
+        let row0 = self.op("muli", &tile_r, &bm_c);
+        let col0 = self.op("muli", &tile_c, &bn_c);
+        match &p.shape {
+            Shape::Simt => self.threads(p, &mut |em, tid| em.simt(p, tid, (&row0, &col0))),
+            Shape::Staged(st) => self.staged(p, st, (&row0, &col0)),
+        }
+    }
+
+    /// Runs `f` for the block's thread: `%tid` on a device, every thread
+    /// in order on the host.
+    fn threads(
+        &mut self,
+        p: &KernelPlan,
+        f: &mut dyn FnMut(&mut Self, &str) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        if matches!(self.flavor, Flavor::Device(_)) {
+            return f(self, "%tid");
+        }
+        let (zero, one, block) = (self.index(0), self.index(1), self.index(p.block));
+        let t = self.fresh("t");
+        self.line(format!("scf.for {t} = {zero} to {block} step {one} {{"));
+        self.indent += 2;
+        f(self, &t)?;
+        self.indent -= 2;
+        self.line("}");
+        Ok(())
+    }
+
+    /// The linear index `x` of the op's row (or column) space in range.
+    fn below(&mut self, x: &str, n: u64) -> String {
+        let n_c = self.index(n);
+        let v = self.fresh("p");
+        self.line(format!("{v} = arith.cmpi ult, {x}, {n_c} : index"));
+        v
+    }
+
+    fn and(&mut self, a: &str, b: &str) -> String {
+        let v = self.fresh("p");
+        self.line(format!("{v} = arith.andi {a}, {b} : i1"));
+        v
+    }
+
+    /// Thread `tid`'s outputs of the tile at `(row0, col0)`, a block apart.
+    fn simt(
+        &mut self,
+        p: &KernelPlan,
+        tid: &str,
+        (row0, col0): (&str, &str),
+    ) -> Result<(), LowerError> {
         let op = &self.w.ops[p.op];
         let g = arch_cost::gemm::gemm_view(self.w, op);
         let (bm, bn) = p.tile;
-        let (tm, tn) = self.swizzle_lines(p);
-        let (bm_c, bn_c) = (self.index(bm), self.index(bn));
-        let (m_c, n_c) = (self.index(g.m), self.index(g.n));
-        let row0 = self.op("muli", &tm, &bm_c);
-        let col0 = self.op("muli", &tn, &bn_c);
+        let bn_c = self.index(bn);
         let elements = self.index(bm * bn);
         let step = self.index(p.block);
-        self.line(format!("scf.for %e = %tid to {elements} step {step} {{"));
+        let e = self.fresh("e");
+        self.line(format!("scf.for {e} = {tid} to {elements} step {step} {{"));
         self.indent += 2;
-        let r = self.op("divui", "%e", &bn_c);
-        let c = self.op("remui", "%e", &bn_c);
-        let mi = self.op("addi", &row0, &r);
-        let ni = self.op("addi", &col0, &c);
-        let (in_m, in_n, inside) = (self.fresh("p"), self.fresh("p"), self.fresh("p"));
-        self.line(format!("{in_m} = arith.cmpi ult, {mi}, {m_c} : index"));
-        self.line(format!("{in_n} = arith.cmpi ult, {ni}, {n_c} : index"));
-        self.line(format!("{inside} = arith.andi {in_m}, {in_n} : i1"));
+        let r = self.op("divui", &e, &bn_c);
+        let c = self.op("remui", &e, &bn_c);
+        let mi = self.op("addi", row0, &r);
+        let ni = self.op("addi", col0, &c);
+        let in_m = self.below(&mi, g.m);
+        let in_n = self.below(&ni, g.n);
+        let inside = self.and(&in_m, &in_n);
         self.line(format!("scf.if {inside} {{"));
         self.indent += 2;
+        self.output(p, &mi, &ni)?;
+        self.indent -= 2;
+        self.line("}");
+        self.indent -= 2;
+        self.line("}");
+        Ok(())
+    }
+
+    /// Computes and stores the op's output at row `mi`, column `ni`.
+    fn output(&mut self, p: &KernelPlan, mi: &str, ni: &str) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = arch_cost::gemm::gemm_view(self.w, op);
         let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
-        self.unravel(&mi, &g.m_vars, op, &mut env);
-        self.unravel(&ni, &g.n_vars, op, &mut env);
+        self.unravel(mi, &g.m_vars, op, &mut env);
+        self.unravel(ni, &g.n_vars, op, &mut env);
         let out_elem = float_type(self.w.tensors[op.output].dtype)?;
         let (v, t) = self.emit(op, &op.body, out_elem, &mut env, p)?;
         let v = self.convert(v, t, out_elem);
@@ -391,10 +628,302 @@ impl<'w> Body<'w> {
             "memref.store {v}, {out_arg}[{}] : {ty}",
             at.join(", ")
         ));
+        Ok(())
+    }
+
+    /// A staged contraction: the depth in slices through shared memory,
+    /// each thread's `tm x tn` accumulators a vector carried across them.
+    fn staged(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        origin: (&str, &str),
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let (bm, bn) = p.tile;
+        let e = st.elem;
+        let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
+        let zero = self.fresh("z");
+        self.line(format!("{zero} = arith.constant dense<0.0> : {acc_ty}"));
+        let (c0, c1) = (self.index(0), self.index(1));
+        let (k_c, bk_c) = (self.index(g.k), self.index(st.bk));
+        let device = matches!(self.flavor, Flavor::Device(_));
+        let (ta, tb) = if device {
+            let space = "#gpu.address_space<workgroup>";
+            (
+                format!("memref<{bm}x{}x{e}, {space}>", st.bk),
+                format!("memref<{}x{bn}x{e}, {space}>", st.bk),
+            )
+        } else {
+            (
+                format!("memref<{bm}x{}x{e}>", st.bk),
+                format!("memref<{}x{bn}x{e}>", st.bk),
+            )
+        };
+        if device {
+            let (acc, k0, done) = (self.fresh("acc"), self.fresh("k"), self.fresh("acc"));
+            self.line(format!(
+                "{done} = scf.for {k0} = {c0} to {k_c} step {bk_c} iter_args({acc} = {zero}) -> ({acc_ty}) {{"
+            ));
+            self.indent += 2;
+            self.load_slices(p, st, "%tid", &k0, origin, (&ta, &tb))?;
+            self.line("gpu.barrier");
+            let next = self.step_slices(p, st, "%tid", &acc, &acc_ty, (&ta, &tb));
+            self.line("gpu.barrier");
+            self.line(format!("scf.yield {next} : {acc_ty}"));
+            self.indent -= 2;
+            self.line("}");
+            return self.finish(p, st, "%tid", &done, origin);
+        }
+        let accs_ty = format!("memref<{}x{acc_ty}>", p.block);
+        self.line(format!("%As = memref.alloc() : {ta}"));
+        self.line(format!("%Bs = memref.alloc() : {tb}"));
+        self.line(format!("%accs = memref.alloc() : {accs_ty}"));
+        self.threads(p, &mut |em, t| {
+            em.line(format!("memref.store {zero}, %accs[{t}] : {accs_ty}"));
+            Ok(())
+        })?;
+        let k0 = self.fresh("k");
+        self.line(format!("scf.for {k0} = {c0} to {k_c} step {bk_c} {{"));
+        self.indent += 2;
+        self.threads(p, &mut |em, t| {
+            em.load_slices(p, st, t, &k0, origin, (&ta, &tb))
+        })?;
+        self.threads(p, &mut |em, t| {
+            let acc = em.fresh("acc");
+            em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
+            let next = em.step_slices(p, st, t, &acc, &acc_ty, (&ta, &tb));
+            em.line(format!("memref.store {next}, %accs[{t}] : {accs_ty}"));
+            Ok(())
+        })?;
         self.indent -= 2;
         self.line("}");
+        self.threads(p, &mut |em, t| {
+            let acc = em.fresh("acc");
+            em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
+            em.finish(p, st, t, &acc, origin)
+        })?;
+        let _ = c1;
+        self.line(format!("memref.dealloc %As : {ta}"));
+        self.line(format!("memref.dealloc %Bs : {tb}"));
+        self.line(format!("memref.dealloc %accs : {accs_ty}"));
+        Ok(())
+    }
+
+    /// Thread `tid`'s share of loading the depth slice at `k0` of both
+    /// operands into `%As` (`bm x bk`) and `%Bs` (`bk x bn`), zeros
+    /// outside the op.
+    fn load_slices(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        tid: &str,
+        k0: &str,
+        (row0, col0): (&str, &str),
+        (ta, tb): (&str, &str),
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let (bm, bn) = p.tile;
+        let step = self.index(p.block);
+        for (operand, rows, cols) in [(&st.a, bm, st.bk), (&st.b, st.bk, bn)] {
+            let is_a = std::ptr::eq(operand, &st.a);
+            let (count, width) = (self.index(rows * cols), self.index(cols));
+            let e = self.fresh("e");
+            self.line(format!("scf.for {e} = {tid} to {count} step {step} {{"));
+            self.indent += 2;
+            let r = self.op("divui", &e, &width);
+            let c = self.op("remui", &e, &width);
+            // a: (row, depth); b: (depth, column).
+            let (outer, outer_vars, outer_n, depth) = if is_a {
+                (
+                    self.op("addi", row0, &r),
+                    &g.m_vars,
+                    g.m,
+                    self.op("addi", k0, &c),
+                )
+            } else {
+                (
+                    self.op("addi", col0, &c),
+                    &g.n_vars,
+                    g.n,
+                    self.op("addi", k0, &r),
+                )
+            };
+            let in_outer = self.below(&outer, outer_n);
+            let in_depth = self.below(&depth, g.k);
+            let inside = self.and(&in_outer, &in_depth);
+            let v = self.fresh("x");
+            self.line(format!("{v} = scf.if {inside} -> ({}) {{", st.elem));
+            self.indent += 2;
+            let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+            self.unravel(&outer, outer_vars, op, &mut env);
+            self.unravel(&depth, &g.k_vars, op, &mut env);
+            let access = ScalarExpr::Access {
+                tensor: operand.0,
+                index: operand.1.clone(),
+            };
+            let (x, t) = self.emit(op, &access, st.elem, &mut env, p)?;
+            let x = self.convert(x, t, st.elem);
+            self.line(format!("scf.yield {x} : {}", st.elem));
+            self.indent -= 2;
+            self.line("} else {");
+            self.indent += 2;
+            let z = self.fresh("f");
+            self.line(format!(
+                "{z} = arith.constant {} : {}",
+                float_constant(0.0, st.elem),
+                st.elem
+            ));
+            self.line(format!("scf.yield {z} : {}", st.elem));
+            self.indent -= 2;
+            self.line("}");
+            let (buffer, ty) = if is_a { ("%As", ta) } else { ("%Bs", tb) };
+            self.line(format!("memref.store {v}, {buffer}[{r}, {c}] : {ty}"));
+            self.indent -= 2;
+            self.line("}");
+        }
+        Ok(())
+    }
+
+    /// Thread `tid`'s rows and columns of the tile: `(ty_i, tx_i)`.
+    fn thread_origin(&mut self, st: &Staging, tid: &str) -> (String, String) {
+        let tx_c = self.index(st.tx);
+        (self.op("divui", tid, &tx_c), self.op("remui", tid, &tx_c))
+    }
+
+    /// Accumulates one depth slice into thread `tid`'s `acc`; returns the
+    /// new vector.
+    fn step_slices(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        tid: &str,
+        acc: &str,
+        acc_ty: &str,
+        (ta, tb): (&str, &str),
+    ) -> String {
+        let (bm, bn) = p.tile;
+        let e = st.elem;
+        let (ty_i, tx_i) = self.thread_origin(st, tid);
+        // Rows and columns past the tile (threads beyond `ty x tx`, or a
+        // tile the thread grid overhangs) read its last row or column.
+        let (last_r, last_c) = (self.index(bm - 1), self.index(bn - 1));
+        let rows: Vec<String> = (0..st.tm)
+            .map(|i| {
+                let off = self.index(i * st.ty);
+                let r = self.op("addi", &ty_i, &off);
+                self.op("minui", &r, &last_r)
+            })
+            .collect();
+        let cols: Vec<String> = (0..st.tn)
+            .map(|j| {
+                let off = self.index(j * st.tx);
+                let c = self.op("addi", &tx_i, &off);
+                self.op("minui", &c, &last_c)
+            })
+            .collect();
+        let (c0, c1, bk_c) = (self.index(0), self.index(1), self.index(st.bk));
+        let (kk, a, out) = (self.fresh("kk"), self.fresh("a"), self.fresh("acc"));
+        self.line(format!(
+            "{out} = scf.for {kk} = {c0} to {bk_c} step {c1} iter_args({a} = {acc}) -> ({acc_ty}) {{"
+        ));
+        self.indent += 2;
+        let av: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let v = self.fresh("av");
+                self.line(format!("{v} = memref.load %As[{r}, {kk}] : {ta}"));
+                v
+            })
+            .collect();
+        let bv: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let v = self.fresh("bv");
+                self.line(format!("{v} = memref.load %Bs[{kk}, {c}] : {tb}"));
+                v
+            })
+            .collect();
+        let mut cur = a.clone();
+        for (i, x) in av.iter().enumerate() {
+            for (j, y) in bv.iter().enumerate() {
+                let at = i as u64 * st.tn + j as u64;
+                let (old, prod, sum, next) = (
+                    self.fresh("o"),
+                    self.fresh("m"),
+                    self.fresh("s"),
+                    self.fresh("acc"),
+                );
+                self.line(format!(
+                    "{old} = vector.extract {cur}[{at}] : {e} from {acc_ty}"
+                ));
+                self.line(format!(
+                    "{prod} = arith.mulf {x}, {y} fastmath<contract> : {e}"
+                ));
+                self.line(format!(
+                    "{sum} = arith.addf {old}, {prod} fastmath<contract> : {e}"
+                ));
+                self.line(format!(
+                    "{next} = vector.insert {sum}, {cur} [{at}] : {e} into {acc_ty}"
+                ));
+                cur = next;
+            }
+        }
+        self.line(format!("scf.yield {cur} : {acc_ty}"));
         self.indent -= 2;
         self.line("}");
+        out
+    }
+
+    /// Thread `tid`'s outputs from its accumulators `acc`: the op's whole
+    /// expression with the contraction's value in place of the sum.
+    fn finish(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        tid: &str,
+        acc: &str,
+        (row0, col0): (&str, &str),
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let (bm, bn) = p.tile;
+        let e = st.elem;
+        let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
+        let (ty_i, tx_i) = self.thread_origin(st, tid);
+        let active = self.below(&ty_i, st.ty);
+        for i in 0..st.tm {
+            for j in 0..st.tn {
+                let (off_r, off_c) = (self.index(i * st.ty), self.index(j * st.tx));
+                let r = self.op("addi", &ty_i, &off_r);
+                let c = self.op("addi", &tx_i, &off_c);
+                let mi = self.op("addi", row0, &r);
+                let ni = self.op("addi", col0, &c);
+                let in_r = self.below(&r, bm);
+                let in_c = self.below(&c, bn);
+                let in_m = self.below(&mi, g.m);
+                let in_n = self.below(&ni, g.n);
+                let ok = self.and(&active, &in_r);
+                let ok = self.and(&ok, &in_c);
+                let ok = self.and(&ok, &in_m);
+                let ok = self.and(&ok, &in_n);
+                self.line(format!("scf.if {ok} {{"));
+                self.indent += 2;
+                let v = self.fresh("r");
+                self.line(format!(
+                    "{v} = vector.extract {acc}[{}] : {e} from {acc_ty}",
+                    i * st.tn + j
+                ));
+                self.reduced = Some(v);
+                let stored = self.output(p, &mi, &ni);
+                self.reduced = None;
+                stored?;
+                self.indent -= 2;
+                self.line("}");
+            }
+        }
         Ok(())
     }
 
@@ -626,6 +1155,10 @@ impl<'w> Body<'w> {
                 vars,
                 body,
             } => {
+                if let Some(v) = self.reduced.clone() {
+                    let held = accumulator(float_type(self.w.tensors[op.output].dtype)?);
+                    return Ok((v, held));
+                }
                 let identity = match rop {
                     ReduceOp::Sum => 0.0,
                     ReduceOp::Max => f64::NEG_INFINITY,
