@@ -460,7 +460,8 @@ fn built_libraries_match_the_reference_interpreter() {
 /// and swizzling): a random nest's innermost tile as each op's block tile,
 /// a random swizzle (row major, grouped by 1 to 5 tile rows, an XCD remap
 /// over 2 to 8 domains; contractions stage their operands in shared
-/// memory, at least one kernel in ten cases). Every output must match the reference
+/// memory and reductions along rows split over a block, each at least
+/// one kernel in ten cases). Every output must match the reference
 /// interpreter. `ARCH_DIFF_GPU_CASES=N` runs N cases (default 60).
 #[test]
 fn gpu_kernels_emulated_match_the_reference_interpreter() {
@@ -481,7 +482,7 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
         .filter(|s| s.name != "bufferized")
         .collect();
     let mut failures = Vec::new();
-    let mut staged = 0;
+    let (mut staged, mut row_reduced) = (0, 0);
     for case in 0..cases {
         let mut rng = Rng(seed
             .wrapping_add(1000 + case as u64)
@@ -504,6 +505,10 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
                 .iter()
                 .filter(|p| matches!(p.shape, arch_mlir::gpu::Shape::Staged(_)))
                 .count();
+            row_reduced += plans
+                .iter()
+                .filter(|p| matches!(p.shape, arch_mlir::gpu::Shape::RowReduced(_)))
+                .count();
             let module = arch_mlir::gpu::host_module(&w, &plans).map_err(|e| e.to_string())?;
             let lowered = arch_mlir::pipeline::run(&module, &stages)
                 .map_err(|e| format!("{}\n{e}", context()))?;
@@ -522,9 +527,11 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
         failures.len(),
         failures.join("\n\n")
     );
-    eprintln!("{staged} kernels staged their operands in shared memory");
+    eprintln!(
+        "{staged} kernels staged their operands in shared memory, {row_reduced} reduced rows over a block"
+    );
     assert!(
-        cases < 30 || staged * 10 >= cases,
-        "only {staged} staged kernels in {cases} cases"
+        cases < 30 || (staged * 10 >= cases && row_reduced * 10 >= cases),
+        "only {staged} staged and {row_reduced} row-reducing kernels in {cases} cases"
     );
 }

@@ -79,6 +79,65 @@ pub enum Shape {
     Simt,
     /// A contraction through shared memory ([`Staging`]).
     Staged(Staging),
+    /// One output per block, its reduction split over the block's threads
+    /// ([`RowReduction`]).
+    RowReduced(RowReduction),
+}
+
+/// An op with one reduction (no contraction with columns of its own) along contiguous memory
+/// (the innermost reduced variable is some access's last index): each
+/// block computes one output; its threads take the reduced points a block
+/// apart (consecutive threads, consecutive addresses), each folds its share
+/// in a register, then a tree in shared memory (halving, a barrier per
+/// step) leaves the block's value, which thread 0 puts through the rest of
+/// the expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowReduction {
+    /// The reduced variables, and how many points they span.
+    pub vars: Vec<usize>,
+    pub points: u64,
+    pub elem: &'static str,
+}
+
+/// The row reduction of `op`, where its shape allows one.
+fn row_reduction(
+    w: &WorkloadModel,
+    op: &Op,
+    g: &arch_cost::gemm::GemmView,
+) -> Option<RowReduction> {
+    // Products with columns of their own (`n > 1`) take the staged
+    // kernel or the simple one; a row's dot product with itself or with a
+    // vector has none.
+    if g.b.is_some() && g.n > 1 {
+        return None;
+    }
+    let mut reductions = Vec::new();
+    find_reductions(&op.body, &mut reductions);
+    let [ScalarExpr::Reduce { vars, body, .. }] = reductions.as_slice() else {
+        return None;
+    };
+    let innermost = *vars.last()?;
+    let mut along_rows = false;
+    arch_sema::model::collect_accesses(body, &mut |_, index| {
+        if index
+            .last()
+            .is_some_and(|a| a.terms.len() == 1 && a.terms[0] == (innermost, 1))
+        {
+            along_rows = true;
+        }
+    });
+    let points = vars
+        .iter()
+        .map(|&v| op.vars[v].extent)
+        .try_fold(1u64, |a, e| a.checked_mul(e))?;
+    if !along_rows || points < 32 {
+        return None;
+    }
+    Some(RowReduction {
+        vars: vars.clone(),
+        points,
+        elem: accumulator(float_type(w.tensors[op.output].dtype).ok()?),
+    })
 }
 
 /// A contraction `sum[k] a * b` (inside any element-wise epilogue) whose
@@ -246,14 +305,22 @@ pub fn plan(
             }
             None => (g.m.clamp(1, 64), g.n.clamp(1, 64), 16),
         };
-        let shape = match staging(w, op, &g, (bm, bn, bk)) {
-            Some(st) => Shape::Staged(st),
-            None => Shape::Simt,
+        let (mut bm, mut bn) = (bm, bn);
+        let shape = match (staging(w, op, &g, (bm, bn, bk)), row_reduction(w, op, &g)) {
+            (Some(st), _) => Shape::Staged(st),
+            (None, Some(rr)) => {
+                // One output per block: the tile is one point.
+                (bm, bn) = (1, 1);
+                Shape::RowReduced(rr)
+            }
+            _ => Shape::Simt,
         };
         // The model's threads for the tile (FMA units: tensor cores are not
         // used yet); a staged contraction's, one per `tm x tn` of the tile.
         let block = match &shape {
             Shape::Staged(st) => (st.ty * st.tx).div_ceil(32) * 32,
+            // A power of two (the tree halves it), a warp at least.
+            Shape::RowReduced(rr) => rr.points.next_power_of_two().clamp(32, 256),
             Shape::Simt => arch_cost::gpu::block_threads_for(
                 arch_cost::gpu::BlockTile { bm, bn, bk: 1 },
                 false,
@@ -319,19 +386,23 @@ pub fn device_module(
         em.kernel(p)?;
         text.push_str(&em.out);
         text.push_str("      gpu.return\n    }\n");
-        if let Shape::Staged(st) = &p.shape {
-            // Shared memory as workgroup attributions of the kernel.
-            let (bm, bn) = p.tile;
-            let space = "#gpu.address_space<workgroup>";
-            let header_end = text.rfind(") kernel attributes").unwrap_or(text.len());
-            text.insert_str(
-                header_end,
-                &format!(
-                    ") workgroup(%As: memref<{bm}x{bk}x{e}, {space}>, %Bs: memref<{bk}x{bn}x{e}, {space}>",
+        // Shared memory as workgroup attributions of the kernel.
+        let space = "#gpu.address_space<workgroup>";
+        let shared = match &p.shape {
+            Shape::Staged(st) => {
+                let (bm, bn) = p.tile;
+                Some(format!(
+                    "%As: memref<{bm}x{bk}x{e}, {space}>, %Bs: memref<{bk}x{bn}x{e}, {space}>",
                     bk = st.bk,
                     e = st.elem
-                ),
-            );
+                ))
+            }
+            Shape::RowReduced(rr) => Some(format!("%Rs: memref<{}x{}, {space}>", p.block, rr.elem)),
+            Shape::Simt => None,
+        };
+        if let Some(shared) = shared {
+            let header_end = text.rfind(") kernel attributes").unwrap_or(text.len());
+            text.insert_str(header_end, &format!(") workgroup({shared}"));
         }
     }
     text.push_str("  }\n}\n");
@@ -539,6 +610,7 @@ impl<'w> Body<'w> {
         match &p.shape {
             Shape::Simt => self.threads(p, &mut |em, tid| em.simt(p, tid, (&row0, &col0))),
             Shape::Staged(st) => self.staged(p, st, (&row0, &col0)),
+            Shape::RowReduced(rr) => self.row_reduced(p, rr, (&row0, &col0)),
         }
     }
 
@@ -708,6 +780,120 @@ impl<'w> Body<'w> {
         self.line(format!("memref.dealloc %As : {ta}"));
         self.line(format!("memref.dealloc %Bs : {tb}"));
         self.line(format!("memref.dealloc %accs : {accs_ty}"));
+        Ok(())
+    }
+
+    /// One output per block: the threads' strided partial reductions, a
+    /// tree in shared memory, thread 0's epilogue.
+    fn row_reduced(
+        &mut self,
+        p: &KernelPlan,
+        rr: &RowReduction,
+        (row0, col0): (&str, &str),
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let mut found = Vec::new();
+        find_reductions(&op.body, &mut found);
+        let Some(ScalarExpr::Reduce { op: rop, body, .. }) = found.first().copied().cloned() else {
+            return Err(LowerError::Unsupported(
+                "a row reduction without its reduction".into(),
+            ));
+        };
+        let e = rr.elem;
+        let device = matches!(self.flavor, Flavor::Device(_));
+        let ty = if device {
+            format!("memref<{}x{e}, #gpu.address_space<workgroup>>", p.block)
+        } else {
+            format!("memref<{}x{e}>", p.block)
+        };
+        if !device {
+            self.line(format!("%Rs = memref.alloc() : {ty}"));
+        }
+        let (identity, combine) = match rop {
+            ReduceOp::Sum => (0.0, "addf"),
+            ReduceOp::Max => (f64::NEG_INFINITY, "maximumf"),
+            ReduceOp::Min => (f64::INFINITY, "minimumf"),
+        };
+        let flags = if combine == "addf" {
+            " fastmath<contract>"
+        } else {
+            ""
+        };
+        // 1. Each thread folds the points `tid`, `tid + T`, ... .
+        self.threads(p, &mut |em, tid| {
+            let op = &em.w.ops[p.op];
+            let g = arch_cost::gemm::gemm_view(em.w, op);
+            let init = em.fresh("f");
+            em.line(format!("{init} = arith.constant {} : {e}", float_constant(identity, e)));
+            let (points, step) = (em.index(rr.points), em.index(p.block));
+            let (k, acc, out) = (em.fresh("k"), em.fresh("acc"), em.fresh("acc"));
+            em.line(format!(
+                "{out} = scf.for {k} = {tid} to {points} step {step} iter_args({acc} = {init}) -> ({e}) {{"
+            ));
+            em.indent += 2;
+            let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+            em.unravel(row0, &g.m_vars, op, &mut env);
+            em.unravel(col0, &g.n_vars, op, &mut env);
+            em.unravel(&k, &rr.vars, op, &mut env);
+            let (x, t) = em.emit(op, &body, e, &mut env, p)?;
+            let x = em.convert(x, t, e);
+            let v = em.fresh("v");
+            em.line(format!("{v} = arith.{combine} {acc}, {x}{flags} : {e}"));
+            em.line(format!("scf.yield {v} : {e}"));
+            em.indent -= 2;
+            em.line("}");
+            em.line(format!("memref.store {out}, %Rs[{tid}] : {ty}"));
+            Ok(())
+        })?;
+        // 2. Halving: threads below `s` fold in the value `s` above them.
+        let mut s = p.block / 2;
+        while s >= 1 {
+            if device {
+                self.line("gpu.barrier");
+            }
+            self.threads(p, &mut |em, tid| {
+                let lower = em.below(tid, s);
+                em.line(format!("scf.if {lower} {{"));
+                em.indent += 2;
+                let s_c = em.index(s);
+                let other = em.op("addi", tid, &s_c);
+                let (a, b, v) = (em.fresh("x"), em.fresh("x"), em.fresh("v"));
+                em.line(format!("{a} = memref.load %Rs[{tid}] : {ty}"));
+                em.line(format!("{b} = memref.load %Rs[{other}] : {ty}"));
+                em.line(format!("{v} = arith.{combine} {a}, {b}{flags} : {e}"));
+                em.line(format!("memref.store {v}, %Rs[{tid}] : {ty}"));
+                em.indent -= 2;
+                em.line("}");
+                Ok(())
+            })?;
+            s /= 2;
+        }
+        if device {
+            self.line("gpu.barrier");
+        }
+        // 3. Thread 0: the rest of the expression.
+        self.threads(p, &mut |em, tid| {
+            let first = em.below(tid, 1);
+            let op = &em.w.ops[p.op];
+            let g = arch_cost::gemm::gemm_view(em.w, op);
+            let in_m = em.below(row0, g.m);
+            let ok = em.and(&first, &in_m);
+            em.line(format!("scf.if {ok} {{"));
+            em.indent += 2;
+            let c0 = em.index(0);
+            let v = em.fresh("r");
+            em.line(format!("{v} = memref.load %Rs[{c0}] : {ty}"));
+            em.reduced = Some(v);
+            let stored = em.output(p, row0, col0);
+            em.reduced = None;
+            stored?;
+            em.indent -= 2;
+            em.line("}");
+            Ok(())
+        })?;
+        if !device {
+            self.line(format!("memref.dealloc %Rs : {ty}"));
+        }
         Ok(())
     }
 
