@@ -199,7 +199,7 @@ pub(crate) fn write_library(
     })
 }
 
-mod erased {
+pub(crate) mod erased {
     /// Pretty JSON of any serializable value, behind one object-safe trait.
     pub trait Json {
         fn to_pretty(&self) -> String;

@@ -340,7 +340,7 @@ pub(crate) fn write(
             })
             .collect(),
     };
-    let json = |v: &dyn erased_json::Json| v.to_pretty();
+    let json = |v: &dyn crate::build_cmd::erased::Json| v.to_pretty();
     let manifest_path = dir.join(format!("{}.manifest.json", w.name));
     std::fs::write(&manifest_path, json(&manifest))
         .map_err(|e| format!("cannot write the manifest: {e}"))?;
@@ -349,17 +349,6 @@ pub(crate) fn write(
         .map_err(|e| format!("cannot write report.json: {e}"))?;
     written.push(dir.join("report.json"));
     Ok(written)
-}
-
-mod erased_json {
-    pub trait Json {
-        fn to_pretty(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_pretty(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
-        }
-    }
 }
 
 /// Why `archc run` cannot run on `s`'s GPU here: one line.

@@ -959,6 +959,20 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         let last = em.cmp("eq", &k_end, &c(k));
         (kcur, first, last)
     };
+    // Copies the panel's row `kk` of a row-major `b` (from column `j0`,
+    // whole vectors) into row `%pb` of slot `slot` of the thread's buffer.
+    let copy_row = |em: &mut Emitter, j0: &str, kk: &str, slot: &str| {
+        for v in 0..lanes_per_tile {
+            let jj = em.index_op("addi", j0, &c(v * lanes));
+            let x = em.fresh("x");
+            let at = vb.at(h, "", &jj, kk);
+            em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
+            em.line(format!(
+                "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                c(v * lanes)
+            ));
+        }
+    };
     // Packs panel `jp` of the kc x nc block of B (16 columns, zero padded)
     // into slot `slot` of the thread's buffer.
     let pack_b = |em: &mut Emitter, kcur: &str, jp: &str, slot: &str| {
@@ -1077,16 +1091,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                 None => scalar(em),
             }
         } else if b_rows {
-            for v in 0..lanes_per_tile {
-                let jj = em.index_op("addi", &j0, &c(v * lanes));
-                let x = em.fresh("x");
-                let at = vb.at(h, "", &jj, &kk);
-                em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
-                em.line(format!(
-                    "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
-                    c(v * lanes)
-                ));
-            }
+            copy_row(em, &j0, &kk, slot);
         } else {
             // Columns of a transposed `b` are rows in memory: one load each.
             for x in 0..nr {
@@ -1212,16 +1217,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         let jp = em.index_op("addi", &p0, "%gq");
         let jp16 = em.index_op("muli", &jp, &c(nr));
         let j0 = em.index_op("addi", "%jc", &jp16);
-        for v in 0..lanes_per_tile {
-            let jj = em.index_op("addi", &j0, &c(v * lanes));
-            let x = em.fresh("x");
-            let at = vb.at(h, "", &jj, &kk);
-            em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
-            em.line(format!(
-                "vector.store {x}, %Bp[%t, %gq, %pb, {}] : {tbp}, {v8}",
-                c(v * lanes)
-            ));
-        }
+        copy_row(&mut em, &j0, &kk, "%gq");
         em.close("}");
         em.close("}");
         let partial = em.cmp("ult", &nfull, &count);

@@ -27,7 +27,7 @@
 //! other than the declared ones.
 
 use crate::linalg::{
-    accumulator, builtin_call, float_constant, float_type, memref_type, LowerError,
+    accumulator, binary_lines, builtin_call, float_constant, float_type, memref_type, LowerError,
 };
 use arch_cost::cpu::LoopNest;
 use arch_cost::gpu::Swizzle;
@@ -1016,22 +1016,17 @@ impl<'w> Body<'w> {
             "{out} = scf.for {kk} = {c0} to {bk_c} step {c1} iter_args({a} = {acc}) -> ({acc_ty}) {{"
         ));
         self.indent += 2;
-        let av: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                let v = self.fresh("av");
-                self.line(format!("{v} = memref.load %As[{r}, {kk}] : {ta}"));
-                v
-            })
-            .collect();
-        let bv: Vec<String> = cols
-            .iter()
-            .map(|c| {
-                let v = self.fresh("bv");
-                self.line(format!("{v} = memref.load %Bs[{kk}, {c}] : {tb}"));
-                v
-            })
-            .collect();
+        let mut load = |at: &[String], what: &dyn Fn(&str) -> String| -> Vec<String> {
+            at.iter()
+                .map(|x| {
+                    let v = self.fresh("s");
+                    self.line(format!("{v} = {}", what(x)));
+                    v
+                })
+                .collect()
+        };
+        let av = load(&rows, &|r| format!("memref.load %As[{r}, {kk}] : {ta}"));
+        let bv = load(&cols, &|c| format!("memref.load %Bs[{kk}, {c}] : {tb}"));
         let mut cur = a.clone();
         for (i, x) in av.iter().enumerate() {
             for (j, y) in bv.iter().enumerate() {
@@ -1214,11 +1209,7 @@ impl<'w> Body<'w> {
         if from == to {
             return x;
         }
-        let bits = |t: &str| match t {
-            "f64" => 64,
-            "f32" => 32,
-            _ => 16,
-        };
+        let bits = crate::linalg::float_bits;
         if bits(from) == bits(to) {
             let mid = self.convert(x, from, "f32");
             return self.convert(mid, "f32", to);
@@ -1295,27 +1286,14 @@ impl<'w> Body<'w> {
                 };
                 let v = self.fresh("v");
                 // `contract`: a product feeding a sum becomes one FMA.
-                let simple = |m: &str| format!("{v} = arith.{m} {x}, {y} fastmath<contract> : {t}");
-                match b {
-                    BinOp::Add => self.line(simple("addf")),
-                    BinOp::Sub => self.line(simple("subf")),
-                    BinOp::Mul => self.line(simple("mulf")),
-                    BinOp::Div => self.line(simple("divf")),
-                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq => {
-                        let pred = match b {
-                            BinOp::Lt => "olt",
-                            BinOp::Le => "ole",
-                            BinOp::Gt => "ogt",
-                            BinOp::Ge => "oge",
-                            _ => "oeq",
-                        };
-                        let c = self.fresh("p");
-                        self.line(format!("{c} = arith.cmpf {pred}, {x}, {y} : {t}"));
-                        self.line(format!("{v} = arith.uitofp {c} : i1 to {t}"));
-                    }
-                    BinOp::MatMul => {
-                        return Err(LowerError::Unsupported("an unexpanded `@`".into()))
-                    }
+                let mut next = self.next;
+                let lines = binary_lines(*b, (&v, &x, &y, t), " fastmath<contract>", &mut |p| {
+                    next += 1;
+                    format!("%{p}{next}")
+                })?;
+                self.next = next;
+                for l in lines {
+                    self.line(l);
                 }
                 (v, t)
             }

@@ -102,6 +102,48 @@ pub(crate) fn builtin_call(
     }
 }
 
+/// The lines computing `v = a <op> b` on floats of type `t` (`flags`: a
+/// fastmath attribute for the arithmetic ops, e.g. ` fastmath<contract>`);
+/// a comparison gives 1.0 or 0.0.
+pub(crate) fn binary_lines(
+    op: BinOp,
+    (v, a, b, t): (&str, &str, &str, &str),
+    flags: &str,
+    fresh: &mut dyn FnMut(&str) -> String,
+) -> Result<Vec<String>, LowerError> {
+    let arith = |m: &str| vec![format!("{v} = arith.{m} {a}, {b}{flags} : {t}")];
+    Ok(match op {
+        BinOp::Add => arith("addf"),
+        BinOp::Sub => arith("subf"),
+        BinOp::Mul => arith("mulf"),
+        BinOp::Div => arith("divf"),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq => {
+            let predicate = match op {
+                BinOp::Lt => "olt",
+                BinOp::Le => "ole",
+                BinOp::Gt => "ogt",
+                BinOp::Ge => "oge",
+                _ => "oeq",
+            };
+            let c = fresh("b");
+            vec![
+                format!("{c} = arith.cmpf {predicate}, {a}, {b} : {t}"),
+                format!("{v} = arith.uitofp {c} : i1 to {t}"),
+            ]
+        }
+        BinOp::MatMul => return Err(LowerError::Unsupported("an unexpanded `@`".into())),
+    })
+}
+
+/// Bits of an MLIR float type name (16 for `f16` and `bf16`).
+pub(crate) fn float_bits(t: &str) -> u32 {
+    match t {
+        "f64" => 64,
+        "f32" => 32,
+        _ => 16,
+    }
+}
+
 /// The type a reduction producing `elem` accumulates in: f32 for 16-bit
 /// floats (as hardware does), else the type itself.
 pub(crate) fn accumulator(elem: &'static str) -> &'static str {
@@ -966,11 +1008,7 @@ impl Scalar<'_, '_> {
         if from == to {
             return x;
         }
-        let bits = |t: &str| match t {
-            "f64" => 64,
-            "f32" => 32,
-            _ => 16,
-        };
+        let bits = float_bits;
         if to == "bf16" {
             // Rounded to nearest even with integer operations: LLVM would
             // call a runtime function (`__truncsfbf2`) that not every C
@@ -1092,27 +1130,9 @@ impl Scalar<'_, '_> {
                     (a, b, elem)
                 };
                 let v = self.wr.fresh("v");
-                let arith = |m: &str| format!("{v} = {m} {a}, {b} : {t}");
-                match op {
-                    BinOp::Add => self.line(arith("arith.addf")),
-                    BinOp::Sub => self.line(arith("arith.subf")),
-                    BinOp::Mul => self.line(arith("arith.mulf")),
-                    BinOp::Div => self.line(arith("arith.divf")),
-                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq => {
-                        let predicate = match op {
-                            BinOp::Lt => "olt",
-                            BinOp::Le => "ole",
-                            BinOp::Gt => "ogt",
-                            BinOp::Ge => "oge",
-                            _ => "oeq",
-                        };
-                        let c = self.wr.fresh("b");
-                        self.line(format!("{c} = arith.cmpf {predicate}, {a}, {b} : {t}"));
-                        self.line(format!("{v} = arith.uitofp {c} : i1 to {t}"));
-                    }
-                    BinOp::MatMul => {
-                        return Err(LowerError::Unsupported("an unexpanded `@`".into()))
-                    }
+                let wr = &mut *self.wr;
+                for line in binary_lines(*op, (&v, &a, &b, t), "", &mut |p| wr.fresh(p))? {
+                    self.line(line);
                 }
                 (v, t)
             }
