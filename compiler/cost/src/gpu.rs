@@ -354,12 +354,42 @@ impl GpuOp {
     }
 }
 
-/// Occupancy: blocks resident on one SM, each holding double-buffered A and
-/// (compressed, when sparse) B slices in shared memory.
+/// Threads one SM (CU) keeps resident: 2048 on H100 and A100 (CUDA C++
+/// Programming Guide, compute capabilities 8.0 and 9.0) and on MI300X (32
+/// wavefronts of 64 per CU: an estimate from the CDNA 3 ISA's 8 waves per
+/// SIMD).
+pub const THREADS_PER_SM: u64 = 2048;
+/// 32-bit registers of one SM: 64 Ki on H100 and A100 (CUDA C++
+/// Programming Guide); taken for MI300X too (an estimate: its CUs hold
+/// more).
+pub const REGISTERS_PER_SM: u64 = 65536;
+
+/// Occupancy of the code `arch_mlir::gpu` generates: blocks resident on
+/// one SM, limited by shared memory (a contraction's single-buffered A and
+/// B slices, held in f32, or f64 for f64 operands), by threads
+/// ([`block_threads_for`]: the kernels run on FMA units) and by
+/// registers (a contraction's thread: one per accumulator plus 64 for
+/// the operands it reads, addresses and loop state, which is what ptxas
+/// reports for the 8 x 8 tiles of `examples/gemm.arch`, 128; other
+/// kernels: 32, an estimate), 16 at most.
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
-    let slice = t.bm as f64 * t.bk as f64 + t.bk as f64 * t.bn as f64 * g.b_stored;
-    let smem_per_block = 2.0 * slice * in_bytes;
-    ((p.smem_bytes_per_sm / smem_per_block).floor() as u64).clamp(1, 16)
+    let held = if in_bytes > 4.0 { 8.0 } else { 4.0 };
+    let by_smem = if g.b.is_some() {
+        let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * t.bk as f64;
+        (p.smem_bytes_per_sm / (slice * held).max(1.0)).floor() as u64
+    } else {
+        u64::MAX
+    };
+    let threads = block_threads_for(t, false);
+    let per_thread_outputs = t.bm.saturating_mul(t.bn).div_ceil(threads).max(1);
+    let registers = if g.b.is_some() {
+        per_thread_outputs + 64
+    } else {
+        32
+    };
+    let by_threads = THREADS_PER_SM / threads.max(1);
+    let by_registers = REGISTERS_PER_SM / registers.saturating_mul(threads).max(1);
+    by_smem.min(by_threads).min(by_registers).clamp(1, 16)
 }
 
 /// The fraction of L2 reads that hit, under the panel model.
