@@ -10,6 +10,7 @@ pub mod calibrate_cmd;
 pub mod calibration;
 pub mod cli;
 pub mod cost_cmd;
+#[cfg(feature = "native")]
 pub mod gpu_build;
 pub mod harness;
 pub mod html;
