@@ -168,7 +168,8 @@ fn emulates(dir: &Path, name: &str, target: &str, text: &str) {
 
 /// Every op family the suite has (products of odd sizes, batched, a
 /// convolution, an MLP with each activation, softmax, layernorm, an
-/// attention head, max and column reductions, element-wise chains) under
+/// attention head, multi-head attention (batched products with a factor
+/// outside the sum), max and column reductions, element-wise chains) under
 /// every swizzle, with tiles that leave partial tiles at the edges: the
 /// emulated kernels match the interpreter.
 #[test]
@@ -209,6 +210,11 @@ fn emulated_kernels_match_the_interpreter() {
             "attention".into(),
             "workload att(S = 17, D = 8) {\n  input q: f32[S, D]\n  input k: f32[S, D]\n  input v: f32[S, D]\n  output o: f32[S, D]\n  s[i, j] = sum[d] q[i, d] * k[j, d] / 3.0\n  p = softmax(s)\n  o[i, e] = sum[j] p[i, j] * v[j, e]\n}\n".into(),
             "",
+        ),
+        (
+            "mha".into(),
+            "workload mha(H = 3, S = 37, D = 9) {\n  input q: f32[H, S, D]\n  input k: f32[H, S, D]\n  input v: f32[H, S, D]\n  output o: f32[H, S, D]\n  s[h, i, j] = sum[d] q[h, i, d] * k[h, j, d] / sqrt(D)\n  m[h, i] = max[j] s[h, i, j]\n  e[h, i, j] = exp(s[h, i, j] - m[h, i])\n  z[h, i] = sum[j] e[h, i, j]\n  o[h, i, d] = sum[j] e[h, i, j] * v[h, j, d] / z[h, i]\n}\n".into(),
+            "tile s at smem { i: 16, j: 8 }",
         ),
         (
             "reductions".into(),

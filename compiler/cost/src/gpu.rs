@@ -252,6 +252,15 @@ pub fn evaluate(
     let rest = blocks % wave;
     let blocks_on_busiest = full_waves * per_sm + rest.div_ceil(p.sms);
     let compute_s = blocks_on_busiest as f64 * block_flops / p.flops_per_cycle_per_sm / p.clock_hz;
+    // A staged contraction waits at two barriers per depth slice; the
+    // blocks an SM holds at once hide each other's waits (added to the
+    // latency after the roofline: it is neither work nor traffic).
+    let barriers_s = if g.b.is_some() {
+        let slices = g.k.div_ceil(staged_depth(t.bk, g.k)) as f64;
+        blocks_on_busiest as f64 / per_sm as f64 * slices * 2.0 * BARRIER_CYCLES / p.clock_hz
+    } else {
+        0.0
+    };
     let (a_panels, b_panels) = panel_loads(tiles_m, tiles_n, wave, p.l2_domains, swizzle);
     let c_bytes = g.m as f64 * g.n as f64 * out_bytes;
     // B is stored compressed when it is sparse.
@@ -264,7 +273,7 @@ pub fn evaluate(
     let flops = 2.0 * g.macs() * work;
     let peak_s = flops / (p.flops_per_cycle_per_sm * p.sms as f64 * p.clock_hz);
     let compulsory = g.m as f64 * g.k as f64 * a_row + g.k as f64 * g.n as f64 * b_col + c_bytes;
-    Roofline {
+    let mut predicted = Roofline {
         clock_hz: p.clock_hz,
         compute_s,
         compute_energy_j: flops * p.energy_per_flop_j,
@@ -277,7 +286,13 @@ pub fn evaluate(
             (&p.smem, smem_bytes),
         ]
         .map(|((n, bw, e), bytes)| (n.clone(), bytes, *bw, *e)),
-    )
+    );
+    if barriers_s > 0.0 {
+        predicted.latency_s += barriers_s;
+        predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
+        predicted.utilization = predicted.lower_bound_s / predicted.latency_s;
+    }
+    predicted
 }
 
 /// The block tile of an op's loop nest: its innermost (shared-memory) tile
@@ -354,6 +369,20 @@ impl GpuOp {
     }
 }
 
+/// The depth of the slices a staged contraction moves through shared
+/// memory (`arch_mlir::gpu`): the tile's, at least 8 (fewer rows per
+/// slice pay a barrier pair for too little work), at most the depth.
+pub fn staged_depth(bk: u64, k: u64) -> u64 {
+    bk.max(MIN_STAGED_DEPTH).min(k.max(1))
+}
+
+/// The shallowest slice a staged contraction takes.
+pub const MIN_STAGED_DEPTH: u64 = 8;
+
+/// Cycles a barrier holds a block (an estimate: a few tens of cycles on
+/// current GPUs, not measured here).
+pub const BARRIER_CYCLES: f64 = 40.0;
+
 /// Threads one SM (CU) keeps resident: 2048 on H100 and A100 (CUDA C++
 /// Programming Guide, compute capabilities 8.0 and 9.0) and on MI300X (32
 /// wavefronts of 64 per CU: an estimate from the CDNA 3 ISA's 8 waves per
@@ -375,7 +404,7 @@ pub const REGISTERS_PER_SM: u64 = 65536;
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
     let held = if in_bytes > 4.0 { 8.0 } else { 4.0 };
     let by_smem = if g.b.is_some() {
-        let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * t.bk as f64;
+        let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * staged_depth(t.bk, g.k) as f64;
         (p.smem_bytes_per_sm / (slice * held).max(1.0)).floor() as u64
     } else {
         u64::MAX

@@ -160,6 +160,18 @@ pub struct Staging {
     pub b: (usize, Vec<Affine>),
     /// The element type the slices are held in (the accumulator's).
     pub elem: &'static str,
+    /// Row variables `b` reads too (independent products: a batch), the
+    /// other row variables, and their points. Tiles never span two
+    /// products: each product's rows are padded to whole tiles
+    /// (`rows_per_batch`).
+    pub batch: Vec<usize>,
+    pub m_inner: Vec<usize>,
+    pub m_in: u64,
+    pub rows_per_batch: u64,
+    /// The block's rows (at most one product's).
+    pub bm: u64,
+    /// A factor outside the products: `sum(a * b) / f` or `* f`.
+    pub factor: Option<(BinOp, ScalarExpr)>,
 }
 
 impl Staging {
@@ -193,11 +205,41 @@ fn staging(
     else {
         return None;
     };
+    // `a * b`, or `(a * b) / f` and `(a * b) * f` with `f` the same for
+    // every reduced point (a scale, attention's normalizer): the sum of
+    // products, then the factor once.
+    let reduced_vars = vars.clone();
+    let free_of_reduced = |e: &ScalarExpr| {
+        let mut free = true;
+        let mut inner = Vec::new();
+        find_reductions(e, &mut inner);
+        arch_sema::model::collect_accesses(e, &mut |_, index| {
+            if index
+                .iter()
+                .any(|a| a.terms.iter().any(|(v, _)| reduced_vars.contains(v)))
+            {
+                free = false;
+            }
+        });
+        free && inner.is_empty() && !uses_index_of(e, &reduced_vars)
+    };
+    let (product, factor) = match &**body {
+        ScalarExpr::Binary {
+            op: f @ (BinOp::Div | BinOp::Mul),
+            lhs,
+            rhs,
+        } if matches!(&**lhs, ScalarExpr::Binary { op: BinOp::Mul, .. })
+            && free_of_reduced(rhs) =>
+        {
+            (&**lhs, Some((*f, (**rhs).clone())))
+        }
+        other => (other, None),
+    };
     let ScalarExpr::Binary {
         op: BinOp::Mul,
         lhs,
         rhs,
-    } = &**body
+    } = product
     else {
         return None;
     };
@@ -221,23 +263,56 @@ fn staging(
     if k_sorted != gk || t1 == t2 {
         return None;
     }
-    let uses = |index: &[Affine], allowed: &[usize]| {
+    let vars_of = |index: &[Affine]| -> Vec<usize> {
         index
             .iter()
             .flat_map(|a| a.terms.iter().map(|(v, _)| *v))
-            .all(|v| allowed.contains(&v) || g.k_vars.contains(&v))
+            .collect()
     };
-    let (a, b) = if uses(i1, &g.m_vars) && uses(i2, &g.n_vars) {
+    let within = |index: &[Affine], allowed: &[usize]| {
+        vars_of(index)
+            .iter()
+            .all(|v| allowed.contains(v) || g.k_vars.contains(v))
+    };
+    // `a` reads rows and depth; `b` columns, depth, and the rows that make
+    // a batch of independent products.
+    let batch_of = |index: &[Affine]| -> Vec<usize> {
+        let used = vars_of(index);
+        g.m_vars
+            .iter()
+            .copied()
+            .filter(|v| used.contains(v))
+            .collect()
+    };
+    let fits = |ia: &[Affine], ib: &[Affine]| {
+        let batch = batch_of(ib);
+        let mut allowed = g.n_vars.clone();
+        allowed.extend(&batch);
+        within(ia, &g.m_vars) && within(ib, &allowed)
+    };
+    let (a, b) = if fits(i1, i2) {
         ((*t1, i1.clone()), (*t2, i2.clone()))
-    } else if uses(i2, &g.m_vars) && uses(i1, &g.n_vars) {
+    } else if fits(i2, i1) {
         ((*t2, i2.clone()), (*t1, i1.clone()))
     } else {
         return None;
     };
+    let batch = batch_of(&b.1);
+    let m_inner: Vec<usize> = g
+        .m_vars
+        .iter()
+        .copied()
+        .filter(|v| !batch.contains(v))
+        .collect();
+    let m_in = m_inner
+        .iter()
+        .map(|&v| op.vars[v].extent)
+        .product::<u64>()
+        .max(1);
+    let bm = bm.clamp(1, m_in);
     let elem = accumulator(float_type(w.tensors[op.output].dtype).ok()?);
     let bytes = if elem == "f64" { 8 } else { 4 };
-    let bk = bk
-        .clamp(1, g.k.max(1))
+    let bk = arch_cost::gpu::staged_depth(bk, g.k)
         .min(SHARED_BYTES / ((bm + bn) * bytes))
         .max(1);
     let (mut tm, mut tn) = (bm.min(8), bn.min(8));
@@ -261,7 +336,25 @@ fn staging(
         a,
         b,
         elem,
+        rows_per_batch: m_in.div_ceil(bm) * bm,
+        batch,
+        m_inner,
+        m_in,
+        bm,
+        factor,
     })
+}
+
+/// Whether `e` reads the value of any of `vars` as a number (`Index`).
+fn uses_index_of(e: &ScalarExpr, vars: &[usize]) -> bool {
+    match e {
+        ScalarExpr::Index(v) => vars.contains(v),
+        ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => uses_index_of(x, vars),
+        ScalarExpr::Binary { lhs, rhs, .. } => uses_index_of(lhs, vars) || uses_index_of(rhs, vars),
+        ScalarExpr::Call { args, .. } => args.iter().any(|a| uses_index_of(a, vars)),
+        ScalarExpr::Reduce { body, .. } => uses_index_of(body, vars),
+        _ => false,
+    }
 }
 
 /// Every reduction of `e` (outermost ones; a reduction's body is not
@@ -306,8 +399,14 @@ pub fn plan(
             None => (g.m.clamp(1, 64), g.n.clamp(1, 64), 16),
         };
         let (mut bm, mut bn) = (bm, bn);
+        let mut rows = g.m;
         let shape = match (staging(w, op, &g, (bm, bn, bk)), row_reduction(w, op, &g)) {
-            (Some(st), _) => Shape::Staged(st),
+            (Some(st), _) => {
+                // Rows padded to whole tiles per product.
+                bm = st.bm;
+                rows = (g.m / st.m_in) * st.rows_per_batch;
+                Shape::Staged(st)
+            }
             (None, Some(rr)) => {
                 // One output per block: the tile is one point.
                 (bm, bn) = (1, 1);
@@ -327,7 +426,7 @@ pub fn plan(
             ),
         }
         .min(MAX_BLOCK_THREADS);
-        let tiles = (g.m.div_ceil(bm), g.n.div_ceil(bn));
+        let tiles = (rows.div_ceil(bm), g.n.div_ceil(bn));
         let grid = tiles
             .0
             .checked_mul(tiles.1)
@@ -557,8 +656,9 @@ struct Body<'w> {
     indent: usize,
     next: usize,
     /// The value the op's one reduction stands for (a staged contraction's
-    /// accumulator), instead of a loop.
+    /// accumulator), instead of a loop, and the factor it still takes.
     reduced: Option<String>,
+    reduced_factor: Option<(BinOp, ScalarExpr)>,
 }
 
 impl<'w> Body<'w> {
@@ -570,6 +670,7 @@ impl<'w> Body<'w> {
             indent,
             next: 0,
             reduced: None,
+            reduced_factor: None,
         }
     }
 
@@ -688,6 +789,16 @@ impl<'w> Body<'w> {
         let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
         self.unravel(mi, &g.m_vars, op, &mut env);
         self.unravel(ni, &g.n_vars, op, &mut env);
+        self.output_at(p, env)
+    }
+
+    /// Computes and stores the op's output at the point `env` names.
+    fn output_at(
+        &mut self,
+        p: &KernelPlan,
+        mut env: Vec<Option<String>>,
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
         let out_elem = float_type(self.w.tensors[op.output].dtype)?;
         let (v, t) = self.emit(op, &op.body, out_elem, &mut env, p)?;
         let v = self.convert(v, t, out_elem);
@@ -897,6 +1008,23 @@ impl<'w> Body<'w> {
         Ok(())
     }
 
+    /// A staged contraction's padded row `x` into `env` (its product's
+    /// batch variables and its row inside the product); returns whether the
+    /// row exists.
+    fn row_env(&mut self, st: &Staging, x: &str, op: &Op, env: &mut [Option<String>]) -> String {
+        let per = self.index(st.rows_per_batch);
+        let (product, inner) = if st.batch.is_empty() {
+            (None, x.to_string())
+        } else {
+            (Some(self.op("divui", x, &per)), self.op("remui", x, &per))
+        };
+        if let Some(h) = product {
+            self.unravel(&h, &st.batch, op, env);
+        }
+        self.unravel(&inner, &st.m_inner, op, env);
+        self.below(&inner, st.m_in)
+    }
+
     /// Thread `tid`'s share of loading the depth slice at `k0` of both
     /// operands into `%As` (`bm x bk`) and `%Bs` (`bk x bn`), zeros
     /// outside the op.
@@ -921,31 +1049,28 @@ impl<'w> Body<'w> {
             self.indent += 2;
             let r = self.op("divui", &e, &width);
             let c = self.op("remui", &e, &width);
-            // a: (row, depth); b: (depth, column).
-            let (outer, outer_vars, outer_n, depth) = if is_a {
+            // a: (row, depth); b: (depth, column), and the block's product
+            // (its first row's batch variables).
+            let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+            let (in_outer, depth) = if is_a {
+                let row = self.op("addi", row0, &r);
                 (
-                    self.op("addi", row0, &r),
-                    &g.m_vars,
-                    g.m,
+                    self.row_env(st, &row, op, &mut env),
                     self.op("addi", k0, &c),
                 )
             } else {
-                (
-                    self.op("addi", col0, &c),
-                    &g.n_vars,
-                    g.n,
-                    self.op("addi", k0, &r),
-                )
+                let col = self.op("addi", col0, &c);
+                self.unravel(&col, &g.n_vars, op, &mut env);
+                let in_col = self.below(&col, g.n);
+                self.row_env(st, row0, op, &mut env);
+                (in_col, self.op("addi", k0, &r))
             };
-            let in_outer = self.below(&outer, outer_n);
+            self.unravel(&depth, &g.k_vars, op, &mut env);
             let in_depth = self.below(&depth, g.k);
             let inside = self.and(&in_outer, &in_depth);
             let v = self.fresh("x");
             self.line(format!("{v} = scf.if {inside} -> ({}) {{", st.elem));
             self.indent += 2;
-            let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
-            self.unravel(&outer, outer_vars, op, &mut env);
-            self.unravel(&depth, &g.k_vars, op, &mut env);
             let access = ScalarExpr::Access {
                 tensor: operand.0,
                 index: operand.1.clone(),
@@ -1084,7 +1209,9 @@ impl<'w> Body<'w> {
                 let ni = self.op("addi", col0, &c);
                 let in_r = self.below(&r, bm);
                 let in_c = self.below(&c, bn);
-                let in_m = self.below(&mi, g.m);
+                let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+                let in_m = self.row_env(st, &mi, op, &mut env);
+                self.unravel(&ni, &g.n_vars, op, &mut env);
                 let in_n = self.below(&ni, g.n);
                 let ok = self.and(&active, &in_r);
                 let ok = self.and(&ok, &in_c);
@@ -1098,8 +1225,10 @@ impl<'w> Body<'w> {
                     i * st.tn + j
                 ));
                 self.reduced = Some(v);
-                let stored = self.output(p, &mi, &ni);
+                self.reduced_factor = st.factor.clone();
+                let stored = self.output_at(p, env);
                 self.reduced = None;
+                self.reduced_factor = None;
                 stored?;
                 self.indent -= 2;
                 self.line("}");
@@ -1321,7 +1450,22 @@ impl<'w> Body<'w> {
             } => {
                 if let Some(v) = self.reduced.clone() {
                     let held = accumulator(float_type(self.w.tensors[op.output].dtype)?);
-                    return Ok((v, held));
+                    let Some((f, factor)) = self.reduced_factor.clone() else {
+                        return Ok((v, held));
+                    };
+                    let (x, t) = self.emit(op, &factor, held, env, p)?;
+                    let x = self.convert(x, t, held);
+                    let out = self.fresh("v");
+                    let mut next = self.next;
+                    let lines = binary_lines(f, (&out, &v, &x, held), "", &mut |q| {
+                        next += 1;
+                        format!("%{q}{next}")
+                    })?;
+                    self.next = next;
+                    for l in lines {
+                        self.line(l);
+                    }
+                    return Ok((out, held));
                 }
                 let identity = match rop {
                     ReduceOp::Sum => 0.0,
