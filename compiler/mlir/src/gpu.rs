@@ -419,7 +419,7 @@ pub fn plan(
         let block = match &shape {
             Shape::Staged(st) => (st.ty * st.tx).div_ceil(32) * 32,
             // A power of two (the tree halves it), a warp at least.
-            Shape::RowReduced(rr) => rr.points.next_power_of_two().clamp(32, 256),
+            Shape::RowReduced(rr) => rr.points.min(256).next_power_of_two().clamp(32, 256),
             Shape::Simt => arch_cost::gpu::block_threads_for(
                 arch_cost::gpu::BlockTile { bm, bn, bk: 1 },
                 false,
@@ -760,7 +760,7 @@ impl<'w> Body<'w> {
         let g = arch_cost::gemm::gemm_view(self.w, op);
         let (bm, bn) = p.tile;
         let bn_c = self.index(bn);
-        let elements = self.index(bm * bn);
+        let elements = self.index(bm.saturating_mul(bn));
         let step = self.index(p.block);
         let e = self.fresh("e");
         self.line(format!("scf.for {e} = {tid} to {elements} step {step} {{"));
