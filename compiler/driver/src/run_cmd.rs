@@ -203,26 +203,9 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             times.len(),
             seconds(predicted)
         );
-        return status;
+    } else {
+        record_measured(&s, &mut report, (measured, predicted, times.len()), out);
     }
-    let _ = writeln!(
-        out,
-        "{} on {}: measured {} (median of {} runs), predicted {}, measured/predicted {:.2}",
-        s.workload.name,
-        s.hardware.name,
-        seconds(measured),
-        times.len(),
-        seconds(predicted),
-        if predicted > 0.0 {
-            measured / predicted
-        } else {
-            f64::NAN
-        }
-    );
-    report.total.measured = Some(arch_cost::evaluate::Measured {
-        latency_s: measured,
-        group: Vec::new(),
-    });
     if a.profile {
         if let Err(m) = profile(&s, &schedule, &given, &mut report, a.runs, &dir.path, out) {
             return fail(err, m);
@@ -239,6 +222,34 @@ pub fn run(a: RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     }
     status
+}
+
+/// Prints measured beside predicted and puts the measurement into the
+/// report's total.
+fn record_measured(
+    s: &crate::cost_cmd::Selected,
+    report: &mut arch_cost::evaluate::CostReport,
+    (measured, predicted, runs): (f64, f64, usize),
+    out: &mut dyn Write,
+) {
+    let _ = writeln!(
+        out,
+        "{} on {}: measured {} (median of {} runs), predicted {}, measured/predicted {:.2}",
+        s.workload.name,
+        s.hardware.name,
+        seconds(measured),
+        runs,
+        seconds(predicted),
+        if predicted > 0.0 {
+            measured / predicted
+        } else {
+            f64::NAN
+        }
+    );
+    report.total.measured = Some(arch_cost::evaluate::Measured {
+        latency_s: measured,
+        group: Vec::new(),
+    });
 }
 
 /// `1.234 ms`.
