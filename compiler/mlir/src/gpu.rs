@@ -70,6 +70,9 @@ pub struct KernelPlan {
     /// its output.
     pub args: Vec<usize>,
     pub shape: Shape,
+    /// The op seen as a matrix product (`arch_cost::gemm::gemm_view`):
+    /// rows, columns and depth, worked out once.
+    pub view: arch_cost::gemm::GemmView,
 }
 
 /// How a kernel's threads compute its tile.
@@ -93,7 +96,10 @@ pub enum Shape {
 /// the expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowReduction {
-    /// The reduced variables, and how many points they span.
+    /// The reduction (its operator and the body it folds), its variables
+    /// and how many points they span.
+    pub op: ReduceOp,
+    pub body: ScalarExpr,
     pub vars: Vec<usize>,
     pub points: u64,
     pub elem: &'static str,
@@ -113,7 +119,12 @@ fn row_reduction(
     }
     let mut reductions = Vec::new();
     find_reductions(&op.body, &mut reductions);
-    let [ScalarExpr::Reduce { vars, body, .. }] = reductions.as_slice() else {
+    let [ScalarExpr::Reduce {
+        op: rop,
+        vars,
+        body,
+    }] = reductions.as_slice()
+    else {
         return None;
     };
     let innermost = *vars.last()?;
@@ -134,6 +145,8 @@ fn row_reduction(
         return None;
     }
     Some(RowReduction {
+        op: *rop,
+        body: (**body).clone(),
         vars: vars.clone(),
         points,
         elem: accumulator(float_type(w.tensors[op.output].dtype).ok()?),
@@ -172,14 +185,6 @@ pub struct Staging {
     pub bm: u64,
     /// A factor outside the products: `sum(a * b) / f` or `* f`.
     pub factor: Option<(BinOp, ScalarExpr)>,
-}
-
-impl Staging {
-    /// Bytes of shared memory the two slices take.
-    pub fn shared_bytes(&self, (bm, bn): (u64, u64)) -> u64 {
-        let bytes = if self.elem == "f64" { 8 } else { 4 };
-        (bm + bn) * self.bk * bytes
-    }
 }
 
 /// Static shared memory a kernel may declare on both vendors.
@@ -450,6 +455,7 @@ pub fn plan(
             swizzle: swizzle.unwrap_or(Swizzle::RowMajor),
             args,
             shape,
+            view: g,
         });
     }
     Ok(plans)
@@ -756,8 +762,7 @@ impl<'w> Body<'w> {
         tid: &str,
         (row0, col0): (&str, &str),
     ) -> Result<(), LowerError> {
-        let op = &self.w.ops[p.op];
-        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let g = &p.view;
         let (bm, bn) = p.tile;
         let bn_c = self.index(bn);
         let elements = self.index(bm.saturating_mul(bn));
@@ -785,7 +790,7 @@ impl<'w> Body<'w> {
     /// Computes and stores the op's output at row `mi`, column `ni`.
     fn output(&mut self, p: &KernelPlan, mi: &str, ni: &str) -> Result<(), LowerError> {
         let op = &self.w.ops[p.op];
-        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let g = &p.view;
         let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
         self.unravel(mi, &g.m_vars, op, &mut env);
         self.unravel(ni, &g.n_vars, op, &mut env);
@@ -822,14 +827,13 @@ impl<'w> Body<'w> {
         st: &Staging,
         origin: (&str, &str),
     ) -> Result<(), LowerError> {
-        let op = &self.w.ops[p.op];
-        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let g = &p.view;
         let (bm, bn) = p.tile;
         let e = st.elem;
         let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
         let zero = self.fresh("z");
         self.line(format!("{zero} = arith.constant dense<0.0> : {acc_ty}"));
-        let (c0, c1) = (self.index(0), self.index(1));
+        let c0 = self.index(0);
         let (k_c, bk_c) = (self.index(g.k), self.index(st.bk));
         let device = matches!(self.flavor, Flavor::Device(_));
         let (ta, tb) = if device {
@@ -887,7 +891,6 @@ impl<'w> Body<'w> {
             em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
             em.finish(p, st, t, &acc, origin)
         })?;
-        let _ = c1;
         self.line(format!("memref.dealloc %As : {ta}"));
         self.line(format!("memref.dealloc %Bs : {tb}"));
         self.line(format!("memref.dealloc %accs : {accs_ty}"));
@@ -902,14 +905,7 @@ impl<'w> Body<'w> {
         rr: &RowReduction,
         (row0, col0): (&str, &str),
     ) -> Result<(), LowerError> {
-        let op = &self.w.ops[p.op];
-        let mut found = Vec::new();
-        find_reductions(&op.body, &mut found);
-        let Some(ScalarExpr::Reduce { op: rop, body, .. }) = found.first().copied().cloned() else {
-            return Err(LowerError::Unsupported(
-                "a row reduction without its reduction".into(),
-            ));
-        };
+        let (rop, body) = (rr.op, &rr.body);
         let e = rr.elem;
         let device = matches!(self.flavor, Flavor::Device(_));
         let ty = if device {
@@ -933,7 +929,7 @@ impl<'w> Body<'w> {
         // 1. Each thread folds the points `tid`, `tid + T`, ... .
         self.threads(p, &mut |em, tid| {
             let op = &em.w.ops[p.op];
-            let g = arch_cost::gemm::gemm_view(em.w, op);
+            let g = &p.view;
             let init = em.fresh("f");
             em.line(format!("{init} = arith.constant {} : {e}", float_constant(identity, e)));
             let (points, step) = (em.index(rr.points), em.index(p.block));
@@ -946,7 +942,7 @@ impl<'w> Body<'w> {
             em.unravel(row0, &g.m_vars, op, &mut env);
             em.unravel(col0, &g.n_vars, op, &mut env);
             em.unravel(&k, &rr.vars, op, &mut env);
-            let (x, t) = em.emit(op, &body, e, &mut env, p)?;
+            let (x, t) = em.emit(op, body, e, &mut env, p)?;
             let x = em.convert(x, t, e);
             let v = em.fresh("v");
             em.line(format!("{v} = arith.{combine} {acc}, {x}{flags} : {e}"));
@@ -985,8 +981,7 @@ impl<'w> Body<'w> {
         // 3. Thread 0: the rest of the expression.
         self.threads(p, &mut |em, tid| {
             let first = em.below(tid, 1);
-            let op = &em.w.ops[p.op];
-            let g = arch_cost::gemm::gemm_view(em.w, op);
+            let g = &p.view;
             let in_m = em.below(row0, g.m);
             let ok = em.and(&first, &in_m);
             em.line(format!("scf.if {ok} {{"));
@@ -1038,7 +1033,7 @@ impl<'w> Body<'w> {
         (ta, tb): (&str, &str),
     ) -> Result<(), LowerError> {
         let op = &self.w.ops[p.op];
-        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let g = &p.view;
         let (bm, bn) = p.tile;
         let step = self.index(p.block);
         for (operand, rows, cols) in [(&st.a, bm, st.bk), (&st.b, st.bk, bn)] {
@@ -1194,7 +1189,7 @@ impl<'w> Body<'w> {
         (row0, col0): (&str, &str),
     ) -> Result<(), LowerError> {
         let op = &self.w.ops[p.op];
-        let g = arch_cost::gemm::gemm_view(self.w, op);
+        let g = &p.view;
         let (bm, bn) = p.tile;
         let e = st.elem;
         let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
