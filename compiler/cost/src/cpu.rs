@@ -1609,13 +1609,19 @@ pub fn evaluate_fused(
         .map(|(i, (b, l))| b / l.1.min(p.core_stream(i) * p.cores as f64))
         .fold(0.0, f64::max);
     // Packing B is a phase of its own: the micro-kernel waits for it.
+    // Threads that pack each block of B together (rows split) read the
+    // same rows at once and get one core's rate between them; threads
+    // that pack their own columns get every core's (see BENCHMARKS.md
+    // "Rows or columns on two threads").
     let compute_s = compute_s
         + match &packed {
             Some(c) if !crate::kernel_shape::reads_b_in_place(c) => {
                 let elements =
                     extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols);
                 let bytes = elements as f64 * w.tensors[c.b.tensor].dtype.bits() as f64 / 8.0;
-                bytes / pack_read_rate(p, home(c.b.tensor), cores_used)
+                let together = kernel.as_ref().is_some_and(|k| k.shared_b_passes > 0.0);
+                let packers = if together { 1.0 } else { cores_used };
+                bytes / pack_read_rate(p, home(c.b.tensor), packers)
             }
             _ => 0.0,
         };
