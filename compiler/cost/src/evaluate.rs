@@ -139,6 +139,20 @@ pub fn evaluate(
     hw: &HardwareModel,
     schedule: &Schedule,
 ) -> Result<CostReport, TuneError> {
+    evaluate_built(w, hw, schedule, &[])
+}
+
+/// [`evaluate`] for kernels already built: `registers` gives, for some ops
+/// (their index in `w.ops`), the registers per thread the assembler
+/// reported for the op's gpu kernel, which the occupancy then uses instead
+/// of the model's estimate (and which the op's mapping shows as
+/// `registers`).
+pub fn evaluate_built(
+    w: &WorkloadModel,
+    hw: &HardwareModel,
+    schedule: &Schedule,
+    registers: &[(usize, u64)],
+) -> Result<CostReport, TuneError> {
     // Tensors stored in a chosen precision and N:M pattern move and compute so.
     let adjusted = crate::schedule::stored(w, schedule);
     let w = &adjusted;
@@ -295,13 +309,18 @@ pub fn evaluate(
             let swizzle = schedule.swizzle.unwrap_or(crate::gpu::Swizzle::RowMajor);
             for s in &schedule.ops {
                 let op = &w.ops[s.op];
-                let gop = crate::gpu::GpuOp::new(w, hw, op).ok_or_else(|| {
+                let mut gop = crate::gpu::GpuOp::new(w, hw, op).ok_or_else(|| {
                     TuneError::Model(
                         "the gpu hardware lacks a compute rate, levels or a clock".into(),
                     )
                 })?;
+                let built = registers.iter().find(|r| r.0 == s.op).map(|r| r.1);
+                gop.params.registers_per_thread = built;
                 let (tile, predicted) = gop.predict(&s.nest, swizzle);
                 let mut mapping = describe(w, hw, s);
+                if let Some(r) = built {
+                    mapping.insert("registers".into(), r.to_string());
+                }
                 mapping.insert("swizzle".into(), swizzle.describe());
                 mapping.insert(
                     "block".into(),

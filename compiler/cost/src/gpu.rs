@@ -90,6 +90,10 @@ pub struct GpuParams {
     pub l2_domains: u64,
     /// The N:M pattern the compute unit skips zeros of.
     pub sparse: Option<(u32, u32)>,
+    /// Registers one thread of the op's kernel uses, as the assembler
+    /// reported them (`ptxas -v`, after `archc build`); `None`: the
+    /// estimate of [`blocks_per_sm`].
+    pub registers_per_thread: Option<u64>,
 }
 
 impl GpuParams {
@@ -115,6 +119,7 @@ impl GpuParams {
                 hw.xcds.unwrap_or(1)
             },
             sparse: unit.sparse,
+            registers_per_thread: None,
         })
     }
 }
@@ -397,10 +402,12 @@ pub const REGISTERS_PER_SM: u64 = 65536;
 /// one SM, limited by shared memory (a contraction's single-buffered A and
 /// B slices, held in f32, or f64 for f64 operands), by threads
 /// ([`block_threads_for`]: the kernels run on FMA units) and by
-/// registers (a contraction's thread: one per accumulator plus 64 for
-/// the operands it reads, addresses and loop state, which is what ptxas
-/// reports for the 8 x 8 tiles of `examples/gemm.arch`, 128; other
-/// kernels: 32, an estimate), 16 at most.
+/// registers: what the assembler reported for the built kernel
+/// ([`GpuParams::registers_per_thread`]) or else an estimate (a
+/// contraction's thread: one per accumulator plus 64 for the operands it
+/// reads, addresses and loop state, which is what ptxas reports for the
+/// 8 x 8 tiles of `examples/gemm.arch`, 128; other kernels: 32), 16 at
+/// most.
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
     let held = if in_bytes > 4.0 { 8.0 } else { 4.0 };
     let by_smem = if g.b.is_some() {
@@ -411,11 +418,11 @@ fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u6
     };
     let threads = block_threads_for(t, false);
     let per_thread_outputs = t.bm.saturating_mul(t.bn).div_ceil(threads).max(1);
-    let registers = if g.b.is_some() {
+    let registers = p.registers_per_thread.unwrap_or(if g.b.is_some() {
         per_thread_outputs + 64
     } else {
         32
-    };
+    });
     let by_threads = THREADS_PER_SM / threads.max(1);
     let by_registers = REGISTERS_PER_SM / registers.saturating_mul(threads).max(1);
     by_smem.min(by_threads).min(by_registers).clamp(1, 16)
@@ -510,6 +517,7 @@ mod tests {
             smem_bytes_per_sm: 64.0 * 1024.0,
             l2_domains: 1,
             sparse: None,
+            registers_per_thread: None,
         };
         let t = BlockTile {
             bm: 128,
@@ -526,6 +534,53 @@ mod tests {
         assert!(row.latency_s >= row.lower_bound_s);
         // 4096^3 at 8 SMs * 1024 flop/cycle * 1 GHz: 16.8 ms of compute at best.
         assert!((row.lower_bound_s - 2.0 * 4096f64.powi(3) / 8.192e12).abs() < 1e-9);
+    }
+
+    /// Registers the assembler reports replace the estimate: a kernel
+    /// whose threads use 255 registers keeps one block of 256 threads per
+    /// SM instead of two, and waits at its barriers without another block
+    /// to hide them.
+    #[test]
+    fn reported_registers_set_the_occupancy() {
+        let g = GemmView {
+            m: 2048,
+            n: 2048,
+            k: 2048,
+            a: Some(0),
+            b: Some(1),
+            b_stored: 1.0,
+            ..GemmView::default()
+        };
+        let mut p = GpuParams {
+            sms: 8,
+            clock_hz: 1e9,
+            flops_per_cycle_per_sm: 1024.0,
+            energy_per_flop_j: 0.0,
+            hbm: ("hbm".into(), 1e12, 0.0),
+            l2: ("l2".into(), 4e12, 0.0),
+            smem: ("smem".into(), 1e14, 0.0),
+            smem_bytes_per_sm: 64.0 * 1024.0,
+            l2_domains: 1,
+            sparse: None,
+            registers_per_thread: None,
+        };
+        let t = BlockTile {
+            bm: 128,
+            bn: 128,
+            bk: 32,
+        };
+        assert_eq!(blocks_per_sm(&g, t, &p, 4.0), 2);
+        let estimated = evaluate(&g, 4.0, 4.0, &p, t, Swizzle::RowMajor);
+        p.registers_per_thread = Some(255);
+        assert_eq!(blocks_per_sm(&g, t, &p, 4.0), 1);
+        let reported = evaluate(&g, 4.0, 4.0, &p, t, Swizzle::RowMajor);
+        assert!(reported.latency_s > estimated.latency_s);
+        p.registers_per_thread = Some(32);
+        assert_eq!(
+            blocks_per_sm(&g, t, &p, 4.0),
+            2,
+            "shared memory still limits"
+        );
     }
 
     #[test]
@@ -547,6 +602,7 @@ mod tests {
             smem_bytes_per_sm: 64.0 * 1024.0,
             l2_domains: 1,
             sparse: Some((2, 4)),
+            registers_per_thread: None,
         };
         let t = BlockTile {
             bm: 128,

@@ -392,7 +392,7 @@ fn build_gpu(s: &Selected, a: &BuildArgs, out: &mut dyn Write, err: &mut dyn Wri
             let Some(dir) = a.out_dir.as_deref() else {
                 return EXIT_USAGE;
             };
-            match gpu_build::write(s, &kernels, (vendor, &chip), &report, dir) {
+            match gpu_build::write(s, &kernels, (vendor, &chip), (&schedule, &report), dir) {
                 Ok(_) => {
                     let _ = writeln!(
                         err,

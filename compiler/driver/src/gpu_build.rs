@@ -264,17 +264,22 @@ struct BufferEntry {
 
 /// Writes every kernel (`.ptx`, or `.s` and `.hsaco`), the manifest and
 /// the report into `dir`; returns what was written.
+///
+/// Where ptxas assembled the kernels, the report is predicted again with
+/// the registers per thread it reported (the occupancy it allows) in
+/// place of the model's estimate.
 pub(crate) fn write(
     s: &Selected,
     kernels: &[GpuKernel],
     (vendor, chip): (Vendor, &str),
-    report: &arch_cost::evaluate::CostReport,
+    (schedule, report): (&Schedule, &arch_cost::evaluate::CostReport),
     dir: &Path,
 ) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let w = &s.workload;
     let mut written = Vec::new();
     let mut entries = Vec::new();
+    let mut registers = Vec::new();
     let ptxas = if vendor == Vendor::Nvidia {
         ptxas()
     } else {
@@ -304,6 +309,9 @@ pub(crate) fn write(
         } else {
             None
         };
+        if let Some(i) = &info {
+            registers.push((k.plan.op, i.registers));
+        }
         entries.push(KernelEntry {
             name: k.plan.name.clone(),
             file,
@@ -345,7 +353,16 @@ pub(crate) fn write(
     std::fs::write(&manifest_path, json(&manifest))
         .map_err(|e| format!("cannot write the manifest: {e}"))?;
     written.push(manifest_path);
-    std::fs::write(dir.join("report.json"), json(report))
+    let report = if registers.is_empty() {
+        report.clone()
+    } else {
+        arch_cost::evaluate::CostReport {
+            calibration: report.calibration.clone(),
+            ..arch_cost::evaluate::evaluate_built(w, &s.hardware, schedule, &registers)
+                .map_err(|e| format!("predicting the built kernels: {e:?}"))?
+        }
+    };
+    std::fs::write(dir.join("report.json"), json(&report))
         .map_err(|e| format!("cannot write report.json: {e}"))?;
     written.push(dir.join("report.json"));
     Ok(written)
