@@ -233,7 +233,7 @@ pub fn evaluate(
     let tiles_m = g.m.div_ceil(t.bm);
     let tiles_n = g.n.div_ceil(t.bn);
     let blocks = tiles_m.saturating_mul(tiles_n);
-    // Occupancy: double-buffered A and B slices in shared memory.
+    // Occupancy: A and B slices in shared memory, registers, threads.
     let per_sm = blocks_per_sm(g, t, p, in_bytes);
     let wave = p.sms * per_sm;
     // A wave takes as long as the busiest SM needs for its blocks; the last
@@ -261,8 +261,15 @@ pub fn evaluate(
     // blocks an SM holds at once hide each other's waits (added to the
     // latency after the roofline: it is neither work nor traffic).
     let barriers_s = if g.b.is_some() {
-        let slices = g.k.div_ceil(staged_depth(t.bk, g.k)) as f64;
-        blocks_on_busiest as f64 / per_sm as f64 * slices * 2.0 * BARRIER_CYCLES / p.clock_hz
+        let held = held_bytes(in_bytes);
+        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held);
+        let slices = g.k.div_ceil(depth) as f64;
+        let per_slice = if slice_buffers(t.bm, t.bn, depth, held) == 2 {
+            1.0
+        } else {
+            2.0
+        };
+        blocks_on_busiest as f64 / per_sm as f64 * slices * per_slice * BARRIER_CYCLES / p.clock_hz
     } else {
         0.0
     };
@@ -381,6 +388,37 @@ pub fn staged_depth(bk: u64, k: u64) -> u64 {
     bk.max(MIN_STAGED_DEPTH).min(k.max(1))
 }
 
+/// Static shared memory a kernel may declare on both vendors (CUDA C++
+/// Programming Guide: 48 KB without a dynamic opt-in; the same on AMD's
+/// 64 KB LDS is left for the compiler).
+pub const STATIC_SHARED_BYTES: u64 = 48 * 1024;
+
+/// The depth of a staged contraction's slices for a `bm x bn` tile whose
+/// slices hold elements of `held` bytes: [`staged_depth`], shallower
+/// where one slice of both operands would not fit the static shared
+/// memory.
+pub fn slice_depth(bm: u64, bn: u64, bk: u64, k: u64, held: u64) -> u64 {
+    staged_depth(bk, k)
+        .min(STATIC_SHARED_BYTES / (bm.saturating_add(bn).saturating_mul(held)).max(1))
+        .max(1)
+}
+
+/// Slices of a staged contraction in shared memory at once: two where two
+/// fit the static shared memory (the block loads the next slice while it
+/// multiplies the current one, one barrier per slice), else one (loads,
+/// a barrier, the products, a barrier).
+pub fn slice_buffers(bm: u64, bn: u64, depth: u64, held: u64) -> u64 {
+    let slice = bm
+        .saturating_add(bn)
+        .saturating_mul(depth)
+        .saturating_mul(held);
+    if slice.saturating_mul(2) <= STATIC_SHARED_BYTES {
+        2
+    } else {
+        1
+    }
+}
+
 /// The shallowest slice a staged contraction takes.
 pub const MIN_STAGED_DEPTH: u64 = 8;
 
@@ -398,9 +436,20 @@ pub const THREADS_PER_SM: u64 = 2048;
 /// more).
 pub const REGISTERS_PER_SM: u64 = 65536;
 
+/// Bytes of one element of a staged contraction's slices: f64 for f64
+/// operands, else f32 (the accumulator's type).
+pub fn held_bytes(in_bytes: f64) -> u64 {
+    if in_bytes > 4.0 {
+        8
+    } else {
+        4
+    }
+}
+
 /// Occupancy of the code `arch_mlir::gpu` generates: blocks resident on
-/// one SM, limited by shared memory (a contraction's single-buffered A and
-/// B slices, held in f32, or f64 for f64 operands), by threads
+/// one SM, limited by shared memory (a contraction's A and B slices,
+/// [`slice_buffers`] of them, held in f32, or f64 for f64 operands;
+/// [`held_bytes`]), by threads
 /// ([`block_threads_for`]: the kernels run on FMA units) and by
 /// registers: what the assembler reported for the built kernel
 /// ([`GpuParams::registers_per_thread`]) or else an estimate (a
@@ -409,10 +458,12 @@ pub const REGISTERS_PER_SM: u64 = 65536;
 /// 8 x 8 tiles of `examples/gemm.arch`, 128; other kernels: 32), 16 at
 /// most.
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
-    let held = if in_bytes > 4.0 { 8.0 } else { 4.0 };
+    let held = held_bytes(in_bytes);
     let by_smem = if g.b.is_some() {
-        let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * staged_depth(t.bk, g.k) as f64;
-        (p.smem_bytes_per_sm / (slice * held).max(1.0)).floor() as u64
+        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held);
+        let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * depth as f64;
+        let buffers = slice_buffers(t.bm, t.bn, depth, held) as f64;
+        (p.smem_bytes_per_sm / (slice * held as f64 * buffers).max(1.0)).floor() as u64
     } else {
         u64::MAX
     };

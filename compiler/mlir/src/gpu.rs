@@ -163,6 +163,10 @@ fn row_reduction(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Staging {
     pub bk: u64,
+    /// Slices held at once ([`arch_cost::gpu::slice_buffers`]): with two,
+    /// the block loads the next slice into one while it multiplies the
+    /// other, and waits at one barrier per slice instead of two.
+    pub buffers: u64,
     pub tm: u64,
     pub tn: u64,
     /// Threads along the rows and the columns of the tile.
@@ -187,8 +191,25 @@ pub struct Staging {
     pub factor: Option<(BinOp, ScalarExpr)>,
 }
 
-/// Static shared memory a kernel may declare on both vendors.
-pub const SHARED_BYTES: u64 = 48 * 1024;
+use arch_cost::gpu::STATIC_SHARED_BYTES;
+
+impl Staging {
+    /// The memref types of the `a` and `b` slices of a `(bm, bn)` tile
+    /// (all buffers), in workgroup memory on the device.
+    pub fn slice_types(&self, (bm, bn): (u64, u64), device: bool) -> (String, String) {
+        let slots = if self.buffers == 2 { "2x" } else { "" };
+        let space = if device {
+            ", #gpu.address_space<workgroup>"
+        } else {
+            ""
+        };
+        let (bk, e) = (self.bk, self.elem);
+        (
+            format!("memref<{slots}{bm}x{bk}x{e}{space}>"),
+            format!("memref<{slots}{bk}x{bn}x{e}{space}>"),
+        )
+    }
+}
 /// Accumulators a thread of a staged contraction keeps at most.
 const THREAD_TILE: u64 = 64;
 
@@ -317,9 +338,8 @@ fn staging(
     let bm = bm.clamp(1, m_in);
     let elem = accumulator(float_type(w.tensors[op.output].dtype).ok()?);
     let bytes = if elem == "f64" { 8 } else { 4 };
-    let bk = arch_cost::gpu::staged_depth(bk, g.k)
-        .min(SHARED_BYTES / ((bm + bn) * bytes))
-        .max(1);
+    let bk = arch_cost::gpu::slice_depth(bm, bn, bk, g.k, bytes);
+    let buffers = arch_cost::gpu::slice_buffers(bm, bn, bk, bytes);
     let (mut tm, mut tn) = (bm.min(8), bn.min(8));
     let threads = |tm: u64, tn: u64| bm.div_ceil(tm) * bn.div_ceil(tn);
     while threads(tm, tn) > MAX_BLOCK_THREADS && tm * tn < THREAD_TILE {
@@ -329,11 +349,12 @@ fn staging(
             tn *= 2;
         }
     }
-    if threads(tm, tn) > MAX_BLOCK_THREADS || (bm + bn) * bytes > SHARED_BYTES {
+    if threads(tm, tn) > MAX_BLOCK_THREADS || (bm + bn) * bytes > STATIC_SHARED_BYTES {
         return None;
     }
     Some(Staging {
         bk,
+        buffers,
         tm,
         tn,
         ty: bm.div_ceil(tm),
@@ -495,12 +516,8 @@ pub fn device_module(
         let space = "#gpu.address_space<workgroup>";
         let shared = match &p.shape {
             Shape::Staged(st) => {
-                let (bm, bn) = p.tile;
-                Some(format!(
-                    "%As: memref<{bm}x{bk}x{e}, {space}>, %Bs: memref<{bk}x{bn}x{e}, {space}>",
-                    bk = st.bk,
-                    e = st.elem
-                ))
+                let (ta, tb) = st.slice_types(p.tile, true);
+                Some(format!("%As: {ta}, %Bs: {tb}"))
             }
             Shape::RowReduced(rr) => Some(format!("%Rs: memref<{}x{}, {space}>", p.block, rr.elem)),
             Shape::Simt => None,
@@ -828,7 +845,6 @@ impl<'w> Body<'w> {
         origin: (&str, &str),
     ) -> Result<(), LowerError> {
         let g = &p.view;
-        let (bm, bn) = p.tile;
         let e = st.elem;
         let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
         let zero = self.fresh("z");
@@ -836,27 +852,36 @@ impl<'w> Body<'w> {
         let c0 = self.index(0);
         let (k_c, bk_c) = (self.index(g.k), self.index(st.bk));
         let device = matches!(self.flavor, Flavor::Device(_));
-        let (ta, tb) = if device {
-            let space = "#gpu.address_space<workgroup>";
-            (
-                format!("memref<{bm}x{}x{e}, {space}>", st.bk),
-                format!("memref<{}x{bn}x{e}, {space}>", st.bk),
-            )
-        } else {
-            (
-                format!("memref<{bm}x{}x{e}>", st.bk),
-                format!("memref<{}x{bn}x{e}>", st.bk),
-            )
-        };
+        let double = st.buffers == 2;
+        let (ta, tb) = st.slice_types(p.tile, device);
+        let first = double.then(|| c0.clone());
         if device {
+            // Double-buffered: slice 0 first; then each step loads the
+            // next slice into the other buffer while it multiplies this
+            // one, and one barrier ends the step.
+            if double {
+                self.load_slices(p, st, "%tid", &c0, origin, (&ta, &tb, first.as_deref()))?;
+                self.line("gpu.barrier");
+            }
             let (acc, k0, done) = (self.fresh("acc"), self.fresh("k"), self.fresh("acc"));
             self.line(format!(
                 "{done} = scf.for {k0} = {c0} to {k_c} step {bk_c} iter_args({acc} = {zero}) -> ({acc_ty}) {{"
             ));
             self.indent += 2;
-            self.load_slices(p, st, "%tid", &k0, origin, (&ta, &tb))?;
-            self.line("gpu.barrier");
-            let next = self.step_slices(p, st, "%tid", &acc, &acc_ty, (&ta, &tb));
+            let slot = if double {
+                let (slot, other, next_k, more) = self.next_slice(&k0, st, g.k);
+                self.line(format!("scf.if {more} {{"));
+                self.indent += 2;
+                self.load_slices(p, st, "%tid", &next_k, origin, (&ta, &tb, Some(&other)))?;
+                self.indent -= 2;
+                self.line("}");
+                Some(slot)
+            } else {
+                self.load_slices(p, st, "%tid", &k0, origin, (&ta, &tb, None))?;
+                self.line("gpu.barrier");
+                None
+            };
+            let next = self.step_slices(p, st, "%tid", &acc, &acc_ty, (&ta, &tb, slot.as_deref()));
             self.line("gpu.barrier");
             self.line(format!("scf.yield {next} : {acc_ty}"));
             self.indent -= 2;
@@ -871,16 +896,36 @@ impl<'w> Body<'w> {
             em.line(format!("memref.store {zero}, %accs[{t}] : {accs_ty}"));
             Ok(())
         })?;
+        // The same phases, every thread in turn (a double-buffered step's
+        // loads touch only the other buffer, so they may go first).
+        if double {
+            self.threads(p, &mut |em, t| {
+                em.load_slices(p, st, t, &c0, origin, (&ta, &tb, first.as_deref()))
+            })?;
+        }
         let k0 = self.fresh("k");
         self.line(format!("scf.for {k0} = {c0} to {k_c} step {bk_c} {{"));
         self.indent += 2;
-        self.threads(p, &mut |em, t| {
-            em.load_slices(p, st, t, &k0, origin, (&ta, &tb))
-        })?;
+        let slot = if double {
+            let (slot, other, next_k, more) = self.next_slice(&k0, st, g.k);
+            self.line(format!("scf.if {more} {{"));
+            self.indent += 2;
+            self.threads(p, &mut |em, t| {
+                em.load_slices(p, st, t, &next_k, origin, (&ta, &tb, Some(&other)))
+            })?;
+            self.indent -= 2;
+            self.line("}");
+            Some(slot)
+        } else {
+            self.threads(p, &mut |em, t| {
+                em.load_slices(p, st, t, &k0, origin, (&ta, &tb, None))
+            })?;
+            None
+        };
         self.threads(p, &mut |em, t| {
             let acc = em.fresh("acc");
             em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
-            let next = em.step_slices(p, st, t, &acc, &acc_ty, (&ta, &tb));
+            let next = em.step_slices(p, st, t, &acc, &acc_ty, (&ta, &tb, slot.as_deref()));
             em.line(format!("memref.store {next}, %accs[{t}] : {accs_ty}"));
             Ok(())
         })?;
@@ -1030,7 +1075,7 @@ impl<'w> Body<'w> {
         tid: &str,
         k0: &str,
         (row0, col0): (&str, &str),
-        (ta, tb): (&str, &str),
+        (ta, tb, slot): (&str, &str, Option<&str>),
     ) -> Result<(), LowerError> {
         let op = &self.w.ops[p.op];
         let g = &p.view;
@@ -1086,11 +1131,31 @@ impl<'w> Body<'w> {
             self.indent -= 2;
             self.line("}");
             let (buffer, ty) = if is_a { ("%As", ta) } else { ("%Bs", tb) };
-            self.line(format!("memref.store {v}, {buffer}[{r}, {c}] : {ty}"));
+            let at = slot.map_or(String::new(), |x| format!("{x}, "));
+            self.line(format!("memref.store {v}, {buffer}[{at}{r}, {c}] : {ty}"));
             self.indent -= 2;
             self.line("}");
         }
         Ok(())
+    }
+
+    /// For the step at depth `k0` of a double-buffered contraction of
+    /// depth `k`: the buffer it multiplies, the other one, the next
+    /// slice's depth and whether there is one.
+    fn next_slice(&mut self, k0: &str, st: &Staging, k: u64) -> (String, String, String, String) {
+        let (bk_c, two, one, k_c) = (
+            self.index(st.bk),
+            self.index(2),
+            self.index(1),
+            self.index(k),
+        );
+        let step = self.op("divui", k0, &bk_c);
+        let slot = self.op("remui", &step, &two);
+        let other = self.op("subi", &one, &slot);
+        let next_k = self.op("addi", k0, &bk_c);
+        let more = self.fresh("more");
+        self.line(format!("{more} = arith.cmpi ult, {next_k}, {k_c} : index"));
+        (slot, other, next_k, more)
     }
 
     /// Thread `tid`'s rows and columns of the tile: `(ty_i, tx_i)`.
@@ -1108,7 +1173,7 @@ impl<'w> Body<'w> {
         tid: &str,
         acc: &str,
         acc_ty: &str,
-        (ta, tb): (&str, &str),
+        (ta, tb, slot): (&str, &str, Option<&str>),
     ) -> String {
         let (bm, bn) = p.tile;
         let e = st.elem;
@@ -1145,8 +1210,9 @@ impl<'w> Body<'w> {
                 })
                 .collect()
         };
-        let av = load(&rows, &|r| format!("memref.load %As[{r}, {kk}] : {ta}"));
-        let bv = load(&cols, &|c| format!("memref.load %Bs[{kk}, {c}] : {tb}"));
+        let at = slot.map_or(String::new(), |x| format!("{x}, "));
+        let av = load(&rows, &|r| format!("memref.load %As[{at}{r}, {kk}] : {ta}"));
+        let bv = load(&cols, &|c| format!("memref.load %Bs[{at}{kk}, {c}] : {tb}"));
         let mut cur = a.clone();
         for (i, x) in av.iter().enumerate() {
             for (j, y) in bv.iter().enumerate() {
