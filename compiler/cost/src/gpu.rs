@@ -549,15 +549,9 @@ mod tests {
         assert_eq!(panel_loads(4, 4, 4, 2, Swizzle::RowMajor), (8, 16));
     }
 
-    #[test]
-    fn grouping_cuts_hbm_traffic() {
-        let g = GemmView {
-            m: 4096,
-            n: 4096,
-            k: 4096,
-            ..GemmView::default()
-        };
-        let p = GpuParams {
+    /// Eight SMs of 1024 flop/cycle at 1 GHz, 64 KiB of shared memory each.
+    fn small_gpu() -> GpuParams {
+        GpuParams {
             sms: 8,
             clock_hz: 1e9,
             flops_per_cycle_per_sm: 1024.0,
@@ -569,7 +563,18 @@ mod tests {
             l2_domains: 1,
             sparse: None,
             registers_per_thread: None,
+        }
+    }
+
+    #[test]
+    fn grouping_cuts_hbm_traffic() {
+        let g = GemmView {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+            ..GemmView::default()
         };
+        let p = small_gpu();
         let t = BlockTile {
             bm: 128,
             bn: 128,
@@ -602,19 +607,7 @@ mod tests {
             b_stored: 1.0,
             ..GemmView::default()
         };
-        let mut p = GpuParams {
-            sms: 8,
-            clock_hz: 1e9,
-            flops_per_cycle_per_sm: 1024.0,
-            energy_per_flop_j: 0.0,
-            hbm: ("hbm".into(), 1e12, 0.0),
-            l2: ("l2".into(), 4e12, 0.0),
-            smem: ("smem".into(), 1e14, 0.0),
-            smem_bytes_per_sm: 64.0 * 1024.0,
-            l2_domains: 1,
-            sparse: None,
-            registers_per_thread: None,
-        };
+        let mut p = small_gpu();
         let t = BlockTile {
             bm: 128,
             bn: 128,
@@ -643,17 +636,12 @@ mod tests {
             ..GemmView::default()
         };
         let mut p = GpuParams {
-            sms: 8,
-            clock_hz: 1e9,
-            flops_per_cycle_per_sm: 1024.0,
             energy_per_flop_j: 1e-12,
             hbm: ("hbm".into(), 1e15, 0.0),
             l2: ("l2".into(), 1e15, 0.0),
             smem: ("smem".into(), 1e15, 0.0),
-            smem_bytes_per_sm: 64.0 * 1024.0,
-            l2_domains: 1,
             sparse: Some((2, 4)),
-            registers_per_thread: None,
+            ..small_gpu()
         };
         let t = BlockTile {
             bm: 128,
