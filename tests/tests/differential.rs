@@ -482,7 +482,7 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
         .filter(|s| s.name != "bufferized")
         .collect();
     let mut failures = Vec::new();
-    let (mut staged, mut double, mut row_reduced) = (0, 0, 0);
+    let (mut staged, mut double, mut mma, mut row_reduced) = (0, 0, 0, 0);
     for case in 0..cases {
         let mut rng = Rng(seed
             .wrapping_add(1000 + case as u64)
@@ -499,11 +499,17 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
         };
         let context = || format!("case {case}: {desc} ({swizzle:?})\n{text}nests: {nests:?}");
         let result = (|| -> Result<(), String> {
-            let plans = arch_mlir::gpu::plan(&w, &nests, Some(swizzle))
+            let plans = arch_mlir::gpu::plan(&w, &nests, Some(swizzle), case % 2 == 0)
                 .map_err(|e| format!("{}\n{e}", context()))?;
             staged += plans
                 .iter()
                 .filter(|p| matches!(p.shape, arch_mlir::gpu::Shape::Staged(_)))
+                .count();
+            mma += plans
+                .iter()
+                .filter(
+                    |p| matches!(&p.shape, arch_mlir::gpu::Shape::Staged(st) if st.mma.is_some()),
+                )
                 .count();
             double += plans
                 .iter()
@@ -534,13 +540,14 @@ fn gpu_kernels_emulated_match_the_reference_interpreter() {
         failures.join("\n\n")
     );
     eprintln!(
-        "{staged} kernels staged their operands in shared memory ({double} double-buffered), {row_reduced} reduced rows over a block"
+        "{staged} kernels staged their operands in shared memory ({double} double-buffered, {mma} on tensor cores), {row_reduced} reduced rows over a block"
     );
     assert!(
         cases < 30
             || (staged * 10 >= cases
                 && double * 20 >= cases
+                && mma * 20 >= cases
                 && row_reduced * 10 >= cases),
-        "only {staged} staged ({double} double-buffered) and {row_reduced} row-reducing kernels in {cases} cases"
+        "only {staged} staged ({double} double-buffered, {mma} on tensor cores) and {row_reduced} row-reducing kernels in {cases} cases"
     );
 }

@@ -243,6 +243,11 @@ fn emulated_kernels_match_the_interpreter() {
             "",
         ),
         (
+            "tensor_cores".into(),
+            "workload tc(M = 150, N = 137, K = 50) {\n  input a: f16[M, K]\n  weight w: f16[K, N]\n  weight b: f32[N]\n  output y: f32[M, N]\n  y[i, j] = gelu(sum[k] a[i, k] * w[k, j] + b[j])\n}\n".into(),
+            "tile y at smem { i: 64, j: 128, k: 32 }",
+        ),
+        (
             "half".into(),
             "workload hf(M = 9, N = 7, K = 13) {\n  input a: f16[M, K]\n  input b: bf16[K, N]\n  output c: bf16[M, N]\n  c[i, j] = bf16(sum[k] f32(a[i, k]) * f32(b[k, j]))\n}\n".into(),
             "",

@@ -90,8 +90,13 @@ pub(crate) fn compile(
     chip: &str,
 ) -> Result<Vec<GpuKernel>, String> {
     let w = &s.workload;
-    let plans = arch_mlir::gpu::plan(w, &nests(s, schedule), schedule.swizzle)
-        .map_err(|e| e.to_string())?;
+    let plans = arch_mlir::gpu::plan(
+        w,
+        &nests(s, schedule),
+        schedule.swizzle,
+        vendor == Vendor::Nvidia,
+    )
+    .map_err(|e| e.to_string())?;
     let stages = arch_mlir::gpu::device_stages(vendor, chip);
     plans
         .into_iter()
@@ -121,7 +126,9 @@ pub(crate) fn emulation(
     schedule: &Schedule,
 ) -> Result<arch_codegen::cpu::Compiled, String> {
     let w = &s.workload;
-    let plans = arch_mlir::gpu::plan(w, &nests(s, schedule), schedule.swizzle)
+    // The same kernels the target gets: tensor cores on NVIDIA.
+    let nvidia = matches!(target(s), Ok((Vendor::Nvidia, _)));
+    let plans = arch_mlir::gpu::plan(w, &nests(s, schedule), schedule.swizzle, nvidia)
         .map_err(|e| e.to_string())?;
     let input = arch_mlir::gpu::host_module(w, &plans).map_err(|e| e.to_string())?;
     // Memrefs already: no bufferization.

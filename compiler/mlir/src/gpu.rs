@@ -189,11 +189,71 @@ pub struct Staging {
     pub bm: u64,
     /// A factor outside the products: `sum(a * b) / f` or `* f`.
     pub factor: Option<(BinOp, ScalarExpr)>,
+    /// Tensor cores (NVIDIA `mma.sync`), where both operands are f16 (bf16
+    /// products stay on FMA units: MLIR's `nvgpu.mma.sync` lowering does
+    /// not take them yet): the warps' grid over the tile and each warp's
+    /// fragments.
+    pub mma: Option<Mma>,
+}
+
+/// A staged contraction on NVIDIA tensor cores: `wy x wx` warps, each
+/// computing `fm x fn` fragments of 16 x 8 outputs (its tile is `16 fm x
+/// 8 fn`) with `mma.sync.m16n8k16` over 16-deep steps of the slices, `a`
+/// and `b` converted to `operand` (f16) from the slices and the
+/// products accumulated in f32. The block's tile is exactly the warps'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mma {
+    pub operand: &'static str,
+    pub wy: u64,
+    pub wx: u64,
+    pub fm: u64,
+    pub fn_: u64,
+}
+
+impl Mma {
+    /// Fragments of one thread.
+    fn fragments(&self) -> u64 {
+        self.fm * self.fn_
+    }
+}
+
+/// Rows, columns and depth of one `mma.sync` (f16 and bf16 operands).
+const MMA_SHAPE: (u64, u64, u64) = (16, 8, 16);
+
+/// The warps' grid for a `bm x bn` tile computed by `warps` warps: the
+/// grid whose fragments cover the tile with the least padding, at most 32
+/// fragments (128 accumulators) per thread.
+fn mma_grid(operand: &'static str, bm: u64, bn: u64, warps: u64) -> Option<Mma> {
+    let (fr, fc, _) = MMA_SHAPE;
+    (1..=warps)
+        .filter(|wy| warps.is_multiple_of(*wy))
+        .map(|wy| {
+            let wx = warps / wy;
+            Mma {
+                operand,
+                wy,
+                wx,
+                fm: bm.div_ceil(fr * wy).max(1),
+                fn_: bn.div_ceil(fc * wx).max(1),
+            }
+        })
+        .filter(|m| m.fragments() <= 32)
+        .min_by_key(|m| (m.fm * m.wy * fr * m.fn_ * m.wx * fc, m.fm.abs_diff(m.fn_)))
 }
 
 use arch_cost::gpu::STATIC_SHARED_BYTES;
 
 impl Staging {
+    /// The type of a thread's accumulators: its `tm x tn` outputs, or on
+    /// tensor cores its fragments' (four f32 each, as `mma.sync` holds
+    /// them).
+    pub fn acc_type(&self) -> String {
+        match self.mma {
+            Some(m) => format!("vector<{}x2x2xf32>", m.fragments()),
+            None => format!("vector<{}x{}>", self.tm * self.tn, self.elem),
+        }
+    }
+
     /// The memref types of the `a` and `b` slices of a `(bm, bn)` tile
     /// (all buffers), in workgroup memory on the device.
     pub fn slice_types(&self, (bm, bn): (u64, u64), device: bool) -> (String, String) {
@@ -220,6 +280,7 @@ fn staging(
     op: &Op,
     g: &arch_cost::gemm::GemmView,
     (bm, bn, bk): (u64, u64, u64),
+    tensor_cores: bool,
 ) -> Option<Staging> {
     let mut reductions = Vec::new();
     find_reductions(&op.body, &mut reductions);
@@ -338,7 +399,30 @@ fn staging(
     let bm = bm.clamp(1, m_in);
     let elem = accumulator(float_type(w.tensors[op.output].dtype).ok()?);
     let bytes = if elem == "f64" { 8 } else { 4 };
+    // Tensor cores: the model's threads for the tile (a warp per 64 x 64),
+    // the tile padded to the warps' fragments, slices whole 16-deep steps.
+    let operand = |t: usize| float_type(w.tensors[t].dtype).ok();
+    let mma = match (operand(a.0), operand(b.0)) {
+        // bf16 waits: MLIR's nvgpu.mma.sync lowering takes f16 only.
+        (Some(x), Some(y)) if tensor_cores && x == y && x == "f16" => {
+            let warps =
+                arch_cost::gpu::block_threads_for(arch_cost::gpu::BlockTile { bm, bn, bk }, true)
+                    / 32;
+            mma_grid(x, bm, bn, warps)
+        }
+        _ => None,
+    };
+    let (fr, fc, fk) = MMA_SHAPE;
+    let (bm, bn) = match mma {
+        Some(m) => (fr * m.fm * m.wy, fc * m.fn_ * m.wx),
+        None => (bm, bn),
+    };
     let bk = arch_cost::gpu::slice_depth(bm, bn, bk, g.k, bytes);
+    let bk = match mma {
+        Some(_) if bk >= fk => bk / fk * fk,
+        Some(_) => fk,
+        None => bk,
+    };
     let buffers = arch_cost::gpu::slice_buffers(bm, bn, bk, bytes);
     let (mut tm, mut tn) = (bm.min(8), bn.min(8));
     let threads = |tm: u64, tn: u64| bm.div_ceil(tm) * bn.div_ceil(tn);
@@ -349,7 +433,9 @@ fn staging(
             tn *= 2;
         }
     }
-    if threads(tm, tn) > MAX_BLOCK_THREADS || (bm + bn) * bytes > STATIC_SHARED_BYTES {
+    if threads(tm, tn) > MAX_BLOCK_THREADS
+        || (bm + bn) * bytes * if mma.is_some() { fk } else { 1 } > STATIC_SHARED_BYTES
+    {
         return None;
     }
     Some(Staging {
@@ -368,6 +454,7 @@ fn staging(
         m_in,
         bm,
         factor,
+        mma,
     })
 }
 
@@ -387,6 +474,9 @@ fn uses_index_of(e: &ScalarExpr, vars: &[usize]) -> bool {
 /// searched).
 fn find_reductions<'e>(e: &'e ScalarExpr, out: &mut Vec<&'e ScalarExpr>) {
     match e {
+        // The same reduction twice (an epilogue that uses the sum more than
+        // once: gelu's `x * erf(x / sqrt 2)`) is one value.
+        ScalarExpr::Reduce { .. } if out.contains(&e) => {}
         ScalarExpr::Reduce { .. } => out.push(e),
         ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => find_reductions(x, out),
         ScalarExpr::Binary { lhs, rhs, .. } => {
@@ -400,10 +490,14 @@ fn find_reductions<'e>(e: &'e ScalarExpr, out: &mut Vec<&'e ScalarExpr>) {
 
 /// The kernels of `w`, one per op, from each op's nest (`None`: a default
 /// tile) and the schedule's swizzle.
+///
+/// With `tensor_cores` (NVIDIA targets), contractions of two f16 operands
+/// run on tensor cores ([`Mma`]).
 pub fn plan(
     w: &WorkloadModel,
     nests: &[Option<LoopNest>],
     swizzle: Option<Swizzle>,
+    tensor_cores: bool,
 ) -> Result<Vec<KernelPlan>, LowerError> {
     let mut plans = Vec::new();
     for (i, op) in w.ops.iter().enumerate() {
@@ -426,10 +520,17 @@ pub fn plan(
         };
         let (mut bm, mut bn) = (bm, bn);
         let mut rows = g.m;
-        let shape = match (staging(w, op, &g, (bm, bn, bk)), row_reduction(w, op, &g)) {
+        let shape = match (
+            staging(w, op, &g, (bm, bn, bk), tensor_cores),
+            row_reduction(w, op, &g),
+        ) {
             (Some(st), _) => {
-                // Rows padded to whole tiles per product.
+                // Rows padded to whole tiles per product; tensor cores
+                // pad columns to whole fragments too.
                 bm = st.bm;
+                if let Some(m) = st.mma {
+                    bn = MMA_SHAPE.1 * m.fn_ * m.wx;
+                }
                 rows = (g.m / st.m_in) * st.rows_per_batch;
                 Shape::Staged(st)
             }
@@ -440,9 +541,10 @@ pub fn plan(
             }
             _ => Shape::Simt,
         };
-        // The model's threads for the tile (FMA units: tensor cores are not
-        // used yet); a staged contraction's, one per `tm x tn` of the tile.
+        // The model's threads for the tile: a staged contraction's, one per
+        // `tm x tn` of the tile, or its warps on tensor cores.
         let block = match &shape {
+            Shape::Staged(Staging { mma: Some(m), .. }) => m.wy * m.wx * 32,
             Shape::Staged(st) => (st.ty * st.tx).div_ceil(32) * 32,
             // A power of two (the tree halves it), a warp at least.
             Shape::RowReduced(rr) => rr.points.min(256).next_power_of_two().clamp(32, 256),
@@ -620,7 +722,8 @@ pub fn device_stages(vendor: Vendor, chip: &str) -> Vec<crate::pipeline::StageSp
     let (attach, convert) = match vendor {
         Vendor::Nvidia => (
             format!("nvvm-attach-target{{chip={chip} O=3}}"),
-            "convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1}".to_string(),
+            "convert-nvgpu-to-nvvm, convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1}"
+                .to_string(),
         ),
         Vendor::Amd => (
             format!("rocdl-attach-target{{chip={chip} O=3}}"),
@@ -845,8 +948,7 @@ impl<'w> Body<'w> {
         origin: (&str, &str),
     ) -> Result<(), LowerError> {
         let g = &p.view;
-        let e = st.elem;
-        let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
+        let acc_ty = st.acc_type();
         let zero = self.fresh("z");
         self.line(format!("{zero} = arith.constant dense<0.0> : {acc_ty}"));
         let c0 = self.index(0);
@@ -881,12 +983,19 @@ impl<'w> Body<'w> {
                 self.line("gpu.barrier");
                 None
             };
-            let next = self.step_slices(p, st, "%tid", &acc, &acc_ty, (&ta, &tb, slot.as_deref()));
+            let slices = (ta.as_str(), tb.as_str(), slot.as_deref());
+            let next = match st.mma {
+                Some(m) => self.mma_step(st, m, "%tid", &acc, slices),
+                None => self.step_slices(p, st, "%tid", &acc, &acc_ty, slices),
+            };
             self.line("gpu.barrier");
             self.line(format!("scf.yield {next} : {acc_ty}"));
             self.indent -= 2;
             self.line("}");
-            return self.finish(p, st, "%tid", &done, origin);
+            return match st.mma {
+                Some(m) => self.finish_mma(p, st, m, "%tid", &done, origin),
+                None => self.finish(p, st, "%tid", &done, origin),
+            };
         }
         let accs_ty = format!("memref<{}x{acc_ty}>", p.block);
         self.line(format!("%As = memref.alloc() : {ta}"));
@@ -922,19 +1031,26 @@ impl<'w> Body<'w> {
             })?;
             None
         };
-        self.threads(p, &mut |em, t| {
-            let acc = em.fresh("acc");
-            em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
-            let next = em.step_slices(p, st, t, &acc, &acc_ty, (&ta, &tb, slot.as_deref()));
-            em.line(format!("memref.store {next}, %accs[{t}] : {accs_ty}"));
-            Ok(())
-        })?;
+        let slices = (ta.as_str(), tb.as_str(), slot.as_deref());
+        match st.mma {
+            Some(m) => self.mma_step_emulated(p, st, m, &accs_ty, slices)?,
+            None => self.threads(p, &mut |em, t| {
+                let acc = em.fresh("acc");
+                em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
+                let next = em.step_slices(p, st, t, &acc, &acc_ty, slices);
+                em.line(format!("memref.store {next}, %accs[{t}] : {accs_ty}"));
+                Ok(())
+            })?,
+        }
         self.indent -= 2;
         self.line("}");
         self.threads(p, &mut |em, t| {
             let acc = em.fresh("acc");
             em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
-            em.finish(p, st, t, &acc, origin)
+            match st.mma {
+                Some(m) => em.finish_mma(p, st, m, t, &acc, origin),
+                None => em.finish(p, st, t, &acc, origin),
+            }
         })?;
         self.line(format!("memref.dealloc %As : {ta}"));
         self.line(format!("memref.dealloc %Bs : {tb}"));
@@ -1244,6 +1360,317 @@ impl<'w> Body<'w> {
         out
     }
 
+    /// Thread `tid`'s place on tensor cores: the first row and column of
+    /// its warp's tile, and its lane's group (`lane / 4`) and place in the
+    /// group (`lane % 4`), which say what it holds of each fragment (PTX
+    /// ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").
+    fn lane_place(&mut self, m: Mma, tid: &str) -> (String, String, String, String) {
+        let (warp_c, wx_c, four) = (self.index(32), self.index(m.wx), self.index(4));
+        let warp = self.op("divui", tid, &warp_c);
+        let lane = self.op("remui", tid, &warp_c);
+        let (wr, wc) = (
+            self.op("divui", &warp, &wx_c),
+            self.op("remui", &warp, &wx_c),
+        );
+        let (rows, cols) = (
+            self.index(MMA_SHAPE.0 * m.fm),
+            self.index(MMA_SHAPE.1 * m.fn_),
+        );
+        let row = self.op("muli", &wr, &rows);
+        let col = self.op("muli", &wc, &cols);
+        let group = self.op("divui", &lane, &four);
+        let in_group = self.op("remui", &lane, &four);
+        (row, col, group, in_group)
+    }
+
+    /// The element of a slice at `(r, c)` (tile rows and depth for `a`,
+    /// depth and tile columns for `b`), converted to the tensor cores'
+    /// operand type.
+    fn slice_operand(
+        &mut self,
+        slice: (&str, &str),
+        slot: Option<&str>,
+        (r, c): (&str, &str),
+        m: Mma,
+    ) -> String {
+        let (buffer, ty) = slice;
+        let at = slot.map_or(String::new(), |x| format!("{x}, "));
+        let x = self.fresh("s");
+        self.line(format!("{x} = memref.load {buffer}[{at}{r}, {c}] : {ty}"));
+        let h = self.fresh("h");
+        self.line(format!("{h} = arith.truncf {x} : f32 to {}", m.operand));
+        h
+    }
+
+    /// Thread `tid`'s operands for one 16-deep step at depth `kk` of the
+    /// slices: per fragment row `i`, `a`'s eight values (registers of two:
+    /// rows `g` and `g + 8`, then the same 8 deeper, columns `2q, 2q + 1`);
+    /// per fragment column `j`, `b`'s four (depths `2q, 2q + 1`, then 8
+    /// deeper, column `g`).
+    fn mma_operands(
+        &mut self,
+        m: Mma,
+        tid: &str,
+        kk: &str,
+        (ta, tb, slot): (&str, &str, Option<&str>),
+    ) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+        let (row, col, group, in_group) = self.lane_place(m, tid);
+        let two = self.index(2);
+        let pair = self.op("muli", &in_group, &two);
+        let depth = self.op("addi", kk, &pair);
+        let step = |em: &mut Self, x: &str, by: u64| {
+            let c = em.index(by);
+            em.op("addi", x, &c)
+        };
+        let a_rows = self.op("addi", &row, &group);
+        let mut a = Vec::new();
+        for i in 0..m.fm {
+            let r0 = step(self, &a_rows, MMA_SHAPE.0 * i);
+            let r1 = step(self, &r0, 8);
+            let mut values = Vec::new();
+            for (r, d) in [(&r0, 0), (&r1, 0), (&r0, 8), (&r1, 8)] {
+                for half in 0..2 {
+                    let k = step(self, &depth, d + half);
+                    values.push(self.slice_operand(("%As", ta), slot, (r, &k), m));
+                }
+            }
+            a.push(values);
+        }
+        let b_cols = self.op("addi", &col, &group);
+        let mut b = Vec::new();
+        for j in 0..m.fn_ {
+            let c = step(self, &b_cols, MMA_SHAPE.1 * j);
+            let mut values = Vec::new();
+            for d in [0, 8] {
+                for half in 0..2 {
+                    let k = step(self, &depth, d + half);
+                    values.push(self.slice_operand(("%Bs", tb), slot, (&k, &c), m));
+                }
+            }
+            b.push(values);
+        }
+        (a, b)
+    }
+
+    /// One slice on tensor cores (a device's thread `tid`): every 16-deep
+    /// step, each fragment's `mma.sync`; returns the new accumulators.
+    fn mma_step(
+        &mut self,
+        st: &Staging,
+        m: Mma,
+        tid: &str,
+        acc: &str,
+        slices: (&str, &str, Option<&str>),
+    ) -> String {
+        let acc_ty = st.acc_type();
+        let op_ty = m.operand;
+        let (c0, bk_c, k_step) = (self.index(0), self.index(st.bk), self.index(MMA_SHAPE.2));
+        let (kk, a, out) = (self.fresh("kk"), self.fresh("a"), self.fresh("acc"));
+        self.line(format!(
+            "{out} = scf.for {kk} = {c0} to {bk_c} step {k_step} iter_args({a} = {acc}) -> ({acc_ty}) {{"
+        ));
+        self.indent += 2;
+        let (av, bv) = self.mma_operands(m, tid, &kk, slices);
+        let frag = |em: &mut Self, values: &[String], ty: &str| {
+            let v = em.fresh("f");
+            em.line(format!(
+                "{v} = vector.from_elements {} : {ty}",
+                values.join(", ")
+            ));
+            v
+        };
+        let a_frags: Vec<String> = av
+            .iter()
+            .map(|x| frag(self, x, &format!("vector<4x2x{op_ty}>")))
+            .collect();
+        let b_frags: Vec<String> = bv
+            .iter()
+            .map(|x| frag(self, x, &format!("vector<2x2x{op_ty}>")))
+            .collect();
+        let mut cur = a.clone();
+        for (i, fa) in a_frags.iter().enumerate() {
+            for (j, fb) in b_frags.iter().enumerate() {
+                let at = i as u64 * m.fn_ + j as u64;
+                let (c, d, next) = (self.fresh("c"), self.fresh("d"), self.fresh("acc"));
+                self.line(format!(
+                    "{c} = vector.extract {cur}[{at}] : vector<2x2xf32> from {acc_ty}"
+                ));
+                self.line(format!(
+                    "{d} = nvgpu.mma.sync({fa}, {fb}, {c}) {{mmaShape = [16, 8, 16]}} : (vector<4x2x{op_ty}>, vector<2x2x{op_ty}>, vector<2x2xf32>) -> vector<2x2xf32>"
+                ));
+                self.line(format!(
+                    "{next} = vector.insert {d}, {cur} [{at}] : vector<2x2xf32> into {acc_ty}"
+                ));
+                cur = next;
+            }
+        }
+        self.line(format!("scf.yield {cur} : {acc_ty}"));
+        self.indent -= 2;
+        self.line("}");
+        out
+    }
+
+    /// One slice on tensor cores, emulated on the host (every thread in
+    /// turn): every 16-deep step, each thread leaves its operands in
+    /// scratch memory as a warp's registers hold them; then each thread
+    /// computes what `mma.sync` gives it, reading every operand from the
+    /// lane and register that holds it (the same layout read backwards).
+    fn mma_step_emulated(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        m: Mma,
+        accs_ty: &str,
+        slices: (&str, &str, Option<&str>),
+    ) -> Result<(), LowerError> {
+        let acc_ty = st.acc_type();
+        let op_ty = m.operand;
+        let (fa_ty, fb_ty) = (
+            format!("memref<{}x{}x4x2x{op_ty}>", p.block, m.fm),
+            format!("memref<{}x{}x2x2x{op_ty}>", p.block, m.fn_),
+        );
+        let (fa, fb) = (self.fresh("fa"), self.fresh("fb"));
+        self.line(format!("{fa} = memref.alloc() : {fa_ty}"));
+        self.line(format!("{fb} = memref.alloc() : {fb_ty}"));
+        let (c0, bk_c, k_step) = (self.index(0), self.index(st.bk), self.index(MMA_SHAPE.2));
+        let kk = self.fresh("kk");
+        self.line(format!("scf.for {kk} = {c0} to {bk_c} step {k_step} {{"));
+        self.indent += 2;
+        self.threads(p, &mut |em, t| {
+            let (av, bv) = em.mma_operands(m, t, &kk, slices);
+            for (frags, buffer, ty, regs) in [(&av, &fa, &fa_ty, 4), (&bv, &fb, &fb_ty, 2)] {
+                for (i, values) in frags.iter().enumerate() {
+                    for (n, v) in values.iter().enumerate() {
+                        let (i_c, r_c, h_c) = (
+                            em.index(i as u64),
+                            em.index(n as u64 / 2),
+                            em.index(n as u64 % 2),
+                        );
+                        debug_assert!((n as u64 / 2) < regs);
+                        em.line(format!(
+                            "memref.store {v}, {buffer}[{t}, {i_c}, {r_c}, {h_c}] : {ty}"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        self.threads(p, &mut |em, t| {
+            let (warp_c, four, two, eight, sixteen) =
+                (em.index(32), em.index(4), em.index(2), em.index(8), em.index(16));
+            let (c0, c1) = (em.index(0), em.index(1));
+            let warp = em.op("divui", t, &warp_c);
+            let lane = em.op("remui", t, &warp_c);
+            let base = em.op("muli", &warp, &warp_c);
+            let group = em.op("divui", &lane, &four);
+            let in_group = em.op("remui", &lane, &four);
+            let acc = em.fresh("acc");
+            em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
+            let mut cur = acc;
+            for i in 0..m.fm {
+                for j in 0..m.fn_ {
+                    let at = i * m.fn_ + j;
+                    let (i_c, j_c) = (em.index(i), em.index(j));
+                    for r in 0..2u64 {
+                        for v in 0..2u64 {
+                            let old = em.fresh("o");
+                            em.line(format!("{old} = vector.extract {cur}[{at}, {r}, {v}] : f32 from {acc_ty}"));
+                            // Output row `g + 8r` of the fragment, column `2q + v`.
+                            let col = em.op("muli", &in_group, &two);
+                            let v_c = em.index(v);
+                            let col = em.op("addi", &col, &v_c);
+                            let (k, sum, out) = (em.fresh("k"), em.fresh("y"), em.fresh("y"));
+                            em.line(format!(
+                                "{out} = scf.for {k} = {c0} to {sixteen} step {c1} iter_args({sum} = {old}) -> (f32) {{"
+                            ));
+                            em.indent += 2;
+                            // a(row, k): lane 4 (row % 8) + (k % 8) / 2,
+                            // register row / 8 + 2 (k / 8), half k % 2.
+                            let k8 = em.op("remui", &k, &eight);
+                            let k_pair = em.op("divui", &k8, &two);
+                            let half = em.op("remui", &k, &two);
+                            let k_hi = em.op("divui", &k, &eight);
+                            let a_lane = em.op("muli", &group, &four);
+                            let a_lane = em.op("addi", &a_lane, &k_pair);
+                            let a_lane = em.op("addi", &base, &a_lane);
+                            let r_c = em.index(r);
+                            let a_reg = em.op("muli", &k_hi, &two);
+                            let a_reg = em.op("addi", &a_reg, &r_c);
+                            let x = em.fresh("x");
+                            em.line(format!("{x} = memref.load {fa}[{a_lane}, {i_c}, {a_reg}, {half}] : {fa_ty}"));
+                            // b(k, col): lane 4 col + (k % 8) / 2, register
+                            // k / 8, half k % 2.
+                            let b_lane = em.op("muli", &col, &four);
+                            let b_lane = em.op("addi", &b_lane, &k_pair);
+                            let b_lane = em.op("addi", &base, &b_lane);
+                            let y = em.fresh("x");
+                            em.line(format!("{y} = memref.load {fb}[{b_lane}, {j_c}, {k_hi}, {half}] : {fb_ty}"));
+                            let (xf, yf, prod, next) = (em.fresh("w"), em.fresh("w"), em.fresh("w"), em.fresh("y"));
+                            em.line(format!("{xf} = arith.extf {x} : {op_ty} to f32"));
+                            em.line(format!("{yf} = arith.extf {y} : {op_ty} to f32"));
+                            em.line(format!("{prod} = arith.mulf {xf}, {yf} : f32"));
+                            em.line(format!("{next} = arith.addf {sum}, {prod} : f32"));
+                            em.line(format!("scf.yield {next} : f32"));
+                            em.indent -= 2;
+                            em.line("}");
+                            let updated = em.fresh("acc");
+                            em.line(format!("{updated} = vector.insert {out}, {cur} [{at}, {r}, {v}] : f32 into {acc_ty}"));
+                            cur = updated;
+                        }
+                    }
+                }
+            }
+            em.line(format!("memref.store {cur}, %accs[{t}] : {accs_ty}"));
+            Ok(())
+        })?;
+        self.indent -= 2;
+        self.line("}");
+        self.line(format!("memref.dealloc {fa} : {fa_ty}"));
+        self.line(format!("memref.dealloc {fb} : {fb_ty}"));
+        Ok(())
+    }
+
+    /// Thread `tid`'s outputs from its fragments `acc` (row `g + 8r`,
+    /// column `2q + v` of each): the op's whole expression with the
+    /// contraction's value in place of the sum.
+    fn finish_mma(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        m: Mma,
+        tid: &str,
+        acc: &str,
+        origin: (&str, &str),
+    ) -> Result<(), LowerError> {
+        let acc_ty = st.acc_type();
+        let (row, col, group, in_group) = self.lane_place(m, tid);
+        let two = self.index(2);
+        let pair = self.op("muli", &in_group, &two);
+        let rows = self.op("addi", &row, &group);
+        let cols = self.op("addi", &col, &pair);
+        for i in 0..m.fm {
+            for j in 0..m.fn_ {
+                for r in 0..2u64 {
+                    for v in 0..2u64 {
+                        let (dr, dc) = (
+                            self.index(MMA_SHAPE.0 * i + 8 * r),
+                            self.index(MMA_SHAPE.1 * j + v),
+                        );
+                        let tr = self.op("addi", &rows, &dr);
+                        let tc = self.op("addi", &cols, &dc);
+                        let x = self.fresh("r");
+                        self.line(format!(
+                            "{x} = vector.extract {acc}[{}, {r}, {v}] : f32 from {acc_ty}",
+                            i * m.fn_ + j
+                        ));
+                        self.store_output(p, st, (&tr, &tc), &x, None, origin)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Thread `tid`'s outputs from its accumulators `acc`: the op's whole
     /// expression with the contraction's value in place of the sum.
     fn finish(
@@ -1252,13 +1679,9 @@ impl<'w> Body<'w> {
         st: &Staging,
         tid: &str,
         acc: &str,
-        (row0, col0): (&str, &str),
+        origin: (&str, &str),
     ) -> Result<(), LowerError> {
-        let op = &self.w.ops[p.op];
-        let g = &p.view;
-        let (bm, bn) = p.tile;
-        let e = st.elem;
-        let acc_ty = format!("vector<{}x{e}>", st.tm * st.tn);
+        let acc_ty = st.acc_type();
         let (ty_i, tx_i) = self.thread_origin(st, tid);
         let active = self.below(&ty_i, st.ty);
         for i in 0..st.tm {
@@ -1266,35 +1689,59 @@ impl<'w> Body<'w> {
                 let (off_r, off_c) = (self.index(i * st.ty), self.index(j * st.tx));
                 let r = self.op("addi", &ty_i, &off_r);
                 let c = self.op("addi", &tx_i, &off_c);
-                let mi = self.op("addi", row0, &r);
-                let ni = self.op("addi", col0, &c);
-                let in_r = self.below(&r, bm);
-                let in_c = self.below(&c, bn);
-                let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
-                let in_m = self.row_env(st, &mi, op, &mut env);
-                self.unravel(&ni, &g.n_vars, op, &mut env);
-                let in_n = self.below(&ni, g.n);
-                let ok = self.and(&active, &in_r);
-                let ok = self.and(&ok, &in_c);
-                let ok = self.and(&ok, &in_m);
-                let ok = self.and(&ok, &in_n);
-                self.line(format!("scf.if {ok} {{"));
-                self.indent += 2;
                 let v = self.fresh("r");
                 self.line(format!(
-                    "{v} = vector.extract {acc}[{}] : {e} from {acc_ty}",
-                    i * st.tn + j
+                    "{v} = vector.extract {acc}[{}] : {} from {acc_ty}",
+                    i * st.tn + j,
+                    st.elem
                 ));
-                self.reduced = Some(v);
-                self.reduced_factor = st.factor.clone();
-                let stored = self.output_at(p, env);
-                self.reduced = None;
-                self.reduced_factor = None;
-                stored?;
-                self.indent -= 2;
-                self.line("}");
+                self.store_output(p, st, (&r, &c), &v, Some(&active), origin)?;
             }
         }
+        Ok(())
+    }
+
+    /// The output at row `r` and column `c` of the block's tile from the
+    /// contraction's value `value` (where the point is inside the tile and
+    /// the op's space, and `active` holds): the op's whole expression with
+    /// the value in place of the sum.
+    fn store_output(
+        &mut self,
+        p: &KernelPlan,
+        st: &Staging,
+        (r, c): (&str, &str),
+        value: &str,
+        active: Option<&str>,
+        (row0, col0): (&str, &str),
+    ) -> Result<(), LowerError> {
+        let op = &self.w.ops[p.op];
+        let g = &p.view;
+        let (bm, bn) = p.tile;
+        let mi = self.op("addi", row0, r);
+        let ni = self.op("addi", col0, c);
+        let in_r = self.below(r, bm);
+        let in_c = self.below(c, bn);
+        let mut env: Vec<Option<String>> = vec![None; op.vars.len()];
+        let in_m = self.row_env(st, &mi, op, &mut env);
+        self.unravel(&ni, &g.n_vars, op, &mut env);
+        let in_n = self.below(&ni, g.n);
+        let mut ok = self.and(&in_r, &in_c);
+        for x in [Some(in_m.as_str()), Some(in_n.as_str()), active]
+            .into_iter()
+            .flatten()
+        {
+            ok = self.and(&ok, x);
+        }
+        self.line(format!("scf.if {ok} {{"));
+        self.indent += 2;
+        self.reduced = Some(value.to_string());
+        self.reduced_factor = st.factor.clone();
+        let stored = self.output_at(p, env);
+        self.reduced = None;
+        self.reduced_factor = None;
+        stored?;
+        self.indent -= 2;
+        self.line("}");
         Ok(())
     }
 
