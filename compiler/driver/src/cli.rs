@@ -92,15 +92,15 @@ code (--emit npu|nir).\n\n\
 gpu targets (h100, a100: PTX for their `chip`; mi300x: AMDGCN for gfx942): one kernel per op, \
 each block a tile of the op's output (the schedule's innermost tile), blocks in the order of the \
 `swizzle` knob; contractions stage depth slices in shared memory (double-buffered where two fit \
-48 KiB; 8 x 8 outputs per thread, or on NVIDIA for f16 operands tensor cores: mma.sync, a warp per \
-64 x 64 outputs; epilogue fused), reductions along rows reduce each row over a block, other ops compute one \
+48 KiB; 8 x 8 outputs per thread, or on NVIDIA for f16 and bf16 operands tensor cores: mma.sync, \
+a warp per 64 x 64 outputs; epilogue fused), reductions along rows reduce each row over a block, other ops compute one \
 output per thread. -o DIR gets each kernel \
 (`.ptx` and, where ptxas is found, `.cubin`; or `.s` and `.hsaco` through llvm-mc and ld.lld), \
 `<workload>.manifest.json` (launch sequence, arguments, ptxas' registers and spills) and \
 `report.json` (its occupancy from ptxas' registers); --emit ptx|amdgcn prints the kernels, \
 --emit mlir every stage. ptxas: ARCHC_PTXAS, PATH, or ./.venv (PyPI nvidia-cuda-nvcc-cu12). Not \
-built yet for gpus: ldmatrix, bf16 and AMD tensor cores (those compute in f32 on FMA units), fusion \
-across ops, f64 transcendental functions."
+built yet for gpus: ldmatrix, AMD tensor cores (mfma: AMD computes 16-bit products in f32 on FMA \
+units), fusion across ops, f64 transcendental functions."
     )]
     Build(crate::build_cmd::BuildArgs),
     /// Build, run on this machine, check against the reference interpreter, time it.

@@ -189,17 +189,15 @@ pub struct Staging {
     pub bm: u64,
     /// A factor outside the products: `sum(a * b) / f` or `* f`.
     pub factor: Option<(BinOp, ScalarExpr)>,
-    /// Tensor cores (NVIDIA `mma.sync`), where both operands are f16 (bf16
-    /// products stay on FMA units: MLIR's `nvgpu.mma.sync` lowering does
-    /// not take them yet): the warps' grid over the tile and each warp's
-    /// fragments.
+    /// Tensor cores (NVIDIA `mma.sync`), where both operands are f16 or
+    /// both bf16: the warps' grid over the tile and each warp's fragments.
     pub mma: Option<Mma>,
 }
 
 /// A staged contraction on NVIDIA tensor cores: `wy x wx` warps, each
 /// computing `fm x fn` fragments of 16 x 8 outputs (its tile is `16 fm x
 /// 8 fn`) with `mma.sync.m16n8k16` over 16-deep steps of the slices, `a`
-/// and `b` converted to `operand` (f16) from the slices and the
+/// and `b` converted to `operand` (f16 or bf16) from the slices and the
 /// products accumulated in f32. The block's tile is exactly the warps'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mma {
@@ -403,8 +401,7 @@ fn staging(
     // the tile padded to the warps' fragments, slices whole 16-deep steps.
     let operand = |t: usize| float_type(w.tensors[t].dtype).ok();
     let mma = match (operand(a.0), operand(b.0)) {
-        // bf16 waits: MLIR's nvgpu.mma.sync lowering takes f16 only.
-        (Some(x), Some(y)) if tensor_cores && x == y && x == "f16" => {
+        (Some(x), Some(y)) if tensor_cores && x == y && matches!(x, "f16" | "bf16") => {
             let warps =
                 arch_cost::gpu::block_threads_for(arch_cost::gpu::BlockTile { bm, bn, bk }, true)
                     / 32;
@@ -491,8 +488,8 @@ fn find_reductions<'e>(e: &'e ScalarExpr, out: &mut Vec<&'e ScalarExpr>) {
 /// The kernels of `w`, one per op, from each op's nest (`None`: a default
 /// tile) and the schedule's swizzle.
 ///
-/// With `tensor_cores` (NVIDIA targets), contractions of two f16 operands
-/// run on tensor cores ([`Mma`]).
+/// With `tensor_cores` (NVIDIA targets), contractions of two f16 or two
+/// bf16 operands run on tensor cores ([`Mma`]).
 pub fn plan(
     w: &WorkloadModel,
     nests: &[Option<LoopNest>],
@@ -1471,6 +1468,13 @@ impl<'w> Body<'w> {
         ));
         self.indent += 2;
         let (av, bv) = self.mma_operands(m, tid, &kk, slices);
+        if op_ty == "bf16" {
+            let cur = self.mma_bf16(m, &acc_ty, &a, (&av, &bv));
+            self.line(format!("scf.yield {cur} : {acc_ty}"));
+            self.indent -= 2;
+            self.line("}");
+            return out;
+        }
         let frag = |em: &mut Self, values: &[String], ty: &str| {
             let v = em.fresh("f");
             em.line(format!(
@@ -1508,6 +1512,70 @@ impl<'w> Body<'w> {
         self.indent -= 2;
         self.line("}");
         out
+    }
+
+    /// The `mma.sync`s of one 16-deep step for bf16 operands, through the
+    /// NVVM op (MLIR's nvgpu lowering takes f16 only): each register packs
+    /// two operands (`vector<2xbf16>` as an i32), the four accumulators go
+    /// in and come out as scalars in the fragment's order (rows `g`, `g +
+    /// 8`, two columns each). Returns the new accumulators.
+    fn mma_bf16(
+        &mut self,
+        m: Mma,
+        acc_ty: &str,
+        acc: &str,
+        (av, bv): (&[Vec<String>], &[Vec<String>]),
+    ) -> String {
+        let registers = |em: &mut Self, values: &[String]| -> Vec<String> {
+            values
+                .chunks(2)
+                .map(|pair| {
+                    let (v, r) = (em.fresh("p"), em.fresh("g"));
+                    em.line(format!(
+                        "{v} = vector.from_elements {} : vector<2xbf16>",
+                        pair.join(", ")
+                    ));
+                    em.line(format!("{r} = llvm.bitcast {v} : vector<2xbf16> to i32"));
+                    r
+                })
+                .collect()
+        };
+        let a_regs: Vec<Vec<String>> = av.iter().map(|x| registers(self, x)).collect();
+        let b_regs: Vec<Vec<String>> = bv.iter().map(|x| registers(self, x)).collect();
+        let result = "!llvm.struct<(f32, f32, f32, f32)>";
+        let mut cur = acc.to_string();
+        for (i, fa) in a_regs.iter().enumerate() {
+            for (j, fb) in b_regs.iter().enumerate() {
+                let at = i as u64 * m.fn_ + j as u64;
+                let places = [(0, 0), (0, 1), (1, 0), (1, 1)];
+                let c: Vec<String> = places
+                    .iter()
+                    .map(|(r, v)| {
+                        let x = self.fresh("c");
+                        self.line(format!(
+                            "{x} = vector.extract {cur}[{at}, {r}, {v}] : f32 from {acc_ty}"
+                        ));
+                        x
+                    })
+                    .collect();
+                let d = self.fresh("d");
+                self.line(format!(
+                    "{d} = nvvm.mma.sync A[{}] B[{}] C[{}] {{layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, shape = #nvvm.shape<m = 16, n = 8, k = 16>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>}} : (i32, i32, f32) -> {result}",
+                    fa.join(", "),
+                    fb.join(", "),
+                    c.join(", ")
+                ));
+                for (n, (r, v)) in places.iter().enumerate() {
+                    let (x, next) = (self.fresh("e"), self.fresh("acc"));
+                    self.line(format!("{x} = llvm.extractvalue {d}[{n}] : {result}"));
+                    self.line(format!(
+                        "{next} = vector.insert {x}, {cur} [{at}, {r}, {v}] : f32 into {acc_ty}"
+                    ));
+                    cur = next;
+                }
+            }
+        }
+        cur
     }
 
     /// One slice on tensor cores, emulated on the host (every thread in
