@@ -94,6 +94,10 @@ pub struct GpuParams {
     /// reported them (`ptxas -v`, after `archc build`); `None`: the
     /// estimate of [`blocks_per_sm`].
     pub registers_per_thread: Option<u64>,
+    /// Whether the op's kernel multiplies on tensor cores (a contraction
+    /// of 16-bit or narrower operands, in fragments of 16 x 16 x (256 /
+    /// bits), a warp per 64 x 64 outputs); see [`GpuOp::new`].
+    pub tensor_cores: bool,
 }
 
 impl GpuParams {
@@ -120,6 +124,7 @@ impl GpuParams {
             },
             sparse: unit.sparse,
             registers_per_thread: None,
+            tensor_cores: dtype.bits() <= 16,
         })
     }
 }
@@ -243,7 +248,7 @@ pub fn evaluate(
     // tile that is not a multiple pays for the padding.
     let work = crate::sparsity::gemm_work_fraction(g, p.sparse);
     let padded = |x: u64, step: u64| x.div_ceil(step) * step;
-    let block_flops = if in_bytes <= 2.0 && g.b.is_some() {
+    let block_flops = if p.tensor_cores && g.b.is_some() {
         let k_step = (32.0 / in_bytes) as u64;
         let steps = g.k.div_ceil(t.bk.max(1)) as f64;
         2.0 * (padded(t.bm, 16) * padded(t.bn, 16)) as f64
@@ -351,8 +356,19 @@ impl GpuOp {
         let g = crate::gemm::gemm_view(w, op);
         let in_dtype =
             g.a.map_or(w.tensors[op.output].dtype, |t| w.tensors[t].dtype);
+        // archc's kernels multiply two f16 or two bf16 operands on tensor
+        // cores on NVIDIA chips (`arch_mlir::gpu::Mma`); on AMD chips
+        // (`gfx*`), or with one f16 and one bf16 operand, they compute in
+        // f32 on FMA units, at the f32 rate.
+        use arch_sema::dtype::DType;
+        let half = matches!(in_dtype, DType::F16 | DType::BF16) && g.b.is_some();
+        let same = g.b.map(|b| w.tensors[b].dtype) == Some(in_dtype);
+        let amd = hw.chip.as_deref().is_some_and(|c| c.starts_with("gfx"));
+        let on_fma = half && (amd || !same);
+        let mut params = GpuParams::from_hardware(hw, if on_fma { DType::F32 } else { in_dtype })?;
+        params.tensor_cores = !on_fma && in_dtype.bits() <= 16;
         Some(GpuOp {
-            params: GpuParams::from_hardware(hw, in_dtype)?,
+            params,
             in_bytes: in_dtype.bits() as f64 / 8.0,
             out_bytes: w.tensors[op.output].dtype.bits() as f64 / 8.0,
             g,
@@ -363,7 +379,7 @@ impl GpuOp {
     /// outputs on FMA units, a warp 64 x 64 (128 per thread) on tensor cores
     /// (types of 16 bits or fewer with a B operand); whole warps, at least one.
     pub fn block_threads(&self, t: BlockTile) -> u64 {
-        block_threads_for(t, self.in_bytes <= 2.0 && self.g.b.is_some())
+        block_threads_for(t, self.params.tensor_cores && self.g.b.is_some())
     }
 
     /// The block tile of `nest` and the prediction under `swizzle`.
@@ -467,7 +483,7 @@ fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u6
     } else {
         u64::MAX
     };
-    let threads = block_threads_for(t, false);
+    let threads = block_threads_for(t, p.tensor_cores && g.b.is_some());
     let per_thread_outputs = t.bm.saturating_mul(t.bn).div_ceil(threads).max(1);
     let registers = p.registers_per_thread.unwrap_or(if g.b.is_some() {
         per_thread_outputs + 64
@@ -563,6 +579,7 @@ mod tests {
             l2_domains: 1,
             sparse: None,
             registers_per_thread: None,
+            tensor_cores: false,
         }
     }
 
@@ -641,6 +658,7 @@ mod tests {
             l2: ("l2".into(), 1e15, 0.0),
             smem: ("smem".into(), 1e15, 0.0),
             sparse: Some((2, 4)),
+            tensor_cores: true,
             ..small_gpu()
         };
         let t = BlockTile {
