@@ -365,8 +365,8 @@ impl GpuOp {
         let same = g.b.map(|b| w.tensors[b].dtype) == Some(in_dtype);
         let amd = hw.chip.as_deref().is_some_and(|c| c.starts_with("gfx"));
         let on_fma = half && (amd || !same);
-        let mut params = GpuParams::from_hardware(hw, if on_fma { DType::F32 } else { in_dtype })?;
-        params.tensor_cores = !on_fma && in_dtype.bits() <= 16;
+        // `from_hardware` derives `tensor_cores` from the type it prices.
+        let params = GpuParams::from_hardware(hw, if on_fma { DType::F32 } else { in_dtype })?;
         Some(GpuOp {
             params,
             in_bytes: in_dtype.bits() as f64 / 8.0,

@@ -1468,13 +1468,28 @@ impl<'w> Body<'w> {
         ));
         self.indent += 2;
         let (av, bv) = self.mma_operands(m, tid, &kk, slices);
-        if op_ty == "bf16" {
-            let cur = self.mma_bf16(m, &acc_ty, &a, (&av, &bv));
-            self.line(format!("scf.yield {cur} : {acc_ty}"));
-            self.indent -= 2;
-            self.line("}");
-            return out;
-        }
+        let cur = if op_ty == "bf16" {
+            self.mma_bf16(m, &acc_ty, &a, (&av, &bv))
+        } else {
+            self.mma_f16(m, &acc_ty, &a, (&av, &bv))
+        };
+        self.line(format!("scf.yield {cur} : {acc_ty}"));
+        self.indent -= 2;
+        self.line("}");
+        out
+    }
+
+    /// The `mma.sync`s of one 16-deep step for f16 operands, through
+    /// nvgpu: each fragment's operands as one vector, the accumulators as
+    /// `vector<2x2xf32>`. Returns the new accumulators.
+    fn mma_f16(
+        &mut self,
+        m: Mma,
+        acc_ty: &str,
+        acc: &str,
+        (av, bv): (&[Vec<String>], &[Vec<String>]),
+    ) -> String {
+        let op_ty = m.operand;
         let frag = |em: &mut Self, values: &[String], ty: &str| {
             let v = em.fresh("f");
             em.line(format!(
@@ -1491,7 +1506,7 @@ impl<'w> Body<'w> {
             .iter()
             .map(|x| frag(self, x, &format!("vector<2x2x{op_ty}>")))
             .collect();
-        let mut cur = a.clone();
+        let mut cur = acc.to_string();
         for (i, fa) in a_frags.iter().enumerate() {
             for (j, fb) in b_frags.iter().enumerate() {
                 let at = i as u64 * m.fn_ + j as u64;
@@ -1508,10 +1523,7 @@ impl<'w> Body<'w> {
                 cur = next;
             }
         }
-        self.line(format!("scf.yield {cur} : {acc_ty}"));
-        self.indent -= 2;
-        self.line("}");
-        out
+        cur
     }
 
     /// The `mma.sync`s of one 16-deep step for bf16 operands, through the
@@ -1606,7 +1618,7 @@ impl<'w> Body<'w> {
         self.indent += 2;
         self.threads(p, &mut |em, t| {
             let (av, bv) = em.mma_operands(m, t, &kk, slices);
-            for (frags, buffer, ty, regs) in [(&av, &fa, &fa_ty, 4), (&bv, &fb, &fb_ty, 2)] {
+            for (frags, buffer, ty) in [(&av, &fa, &fa_ty), (&bv, &fb, &fb_ty)] {
                 for (i, values) in frags.iter().enumerate() {
                     for (n, v) in values.iter().enumerate() {
                         let (i_c, r_c, h_c) = (
@@ -1614,7 +1626,6 @@ impl<'w> Body<'w> {
                             em.index(n as u64 / 2),
                             em.index(n as u64 % 2),
                         );
-                        debug_assert!((n as u64 / 2) < regs);
                         em.line(format!(
                             "memref.store {v}, {buffer}[{t}, {i_c}, {r_c}, {h_c}] : {ty}"
                         ));
@@ -1635,6 +1646,8 @@ impl<'w> Body<'w> {
             let acc = em.fresh("acc");
             em.line(format!("{acc} = memref.load %accs[{t}] : {accs_ty}"));
             let mut cur = acc;
+            let pair = em.op("muli", &in_group, &two);
+            let cols = [pair.clone(), em.op("addi", &pair, &c1)];
             for i in 0..m.fm {
                 for j in 0..m.fn_ {
                     let at = i * m.fn_ + j;
@@ -1644,9 +1657,7 @@ impl<'w> Body<'w> {
                             let old = em.fresh("o");
                             em.line(format!("{old} = vector.extract {cur}[{at}, {r}, {v}] : f32 from {acc_ty}"));
                             // Output row `g + 8r` of the fragment, column `2q + v`.
-                            let col = em.op("muli", &in_group, &two);
-                            let v_c = em.index(v);
-                            let col = em.op("addi", &col, &v_c);
+                            let col = &cols[v as usize];
                             let (k, sum, out) = (em.fresh("k"), em.fresh("y"), em.fresh("y"));
                             em.line(format!(
                                 "{out} = scf.for {k} = {c0} to {sixteen} step {c1} iter_args({sum} = {old}) -> (f32) {{"
@@ -1668,7 +1679,7 @@ impl<'w> Body<'w> {
                             em.line(format!("{x} = memref.load {fa}[{a_lane}, {i_c}, {a_reg}, {half}] : {fa_ty}"));
                             // b(k, col): lane 4 col + (k % 8) / 2, register
                             // k / 8, half k % 2.
-                            let b_lane = em.op("muli", &col, &four);
+                            let b_lane = em.op("muli", col, &four);
                             let b_lane = em.op("addi", &b_lane, &k_pair);
                             let b_lane = em.op("addi", &base, &b_lane);
                             let y = em.fresh("x");
