@@ -150,6 +150,10 @@ pub struct CpuParams {
     /// an intermediate a cache still holds when it is read); empty: every
     /// tensor from `resident_level`.
     pub homes: Vec<usize>,
+    /// Vector-unit slots per element of each builtin the hardware states
+    /// (calibrated: what archc's own code for it took on this machine);
+    /// the others count [`builtin_ops`].
+    pub builtin_slots: Vec<(arch_sema::model::Builtin, f64)>,
 }
 
 /// The share of its measured rate a shared outermost cache delivers when
@@ -264,6 +268,12 @@ impl CpuParams {
                         .map_or(bandwidth, |c| bandwidth.min(c.value.0));
                     (latency * bandwidth).max(CACHE_LINE_BYTES)
                 })
+                .collect(),
+            // A builtin's work counts two flops a slot, as a multiply-add.
+            builtin_slots: unit
+                .builtin_work
+                .iter()
+                .map(|(b, work)| (*b, work.value.0 / 2.0))
                 .collect(),
         })
     }
@@ -645,6 +655,17 @@ fn transform_tile_masked(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> b
 /// (exp), 0.71 (sigmoid), 0.70 (tanh) and 0.81 (erf) of the time their
 /// instruction counts (14, 20, 28 and 38) predicted.
 pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
+    builtin_ops_with(f, &[])
+}
+
+/// [`builtin_ops`], except where `stated` gives the builtin's slots.
+fn builtin_ops_with(
+    f: arch_sema::model::Builtin,
+    stated: &[(arch_sema::model::Builtin, f64)],
+) -> f64 {
+    if let Some((_, slots)) = stated.iter().find(|(b, _)| *b == f) {
+        return *slots;
+    }
     use arch_sema::model::Builtin;
     match f {
         Builtin::Exp => 11.0,
@@ -659,13 +680,16 @@ pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
     }
 }
 
+/// Slots per element of the builtins a machine states ([`CpuParams::builtin_slots`]).
+pub type Costs<'a> = &'a [(arch_sema::model::Builtin, f64)];
+
 /// Vector-unit instruction slots of `e` per evaluation, and those inside
 /// reductions per point of the whole iteration space: `(outside, inside)`.
 /// A reduction that appears several times (an operand that an expanded
 /// `gelu` uses five times) is computed once; in a sum, factors that do not
 /// depend on the reduced variables (`/ C`) apply once to the total.
-fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>) -> (f64, f64) {
-    expr_ops_hoisting(e, seen, None)
+fn expr_ops(e: &ScalarExpr, seen: &mut Vec<ScalarExpr>, costs: Costs) -> (f64, f64) {
+    expr_ops_hoisting(e, seen, None, costs)
 }
 
 /// Whether `e` (no reduction inside) is the same at every value of `v`:
@@ -687,6 +711,7 @@ fn expr_ops_hoisting(
     e: &ScalarExpr,
     seen: &mut Vec<ScalarExpr>,
     mut hoist: Option<(usize, &mut f64)>,
+    costs: Costs,
 ) -> (f64, f64) {
     // Arithmetic on constants only (`1 / sqrt(D)`) is folded by the compiler.
     let mut reads_data = false;
@@ -697,14 +722,14 @@ fn expr_ops_hoisting(
     if let Some((v, hoisted)) = hoist.as_mut() {
         let leaf = matches!(e, ScalarExpr::Access { .. } | ScalarExpr::Const(_));
         if !leaf && invariant_in(e, *v) {
-            let (o, i) = expr_ops(e, seen);
+            let (o, i) = expr_ops(e, seen, costs);
             **hoisted += o + i;
             return (0.0, 0.0);
         }
     }
     let mut rec = |x: &ScalarExpr, seen: &mut Vec<ScalarExpr>| match hoist.as_mut() {
-        Some((v, hoisted)) => expr_ops_hoisting(x, seen, Some((*v, &mut **hoisted))),
-        None => expr_ops(x, seen),
+        Some((v, hoisted)) => expr_ops_hoisting(x, seen, Some((*v, &mut **hoisted)), costs),
+        None => expr_ops(x, seen, costs),
     };
     match e {
         ScalarExpr::Neg(x) | ScalarExpr::Cast { value: x, .. } => {
@@ -725,7 +750,7 @@ fn expr_ops_hoisting(
             return (lo + ro + own, li + ri);
         }
         ScalarExpr::Call { func, args } => {
-            let mut total = (builtin_ops(*func), 0.0);
+            let mut total = (builtin_ops_with(*func, costs), 0.0);
             for a in args {
                 let (o, i) = rec(a, seen);
                 total = (total.0 + o, total.1 + i);
@@ -757,7 +782,7 @@ fn expr_ops_hoisting(
                 .map(|f| (f, false))
                 .chain(den.iter().map(|f| (f, true)));
             for (f, divides) in factors {
-                let (o, i) = expr_ops(f, seen);
+                let (o, i) = expr_ops(f, seen, costs);
                 let own = if divides { 4.0 } else { 1.0 };
                 if crate::kernel_shape::uses_any(f, vars) {
                     reading += 1;
@@ -802,15 +827,15 @@ fn has_index(e: &ScalarExpr) -> bool {
 /// as two, a contraction's multiply-add as one slot, each builtin as
 /// [`builtin_ops`] slots. Element-wise work runs once per output element, a
 /// reduction's body once per point.
-pub fn op_flops(op: &Op) -> f64 {
-    op_flops_along(op, false)
+pub fn op_flops(op: &Op, costs: Costs) -> f64 {
+    op_flops_along(op, false, costs)
 }
 
 /// [`op_flops`] for code whose innermost loop runs along the op's last
 /// variable (`along_last`): in an element-wise op, work that does not
 /// change along it runs once per row (`x / sqrt(var[r] + eps)`: one square
 /// root and reciprocal per row, a multiply per element).
-pub fn op_flops_along(op: &Op, along_last: bool) -> f64 {
+pub fn op_flops_along(op: &Op, along_last: bool, costs: Costs) -> f64 {
     let all: f64 = op.vars.iter().map(|v| v.extent as f64).product();
     let outputs: f64 = op.vars[..op.output_rank]
         .iter()
@@ -820,9 +845,9 @@ pub fn op_flops_along(op: &Op, along_last: bool) -> f64 {
     let mut hoisted = 0.0;
     let (outside, inside) = if along_last && elementwise {
         let last = op.vars.len() - 1;
-        expr_ops_hoisting(&op.body, &mut Vec::new(), Some((last, &mut hoisted)))
+        expr_ops_hoisting(&op.body, &mut Vec::new(), Some((last, &mut hoisted)), costs)
     } else {
-        expr_ops(&op.body, &mut Vec::new())
+        expr_ops(&op.body, &mut Vec::new(), costs)
     };
     let rows = if elementwise {
         outputs / (op.vars[op.vars.len() - 1].extent.max(1) as f64)
@@ -839,7 +864,7 @@ pub fn op_flops_along(op: &Op, along_last: bool) -> f64 {
 /// the transform path's loop body computes the whole product at every
 /// point (measured: such an attention output took 14.4 ms with the
 /// division against 3.6 without).
-fn invariant_factor_ops(op: &Op) -> f64 {
+fn invariant_factor_ops(op: &Op, costs: Costs) -> f64 {
     let Some(ScalarExpr::Reduce {
         op: arch_syntax::ast::ReduceOp::Sum,
         vars,
@@ -854,7 +879,7 @@ fn invariant_factor_ops(op: &Op) -> f64 {
         if crate::kernel_shape::uses_any(f, vars) {
             0.0
         } else {
-            let (o, i) = expr_ops(f, &mut Vec::new());
+            let (o, i) = expr_ops(f, &mut Vec::new(), costs);
             o + i + own
         }
     };
@@ -1338,10 +1363,10 @@ pub fn evaluate_fused(
             .map_or(1.0, |win| padded(win.row, p.register_lanes.unwrap_or(8))),
     };
     let all_points: f64 = op.vars.iter().map(|v| v.extent as f64).product();
-    let flops = op_flops_along(op, along_last) * p.work_fraction * padding
+    let flops = op_flops_along(op, along_last, &p.builtin_slots) * p.work_fraction * padding
         + if row_kernel { 16.0 * outputs } else { 0.0 }
         + if packed.is_none() && skinny.is_none() && window.is_none() && !row_kernel {
-            2.0 * invariant_factor_ops(op) * all_points
+            2.0 * invariant_factor_ops(op, &p.builtin_slots) * all_points
         } else {
             0.0
         };
@@ -1741,6 +1766,7 @@ mod tests {
             // Element-granular traffic: these tests count reuse by hand.
             line_bytes: 1.0,
             restart_bytes: vec![0.0, 0.0],
+            builtin_slots: Vec::new(),
         }
     }
 

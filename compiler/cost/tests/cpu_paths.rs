@@ -298,3 +298,63 @@ workload gemm(M = 512, N = 512, K = 512) {
         "{path_scaled} vs {path_plain}"
     );
 }
+
+/// A builtin's cost that the hardware states (as `archc calibrate` writes
+/// it) replaces the model's estimate: an element-wise tanh whose compute
+/// is that builtin costs, per element, what the stated work takes at the
+/// unit's rate.
+#[test]
+fn a_stated_builtin_cost_prices_its_elements() {
+    let program = |stated: &str| {
+        format!(
+            "hardware m : cpu {{
+  clock 1 GHz
+  cores 1
+  level dram {{ bandwidth 1000 GB/s }}
+  level l1 {{ size 1 MiB per core  bandwidth 1000 GB/s per core }}
+  compute fma {{
+    f32: 32 flop/cycle per core
+    vector 64 B
+    {stated}
+  }}
+}}
+workload t(R = 64, C = 4096) {{
+  input x: f32[R, C]
+  output y: f32[R, C]
+  y[i, j] = tanh(x[i, j])
+}}
+"
+        )
+    };
+    let compute_s = |stated: &str| {
+        let mut db = RootDatabase::default();
+        let file = common::checked_file(&mut db, "/cost/stated.arch", &program(stated));
+        let (w, hw) = (
+            common::workload_in(&db, file, "t"),
+            common::hardware_in(&db, file, "m"),
+        );
+        let op = &w.ops[0];
+        let p = CpuParams::for_op(&hw, &w, op).expect("cpu params");
+        let nest = LoopNest {
+            tiles: vec![vec![64, 4096], vec![64, 4096], vec![1, 256]],
+            order: vec![0, 1],
+            parallel: Vec::new(),
+            vector: Some(1),
+        };
+        evaluate(&w, op, &p, &nest).compute_cycles
+    };
+    let (estimated, cheap, dear) = (
+        compute_s(""),
+        compute_s("tanh 20 flop"),
+        compute_s("tanh 200 flop"),
+    );
+    // 64 x 4096 elements at 32 flops a cycle: 200 flops each take 1.64 M
+    // cycles, 20 flops 164 k (a copy's slot besides: within 10 %).
+    let elements = 64.0 * 4096.0;
+    assert!(
+        (dear - elements * 200.0 / 32.0).abs() < 0.1 * dear,
+        "{dear}"
+    );
+    assert!(cheap < dear / 5.0, "{cheap} vs {dear}");
+    assert!(estimated != dear, "the estimate is not the stated cost");
+}

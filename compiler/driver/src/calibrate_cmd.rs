@@ -318,6 +318,22 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
     let _ = std::fs::remove_dir_all(&dir);
     let (flops, bandwidth) = result?;
     let gemm = measure_gemm(&host, if quick { 384 } else { 768 }, quick)?;
+    // Each builtin as the work the product's rate does in its time: what
+    // the cpu model charges per element (a Zen 4 core runs a polynomial's
+    // additions and multiplications on pipes of their own, a Sapphire
+    // Rapids core on the same two: the same code costs them different
+    // shares of their FMA rate).
+    let mut builtins = Vec::new();
+    for func in CALIBRATED_BUILTINS {
+        let seconds = measure_builtin(&host, func, quick)?;
+        let work = seconds * gemm;
+        let _ = writeln!(
+            err,
+            "{func}: {:.2} ns per element on one core (as {work:.1} flops of the product's rate)",
+            seconds * 1e9
+        );
+        builtins.push((func, work));
+    }
     // Latencies: a chase of dependent loads through a working set inside
     // L3 and one far outside it.
     let hops = if quick { 200_000 } else { 1_000_000 };
@@ -464,11 +480,18 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
         ));
     }
     s.push_str(&format!(
-        "  compute fma {{\n    f32: {:.2} flop/cycle per core       // measured: archc's packed f32 matrix product, one core (FMA peak {:.2})\n    f64: {:.2} flop/cycle per core       // measured\n    bf16: {:.2} flop/cycle per core      // archc computes 16-bit floats in f32: the f32 rate\n    vector {vector_bytes} B                         // widest vector register LLVM targets here\n    energy 2 pJ/flop                    // estimate (std.hw.host)\n  }}\n}}\n",
+        "  compute fma {{\n    f32: {:.2} flop/cycle per core       // measured: archc's packed f32 matrix product, one core (FMA peak {:.2})\n    f64: {:.2} flop/cycle per core       // measured\n    bf16: {:.2} flop/cycle per core      // archc computes 16-bit floats in f32: the f32 rate\n    vector {vector_bytes} B                         // widest vector register LLVM targets here\n    energy 2 pJ/flop                    // estimate (std.hw.host)\n{}  }}\n}}\n",
         per_cycle(gemm),
         per_cycle(flop("f32")),
         per_cycle(flop("f64")),
         per_cycle(gemm),
+        builtins
+            .iter()
+            .map(|(func, work)| format!(
+                "    {func} {work:.1} flop    // measured: archc's {func} over {} x {} f32 (in L2), one core, at the f32 rate above\n",
+                BUILTIN_SHAPE.0, BUILTIN_SHAPE.1
+            ))
+            .collect::<String>(),
     ));
     Ok(s)
 }
@@ -543,17 +566,9 @@ fn chase_ns(bytes: u64, hops: usize) -> f64 {
 }
 
 fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
-    use arch_sema::db::{file_decls, RootDatabase};
     let text = format!(
         "workload gemm(M = {n}, N = {n}, K = {n}) {{\n  input a: f32[M, K]\n  input b: f32[K, N]\n  output c: f32[M, N]\n  c[i, j] = sum[k] a[i, k] * b[k, j]\n}}\n"
     );
-    let mut db = RootDatabase::default();
-    let file = db.set_file("<calibrate>/gemm.arch", text);
-    let w = file_decls(&db, file)
-        .iter()
-        .find(|d| d.kind(&db) == "workload")
-        .and_then(|d| arch_sema::workload::workload_model(&db, *d).model.clone())
-        .ok_or("the calibration GEMM has no model")?;
     let full = vec![n, n, n];
     let nest = arch_cost::cpu::LoopNest {
         tiles: vec![
@@ -566,22 +581,88 @@ fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
         parallel: Vec::new(),
         vector: Some(1),
     };
+    let t = time_workload(host, "gemm", &text, nest, if quick { 3 } else { 7 }, 1)?[0];
+    Ok(2.0 * (n * n * n) as f64 / t.max(1e-12))
+}
+
+/// The builtins whose cost `archc calibrate` measures (each unary one
+/// archc writes as its own code or a libm call).
+const CALIBRATED_BUILTINS: [&str; 6] = ["exp", "log", "sqrt", "tanh", "sigmoid", "erf"];
+
+/// Rows and columns of the element-wise op each builtin is timed on: 256
+/// KiB in and out, inside every L2 this runs on.
+const BUILTIN_SHAPE: (u64, u64) = (16, 4096);
+
+/// Seconds per element of archc's code for the unary builtin `func` on f32
+/// (vectorized along rows of [`BUILTIN_SHAPE`], one core).
+fn measure_builtin(host: &HostTarget, func: &str, quick: bool) -> Result<f64, String> {
+    let (r, c) = BUILTIN_SHAPE;
+    let text = format!(
+        "workload builtin(R = {r}, C = {c}) {{\n  input x: f32[R, C]\n  output y: f32[R, C]\n  y[i, j] = {func}(x[i, j])\n}}\n"
+    );
+    let nest = arch_cost::cpu::LoopNest {
+        tiles: vec![vec![r, c], vec![r, c], vec![r, c], vec![1, 256.min(c)]],
+        order: vec![0, 1],
+        parallel: Vec::new(),
+        vector: Some(1),
+    };
+    // The median of three medians a tenth of a second apart: a neighbour
+    // that takes the core for a moment moves one of them.
+    let mut medians = time_workload(host, "builtin", &text, nest, if quick { 11 } else { 31 }, 3)?;
+    medians.sort_by(f64::total_cmp);
+    Ok(medians[1] / (r * c) as f64)
+}
+
+/// Median seconds of one call of archc's code for the one-op workload
+/// `text` (named `name`, f32 tensors) under `nest`, on one thread: one
+/// median of `runs` calls for each of `rounds` rounds, a tenth of a second
+/// apart.
+fn time_workload(
+    host: &HostTarget,
+    name: &str,
+    text: &str,
+    nest: arch_cost::cpu::LoopNest,
+    runs: usize,
+    rounds: usize,
+) -> Result<Vec<f64>, String> {
+    use arch_sema::db::{file_decls, RootDatabase};
+    let mut db = RootDatabase::default();
+    let file = db.set_file(&format!("<calibrate>/{name}.arch"), text.to_string());
+    let w = file_decls(&db, file)
+        .iter()
+        .find(|d| d.kind(&db) == "workload")
+        .and_then(|d| arch_sema::workload::workload_model(&db, *d).model.clone())
+        .ok_or_else(|| format!("the calibration workload `{name}` has no model"))?;
     let compiled = arch_codegen::cpu::compile(&w, &[Some(nest)], host, 1).map_err(|e| e.message)?;
-    let dir = std::env::temp_dir().join(format!("archc-calibrate-gemm-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("archc-calibrate-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let (obj, lib) = (dir.join("gemm.o"), dir.join("libgemm.so"));
-    let result = (|| -> Result<f64, String> {
+    let (obj, lib) = (
+        dir.join(format!("{name}.o")),
+        dir.join(format!("lib{name}.so")),
+    );
+    let result = (|| -> Result<Vec<f64>, String> {
         std::fs::write(&obj, &compiled.object.bytes).map_err(|e| e.to_string())?;
         arch_codegen::link_shared(&obj, &lib, &compiled.libraries()).map_err(|e| e.to_string())?;
-        let library =
-            arch_runtime::native::Library::open(&lib, "gemm", 3).map_err(|e| e.to_string())?;
-        let bytes = (n * n * 4) as usize;
-        let mut buffers: Vec<Buffer> = (0..3).map(|_| Buffer::new(&vec![0u8; bytes])).collect();
-        let runs = if quick { 3 } else { 7 };
-        let times = arch_runtime::native::time(&library, &mut buffers, 1, runs)
+        let library = arch_runtime::native::Library::open(&lib, name, w.tensors.len())
             .map_err(|e| e.to_string())?;
-        let t = arch_runtime::native::median(&times).as_secs_f64();
-        Ok(2.0 * (n * n * n) as f64 / t.max(1e-12))
+        let mut buffers: Vec<Buffer> = w
+            .tensors
+            .iter()
+            .map(|t| {
+                let elements: u64 = t.shape.iter().product();
+                Buffer::new(&vec![0u8; elements as usize * 4])
+            })
+            .collect();
+        let mut medians = Vec::new();
+        for round in 0..rounds {
+            if round > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let times = arch_runtime::native::time(&library, &mut buffers, 1, runs)
+                .map_err(|e| e.to_string())?;
+            medians.push(arch_runtime::native::median(&times).as_secs_f64());
+        }
+        Ok(medians)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -78,6 +78,11 @@ pub struct ComputeUnit {
     pub sparse: Option<(u32, u32)>,
     /// Width of its vector registers (`vector 64 B` for AVX-512).
     pub vector_bytes: Option<Amount>,
+    /// What one element of a builtin function costs on this unit, as the
+    /// work (flops) its rate would do in the same time (`tanh 52 flop`):
+    /// `archc calibrate` times the generated code of each; unset, the cost
+    /// models count their own estimates.
+    pub builtin_work: Vec<(crate::model::Builtin, Amount)>,
     pub span: Span,
 }
 
@@ -768,6 +773,7 @@ impl<'db> HwChecker<'db> {
                             energy_j_per_op: None,
                             sparse: None,
                             vector_bytes: None,
+                            builtin_work: Vec::new(),
                             span: b.span,
                         });
                         m.compute.len() - 1
@@ -808,10 +814,28 @@ impl<'db> HwChecker<'db> {
                         }
                         continue;
                     }
+                    let builtin = crate::model::BUILTINS
+                        .iter()
+                        .find(|(name, _, arity)| *arity == 1 && *name == e.key.text);
+                    if let Some((_, builtin, _)) = builtin {
+                        let Some(a) = self.amount(&e.key, &e.value, Dim::WORK) else {
+                            continue;
+                        };
+                        let work = &mut m.compute[pos].builtin_work;
+                        work.retain(|(b, _)| b != builtin);
+                        work.push((*builtin, a));
+                        continue;
+                    }
                     let Some(dtype) = DType::from_name(&e.key.text) else {
                         let mut known: Vec<&str> =
                             crate::dtype::ALL_DTYPES.iter().map(|d| d.name()).collect();
                         known.extend(["energy", "sparse", "vector"]);
+                        known.extend(
+                            crate::model::BUILTINS
+                                .iter()
+                                .filter(|(_, _, arity)| *arity == 1)
+                                .map(|(name, _, _)| *name),
+                        );
                         self.unknown_key(&e.key, &known, "a compute unit");
                         continue;
                     };
