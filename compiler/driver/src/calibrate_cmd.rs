@@ -581,18 +581,19 @@ fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
         parallel: Vec::new(),
         vector: Some(1),
     };
-    // The median of five medians, as for the builtins: on a shared VM one
-    // round alone varied by 30 %.
-    let mut medians = time_workload(
+    // The fastest of five rounds' medians, 0.4 s apart: on a
+    // shared VM neighbours only add time, and one round alone varied by
+    // 30 % (as for the latencies and the builtins).
+    let medians = time_workload(
         host,
         "gemm",
         &text,
         nest,
         if quick { 3 } else { 7 },
         if quick { 1 } else { 5 },
+        Duration::from_millis(400),
     )?;
-    medians.sort_by(f64::total_cmp);
-    let t = medians[medians.len() / 2];
+    let t = medians.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(2.0 * (n * n * n) as f64 / t.max(1e-12))
 }
 
@@ -617,17 +618,24 @@ fn measure_builtin(host: &HostTarget, func: &str, quick: bool) -> Result<f64, St
         parallel: Vec::new(),
         vector: Some(1),
     };
-    // The median of three medians a tenth of a second apart: a neighbour
-    // that takes the core for a moment moves one of them.
-    let mut medians = time_workload(host, "builtin", &text, nest, if quick { 11 } else { 31 }, 3)?;
-    medians.sort_by(f64::total_cmp);
-    Ok(medians[1] / (r * c) as f64)
+    // The fastest of three rounds' medians a tenth of a second apart, as
+    // for the product whose rate prices it.
+    let medians = time_workload(
+        host,
+        "builtin",
+        &text,
+        nest,
+        if quick { 11 } else { 31 },
+        3,
+        Duration::from_millis(100),
+    )?;
+    let t = medians.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok(t / (r * c) as f64)
 }
 
 /// Median seconds of one call of archc's code for the one-op workload
 /// `text` (named `name`, f32 tensors) under `nest`, on one thread: one
-/// median of `runs` calls for each of `rounds` rounds, a tenth of a second
-/// apart.
+/// median of `runs` calls for each of `rounds` rounds, `gap` apart.
 fn time_workload(
     host: &HostTarget,
     name: &str,
@@ -635,6 +643,7 @@ fn time_workload(
     nest: arch_cost::cpu::LoopNest,
     runs: usize,
     rounds: usize,
+    gap: Duration,
 ) -> Result<Vec<f64>, String> {
     use arch_sema::db::{file_decls, RootDatabase};
     let mut db = RootDatabase::default();
@@ -667,7 +676,7 @@ fn time_workload(
         let mut medians = Vec::new();
         for round in 0..rounds {
             if round > 0 {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(gap);
             }
             let times = arch_runtime::native::time(&library, &mut buffers, 1, runs)
                 .map_err(|e| e.to_string())?;
