@@ -267,7 +267,7 @@ pub fn evaluate(
     // latency after the roofline: it is neither work nor traffic).
     let barriers_s = if g.b.is_some() {
         let held = held_bytes(in_bytes);
-        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held);
+        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held, p.tensor_cores);
         let slices = g.k.div_ceil(depth) as f64;
         let per_slice = if slice_buffers(t.bm, t.bn, depth, held) == 2 {
             1.0
@@ -412,12 +412,22 @@ pub const STATIC_SHARED_BYTES: u64 = 48 * 1024;
 /// The depth of a staged contraction's slices for a `bm x bn` tile whose
 /// slices hold elements of `held` bytes: [`staged_depth`], shallower
 /// where one slice of both operands would not fit the static shared
-/// memory.
-pub fn slice_depth(bm: u64, bn: u64, bk: u64, k: u64, held: u64) -> u64 {
-    staged_depth(bk, k)
+/// memory; on tensor cores (`mma`) whole steps of [`MMA_DEPTH`], at least
+/// one.
+pub fn slice_depth(bm: u64, bn: u64, bk: u64, k: u64, held: u64, mma: bool) -> u64 {
+    let depth = staged_depth(bk, k)
         .min(STATIC_SHARED_BYTES / (bm.saturating_add(bn).saturating_mul(held)).max(1))
-        .max(1)
+        .max(1);
+    if mma {
+        (depth / MMA_DEPTH).max(1) * MMA_DEPTH
+    } else {
+        depth
+    }
 }
+
+/// The depth of one tensor-core step of the generated kernels (PTX's
+/// `mma.sync` m16n8k16 for f16 and bf16).
+pub const MMA_DEPTH: u64 = 16;
 
 /// Slices of a staged contraction in shared memory at once: two where two
 /// fit the static shared memory (the block loads the next slice while it
@@ -476,7 +486,7 @@ pub fn held_bytes(in_bytes: f64) -> u64 {
 fn blocks_per_sm(g: &GemmView, t: BlockTile, p: &GpuParams, in_bytes: f64) -> u64 {
     let held = held_bytes(in_bytes);
     let by_smem = if g.b.is_some() {
-        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held);
+        let depth = slice_depth(t.bm, t.bn, t.bk, g.k, held, p.tensor_cores);
         let slice = (t.bm as f64 + t.bn as f64 * g.b_stored) * depth as f64;
         let buffers = slice_buffers(t.bm, t.bn, depth, held) as f64;
         (p.smem_bytes_per_sm / (slice * held as f64 * buffers).max(1.0)).floor() as u64
@@ -515,6 +525,18 @@ pub fn l2_hit_rate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tensor-core slices are whole 16-deep steps, as the kernels take
+    /// them: the model's occupancy and barrier count see the same depth.
+    #[test]
+    fn tensor_core_slices_are_whole_steps() {
+        for (bk, plain, mma) in [(8, 8, 16), (24, 24, 16), (40, 40, 32), (64, 64, 64)] {
+            assert_eq!(slice_depth(64, 64, bk, 1024, 4, false), plain, "{bk}");
+            assert_eq!(slice_depth(64, 64, bk, 1024, 4, true), mma, "{bk}");
+        }
+        // A tile too wide for even one 16-deep slice still gets one step.
+        assert_eq!(slice_depth(512, 512, 32, 1024, 4, true), 16);
+    }
 
     #[test]
     fn swizzles_by_hand() {

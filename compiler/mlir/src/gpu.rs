@@ -216,7 +216,7 @@ impl Mma {
 }
 
 /// Rows, columns and depth of one `mma.sync` (f16 and bf16 operands).
-const MMA_SHAPE: (u64, u64, u64) = (16, 8, 16);
+const MMA_SHAPE: (u64, u64, u64) = (16, 8, arch_cost::gpu::MMA_DEPTH);
 
 /// The warps' grid for a `bm x bn` tile computed by `warps` warps: the
 /// grid whose fragments cover the tile with the least padding, at most 32
@@ -414,12 +414,7 @@ fn staging(
         Some(m) => (fr * m.fm * m.wy, fc * m.fn_ * m.wx),
         None => (bm, bn),
     };
-    let bk = arch_cost::gpu::slice_depth(bm, bn, bk, g.k, bytes);
-    let bk = match mma {
-        Some(_) if bk >= fk => bk / fk * fk,
-        Some(_) => fk,
-        None => bk,
-    };
+    let bk = arch_cost::gpu::slice_depth(bm, bn, bk, g.k, bytes, mma.is_some());
     let buffers = arch_cost::gpu::slice_buffers(bm, bn, bk, bytes);
     let (mut tm, mut tn) = (bm.min(8), bn.min(8));
     let threads = |tm: u64, tn: u64| bm.div_ceil(tm) * bn.div_ceil(tn);
