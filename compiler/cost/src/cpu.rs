@@ -659,10 +659,7 @@ pub fn builtin_ops(f: arch_sema::model::Builtin) -> f64 {
 }
 
 /// [`builtin_ops`], except where `stated` gives the builtin's slots.
-fn builtin_ops_with(
-    f: arch_sema::model::Builtin,
-    stated: &[(arch_sema::model::Builtin, f64)],
-) -> f64 {
+fn builtin_ops_with(f: arch_sema::model::Builtin, stated: Costs) -> f64 {
     if let Some((_, slots)) = stated.iter().find(|(b, _)| *b == f) {
         return *slots;
     }

@@ -320,7 +320,7 @@ pub(crate) fn measure_host(name: &str, quick: bool, err: &mut dyn Write) -> Resu
     let gemm = measure_gemm(&host, if quick { 384 } else { 768 }, quick)?;
     // Each builtin as the work the product's rate does in its time: what
     // the cpu model charges per element (a Zen 4 core runs a polynomial's
-    // additions and multiplications on pipes of their own, a Sapphire
+    // additions and multiplications on pipes of their own, an Emerald
     // Rapids core on the same two: the same code costs them different
     // shares of their FMA rate).
     let mut builtins = Vec::new();
@@ -581,10 +581,9 @@ fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
         parallel: Vec::new(),
         vector: Some(1),
     };
-    // The fastest of five rounds' medians, 0.4 s apart: on a
-    // shared VM neighbours only add time, and one round alone varied by
-    // 30 % (as for the latencies and the builtins).
-    let medians = time_workload(
+    // Five rounds 0.4 s apart: one round alone varied by 30 % on a shared
+    // VM.
+    let t = time_workload(
         host,
         "gemm",
         &text,
@@ -593,7 +592,6 @@ fn measure_gemm(host: &HostTarget, n: u64, quick: bool) -> Result<f64, String> {
         if quick { 1 } else { 5 },
         Duration::from_millis(400),
     )?;
-    let t = medians.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(2.0 * (n * n * n) as f64 / t.max(1e-12))
 }
 
@@ -618,9 +616,9 @@ fn measure_builtin(host: &HostTarget, func: &str, quick: bool) -> Result<f64, St
         parallel: Vec::new(),
         vector: Some(1),
     };
-    // The fastest of three rounds' medians a tenth of a second apart, as
-    // for the product whose rate prices it.
-    let medians = time_workload(
+    // Three rounds a tenth of a second apart, as for the product whose
+    // rate prices it.
+    let t = time_workload(
         host,
         "builtin",
         &text,
@@ -629,13 +627,13 @@ fn measure_builtin(host: &HostTarget, func: &str, quick: bool) -> Result<f64, St
         3,
         Duration::from_millis(100),
     )?;
-    let t = medians.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(t / (r * c) as f64)
 }
 
-/// Median seconds of one call of archc's code for the one-op workload
-/// `text` (named `name`, f32 tensors) under `nest`, on one thread: one
-/// median of `runs` calls for each of `rounds` rounds, `gap` apart.
+/// Seconds of one call of archc's code for the one-op workload `text`
+/// (named `name`) under `nest`, on one thread: the fastest of `rounds`
+/// rounds' medians of `runs` calls, `gap` apart (on a shared VM neighbours
+/// only add time, as for the latencies).
 fn time_workload(
     host: &HostTarget,
     name: &str,
@@ -644,7 +642,7 @@ fn time_workload(
     runs: usize,
     rounds: usize,
     gap: Duration,
-) -> Result<Vec<f64>, String> {
+) -> Result<f64, String> {
     use arch_sema::db::{file_decls, RootDatabase};
     let mut db = RootDatabase::default();
     let file = db.set_file(&format!("<calibrate>/{name}.arch"), text.to_string());
@@ -660,7 +658,7 @@ fn time_workload(
         dir.join(format!("{name}.o")),
         dir.join(format!("lib{name}.so")),
     );
-    let result = (|| -> Result<Vec<f64>, String> {
+    let result = (|| -> Result<f64, String> {
         std::fs::write(&obj, &compiled.object.bytes).map_err(|e| e.to_string())?;
         arch_codegen::link_shared(&obj, &lib, &compiled.libraries()).map_err(|e| e.to_string())?;
         let library = arch_runtime::native::Library::open(&lib, name, w.tensors.len())
@@ -670,19 +668,20 @@ fn time_workload(
             .iter()
             .map(|t| {
                 let elements: u64 = t.shape.iter().product();
-                Buffer::new(&vec![0u8; elements as usize * 4])
+                let bytes = elements * t.dtype.bits().div_ceil(8);
+                Buffer::new(&vec![0u8; bytes as usize])
             })
             .collect();
-        let mut medians = Vec::new();
+        let mut fastest = f64::INFINITY;
         for round in 0..rounds {
             if round > 0 {
                 std::thread::sleep(gap);
             }
             let times = arch_runtime::native::time(&library, &mut buffers, 1, runs)
                 .map_err(|e| e.to_string())?;
-            medians.push(arch_runtime::native::median(&times).as_secs_f64());
+            fastest = fastest.min(arch_runtime::native::median(&times).as_secs_f64());
         }
-        Ok(medians)
+        Ok(fastest)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
