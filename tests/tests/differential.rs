@@ -295,6 +295,23 @@ fn run_case(
             n.parallel = if threads { vec![0] } else { Vec::new() };
         }
     }
+    // Batched products: half the time as the tuner runs them, the batch
+    // over threads and the columns in vectors (the packed kernel's threads
+    // take whole products).
+    let batched = ["batched", "attention products", "conv1x1"]
+        .iter()
+        .any(|f| desc.starts_with(f));
+    if batched && rng.below(2) == 0 {
+        for (op, n) in w.ops.iter().zip(nests.iter_mut().flatten()) {
+            if op.output_rank >= 3 {
+                n.parallel = vec![0];
+                n.vector = Some(op.output_rank - 1);
+                if let Some(last) = n.tiles.last_mut() {
+                    last[0] = 1;
+                }
+            }
+        }
+    }
     let context = || format!("case {case}: {desc}\n{text}nests: {nests:?}");
     let compiled = compile(&w, &nests, host, 2).map_err(|e| format!("{}\n{e}", context()))?;
     runs_match(
@@ -308,6 +325,7 @@ fn run_case(
     if compiled.input.contains("_chain") {
         CHAINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+
     Ok(())
 }
 

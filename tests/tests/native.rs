@@ -583,6 +583,59 @@ fn strided_convolutions_pack_whole_panels_and_match() {
     }
 }
 
+/// Batches of products whose mapping runs only the batch over cores: the
+/// packed kernel's threads take whole products (each packs its own
+/// panels). Odd batches (3 products on 2 threads, 1 product), a transposed
+/// operand, weights shared by the batch, an epilogue with a residual; on
+/// 1 and 2 threads they match the interpreter.
+#[test]
+fn batches_split_over_threads_match() {
+    let dir = temp("batch-split");
+    for (b, m, k, n) in [
+        (3, 7, 123, 37),
+        (2, 33, 16, 100),
+        (1, 13, 9, 40),
+        (5, 64, 64, 64),
+    ] {
+        let src = program(
+            &dir,
+            &format!("bmm{b}.arch"),
+            &format!(
+                "import std.hw.host\nworkload w(B = {b}, M = {m}, K = {k}, N = {n}) {{\n  input a: f32[B, K, M]\n  weight u: f32[K, N]\n  input r: f32[B, M, N]\n  output c: f32[B, M, N]\n  c[g, i, j] = tanh(sum[k] a[g, k, i] * u[k, j]) + r[g, i, j]\n}}\nmapping split for w on host {{\n  tile c at l1 {{ g: 1 }}\n  parallel g over cores\n  vectorize j\n}}\n"
+            ),
+        );
+        runs_match_on_one_and_two_threads(&src, &format!("{b} x {m} x {k} x {n}"));
+        let mlir = archc(&[
+            "build",
+            &src,
+            "--target",
+            "host",
+            "--threads",
+            "2",
+            "--emit",
+            "mlir",
+        ]);
+        assert_eq!(mlir.code, 0, "{}", mlir.stderr);
+        // The packed kernel, though the weights lack the batch and `a` is
+        // read transposed.
+        assert!(
+            mlir.stdout.contains("func.func private @w_kernel0("),
+            "{b} products: not packed"
+        );
+        // Threads over products: one parallel region whose body walks the
+        // thread's share of the batch (when there are several products).
+        let parallel_regions = mlir
+            .stdout
+            .split("----- stage: scheduled -----")
+            .nth(1)
+            .and_then(|s| s.split("----- stage: bufferized -----").next())
+            .map(|s| s.matches("scf.parallel").count());
+        // (One product runs on one thread: no region.)
+        let expected = Some(usize::from(b > 1));
+        assert_eq!(parallel_regions, expected, "{b} products: {}", mlir.stdout);
+    }
+}
+
 /// Products of two to six rows read the whole panels of their weight where
 /// it lies (only a partial last panel is packed): with odd widths, an
 /// epilogue, and on 1 and 2 threads, they match the interpreter.

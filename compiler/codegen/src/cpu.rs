@@ -5,7 +5,7 @@
 
 use crate::{HostTarget, Object};
 use arch_cost::cpu::LoopNest;
-use arch_mlir::gemm::{Blocks, Gemm};
+use arch_mlir::gemm::{Blocks, Gemm, ThreadSplit};
 use arch_mlir::linalg::Kernel;
 use arch_mlir::pipeline::Stage;
 use arch_sema::model::WorkloadModel;
@@ -50,8 +50,7 @@ impl std::fmt::Display for CompileError {
 /// The packed kernel's blocks for an op under `nest`: `nc` from the l3
 /// tile of `j`, `kc` and `mc` from the l2 tiles of `k` and `i`; as many
 /// threads as the nest's parallel tiles ask for (`LoopNest::threads`, at
-/// most `cores`), taking column spans when the parallel dimension is `j`
-/// (and not `i`), else row spans.
+/// most `cores`), splitting what [`ThreadSplit::of`] says.
 fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
     let level = |l: usize, v: usize, default: u64| {
         nest.tiles
@@ -81,13 +80,12 @@ fn kernel_blocks(nest: &LoopNest, g: &Gemm, cores: u64, lanes: u64) -> Blocks {
             .product::<u64>()
             .max(1)
     };
-    let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
     Blocks {
         nc: group(1, &groups.cols),
         kc: depth_extent(2),
         mc: group(2, &groups.rows),
         threads: nest.threads(cores),
-        split_cols: on(&groups.cols) && !on(&groups.rows),
+        split: ThreadSplit::of(groups, &nest.parallel),
         lanes,
     }
 }

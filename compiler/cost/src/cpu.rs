@@ -11,6 +11,7 @@
 //! iteration of an outer boundary reloads it. The output tile is read and
 //! written back each time it is reloaded after its first visit (partial sums).
 
+use crate::kernel_shape::ThreadSplit;
 use crate::report::{Predicted, Roofline};
 use arch_sema::hardware::HardwareModel;
 use arch_sema::model::{collect_accesses, Op, ScalarExpr, WorkloadModel};
@@ -1084,14 +1085,19 @@ pub fn packed_nest(
     let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
     let mr = crate::kernel_shape::PACKED_KERNEL_ROWS;
     let nr = p.packed_panel_cols();
-    let on = |vars: &[usize]| nest.parallel.iter().any(|v| vars.contains(v));
     let threads = nest.threads(p.cores);
-    let split_cols = on(&g.cols) && !on(&g.rows);
+    let split = ThreadSplit::of(g, &nest.parallel);
     let (rows, cols, depth) = (extent(&g.rows), extent(&g.cols), extent(&g.depth));
-    let (span_rows, span_cols) = if split_cols {
-        (rows, cols.div_ceil(nr * threads).max(1) * nr)
-    } else {
-        (rows.div_ceil(mr * threads).max(1) * mr, cols)
+    let batches = extent(&g.batch);
+    let (span_rows, span_cols) = match split {
+        ThreadSplit::Cols => (rows, cols.div_ceil(nr * threads).max(1) * nr),
+        ThreadSplit::Rows => (rows.div_ceil(mr * threads).max(1) * mr, cols),
+        ThreadSplit::Batch => (rows, cols),
+    };
+    // Products each busy thread runs one after the other.
+    let span_batches = match split {
+        ThreadSplit::Batch => batches.div_ceil(threads),
+        _ => batches,
     };
     let nc = round_up(at(1, &g.cols), nr).min(round_up(span_cols, nr));
     let kc = at(2, &g.depth).clamp(1, depth);
@@ -1118,20 +1124,20 @@ pub fn packed_nest(
         .chain(&g.rows)
         .copied()
         .collect();
-    let busy = if split_cols {
-        cols.div_ceil(span_cols)
-    } else {
-        rows.div_ceil(span_rows)
+    let busy = match split {
+        ThreadSplit::Cols => cols.div_ceil(span_cols),
+        ThreadSplit::Rows => rows.div_ceil(span_rows),
+        ThreadSplit::Batch => batches.div_ceil(span_batches),
     }
     .clamp(1, threads);
-    // The busiest thread's whole register tiles against the average's.
-    let imbalance = if split_cols {
-        (span_cols * busy) as f64 / round_up(cols, nr) as f64
-    } else {
-        (span_rows * busy) as f64 / round_up(rows, mr) as f64
+    // The busiest thread's whole register tiles (or products) against the
+    // average's.
+    let imbalance = match split {
+        ThreadSplit::Cols => (span_cols * busy) as f64 / round_up(cols, nr) as f64,
+        ThreadSplit::Rows => (span_rows * busy) as f64 / round_up(rows, mr) as f64,
+        ThreadSplit::Batch => (span_batches * busy) as f64 / batches as f64,
     }
     .max(1.0);
-    let batches: u64 = g.batch.iter().map(|&v| full[v]).product::<u64>().max(1);
     Some(PackedNest {
         imbalance,
         nest: LoopNest {
@@ -1141,20 +1147,15 @@ pub fn packed_nest(
             vector: nest.vector,
         },
         busy,
-        regions: if split_cols || threads < 2 {
-            1.0
-        } else {
-            (2 * batches * cols.div_ceil(nc) * depth.div_ceil(kc)) as f64
+        b_share: match split {
+            ThreadSplit::Cols => span_cols.min(cols) as f64 / cols as f64,
+            ThreadSplit::Rows => 1.0,
+            ThreadSplit::Batch => span_batches as f64 / batches as f64,
         },
-        a_elements_per_thread: (batches
+        a_elements_per_thread: (span_batches
             * span_rows.min(rows)
             * depth
             * span_cols.min(cols).div_ceil(nc)) as f64,
-        shared_b_passes: if split_cols || threads < 2 {
-            0.0
-        } else {
-            busy as f64 * span_rows.div_ceil(mc) as f64 * (threads - 1) as f64 / threads as f64
-        },
     })
 }
 
@@ -1209,9 +1210,8 @@ pub fn skinny_nest(
         },
         busy: plan.threads,
         imbalance: plan.imbalance(),
-        regions: 1.0,
+        b_share: 1.0,
         a_elements_per_thread: 0.0,
-        shared_b_passes: 0.0,
     })
 }
 
@@ -1245,9 +1245,8 @@ pub fn window_nest(
         },
         busy: threads,
         imbalance: busiest as f64 * threads as f64 / win.rows.max(1) as f64,
-        regions: 1.0,
+        b_share: 1.0,
         a_elements_per_thread: 0.0,
-        shared_b_passes: 0.0,
     })
 }
 
@@ -1277,18 +1276,13 @@ pub struct PackedNest {
     /// takes whole register tiles of a span rounded up to them (64 rows on
     /// two threads: 36 and 28, six blocks of six rows against five).
     pub imbalance: f64,
-    /// Parallel regions the kernel opens per call: one, or when threads
-    /// split the rows two per block of `b` (all pack it, then each takes
-    /// its rows), per batch.
-    pub regions: f64,
+    /// The share of `b` each busy thread packs: all of it when threads
+    /// split the rows, its columns or its products otherwise.
+    pub b_share: f64,
     /// Elements of `a` each busy thread packs (one at a time) per call: its
     /// rows, once per block of `nc` columns of its span. Threads that split
     /// the columns each pack all the rows.
     pub a_elements_per_thread: f64,
-    /// Times the packed `b` crosses between cores when threads split the
-    /// rows: all of them pack it together and each reads all of it once
-    /// per row block, the parts the others packed from their caches.
-    pub shared_b_passes: f64,
 }
 
 /// [`evaluate`] for an op that runs as `fused` says.
@@ -1381,9 +1375,13 @@ pub fn evaluate_fused(
         flops
     };
     // The packed kernel copies its operands into panels first: all of B
-    // once (per batch) unless it reads B in place, A once per block of `nc`
-    // columns (the l3 tile of the columns); each panel is written to and
-    // read back through L2.
+    // once per thread that uses all of it (per batch) unless it reads B in
+    // place, A once per block of `nc` columns (the l3 tile of the
+    // columns); each panel is written to and read back through L2.
+    let b_copies = kernel
+        .as_ref()
+        .map_or(1.0, |k| k.b_share * k.busy as f64)
+        .max(1.0);
     let packing_bytes = match &packed {
         Some(c) => {
             let (m, n, k) = (
@@ -1406,22 +1404,11 @@ pub fn evaluate_fused(
             } else {
                 k * n * element(c.b.tensor)
             };
-            2.0 * batches * (b_packed + m * k * element(c.a.tensor) * (n / nc).ceil())
+            2.0 * batches * (b_packed * b_copies + m * k * element(c.a.tensor) * (n / nc).ceil())
         }
         None => 0.0,
     };
     let packing_level = p.levels.len().saturating_sub(2);
-    // Packed panels of b that one core wrote and another reads come
-    // through the shared cache.
-    let shared_b_bytes = match (&packed, &kernel) {
-        (Some(c), Some(k)) => {
-            let b = &w.tensors[c.b.tensor];
-            let elements =
-                extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols);
-            elements as f64 * b.dtype.bits() as f64 / 8.0 * k.shared_b_passes
-        }
-        _ => 0.0,
-    };
     let cores_used = kernel.as_ref().map_or(threads, |k| k.busy) as f64;
     // The peak needs full vector registers: the vector dimension's innermost
     // tile fills ceil(t / lanes) registers, and lanes left over idle; scalar
@@ -1509,7 +1496,7 @@ pub fn evaluate_fused(
         });
     // Elements of `b` the packed kernel copies one at a time (a transposed
     // `b`, a window's panels that straddle two output rows) take
-    // PACK_ELEMENT_CYCLES each, shared by the threads; so does every
+    // PACK_ELEMENT_CYCLES each, each thread its share; so does every
     // element of `a` it packs (six rows' elements at a time, each from its
     // own row), per thread.
     let compute_s = compute_s
@@ -1522,7 +1509,8 @@ pub fn evaluate_fused(
             crate::kernel_shape::scalar_packed_share(c, p.packed_panel_cols())
                 * elements
                 * PACK_ELEMENT_CYCLES
-                / (cores_used * p.clock_hz)
+                * kernel.as_ref().map_or(1.0, |k| k.b_share)
+                / p.clock_hz
         });
     // A reduction in a row chain hands its row's value to a later stage of
     // the same row, which waits for the horizontal reduction's latency once
@@ -1611,8 +1599,7 @@ pub fn evaluate_fused(
                 packing_bytes
             } else {
                 0.0
-            }
-            + if l == 1 { shared_b_bytes } else { 0.0 };
+            };
         traffic.push((name.clone(), bytes, bw, *e));
     }
     // Compulsory bytes come from where each tensor lives, at the whole
@@ -1631,19 +1618,17 @@ pub fn evaluate_fused(
         .map(|(i, (b, l))| b / l.1.min(p.core_stream(i) * p.cores as f64))
         .fold(0.0, f64::max);
     // Packing B is a phase of its own: the micro-kernel waits for it.
-    // Threads that pack each block of B together (rows split) read the
-    // same rows at once and get one core's rate between them; threads
-    // that pack their own columns get every core's (see BENCHMARKS.md
-    // "Rows or columns on two threads").
+    // Every busy thread packs its share of B at once, each at its part of
+    // the cores' rate together (see BENCHMARKS.md "Rows or columns on two
+    // threads").
     let compute_s = compute_s
         + match &packed {
             Some(c) if !crate::kernel_shape::reads_b_in_place(c) => {
                 let elements =
                     extent(&c.groups.batch) * extent(&c.groups.depth) * extent(&c.groups.cols);
                 let bytes = elements as f64 * w.tensors[c.b.tensor].dtype.bits() as f64 / 8.0;
-                let together = kernel.as_ref().is_some_and(|k| k.shared_b_passes > 0.0);
-                let packers = if together { 1.0 } else { cores_used };
-                bytes / pack_read_rate(p, home(c.b.tensor), packers)
+                let share = kernel.as_ref().map_or(1.0, |k| k.b_share);
+                bytes * share * cores_used / pack_read_rate(p, home(c.b.tensor), cores_used)
             }
             _ => 0.0,
         };
@@ -1660,7 +1645,7 @@ pub fn evaluate_fused(
     if cores_used > 1.0 && !fused.region_open {
         predicted.latency_s += kernel
             .as_ref()
-            .map_or(PARALLEL_REGION_S, |k| PACKED_REGION_S * k.regions);
+            .map_or(PARALLEL_REGION_S, |_| PACKED_REGION_S);
         predicted.cycles = (predicted.latency_s * p.clock_hz).ceil();
         predicted.utilization = predicted.lower_bound_s / predicted.latency_s;
     }
@@ -1680,11 +1665,11 @@ pub const PACK_ELEMENT_CYCLES: f64 = 0.66;
 /// two threads and 0.37 us on one (`archc run --threads 1|2`, median of 200).
 pub const PARALLEL_REGION_S: f64 = 1.0e-6;
 
-/// Seconds each parallel region of the packed kernel adds on two threads:
-/// its threads also start on panels the other core packed or last touched.
-/// Measured here on a 100 x 200 x 37 product (`archc run --threads 2`,
-/// median of 200): one thread 25.4 us; columns split (one region) 15.8 us,
-/// rows split (two regions) 19.2 us, against 12.7 us of perfect halving.
+/// Seconds the packed kernel's parallel region adds on two threads: its
+/// threads also start on data the other core last touched. Measured on a
+/// Zen 4 VM on a 100 x 200 x 37 product (`archc run --threads 2`, median
+/// of 200): one thread 25.4 us, columns split 15.8 us, against 12.7 us of
+/// perfect halving.
 pub const PACKED_REGION_S: f64 = 3.0e-6;
 
 #[cfg(test)]

@@ -85,6 +85,40 @@ impl View {
     }
 }
 
+/// How the packed kernel's threads share one call's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadSplit {
+    /// Each thread takes a range of the rows; all of them pack each block
+    /// of `b` together into one buffer, and each reads all of it.
+    Rows,
+    /// Each thread takes a range of the columns and packs what it uses.
+    Cols,
+    /// Each thread takes whole products of the batch and packs what it
+    /// uses: nothing crosses between cores.
+    Batch,
+}
+
+impl ThreadSplit {
+    /// The split of a nest that runs its variables `parallel` over
+    /// threads: the batch where only batch variables are parallel and
+    /// there are several products, columns where only columns (and
+    /// perhaps the batch) are, else rows.
+    pub fn of(groups: &Groups, parallel: &[usize]) -> ThreadSplit {
+        let on = |vars: &[usize]| parallel.iter().any(|v| vars.contains(v));
+        if on(&groups.batch)
+            && !on(&groups.rows)
+            && !on(&groups.cols)
+            && groups.size(&groups.batch) > 1
+        {
+            ThreadSplit::Batch
+        } else if on(&groups.cols) && !on(&groups.rows) {
+            ThreadSplit::Cols
+        } else {
+            ThreadSplit::Rows
+        }
+    }
+}
+
 /// Variables (positions in the op's) of each group, and every variable's
 /// extent (to split a group's flat index into its variables).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -303,7 +337,7 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
             _ => None,
         }
     };
-    let (mut a, mut b) = (access(x)?, access(y)?);
+    let (a, b) = (access(x)?, access(y)?);
     if a.2.is_some() && b.2.is_some() {
         return None;
     }
@@ -341,108 +375,109 @@ pub fn contraction(w: &WorkloadModel, op: &Op, e: &ScalarExpr) -> Option<Contrac
         // the skinny kernel takes (the packed one needs two or more).
         (!g.cols.is_empty()).then_some(g)
     };
-    let mut found = None;
+    // The groups and views with `a` and `b` in these roles, when both
+    // operands and the output read whole groups in order.
+    let finish = |a: &Operand, b: &Operand, mut groups: Groups| -> Option<Contraction> {
+        groups.extents = op.vars.iter().map(|v| v.extent).collect();
+        // The depth group in the order the plain operand reads it (a gathered
+        // one computes its indices, in any order); two plain operands agree.
+        let depth_of = |x: &Operand| -> Vec<usize> {
+            x.1.iter()
+                .copied()
+                .filter(|v| depth_vars.contains(v))
+                .collect()
+        };
+        let plain = if a.2.is_none() { a } else { b };
+        groups.depth = depth_of(plain);
+        if groups.depth.len() != depth_vars.len()
+            || (a.2.is_none() && b.2.is_none() && depth_of(b) != groups.depth)
+        {
+            return None;
+        }
+        let operand_view = |x: &Operand, allowed: &[Coord]| -> Option<View> {
+            match &x.2 {
+                None => view_of(w, op, x.0, &x.1, &groups, allowed),
+                Some(index) => {
+                    // A window reads variables of the allowed groups only.
+                    let group_of = |v: &usize| {
+                        [
+                            (Coord::Batch, &groups.batch),
+                            (Coord::Row, &groups.rows),
+                            (Coord::Col, &groups.cols),
+                            (Coord::Depth, &groups.depth),
+                        ]
+                        .iter()
+                        .find(|(_, vars)| vars.contains(v))
+                        .map(|(c, _)| *c)
+                    };
+                    if !x
+                        .1
+                        .iter()
+                        .all(|v| group_of(v).is_some_and(|c| allowed.contains(&c)))
+                    {
+                        return None;
+                    }
+                    // The whole batch group or none of it.
+                    let batch_used = groups.batch.iter().filter(|v| x.1.contains(v)).count();
+                    if batch_used != 0 && batch_used != groups.batch.len() {
+                        return None;
+                    }
+                    Some(View {
+                        tensor: x.0,
+                        coords: if batch_used > 0 {
+                            vec![Coord::Batch]
+                        } else {
+                            Vec::new()
+                        },
+                        reassociation: Vec::new(),
+                        shape: w.tensors[x.0].shape.clone(),
+                        full: w.tensors[x.0].shape.clone(),
+                        gather: Some(index.clone()),
+                    })
+                }
+            }
+        };
+        let a_view = operand_view(a, &[Coord::Batch, Coord::Row, Coord::Depth])?;
+        let b_view = operand_view(b, &[Coord::Batch, Coord::Col, Coord::Depth])?;
+        // Batch leads; an operand has all of it or none.
+        for v in [&a_view, &b_view] {
+            if v.has(Coord::Batch) && v.coords[0] != Coord::Batch {
+                return None;
+            }
+        }
+        let c_vars: Vec<usize> = outputs.clone();
+        let c_view = view_of(
+            w,
+            op,
+            op.output,
+            &c_vars,
+            &groups,
+            &[Coord::Batch, Coord::Row, Coord::Col],
+        )?;
+        Some(Contraction {
+            a: a_view,
+            b: b_view,
+            c: c_view,
+            groups,
+            scale_num: scale_num.clone(),
+            scale_den: den.clone(),
+        })
+    };
+    // The first split, with the fewest leading batch variables, whose
+    // views hold (a batch the weights lack, `a[g, k, i]`, first looks
+    // like rows `g, i` that `a` does not read together).
     for leading in 0..outputs.len() {
         // Leading batch variables are used by one operand or both.
         if leading > 0 && !(in_a(&outputs[leading - 1], &a) || in_a(&outputs[leading - 1], &b)) {
             break;
         }
-        if let Some(g) = split(&a, &b, leading) {
-            found = Some(g);
-            break;
-        }
-        std::mem::swap(&mut a, &mut b);
-        if let Some(g) = split(&a, &b, leading) {
-            found = Some(g);
-            break;
-        }
-        std::mem::swap(&mut a, &mut b);
-    }
-    let mut groups = found?;
-    groups.extents = op.vars.iter().map(|v| v.extent).collect();
-    // The depth group in the order the plain operand reads it (a gathered
-    // one computes its indices, in any order); two plain operands agree.
-    let depth_of = |x: &Operand| -> Vec<usize> {
-        x.1.iter()
-            .copied()
-            .filter(|v| depth_vars.contains(v))
-            .collect()
-    };
-    let plain = if a.2.is_none() { &a } else { &b };
-    groups.depth = depth_of(plain);
-    if groups.depth.len() != depth_vars.len()
-        || (a.2.is_none() && b.2.is_none() && depth_of(&b) != groups.depth)
-    {
-        return None;
-    }
-    let operand_view = |x: &Operand, allowed: &[Coord]| -> Option<View> {
-        match &x.2 {
-            None => view_of(w, op, x.0, &x.1, &groups, allowed),
-            Some(index) => {
-                // A window reads variables of the allowed groups only.
-                let group_of = |v: &usize| {
-                    [
-                        (Coord::Batch, &groups.batch),
-                        (Coord::Row, &groups.rows),
-                        (Coord::Col, &groups.cols),
-                        (Coord::Depth, &groups.depth),
-                    ]
-                    .iter()
-                    .find(|(_, vars)| vars.contains(v))
-                    .map(|(c, _)| *c)
-                };
-                if !x
-                    .1
-                    .iter()
-                    .all(|v| group_of(v).is_some_and(|c| allowed.contains(&c)))
-                {
-                    return None;
-                }
-                // The whole batch group or none of it.
-                let batch_used = groups.batch.iter().filter(|v| x.1.contains(v)).count();
-                if batch_used != 0 && batch_used != groups.batch.len() {
-                    return None;
-                }
-                Some(View {
-                    tensor: x.0,
-                    coords: if batch_used > 0 {
-                        vec![Coord::Batch]
-                    } else {
-                        Vec::new()
-                    },
-                    reassociation: Vec::new(),
-                    shape: w.tensors[x.0].shape.clone(),
-                    full: w.tensors[x.0].shape.clone(),
-                    gather: Some(index.clone()),
-                })
+        for (a, b) in [(&a, &b), (&b, &a)] {
+            if let Some(c) = split(a, b, leading).and_then(|g| finish(a, b, g)) {
+                return Some(c);
             }
         }
-    };
-    let a_view = operand_view(&a, &[Coord::Batch, Coord::Row, Coord::Depth])?;
-    let b_view = operand_view(&b, &[Coord::Batch, Coord::Col, Coord::Depth])?;
-    // Batch leads; an operand has all of it or none.
-    for v in [&a_view, &b_view] {
-        if v.has(Coord::Batch) && v.coords[0] != Coord::Batch {
-            return None;
-        }
     }
-    let c_vars: Vec<usize> = outputs.clone();
-    let c_view = view_of(
-        w,
-        op,
-        op.output,
-        &c_vars,
-        &groups,
-        &[Coord::Batch, Coord::Row, Coord::Col],
-    )?;
-    Some(Contraction {
-        a: a_view,
-        b: b_view,
-        c: c_view,
-        groups,
-        scale_num,
-        scale_den: den,
-    })
+    None
 }
 
 /// The view of an epilogue read: batch, rows and columns only, columns (if

@@ -3,17 +3,17 @@
 //! ReLU) lowered to a packed, register-blocked kernel in the BLIS style,
 //! written directly in `scf`, `memref` and `vector`:
 //!
-//! - rows split over several threads (the schedule runs `i` over cores):
-//!   BLIS's loops, `jc` over column blocks of `nc`, `pc` over depth blocks
-//!   of `kc`; all threads pack the `kc x nc` block of `b` together into
-//!   16-column micro-panels (zero padded, `scf.parallel`), then each takes
-//!   its rows, walking row blocks of `mc` and packing each `mc x kc` block
-//!   of `a` into 6-row micro-panels;
-//! - columns split (`j` over cores), or one thread: one parallel region,
-//!   each thread packs what it uses into its own buffers, no barrier; when
-//!   a thread's rows fit one row block (short, wide products such as an MLP
-//!   layer), `a` is packed once per depth block and each panel of `b` just
-//!   before the row panels use it, into one slot that stays in cache;
+//! - one parallel region whose threads take a range of the rows (the
+//!   schedule runs `i` over cores), of the columns (`j`) or of the batch's
+//!   products (only the batch), or one thread; each thread packs what it
+//!   uses into its own buffers, no barrier: BLIS's loops, `jc` over column
+//!   blocks of `nc`, `pc` over depth blocks of `kc`, the `kc x nc` block
+//!   of `b` packed into 16-column micro-panels (zero padded), row blocks of
+//!   `mc` with each `mc x kc` block of `a` packed into 6-row micro-panels;
+//!   when a thread's rows fit one row block (short, wide products such as
+//!   an MLP layer), `a` is packed once per depth block and each panel of
+//!   `b` just before the row panels use it, into one slot that stays in
+//!   cache;
 //! - the micro-kernel keeps a 6 x 16 tile of `c` in twelve 8-lane vector
 //!   registers across the `kc` loop (one broadcast of `a`, two loads of `b`,
 //!   twelve FMAs per step), then adds it into `c`; after the last depth
@@ -24,6 +24,7 @@
 //! `kc`: the l2 tile of `k`, `mc`: the l2 tile of `i`), rounded to the
 //! micro-tile.
 
+pub use arch_cost::kernel_shape::ThreadSplit;
 use arch_cost::kernel_shape::{Contraction, Coord, View};
 use arch_sema::dtype::DType;
 use arch_sema::model::{Op, ScalarExpr, WorkloadModel};
@@ -182,9 +183,9 @@ pub struct Blocks {
     pub kc: u64,
     pub nc: u64,
     pub threads: u64,
-    /// Threads take column ranges (`j` runs over cores) instead of row
-    /// ranges (`i`).
-    pub split_cols: bool,
+    /// What each thread takes: a range of rows (`i`), of columns (`j`) or
+    /// of the batch's products.
+    pub split: ThreadSplit,
     /// f32 lanes of the vector registers the kernel uses (8 for AVX2, 16
     /// for AVX-512); its register tile is 6 x (2 x lanes).
     pub lanes: u64,
@@ -197,7 +198,7 @@ impl Blocks {
         kc: 256,
         nc: 4080,
         threads: 1,
-        split_cols: false,
+        split: ThreadSplit::Rows,
         lanes: 8,
     };
 
@@ -209,36 +210,43 @@ impl Blocks {
     /// Rows and columns each thread owns, whole register tiles.
     fn spans(self, g: &Gemm) -> (u64, u64) {
         let t = self.threads.clamp(1, 64);
-        if self.split_cols {
-            (g.m, g.n.div_ceil(self.nr() * t).max(1) * self.nr())
-        } else {
-            (g.m.div_ceil(MR * t).max(1) * MR, g.n)
+        match self.split {
+            ThreadSplit::Cols => (g.m, g.n.div_ceil(self.nr() * t).max(1) * self.nr()),
+            ThreadSplit::Rows => (g.m.div_ceil(MR * t).max(1) * MR, g.n),
+            ThreadSplit::Batch => (g.m, g.n),
         }
     }
 
-    /// Rows split over several threads: B is packed once, by all of them,
-    /// into one shared buffer (see [`kernel`]).
-    fn shared_b(self) -> bool {
-        !self.split_cols && self.threads > 1
-    }
-
-    /// Each thread packs its own B, and its rows fit one row block: A is
-    /// packed once per depth block, each panel of B just before its use.
+    /// The thread's rows fit one row block: A is packed once per depth
+    /// block, each panel of B just before its use.
     fn a_once(self, g: &Gemm) -> bool {
         let f = self.fitted(g);
-        !self.shared_b() && f.mc >= f.spans(g).0.div_ceil(MR) * MR
+        f.mc >= f.spans(g).0.div_ceil(MR) * MR
     }
 
     /// Rounded to the register tile and clamped to one thread's span.
     fn fitted(self, g: &Gemm) -> Blocks {
         let round_up = |x: u64, to: u64| x.div_ceil(to).max(1) * to;
-        let (rows, cols) = self.spans(g);
+        // Threads beyond the batch's products would have none to take.
+        let (split, threads) = match self.split {
+            ThreadSplit::Batch if g.batch > 1 && g.shape.c.has(Coord::Batch) => {
+                (self.split, self.threads.clamp(1, g.batch))
+            }
+            ThreadSplit::Batch => (ThreadSplit::Rows, self.threads),
+            split => (split, self.threads),
+        };
+        let this = Blocks {
+            split,
+            threads,
+            ..self
+        };
+        let (rows, cols) = this.spans(g);
         Blocks {
             mc: round_up(self.mc.max(1), MR).min(round_up(rows, MR)),
             kc: self.kc.clamp(1, g.k.max(1)),
             nc: round_up(self.nc.max(1), self.nr()).min(round_up(cols, self.nr())),
-            threads: self.threads.clamp(1, 64),
-            split_cols: self.split_cols,
+            threads: threads.clamp(1, 64),
+            split,
             lanes: self.lanes.clamp(1, 16),
         }
     }
@@ -796,10 +804,9 @@ pub fn scratch_types(g: &Gemm, blocks: Blocks) -> [String; 3] {
     } else {
         nc / nr
     };
-    let b_slices = if blocks.shared_b() { 1 } else { threads };
     [
         format!("memref<{threads}x{}x{kc}x{MR}xf32>", mc / MR),
-        format!("memref<{b_slices}x{b_panels}x{kc}x{nr}xf32>"),
+        format!("memref<{threads}x{b_panels}x{kc}x{nr}xf32>"),
         format!("memref<{threads}x{MR}x{nr}xf32>"),
     ]
 }
@@ -814,13 +821,14 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         kc,
         nc,
         threads,
-        split_cols,
+        split,
         lanes,
     } = fitted;
     let nr = fitted.nr();
     let (m, n, k) = (g.m, g.n, g.k);
     let lanes_per_tile = nr / lanes;
     let (rows_per_thread, cols_per_thread) = fitted.spans(g);
+    let batch_per_thread = g.batch.div_ceil(threads).max(1);
     let _ = w;
     let (va, vb, vc) = (&g.shape.a, &g.shape.b, &g.shape.c);
     let (ta, tb, tc) = (va.memref(), vb.memref(), vc.memref());
@@ -870,6 +878,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         threads,
         rows_per_thread,
         cols_per_thread,
+        batch_per_thread,
         g.batch,
         b_group(g, blocks),
         b_group(g, blocks) - 1,
@@ -887,28 +896,25 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let c = |x: u64| format!("%c{x}");
     em.line("%zero = arith.constant 0.0 : f32");
     em.line(format!("%vzero = arith.constant dense<0.0> : {v8}"));
-    // The batch loop: outside the two parallel regions of shared B (one
-    // pair per block per product), inside the one region of the private
-    // shapes (one region per call).
+    // The batch loop: inside the one parallel region (one per call), over
+    // the thread's products when threads split the batch.
     let open_batch = |em: &mut Emitter| {
-        if batched {
+        if split == ThreadSplit::Batch {
+            em.open("scf.for %h = %h0 to %h_end step %c1 {");
+        } else if batched {
             em.open(format!("scf.for %h = %c0 to {} step %c1 {{", c(g.batch)));
         }
     };
-    if blocks.shared_b() {
-        open_batch(&mut em);
-    }
 
-    // Two shapes of the loops around the macro-kernel.
-    // - Shared B (rows split over several threads): BLIS's order; every
-    //   `kc x nc` block of B is packed once by all threads together, then
-    //   each thread takes its rows (`jc`, `pc`, pack B | `t`, `ic`).
-    // - Private (columns split, or one thread): one parallel region, each
-    //   thread packs what it uses (`t`, `jc`, `pc`, pack B, `ic`); when a
-    //   thread's rows fit one row block, A is packed once per depth block
-    //   and each panel of B just before the row panels use it, in one slot
-    //   that stays in cache (`t`, `pc`, `ic`, `jc`, `jr`: pack B).
-    let shared_b = blocks.shared_b();
+    // One parallel region; each thread packs what it uses, whatever it
+    // splits (`t`, `jc`, `pc`, pack B, `ic`): threads that split the rows
+    // each pack all of B rather than one shared copy, which would cost a
+    // barrier per block and a pass over the other threads' panels from
+    // their caches (on two threads, 1.3-1.8x slower for 128 x 576 by
+    // 576 x 784; BENCHMARKS.md "One copy of B per thread"). When a
+    // thread's rows fit one row block, A is packed once per depth block
+    // and each panel of B just before the row panels use it, in one slot
+    // that stays in cache (`t`, `pc`, `ic`, `jc`, `jr`: pack B).
     let a_once = blocks.a_once(g);
     let span = |em: &mut Emitter, name: &str, per: u64, end: u64| {
         em.line(format!("%{name}0 = arith.muli %t, {} : index", c(per)));
@@ -922,24 +928,24 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         ));
     };
     // The thread's span (see `open_threads`), or the whole dimension.
-    let (row0, row_end, col0, col_end) = if split_cols {
-        (c(0), c(m), "%col0".into(), "%col_end".into())
-    } else {
-        ("%row0".into(), "%row_end".into(), c(0), c(n))
+    let (row0, row_end, col0, col_end) = match split {
+        ThreadSplit::Cols => (c(0), c(m), "%col0".into(), "%col_end".into()),
+        ThreadSplit::Rows => ("%row0".into(), "%row_end".into(), c(0), c(n)),
+        ThreadSplit::Batch => (c(0), c(m), c(0), c(n)),
     };
     let open_threads = |em: &mut Emitter| {
         em.open(format!(
             "scf.parallel (%t) = (%c0) to ({}) step (%c1) {{",
             c(threads)
         ));
-        if split_cols {
-            span(em, "col", cols_per_thread, n);
-        } else {
-            span(em, "row", rows_per_thread, m);
+        match split {
+            ThreadSplit::Cols => span(em, "col", cols_per_thread, n),
+            ThreadSplit::Rows => span(em, "row", rows_per_thread, m),
+            ThreadSplit::Batch => span(em, "h", batch_per_thread, g.batch),
         }
     };
     // The thread's slice of the packed B.
-    let tb_slice = if shared_b { c(0) } else { "%t".to_string() };
+    let tb_slice = "%t";
     let open_jc = |em: &mut Emitter| {
         em.open(format!(
             "scf.for %jc = {col0} to {col_end} step {} {{",
@@ -1159,19 +1165,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.close("}");
         row_panels
     };
-    let (panels, (kcur, first, last), row_panels) = if shared_b {
-        let panels = open_jc(&mut em);
-        let depth = open_pc(&mut em);
-        em.open(format!(
-            "scf.parallel (%jp) = (%c0) to ({panels}) step (%c1) {{"
-        ));
-        pack_b(&mut em, &depth.0, "%jp", "%jp");
-        em.line("scf.reduce");
-        em.close("}");
-        open_threads(&mut em);
-        let row_panels = open_ic(&mut em, &depth.0);
-        (panels, depth, row_panels)
-    } else if a_once {
+    let (panels, (kcur, first, last), row_panels) = if a_once {
         open_threads(&mut em);
         open_batch(&mut em);
         let depth = open_pc(&mut em);
@@ -1385,23 +1379,13 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
         em.close("}"); // jg
     }
     em.close("}"); // ic
-    if shared_b {
-        em.line("scf.reduce");
-        em.close("}"); // threads
-        em.close("}"); // pc
-        em.close("}"); // jc
-        if batched {
-            em.close("}"); // h
-        }
-    } else {
-        em.close("}"); // jc or pc
-        em.close("}"); // pc or jc
-        if batched {
-            em.close("}"); // h
-        }
-        em.line("scf.reduce");
-        em.close("}"); // threads
+    em.close("}"); // jc or pc
+    em.close("}"); // pc or jc
+    if batched {
+        em.close("}"); // h
     }
+    em.line("scf.reduce");
+    em.close("}"); // threads
     em.line("func.return");
     em.close("}");
     let _ = write!(em.out, "");
