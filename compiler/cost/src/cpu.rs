@@ -505,9 +505,29 @@ fn moved_bytes(op: &Op, nest: &LoopNest, l: usize, t: usize, once: f64) -> f64 {
 }
 
 /// Strided vector code (a vector dimension other than the output's
-/// contiguous one) against scalar code, with static register tiles, on the
-/// code archc generates (measured; see `evaluate`).
-pub const STRIDED_STATIC_VS_SCALAR: f64 = 3.0;
+/// contiguous one) with static register tiles is scalar code: LLVM
+/// splits the strided vector into one scalar chain per lane (`vmovss`,
+/// `vmulss`, `vaddss`; checked in the assembly of `y[i, o] = sum[j] h[i,
+/// j] * w2[j, o]` vectorized along `i`). A reduction's chains, one per
+/// element of the tile along the vector dimension, each wait for their
+/// adds ([`scalarized_chains`]). Fitted on Zen 4 at 3x scalar speed until
+/// an Intel VM measured that product (100 x 200 x 37, tiles of 4 rows,
+/// one thread) at 158 us against 30 us predicted (BENCHMARKS.md, the
+/// suite of 2026-12-02).
+pub const STRIDED_STATIC_VS_SCALAR: f64 = 1.0;
+
+/// The share of scalar speed the scalar chains of a strided register
+/// tile keep: a reduction's `w` chains (its tile along `v`, at most a
+/// register's lanes) each wait [`REDUCTION_CHAIN_CYCLES`] for their add;
+/// an op without a reduction keeps scalar speed.
+fn scalarized_chains(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> f64 {
+    if op.vars.len() == op.output_rank {
+        return 1.0;
+    }
+    let register = p.register_lanes.unwrap_or(8).max(1);
+    let chains = nest.tiles.last().map_or(1, |t| t[v].clamp(1, register)) as f64;
+    (chains / REDUCTION_CHAIN_CYCLES).min(1.0)
+}
 /// The same when tile remainders make the register tiles masked.
 pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
@@ -1454,7 +1474,7 @@ pub fn evaluate_fused(
             } else if let Some(u) = strided_tile_use(op, nest, p, v) {
                 u
             } else {
-                STRIDED_STATIC_VS_SCALAR / lanes as f64
+                STRIDED_STATIC_VS_SCALAR * scalarized_chains(op, nest, p, v) / lanes as f64
             }
         }
         // Whole register tiles (their padding is in `flops`).
@@ -1848,8 +1868,10 @@ mod tests {
         let mut m = machine();
         m.lanes = Some(8);
         // Vectorizing i (not the output's contiguous j): 128 flops at 2
-        // flop/cycle with 3/8 of the lanes' worth when the tiles divide:
-        // 64 / (3/8) cycles; a third of scalar (8 x 64 x 3) when they do not.
+        // flop/cycle, scalar code when the tiles divide (one of 8 lanes),
+        // its two chains (the tile of 2 along i, k innermost) each waiting
+        // four cycles per add: 64 / (1/8 x 2/4) cycles; a third of scalar
+        // (8 x 64 x 3) when they do not.
         let even = LoopNest {
             tiles: vec![vec![4, 4, 4], vec![2, 4, 4]],
             order: vec![0, 1, 2],
@@ -1863,7 +1885,7 @@ mod tests {
         assert!(even.divides_evenly() && !ragged.divides_evenly());
         let cycles = |n: &LoopNest| evaluate(&w, &op, &m, n).compute_cycles;
         // (cycles are whole: rounded up)
-        assert_eq!(cycles(&even), (64.0f64 * 8.0 / 3.0).ceil());
+        assert_eq!(cycles(&even), 64.0 * 8.0 * 2.0);
         assert_eq!(cycles(&ragged), 64.0 * 8.0 * 3.0);
     }
 
