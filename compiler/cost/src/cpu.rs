@@ -515,6 +515,8 @@ fn moved_bytes(op: &Op, nest: &LoopNest, l: usize, t: usize, once: f64) -> f64 {
 /// one thread) at 158 us against 30 us predicted (BENCHMARKS.md, the
 /// suite of 2026-12-02).
 pub const STRIDED_STATIC_VS_SCALAR: f64 = 1.0;
+/// The same when tile remainders make the register tiles masked.
+pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
 /// The share of scalar speed the scalar chains of a strided register
 /// tile keep: a reduction's `w` chains (its tile along `v`, at most a
@@ -528,8 +530,6 @@ fn scalarized_chains(op: &Op, nest: &LoopNest, p: &CpuParams, v: usize) -> f64 {
     let chains = nest.tiles.last().map_or(1, |t| t[v].clamp(1, register)) as f64;
     (chains / REDUCTION_CHAIN_CYCLES).min(1.0)
 }
-/// The same when tile remainders make the register tiles masked.
-pub const STRIDED_MASKED_VS_SCALAR: f64 = 1.0 / 3.0;
 
 /// Cycles a row chain waits per row for each of its reductions: four
 /// vector accumulators combined and reduced across lanes, a chain of about
@@ -1435,9 +1435,10 @@ pub fn evaluate_fused(
     // code uses one lane.
     // Lanes run along memory only when the vector dimension is the output's
     // innermost (contiguous) index. Another dimension gives archc's
-    // transform-dialect path strided register tiles: measured at about 3x
-    // scalar code when every tile divides its parent (static shapes), and
-    // about a third of scalar code when remainders make every tile masked
+    // transform-dialect path strided register tiles, which LLVM makes
+    // scalar code (STRIDED_STATIC_VS_SCALAR, `scalarized_chains`) when
+    // every tile divides its parent (static shapes), and about a third of
+    // scalar code when remainders make every tile masked
     // (`bench/cost_truth.py --seed 2`, BENCHMARKS.md "Cost-model truth").
     // Lanes along a variable load whole vectors only where every tensor
     // that uses it has it innermost (a reduction along rows included:

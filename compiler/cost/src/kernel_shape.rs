@@ -88,8 +88,7 @@ impl View {
 /// How the packed kernel's threads share one call's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadSplit {
-    /// Each thread takes a range of the rows; all of them pack each block
-    /// of `b` together into one buffer, and each reads all of it.
+    /// Each thread takes a range of the rows and packs all of `b`.
     Rows,
     /// Each thread takes a range of the columns and packs what it uses.
     Cols,

@@ -911,7 +911,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     // each pack all of B rather than one shared copy, which would cost a
     // barrier per block and a pass over the other threads' panels from
     // their caches (on two threads, 1.3-1.8x slower for 128 x 576 by
-    // 576 x 784; BENCHMARKS.md "One copy of B per thread"). When a
+    // 576 x 784; BENCHMARKS.md "One copy of `b` per thread"). When a
     // thread's rows fit one row block, A is packed once per depth block
     // and each panel of B just before the row panels use it, in one slot
     // that stays in cache (`t`, `pc`, `ic`, `jc`, `jr`: pack B).
@@ -944,8 +944,6 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             ThreadSplit::Batch => span(em, "h", batch_per_thread, g.batch),
         }
     };
-    // The thread's slice of the packed B.
-    let tb_slice = "%t";
     let open_jc = |em: &mut Emitter| {
         em.open(format!(
             "scf.for %jc = {col0} to {col_end} step {} {{",
@@ -974,7 +972,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
             let at = vb.at(h, "", &jj, kk);
             em.line(format!("{x} = vector.load %B[{at}] : {tb}, {v8}"));
             em.line(format!(
-                "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                "vector.store {x}, %Bp[%t, {slot}, %pb, {}] : {tbp}, {v8}",
                 c(v * lanes)
             ));
         }
@@ -999,9 +997,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                     let at = index_of(em, vb, groups, [h, "", &jj, k]);
                     format!("memref.load %B[{at}] : {tb}")
                 },
-                &|val, k, s| {
-                    format!("memref.store {val}, %Bp[{tb_slice}, {slot}, {k}, {s}] : {tbp}")
-                },
+                &|val, k, s| format!("memref.store {val}, %Bp[%t, {slot}, {k}, {s}] : {tbp}"),
             )
         };
         if direct_b {
@@ -1028,7 +1024,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                     let at = index_of(em, vb, groups, [h, "", &jj, &kk]);
                     em.line(format!("{v} = memref.load %B[{at}] : {tb}"));
                     em.line(format!(
-                        "memref.store {v}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}",
+                        "memref.store {v}, %Bp[%t, {slot}, %pb, {}] : {tbp}",
                         c(x)
                     ));
                 }
@@ -1085,7 +1081,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                             ));
                         }
                         em.line(format!(
-                            "vector.store {x}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}, {v8}",
+                            "vector.store {x}, %Bp[%t, {slot}, %pb, {}] : {tbp}, {v8}",
                             c(v * lanes)
                         ));
                     }
@@ -1106,7 +1102,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
                 let at = vb.at(h, "", &jj, &kk);
                 em.line(format!("{v} = memref.load %B[{at}] : {tb}"));
                 em.line(format!(
-                    "memref.store {v}, %Bp[{tb_slice}, {slot}, %pb, {}] : {tbp}",
+                    "memref.store {v}, %Bp[%t, {slot}, %pb, {}] : {tbp}",
                     c(x)
                 ));
             }
@@ -1289,7 +1285,7 @@ pub fn kernel(w: &WorkloadModel, g: &Gemm, name: &str, blocks: Blocks) -> String
     let packed_b = |em: &mut Emitter, v: u64| {
         let x = em.fresh("b");
         em.line(format!(
-            "{x} = vector.load %Bp[{tb_slice}, {b_slot}, %p, {}] : {tbp}, {v8}",
+            "{x} = vector.load %Bp[%t, {b_slot}, %p, {}] : {tbp}, {v8}",
             c(v * lanes)
         ));
         x
